@@ -1,0 +1,389 @@
+/**
+ * The KernelLivePatch API, written once. The CRD YAML in crds/ is generated from these schemas
+ * (`npm run gen:crd`), the TypeScript types are inferred from them, and the controller and the
+ * agent parse API objects with them. Every field carries the description `kubectl explain` shows.
+ */
+import { z } from "zod";
+import { doc, withRules, type Rule } from "./rules.ts";
+
+export const GROUP = "livepatch.kpatch.dev";
+export const VERSION = "v1alpha1";
+export const KIND = "KernelLivePatch";
+export const PLURAL = "kernellivepatches";
+export const API_VERSION = `${GROUP}/${VERSION}`;
+export const FINALIZER = `${GROUP}/unload`;
+
+const SHA256 = /^[a-f0-9]{64}$/;
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+const CONFIGMAP_KEY = /^[-._a-zA-Z0-9]+$/;
+/** Kernel release strings as `uname -r` prints them. */
+const KERNEL_RELEASE = /^[A-Za-z0-9._+~-]+$/;
+/** A kernel module name (dashes allowed here; the kernel turns them into underscores). */
+const MODULE_NAME = /^[A-Za-z0-9_-]+$/;
+const PERCENT = /^(100|[1-9][0-9]?)%$/;
+const CVE = /^CVE-[0-9]{4}-[0-9]{4,}$/;
+
+// ---------------------------------------------------------------------------------------------
+// Module sources
+
+export const ConfigMapSource = doc(
+  z
+    .object({
+      namespace: doc(z.string().max(63).regex(DNS_LABEL), "Namespace of the ConfigMap."),
+      name: doc(z.string().max(253).regex(DNS_SUBDOMAIN), "Name of the ConfigMap."),
+      key: doc(z.string().max(253).regex(CONFIGMAP_KEY), "Key in the ConfigMap's binaryData holding the .ko file."),
+    })
+    .strict(),
+  "A ConfigMap whose binaryData key holds the module file (up to ~1 MiB).",
+);
+
+export const ImageSource = doc(
+  z
+    .object({
+      reference: doc(z.string().min(1).max(512), "Image reference holding the module, ideally pinned by digest."),
+      path: doc(
+        z.string().max(1024).regex(/^\/[^\s]*\.ko$/),
+        "Absolute path of the .ko file inside the image.",
+      ),
+    })
+    .strict(),
+  "A container image holding the module file; an init container copies it for the agent.",
+);
+
+const moduleRules: Rule<{
+  kernelRelease?: string | undefined;
+  kernelReleasePattern?: string | undefined;
+  configMap?: unknown;
+  url?: string | undefined;
+  image?: unknown;
+}>[] = [
+  {
+    cel: "[has(self.configMap), has(self.url), has(self.image)].filter(x, x).size() == 1",
+    message: "exactly one source must be set: configMap, url or image",
+    holds: (m) => [m.configMap, m.url, m.image].filter((x) => x !== undefined).length === 1,
+  },
+  {
+    cel: "has(self.kernelRelease) != has(self.kernelReleasePattern)",
+    message: "exactly one of kernelRelease and kernelReleasePattern must be set",
+    holds: (m) => (m.kernelRelease !== undefined) !== (m.kernelReleasePattern !== undefined),
+  },
+  {
+    // CEL's matches() fails on an invalid RE2 expression; that failure rejects the object.
+    cel: "!has(self.kernelReleasePattern) || ''.matches(self.kernelReleasePattern) || true",
+    message: "kernelReleasePattern must be a valid regular expression",
+    fieldPath: ".kernelReleasePattern",
+    holds: (m) => m.kernelReleasePattern === undefined || isValidPattern(m.kernelReleasePattern),
+  },
+];
+
+export const PatchModule = withRules(
+  z
+    .object({
+      kernelRelease: doc(
+        z.string().min(1).max(128).regex(KERNEL_RELEASE).optional(),
+        "Exact kernel release (uname -r) this module is built for. Set this or kernelReleasePattern.",
+      ),
+      kernelReleasePattern: doc(
+        z.string().min(1).max(256).optional(),
+        "Regular expression matched against the whole kernel release (implicitly anchored). The module's own vermagic must still equal the node's release, or the node fails with VermagicMismatch.",
+      ),
+      moduleName: doc(
+        z.string().min(1).max(55).regex(MODULE_NAME).optional(),
+        "Module name as the kernel will know it (dashes become underscores). Derived from the module file when omitted; when set, the file must agree.",
+      ),
+      sha256: doc(
+        z.string().regex(SHA256, "sha256 must be 64 lowercase hex characters"),
+        "SHA-256 of the .ko file, 64 lowercase hex characters. The agent refuses a file with any other digest (ChecksumMismatch).",
+      ),
+      configMap: ConfigMapSource.optional(),
+      url: doc(
+        z.string().max(2048).regex(/^https:\/\/[^\s]+$/, "url must be an https:// URL").optional(),
+        "HTTPS URL of the module file. Verified against sha256 before use.",
+      ),
+      image: ImageSource.optional(),
+    })
+    .strict(),
+  "The patch module for one kernel release and where to fetch it. Exactly one source.",
+  moduleRules,
+);
+
+function isValidPattern(p: string): boolean {
+  try {
+    new RegExp(p);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Targeting (core/v1 shapes)
+
+export const LabelSelectorRequirement = z
+  .object({
+    key: doc(z.string().min(1).max(317), "The label key the selector applies to."),
+    operator: doc(z.enum(["In", "NotIn", "Exists", "DoesNotExist"]), "Relationship of the key to the values."),
+    values: doc(z.array(z.string().max(63)).max(64).optional(), "Values for In and NotIn; empty for Exists and DoesNotExist."),
+  })
+  .strict();
+
+export const LabelSelector = withRules(
+  z
+    .object({
+      matchLabels: doc(z.record(z.string(), z.string().max(63)).optional(), "Labels a Node must carry."),
+      matchExpressions: doc(z.array(LabelSelectorRequirement).max(32).optional(), "Set-based requirements, ANDed."),
+    })
+    .strict(),
+  "Selects the Nodes this patch targets. Empty or absent selects every Node.",
+  [
+    {
+      cel: "!has(self.matchExpressions) || self.matchExpressions.all(e, (e.operator in ['In', 'NotIn']) == (has(e.values) && size(e.values) > 0))",
+      message: "matchExpressions: In and NotIn need values; Exists and DoesNotExist take none",
+      holds: (s) =>
+        (s.matchExpressions ?? []).every(
+          (e) => ["In", "NotIn"].includes(e.operator) === (e.values !== undefined && e.values.length > 0),
+        ),
+    },
+  ],
+);
+
+export const Toleration = z
+  .object({
+    key: doc(z.string().max(317).optional(), "Taint key the toleration applies to; empty matches all keys (with Exists)."),
+    operator: doc(z.enum(["Exists", "Equal"]).optional(), "Exists or Equal (default Equal)."),
+    value: doc(z.string().max(63).optional(), "Taint value for Equal."),
+    effect: doc(z.enum(["NoSchedule", "PreferNoSchedule", "NoExecute"]).optional(), "Taint effect to match; empty matches all."),
+    tolerationSeconds: doc(z.int().optional(), "For NoExecute: how long the agent stays bound after the taint appears."),
+  })
+  .strict();
+
+// ---------------------------------------------------------------------------------------------
+// Rollout pacing
+
+const MaxUnavailable = withRules(
+  z.union([z.int().min(1), z.string().regex(PERCENT, "maxUnavailable percent must be between 1% and 100%")]),
+  "How many targeted nodes may be changing at once: a count (e.g. 1) or a percent of the targeted nodes (e.g. 25%, rounded down, at least 1).",
+  [
+    {
+      cel: "type(self) == int ? self >= 1 : self.matches('^(100|[1-9][0-9]?)%$')",
+      message: "maxUnavailable must be a count of at least 1 or a percent between 1% and 100%",
+      holds: (v) => (typeof v === "number" ? v >= 1 : PERCENT.test(v)),
+    },
+  ],
+).meta({ "x-kubernetes-int-or-string": true });
+
+export const Rollout = doc(
+  z
+    .object({
+      maxUnavailable: MaxUnavailable.default(1),
+      paused: doc(z.boolean().default(false), "Admit no new node while true; nodes already changing finish."),
+      failureThreshold: doc(
+        z.int().min(1).max(100000).default(1),
+        "The rollout halts (admits no new node) once this many nodes have failed.",
+      ),
+      soakSeconds: doc(
+        z.int().min(0).max(86400).default(0),
+        "A loaded node counts as settled, and frees its slot, only after staying loaded this long.",
+      ),
+    })
+    .strict(),
+  "How fast the patch rolls across the targeted nodes.",
+);
+
+// ---------------------------------------------------------------------------------------------
+// Spec
+
+export const DesiredState = doc(
+  z.enum(["Loaded", "Staged", "Unloaded"]),
+  "Loaded: installed in /var/lib/kpatch and live in the kernel. Staged: installed only (the host's kpatch.service loads it at the next boot). Unloaded: unloaded and uninstalled.",
+);
+
+const specRules: Rule<{ modules: Array<{ kernelRelease?: string | undefined; kernelReleasePattern?: string | undefined }> }>[] = [
+  {
+    cel: "self.modules.all(m, !has(m.kernelRelease) || self.modules.filter(n, has(n.kernelRelease) && n.kernelRelease == m.kernelRelease).size() == 1)",
+    message: "modules: each kernelRelease may appear only once",
+    fieldPath: ".modules",
+    holds: (s) => unique(s.modules.flatMap((m) => (m.kernelRelease === undefined ? [] : [m.kernelRelease]))),
+  },
+  {
+    cel: "self.modules.all(m, !has(m.kernelReleasePattern) || self.modules.filter(n, has(n.kernelReleasePattern) && n.kernelReleasePattern == m.kernelReleasePattern).size() == 1)",
+    message: "modules: each kernelReleasePattern may appear only once",
+    fieldPath: ".modules",
+    holds: (s) => unique(s.modules.flatMap((m) => (m.kernelReleasePattern === undefined ? [] : [m.kernelReleasePattern]))),
+  },
+];
+
+function unique(xs: string[]): boolean {
+  return new Set(xs).size === xs.length;
+}
+
+export const KernelLivePatchSpec = withRules(
+  z
+    .object({
+      state: DesiredState.default("Loaded"),
+      description: doc(z.string().max(1024).optional(), "Free text for humans: what this patch fixes."),
+      cves: doc(
+        z.array(z.string().regex(CVE, "cves entries look like CVE-2024-1234")).max(64).optional().meta({ "x-kubernetes-list-type": "set" }),
+        "CVE identifiers this patch addresses, for humans and reports.",
+      ),
+      modules: doc(
+        z.array(PatchModule).min(1).max(32),
+        "One module per kernel release. A node whose release matches none of them is NotApplicable.",
+      ),
+      nodeSelector: LabelSelector.optional(),
+      tolerations: doc(z.array(Toleration).max(32).optional(), "Tolerations the agent needs to run on the targeted nodes."),
+      rollout: Rollout.prefault({}),
+      transitionTimeoutSeconds: doc(
+        z.int().min(15).max(3600).default(75),
+        "How long a livepatch transition may take before the agent reverses it and reports TransitionStalled (kpatch waits 15 s + 60 s).",
+      ),
+    })
+    .strict(),
+  "Desired state of a kernel live patch across the targeted nodes.",
+  specRules,
+);
+
+// ---------------------------------------------------------------------------------------------
+// Status
+
+export const Condition = z
+  .object({
+    type: doc(z.string().max(316), "Ready, Progressing or Degraded."),
+    status: doc(z.enum(["True", "False", "Unknown"]), "True, False or Unknown."),
+    reason: doc(z.string().max(1024), "CamelCase reason for the last transition."),
+    message: doc(z.string().max(32768), "Human-readable details."),
+    observedGeneration: doc(z.int().min(0).optional(), "The spec generation this condition was computed for."),
+    lastTransitionTime: doc(z.iso.datetime({ offset: true }), "When status last changed."),
+  })
+  .strict();
+
+export const NodePhase = doc(
+  z.enum([
+    "Pending",
+    "Staging",
+    "Staged",
+    "Loading",
+    "Loaded",
+    "Replaced",
+    "Unloading",
+    "Unloaded",
+    "NotApplicable",
+    "Failed",
+    "Stalled",
+  ]),
+  "Where this node is: Pending (waiting for its turn), Staging, Staged, Loading, Loaded, Replaced (superseded by a cumulative patch), Unloading, Unloaded, NotApplicable (no module for its kernel), Failed, Stalled (transition did not complete and was reversed).",
+);
+
+export const StalledTask = z
+  .object({
+    pid: z.int(),
+    comm: z.string().max(64),
+  })
+  .strict();
+
+export const NodeEntry = z
+  .object({
+    nodeName: doc(z.string().max(253), "The Node this entry describes."),
+    phase: NodePhase,
+    kernelRelease: doc(z.string().max(128).optional(), "The node's running kernel release."),
+    bootID: doc(z.string().max(64).optional(), "The node's boot id; a change means the kernel was re-read after a reboot."),
+    moduleName: doc(z.string().max(64).optional(), "The module name in the kernel."),
+    sha256: doc(z.string().max(64).optional(), "Digest of the module this entry refers to."),
+    enabled: doc(z.boolean().optional(), "/sys/kernel/livepatch/<module>/enabled."),
+    transition: doc(z.boolean().optional(), "/sys/kernel/livepatch/<module>/transition."),
+    tainted: doc(z.int().min(0).optional(), "Raw /proc/sys/kernel/tainted. Sticky until reboot."),
+    taintFlags: doc(z.string().max(64).optional(), "Decoded taint letters, e.g. OEK."),
+    replacedBy: doc(z.string().max(253).optional(), "For Replaced: the KernelLivePatch whose cumulative module replaced this one."),
+    stalledTasks: doc(z.array(StalledTask).max(32).optional(), "For Stalled: tasks that kept the transition from completing."),
+    reason: doc(z.string().max(128).optional(), "Machine-readable reason for the phase, e.g. VermagicMismatch."),
+    message: doc(z.string().max(4096).optional(), "What happened and what to do."),
+    observedGeneration: doc(z.int().min(0).optional(), "The spec generation the agent acted on."),
+    lastTransitionTime: doc(z.iso.datetime({ offset: true }).optional(), "When the phase last changed."),
+  })
+  .strict();
+
+export const Summary = z
+  .object({
+    ready: doc(z.string().max(32), "Loaded (or Staged/Unloaded, per the desired state) out of targeted applicable nodes, e.g. 3/4."),
+    targeted: z.int().min(0),
+    staged: z.int().min(0),
+    loaded: z.int().min(0),
+    replaced: z.int().min(0),
+    unloaded: z.int().min(0),
+    notApplicable: z.int().min(0),
+    failed: z.int().min(0),
+    pending: z.int().min(0),
+  })
+  .strict();
+
+export const RolloutStatus = doc(
+  z
+    .object({
+      generation: doc(z.int().min(0), "The spec generation the admitted list belongs to."),
+      admitted: doc(
+        z.array(z.string().max(253)).max(100000).meta({ "x-kubernetes-list-type": "set" }),
+        "Nodes the controller has admitted to change for this generation. An agent loads only when its node is listed.",
+      ),
+      halted: doc(z.boolean(), "True when failures reached failureThreshold: nothing new is admitted."),
+    })
+    .strict(),
+  "Pacing state written by the controller and obeyed by the agents.",
+);
+
+export const KernelLivePatchStatus = z
+  .object({
+    observedGeneration: z.int().min(0).optional(),
+    conditions: z
+      .array(Condition)
+      .max(16)
+      .optional()
+      .meta({ "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"] }),
+    summary: Summary.optional(),
+    rollout: RolloutStatus.optional(),
+    nodes: doc(
+      z
+        .array(NodeEntry)
+        .max(100000)
+        .optional()
+        .meta({ "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["nodeName"] }),
+      "One entry per targeted node, each written by that node's agent.",
+    ),
+  })
+  .strict();
+
+export const ObjectMeta = z
+  .object({
+    name: z.string(),
+    uid: z.string().optional(),
+    generation: z.int().optional(),
+    resourceVersion: z.string().optional(),
+    creationTimestamp: z.string().optional(),
+    deletionTimestamp: z.string().optional(),
+    finalizers: z.array(z.string()).optional(),
+    labels: z.record(z.string(), z.string()).optional(),
+    annotations: z.record(z.string(), z.string()).optional(),
+  })
+  .loose();
+
+/** A KernelLivePatch as read from the API server (spec already defaulted by the server). */
+export const KernelLivePatch = z.object({
+  apiVersion: z.literal(API_VERSION),
+  kind: z.literal(KIND),
+  metadata: ObjectMeta,
+  spec: KernelLivePatchSpec,
+  status: KernelLivePatchStatus.optional(),
+});
+
+export type KernelLivePatch = z.output<typeof KernelLivePatch>;
+export type KernelLivePatchSpec = z.output<typeof KernelLivePatchSpec>;
+export type KernelLivePatchStatus = z.output<typeof KernelLivePatchStatus>;
+export type PatchModule = z.output<typeof PatchModule>;
+export type LabelSelector = z.output<typeof LabelSelector>;
+export type Toleration = z.output<typeof Toleration>;
+export type NodeEntry = z.output<typeof NodeEntry>;
+export type NodePhase = z.output<typeof NodePhase>;
+export type Condition = z.output<typeof Condition>;
+export type Summary = z.output<typeof Summary>;
+export type RolloutStatus = z.output<typeof RolloutStatus>;
+export type DesiredState = z.output<typeof DesiredState>;
