@@ -1,0 +1,78 @@
+import { describe, expect, it } from "vitest";
+import { KernelLivePatch as KernelLivePatchSchema, type KernelLivePatch } from "../../crds/schema.ts";
+import { loadOperatorConfig } from "../config.ts";
+import { desiredAgentDaemonSet, unionAffinity, unionTolerations } from "./daemonset.ts";
+
+const cfg = loadOperatorConfig({ KLP_NAMESPACE: "kpatch-system", KLP_AGENT_IMAGE: "agent:1" });
+const patch = (name: string, spec: Record<string, unknown> = {}): KernelLivePatch =>
+  KernelLivePatchSchema.parse({
+    apiVersion: "livepatch.kpatch.dev/v1alpha1",
+    kind: "KernelLivePatch",
+    metadata: { name },
+    spec: { modules: [{ kernelRelease: "6.1.0-56-amd64", sha256: "a".repeat(64), url: "https://example.com/m.ko" }], ...spec },
+  });
+
+describe("unionAffinity", () => {
+  it.each<[string, Parameters<typeof unionAffinity>[0], number | undefined]>([
+    ["no selector targets every node", [undefined], undefined],
+    ["an empty selector among others targets every node", [{ matchLabels: { a: "1" } }, {}], undefined],
+    ["one term per distinct selector", [{ matchLabels: { a: "1" } }, { matchLabels: { b: "2" } }], 2],
+    ["identical selectors share a term", [{ matchLabels: { a: "1" } }, { matchExpressions: [{ key: "a", operator: "In", values: ["1"] }] }], 1],
+  ])("%s", (_n, selectors, terms) => {
+    expect(unionAffinity(selectors)?.length).toBe(terms);
+  });
+  it("does not depend on the order of patches", () => {
+    const a = { matchLabels: { a: "1" } };
+    const b = { matchLabels: { b: "2" } };
+    expect(unionAffinity([a, b])).toEqual(unionAffinity([b, a]));
+  });
+});
+
+describe("unionTolerations", () => {
+  it("dedupes, and does not depend on order", () => {
+    const t = { key: "k", operator: "Exists" as const, effect: "NoSchedule" as const };
+    const u = { key: "a", operator: "Exists" as const };
+    const merged = unionTolerations([[t], [{ ...t }], [u]]);
+    expect(merged).toHaveLength(2);
+    expect(merged).toEqual(expect.arrayContaining([t, u]));
+    expect(unionTolerations([[u], [t]])).toEqual(merged);
+  });
+});
+
+describe("desiredAgentDaemonSet", () => {
+  it("is absent without patches", () => expect(desiredAgentDaemonSet([], cfg)).toBeUndefined());
+
+  it("runs a privileged agent with the host mounts and the node name from the downward API", () => {
+    const ds = desiredAgentDaemonSet([patch("p1", { nodeSelector: { matchLabels: { pool: "a" } } })], cfg)!;
+    const pod = ds.spec!.template.spec!;
+    const agent = pod.containers[0]!;
+    expect(agent.securityContext?.privileged).toBe(true);
+    expect(agent.env).toContainEqual({ name: "NODE_NAME", valueFrom: { fieldRef: { fieldPath: "spec.nodeName" } } });
+    expect(pod.volumes?.map((v) => v.hostPath?.path).filter(Boolean)).toEqual(["/var/lib/kpatch", "/sys", "/proc"]);
+    expect(agent.volumeMounts?.find((m) => m.name === "host-proc")?.readOnly).toBe(true);
+    expect(pod.affinity?.nodeAffinity?.requiredDuringSchedulingIgnoredDuringExecution?.nodeSelectorTerms).toEqual([
+      { matchExpressions: [{ key: "pool", operator: "In", values: ["a"] }] },
+    ]);
+  });
+
+  it("is the same object whatever order the patches come in", () => {
+    const a = patch("a", { nodeSelector: { matchLabels: { x: "1" } }, tolerations: [{ operator: "Exists" }] });
+    const b = patch("b", { nodeSelector: { matchLabels: { y: "1" } } });
+    expect(desiredAgentDaemonSet([a, b], cfg)).toEqual(desiredAgentDaemonSet([b, a], cfg));
+  });
+
+  it("points every host mount under a configured host root (tests and demos)", () => {
+    const ds = desiredAgentDaemonSet([patch("p")], { ...cfg, KLP_AGENT_HOST_ROOT: "/tmp/sim/node-a/", KLP_AGENT_LOADER: "sim" })!;
+    const paths = ds.spec!.template.spec!.volumes!.map((v) => v.hostPath?.path).filter(Boolean);
+    expect(paths).toEqual(["/tmp/sim/node-a/var/lib/kpatch", "/tmp/sim/node-a/sys", "/tmp/sim/node-a/proc", "/tmp/sim/node-a/.kpatch-sim"]);
+  });
+
+  it("copies image-sourced modules with one init container per digest", () => {
+    const p = patch("img", {
+      modules: [{ kernelRelease: "r", sha256: "b".repeat(64), image: { reference: "reg/mods:1", path: "/m/x.ko" } }],
+    });
+    const init = desiredAgentDaemonSet([p], cfg)!.spec!.template.spec!.initContainers!;
+    expect(init).toHaveLength(1);
+    expect(init[0]!.command).toEqual(["cp", "/m/x.ko", `/var/run/kpatch-agent/modules/${"b".repeat(64)}.ko`]);
+  });
+});
