@@ -60,10 +60,22 @@ export function imageSources(patches: readonly KernelLivePatch[]): Array<{ refer
 
 export const IMAGE_MODULES_DIR = "/var/run/kpatch-agent/modules";
 
-export function desiredAgentDaemonSet(patches: readonly KernelLivePatch[], cfg: AgentConfig): V1DaemonSet | undefined {
+/**
+ * `stillToClean`: nodes no selector targets any more but where a patch is not yet unloaded; the
+ * agent must keep running there until it has cleaned up.
+ */
+export function desiredAgentDaemonSet(
+  patches: readonly KernelLivePatch[],
+  cfg: AgentConfig,
+  stillToClean: readonly string[] = [],
+): V1DaemonSet | undefined {
   if (patches.length === 0) return undefined;
   const ordered = [...patches].sort((a, b) => a.metadata.name.localeCompare(b.metadata.name));
-  const terms = unionAffinity(ordered.map((p) => p.spec.nodeSelector));
+  const selectorTerms = unionAffinity(ordered.map((p) => p.spec.nodeSelector));
+  const terms =
+    selectorTerms && stillToClean.length > 0
+      ? [...selectorTerms, { matchFields: [{ key: "metadata.name", operator: "In", values: [...new Set(stillToClean)].sort() }] }]
+      : selectorTerms;
   const tolerations = unionTolerations([cfg.KLP_AGENT_TOLERATIONS, ...ordered.map((p) => p.spec.tolerations)]);
   const hostRoot = cfg.KLP_AGENT_HOST_ROOT.replace(/\/+$/, "");
   const hostPath = (p: string) => `${hostRoot}${p}`;

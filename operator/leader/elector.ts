@@ -1,0 +1,125 @@
+/**
+ * Holds a Lease while leading. `run` resolves once this process leads and calls `onLost` if it
+ * ever stops renewing in time (the caller exits, as controller-runtime does: a fresh process is
+ * simpler to reason about than a controller that stops and restarts its informers).
+ */
+import { CoordinationV1Api, PatchStrategy, setHeaderOptions, type V1Lease } from "@kubernetes/client-node";
+import type { Logger } from "pino";
+import { leaseAction, microTime } from "./lease-decision.ts";
+
+export interface ElectorOptions {
+  readonly namespace: string;
+  readonly name: string;
+  readonly identity: string;
+  readonly leaseDurationSeconds?: number;
+  readonly retryPeriodMs?: number;
+  readonly onLost: () => void;
+  readonly onLeading?: (leading: boolean) => void;
+}
+
+export class LeaderElector {
+  private timer: NodeJS.Timeout | undefined;
+  private leading = false;
+  private lastRenew = 0;
+
+  constructor(
+    private readonly api: CoordinationV1Api,
+    private readonly opts: ElectorOptions,
+    private readonly log: Logger,
+  ) {}
+
+  get isLeader(): boolean {
+    return this.leading;
+  }
+
+  async acquire(): Promise<void> {
+    for (;;) {
+      if (await this.tryOnce()) break;
+      await new Promise((r) => setTimeout(r, this.retryMs));
+    }
+    this.timer = setInterval(() => void this.renewLoop(), this.retryMs);
+  }
+
+  async release(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    if (!this.leading) return;
+    this.leading = false;
+    await this.api
+      .patchNamespacedLease(
+        { name: this.opts.name, namespace: this.opts.namespace, body: { spec: { holderIdentity: null, renewTime: null } } },
+        setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
+      )
+      .catch((err: unknown) => this.log.warn({ err }, "could not release the lease"));
+  }
+
+  private get retryMs(): number {
+    return this.opts.retryPeriodMs ?? 2000;
+  }
+
+  private get durationS(): number {
+    return this.opts.leaseDurationSeconds ?? 15;
+  }
+
+  private async renewLoop(): Promise<void> {
+    const ok = await this.tryOnce().catch(() => false);
+    if (!ok && this.leading && Date.now() - this.lastRenew > this.durationS * 1000 * 0.66) {
+      this.leading = false;
+      this.opts.onLeading?.(false);
+      this.log.error("lost the leader lease");
+      if (this.timer) clearInterval(this.timer);
+      this.opts.onLost();
+    }
+  }
+
+  private async tryOnce(): Promise<boolean> {
+    const { namespace, name, identity } = this.opts;
+    let lease: V1Lease | undefined;
+    try {
+      lease = await this.api.readNamespacedLease({ name, namespace });
+    } catch (err) {
+      if ((err as { code?: number }).code !== 404) throw err;
+    }
+    const now = new Date();
+    const action = leaseAction(
+      lease?.spec ? { ...lease.spec, renewTime: rawTime(lease.spec.renewTime) } : undefined,
+      identity,
+      now,
+      this.durationS,
+    );
+    try {
+      if (action === "wait") return false;
+      if (action === "create") {
+        await this.api.createNamespacedLease({
+          namespace,
+          body: { metadata: { name, namespace }, spec: { holderIdentity: identity, leaseDurationSeconds: this.durationS } },
+        });
+      }
+      const body = {
+        metadata: { resourceVersion: action === "create" ? undefined : lease?.metadata?.resourceVersion },
+        spec: {
+          holderIdentity: identity,
+          leaseDurationSeconds: this.durationS,
+          renewTime: microTime(now),
+          ...(action === "renew" ? {} : { acquireTime: microTime(now), leaseTransitions: (lease?.spec?.leaseTransitions ?? 0) + (lease ? 1 : 0) }),
+        },
+      };
+      await this.api.patchNamespacedLease({ name, namespace, body }, setHeaderOptions("Content-Type", PatchStrategy.MergePatch));
+    } catch (err) {
+      const code = (err as { code?: number }).code;
+      if (code === 409 || code === 404) return false;
+      throw err;
+    }
+    this.lastRenew = Date.now();
+    if (!this.leading) {
+      this.leading = true;
+      this.opts.onLeading?.(true);
+      this.log.info({ lease: `${namespace}/${name}`, action }, "became leader");
+    }
+    return true;
+  }
+}
+
+function rawTime(t: Date | string | undefined): string | undefined {
+  if (t === undefined) return undefined;
+  return t instanceof Date ? t.toISOString() : String(t);
+}
