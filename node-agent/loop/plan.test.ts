@@ -1,0 +1,116 @@
+import { describe, expect, it } from "vitest";
+import type { NodeEntry } from "../../crds/schema.ts";
+import { decide, type HostView, type PatchView } from "./plan.ts";
+
+const v1 = { name: "klp_v1", sha256: "1".repeat(64) };
+const v2 = { name: "klp_v2", sha256: "2".repeat(64) };
+const host = (h: Partial<HostView> = {}): HostView => ({ livepatches: [], modules: [], installed: [], blockers: [], ...h });
+const live = (name: string) => ({ name, enabled: true, transition: false });
+const entry = (e: Partial<NodeEntry>): NodeEntry => ({ nodeName: "n1", phase: "Loaded", observedGeneration: 1, ...e });
+const patch = (p: Partial<PatchView>): PatchView => ({
+  name: "p1",
+  generation: 1,
+  want: { kind: "loaded", module: v1 },
+  admitted: true,
+  entry: undefined,
+  ...p,
+});
+const summary = (d: ReturnType<typeof decide>): string => {
+  switch (d.kind) {
+    case "none":
+      return "none";
+    case "report":
+      return `report ${d.entry.phase}${d.entry.replacedBy ? ` by ${d.entry.replacedBy}` : ""}${d.entry.reason && d.entry.phase === "Failed" ? ` ${d.entry.reason}` : ""}`;
+    case "wait":
+      return `wait ${d.entry.phase}`;
+    case "act":
+      return `${d.action.op} ${"module" in d.action ? d.action.module.name : d.action.name}${d.before ? ` after ${d.before.phase}` : ""}`;
+  }
+};
+
+describe("decide", () => {
+  const p2Live = patch({ name: "p2", want: { kind: "loaded", module: v2 } });
+  it.each<[string, PatchView, HostView, PatchView[], string]>([
+    ["fresh node, admitted: stage and load, saying Loading first", patch({}), host(), [], "installAndLoad klp_v1 after Loading"],
+    ["fresh node, not admitted: nothing (no Pending write)", patch({ admitted: false }), host(), [], "none"],
+    ["loaded and staged: report", patch({}), host({ livepatches: [live("klp_v1")], installed: [v1] }), [], "report Loaded"],
+    ["loaded but not staged (e.g. by hand): stage without a status write", patch({}), host({ livepatches: [live("klp_v1")] }), [], "install klp_v1"],
+    ["not admitted but already live (restart): report Loaded", patch({ admitted: false }), host({ livepatches: [live("klp_v1")], installed: [v1] }), [], "report Loaded"],
+    ["in transition: wait", patch({}), host({ livepatches: [{ name: "klp_v1", enabled: true, transition: true }] }), [], "wait Loading"],
+    [
+      "a failure is final for the generation",
+      patch({ entry: entry({ phase: "Failed", sha256: v1.sha256, reason: "VermagicMismatch" }) }),
+      host(),
+      [],
+      "report Failed VermagicMismatch",
+    ],
+    ["a failure of an older generation is retried", patch({ generation: 2, entry: entry({ phase: "Failed", sha256: v1.sha256 }) }), host(), [], "installAndLoad klp_v1 after Loading"],
+    ["a preflight blocker fails the node instead of loading", patch({}), host({ blockers: [{ reason: "LivepatchUnsupported", message: "x" }] }), [], "report Failed LivepatchUnsupported"],
+    [
+      "the spec moved to v2: load v2 first",
+      patch({ want: { kind: "loaded", module: v2 }, entry: entry({ moduleName: "klp_v1", sha256: v1.sha256 }) }),
+      host({ livepatches: [live("klp_v1")], installed: [v1] }),
+      [],
+      "installAndLoad klp_v2 after Loading",
+    ],
+    [
+      "v2 live: then retire v1's leftover",
+      patch({ want: { kind: "loaded", module: v2 }, entry: entry({ moduleName: "klp_v1", sha256: v1.sha256 }) }),
+      host({ livepatches: [live("klp_v2")], modules: [{ name: "klp_v1", leftover: true }], installed: [v1, v2] }),
+      [],
+      "removeLeftover klp_v1",
+    ],
+    [
+      "v2 live, v1 out of the kernel: uninstall v1's file",
+      patch({ want: { kind: "loaded", module: v2 }, entry: entry({ moduleName: "klp_v1", sha256: v1.sha256 }) }),
+      host({ livepatches: [live("klp_v2")], installed: [v1, v2] }),
+      [],
+      "uninstall klp_v1",
+    ],
+    [
+      "replaced by another patch (recorded): clean the leftover",
+      patch({ entry: entry({ phase: "Replaced", replacedBy: "p2", moduleName: "klp_v1", sha256: v1.sha256 }) }),
+      host({ livepatches: [live("klp_v2")], modules: [{ name: "klp_v1", leftover: true }], installed: [v1, v2] }),
+      [p2Live],
+      "removeLeftover klp_v1 after Replaced",
+    ],
+    [
+      "replaced and clean: report Replaced, never load back",
+      patch({ entry: entry({ phase: "Replaced", replacedBy: "p2", moduleName: "klp_v1", sha256: v1.sha256 }) }),
+      host({ livepatches: [live("klp_v2")], installed: [v2] }),
+      [p2Live],
+      "report Replaced by p2",
+    ],
+    [
+      "replaced, inferred from a leftover after a crash",
+      patch({ entry: entry({ phase: "Loaded", moduleName: "klp_v1", sha256: v1.sha256 }) }),
+      host({ livepatches: [live("klp_v2")], modules: [{ name: "klp_v1", leftover: true }] }),
+      [p2Live],
+      "removeLeftover klp_v1 after Replaced",
+    ],
+    [
+      "the replacing patch went away: load again",
+      patch({ entry: entry({ phase: "Replaced", replacedBy: "p2", moduleName: "klp_v1", sha256: v1.sha256 }) }),
+      host(),
+      [patch({ name: "p2", want: { kind: "absent" } })],
+      "installAndLoad klp_v1 after Loading",
+    ],
+    ["staged: install only", patch({ want: { kind: "staged", module: v1 } }), host(), [], "install klp_v1 after Staging"],
+    ["staged and present: report", patch({ want: { kind: "staged", module: v1 } }), host({ installed: [v1] }), [], "report Staged"],
+    ["staged but live: unload", patch({ want: { kind: "staged", module: v1 } }), host({ livepatches: [live("klp_v1")], installed: [v1] }), [], "unload klp_v1 after Unloading"],
+    ["absent without an entry: nothing", patch({ want: { kind: "absent" } }), host(), [], "none"],
+    ["absent and live: unload", patch({ want: { kind: "absent" }, entry: entry({ moduleName: "klp_v1" }) }), host({ livepatches: [live("klp_v1")], installed: [v1] }), [], "unload klp_v1 after Unloading"],
+    ["absent, unloaded: uninstall", patch({ want: { kind: "absent" }, entry: entry({ moduleName: "klp_v1" }) }), host({ installed: [v1] }), [], "uninstall klp_v1 after Unloading"],
+    ["absent, clean: report Unloaded", patch({ want: { kind: "absent" }, entry: entry({ moduleName: "klp_v1" }) }), host(), [], "report Unloaded"],
+    ["not applicable", patch({ want: { kind: "notApplicable" } }), host(), [], "report NotApplicable"],
+    [
+      "became not applicable with the old module live: unload first",
+      patch({ want: { kind: "notApplicable" }, entry: entry({ moduleName: "klp_v1" }) }),
+      host({ livepatches: [live("klp_v1")] }),
+      [],
+      "unload klp_v1 after Unloading",
+    ],
+  ])("%s → %s", (_name, p, h, others, expected) => {
+    expect(summary(decide(p, h, others))).toBe(expected);
+  });
+});
