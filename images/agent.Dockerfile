@@ -1,0 +1,15 @@
+# The node agent (privileged DaemonSet pod started by the operator) and the kpatch-agent CLI.
+# kmod provides insmod/rmmod/modinfo for the real-kernel loader. Needs network for apt during the
+# build (scripts/images/build.sh builds with --network host).
+ARG BASE_IMAGE=kpatch-base:bookworm
+FROM ${BASE_IMAGE}
+RUN set -eu; \
+    apt-get update -qq; \
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends kmod >/dev/null; \
+    apt-get clean; \
+    rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /usr/share/doc/* /usr/share/man/*; \
+    command -v insmod rmmod modinfo >/dev/null
+COPY node-agent.mjs kpatch-agent.mjs /app/
+WORKDIR /app
+# The CLI: docker run --rm kpatch-agent:dev node /app/kpatch-agent.mjs --help
+CMD ["node", "/app/node-agent.mjs"]
