@@ -1,0 +1,205 @@
+import { createHash, randomBytes } from "node:crypto";
+import type { Logger } from "pino";
+import { hostError, HostError } from "./host-error.ts";
+import { isSafeName, moduleNameFromFile, normalizeModuleName } from "./names.ts";
+import { parseModule } from "./parse-module.ts";
+import type { HostFs } from "./ports.ts";
+
+export const KPATCH_DIR = "/var/lib/kpatch";
+const FILE_MODE = 0o644;
+const DIR_MODE = 0o755;
+
+export function sha256Hex(bytes: Uint8Array): string {
+  return createHash("sha256").update(bytes).digest("hex");
+}
+
+export interface InstalledModule {
+  kernelRelease: string;
+  /** Host path of the file, e.g. /var/lib/kpatch/6.1.0-56-amd64/livepatch_fix.ko */
+  file: string;
+  /** Module name (from the module itself; from the file name if it cannot be parsed). */
+  name: string;
+  sha256: string;
+  /** Staged for the running kernel release (kpatch load --all would load it). */
+  running: boolean;
+}
+
+export interface StagedFile {
+  kernelRelease: string;
+  /** Host path. */
+  file: string;
+  bytes: Buffer;
+  /** Module name from the module itself, else from the file name. */
+  name: string;
+}
+
+/**
+ * /var/lib/kpatch/<release>/<name>.ko: kpatch's layout. Writes are atomic (temporary file in the
+ * same directory, fsync, rename, fsync directory) and refuse symlinks anywhere under
+ * /var/lib/kpatch, so a planted link cannot redirect a root-owned write.
+ */
+export class KpatchStore {
+  constructor(
+    private readonly fs: HostFs,
+    private readonly log: Logger,
+  ) {}
+
+  releaseDir(kernelRelease: string): string {
+    if (!isSafeName(kernelRelease)) {
+      throw hostError("UnsafePath", { path: `${KPATCH_DIR}/${kernelRelease}`, detail: "invalid kernel release" });
+    }
+    return `${KPATCH_DIR}/${kernelRelease}`;
+  }
+
+  /** Every staged .ko for every release. */
+  async list(runningRelease: string): Promise<InstalledModule[]> {
+    const found: InstalledModule[] = [];
+    for (const release of await this.releases()) {
+      for (const staged of await this.staged(release)) {
+        found.push({
+          kernelRelease: release,
+          file: staged.file,
+          name: staged.name,
+          sha256: sha256Hex(staged.bytes),
+          running: release === runningRelease,
+        });
+      }
+    }
+    return found;
+  }
+
+  /** Release directories (real directories only; symlinks are skipped, never followed). */
+  async releases(): Promise<string[]> {
+    if ((await this.fs.stat(KPATCH_DIR))?.kind !== "dir") return [];
+    const names = (await this.fs.list(KPATCH_DIR)) ?? [];
+    const dirs: string[] = [];
+    for (const name of names) {
+      if (!isSafeName(name)) continue;
+      if ((await this.fs.stat(`${KPATCH_DIR}/${name}`))?.kind === "dir") dirs.push(name);
+    }
+    return dirs;
+  }
+
+  /** The .ko files staged for one release, sorted by file name (kpatch load --all's glob order). */
+  async staged(kernelRelease: string): Promise<StagedFile[]> {
+    const dir = this.releaseDir(kernelRelease);
+    if ((await this.fs.stat(dir))?.kind !== "dir") return [];
+    const files: StagedFile[] = [];
+    for (const fileName of (await this.fs.list(dir)) ?? []) {
+      if (!fileName.endsWith(".ko") || !isSafeName(fileName)) continue;
+      const file = `${dir}/${fileName}`;
+      if ((await this.fs.stat(file))?.kind !== "file") continue;
+      const bytes = await this.fs.readBytes(file);
+      if (!bytes) continue;
+      const parsed = parseModule(bytes, fileName);
+      files.push({ kernelRelease, file, bytes, name: parsed.ok ? parsed.module.name : moduleNameFromFile(fileName) });
+    }
+    return files;
+  }
+
+  /** The staged file of module `name` for a release (by file name first, then by module name). */
+  async find(name: string, kernelRelease: string): Promise<StagedFile | undefined> {
+    const wanted = normalizeModuleName(name);
+    const staged = await this.staged(kernelRelease);
+    return (
+      staged.find((s) => moduleNameFromFile(s.file) === wanted) ?? staged.find((s) => normalizeModuleName(s.name) === wanted)
+    );
+  }
+
+  /**
+   * Stages `bytes` as <release>/<fileName> atomically. Same bytes already there: no-op.
+   * Different bytes under the same module name: AlreadyInstalled unless `overwrite`.
+   */
+  async write(
+    kernelRelease: string,
+    fileName: string,
+    moduleName: string,
+    bytes: Uint8Array,
+    overwrite = false,
+  ): Promise<{ file: string; alreadyInstalled: boolean }> {
+    if (!isSafeName(fileName) || !fileName.endsWith(".ko")) {
+      throw hostError("InvalidModuleName", { name: fileName, detail: "not a safe .ko file name" });
+    }
+    const dir = this.releaseDir(kernelRelease);
+    await this.ensureDirs(dir);
+    const target = `${dir}/${fileName}`;
+    const digest = sha256Hex(bytes);
+
+    const existing = (await this.staged(kernelRelease)).filter(
+      (s) => s.file === target || normalizeModuleName(s.name) === normalizeModuleName(moduleName),
+    );
+    for (const staged of existing) {
+      if (sha256Hex(staged.bytes) === digest) return { file: staged.file, alreadyInstalled: true };
+      if (!overwrite || staged.file !== target) {
+        throw hostError("AlreadyInstalled", { name: moduleName, kernelRelease, path: staged.file });
+      }
+    }
+    await this.refuseNonFile(target);
+    await this.atomicWrite(dir, fileName, bytes);
+    this.log.info({ file: target, sha256: digest }, "staged patch module");
+    return { file: target, alreadyInstalled: false };
+  }
+
+  /** Removes a staged module and prunes its release directory when empty. Idempotent. */
+  async remove(name: string, kernelRelease: string): Promise<string | undefined> {
+    const dir = this.releaseDir(kernelRelease);
+    await this.refuseSymlinks(dir);
+    const staged = await this.find(name, kernelRelease);
+    if (!staged) return undefined;
+    await this.fs.unlink(staged.file);
+    await this.fs.syncDir(dir);
+    if (await this.fs.rmdir(dir)) await this.fs.syncDir(KPATCH_DIR);
+    this.log.info({ file: staged.file }, "removed staged patch module");
+    return staged.file;
+  }
+
+  private async atomicWrite(dir: string, fileName: string, bytes: Uint8Array): Promise<void> {
+    const temp = `${dir}/.${fileName}.tmp-${process.pid}-${randomBytes(4).toString("hex")}`;
+    const file = await this.fs.createExclusive(temp, FILE_MODE);
+    let closed = false;
+    try {
+      await file.write(bytes);
+      await file.sync();
+      closed = true;
+      await file.close();
+      await this.fs.rename(temp, `${dir}/${fileName}`);
+      await this.fs.syncDir(dir);
+    } catch (error) {
+      if (!closed) await file.close().catch(() => undefined);
+      await this.fs.unlink(temp).catch(() => undefined);
+      throw error instanceof HostError ? error : hostError("HostIOError", { path: temp, detail: String(error) }, { cause: error });
+    }
+  }
+
+  /** Creates /var/lib/kpatch/<release> as needed, refusing any symlink at or below /var/lib/kpatch. */
+  private async ensureDirs(dir: string): Promise<void> {
+    for (const parent of ["/var", "/var/lib"]) {
+      if ((await this.fs.stat(parent)) === undefined) await this.fs.mkdir(parent, DIR_MODE);
+    }
+    for (const path of [KPATCH_DIR, dir]) {
+      const stat = await this.fs.stat(path);
+      if (stat === undefined) {
+        await this.fs.mkdir(path, DIR_MODE);
+        if ((await this.fs.stat(path))?.kind !== "dir") throw unsafe(path, "not a directory after mkdir");
+      } else if (stat.kind !== "dir") {
+        throw unsafe(path, stat.kind === "symlink" ? "is a symlink" : "is not a directory");
+      }
+    }
+  }
+
+  private async refuseSymlinks(dir: string): Promise<void> {
+    for (const path of [KPATCH_DIR, dir]) {
+      const stat = await this.fs.stat(path);
+      if (stat && stat.kind !== "dir") throw unsafe(path, stat.kind === "symlink" ? "is a symlink" : "is not a directory");
+    }
+  }
+
+  private async refuseNonFile(path: string): Promise<void> {
+    const stat = await this.fs.stat(path);
+    if (stat && stat.kind !== "file") throw unsafe(path, stat.kind === "symlink" ? "is a symlink" : `is a ${stat.kind}`);
+  }
+}
+
+function unsafe(path: string, detail: string): HostError {
+  return hostError("UnsafePath", { path, detail });
+}

@@ -1,0 +1,141 @@
+import { asHostError, checkedModuleName, removeModule, type DriverContext } from "./driver-context.ts";
+import { hostError, HostError } from "./host-error.ts";
+import type { LivepatchStatus } from "./kernel-state.ts";
+import { insmodReason } from "./loader-reasons.ts";
+import { isLoaderError } from "./ports.ts";
+import { readPreflight, type Preflight } from "./preflight.ts";
+import { retryOnBusy } from "./retry.ts";
+import { settleOrReverse } from "./transition.ts";
+import { verifyModule, type VerifiedModule } from "./verify.ts";
+
+/** A staged module's name (for the running release), or a module file given directly. */
+export type LoadTarget = string | { file: string; bytes: Uint8Array };
+
+export interface TransitionOptions {
+  /** Total time to wait for a transition before reversing it (default 75 s, like kpatch). */
+  transitionTimeoutMs?: number;
+}
+
+export interface LoadResult {
+  name: string;
+  /** Patches that were enabled before and left /sys/kernel/livepatch by this load (atomic replace). */
+  replaced: string[];
+  /** Time from insmod to the end of the transition (0 when already loaded). */
+  transitionMs: number;
+  /** The patch was already enabled: nothing was done. */
+  alreadyLoaded: boolean;
+}
+
+interface Resolved {
+  /** Path for insmod, as this process sees it. */
+  file: string;
+  module: VerifiedModule;
+}
+
+async function resolveTarget(ctx: DriverContext, target: LoadTarget, kernelRelease: string): Promise<Resolved> {
+  if (typeof target !== "string") {
+    return { file: target.file, module: verifyModule(target.bytes, { kernelRelease, file: target.file }, ctx.maxModuleBytes) };
+  }
+  const name = checkedModuleName(target);
+  const staged = await ctx.store.find(name, kernelRelease);
+  if (!staged) throw hostError("NotInstalled", { name, kernelRelease });
+  const module = verifyModule(staged.bytes, { kernelRelease, file: staged.file }, ctx.maxModuleBytes);
+  return { file: ctx.fs.resolve(staged.file), module };
+}
+
+function blocked(preflight: Preflight): HostError | undefined {
+  const first = preflight.blockers[0];
+  if (!first) return undefined;
+  return new HostError(first.reason, first.message, { details: { blockers: preflight.blockers } });
+}
+
+/**
+ * kpatch load: already enabled → nothing to do; a leftover module of that name (disabled or
+ * replaced) is removed first; insmod (retrying only EBUSY); wait for the transition; on a stall
+ * reverse it, remove the module and fail with TransitionStalled.
+ */
+export async function loadPatch(ctx: DriverContext, target: LoadTarget, options: TransitionOptions = {}): Promise<LoadResult> {
+  const timeoutMs = options.transitionTimeoutMs ?? ctx.timing.transitionTimeoutMs;
+  const preflight = await readPreflight(ctx.fs);
+  const { file, module } = await resolveTarget(ctx, target, preflight.kernelRelease);
+  const name = module.name;
+  const log = ctx.log.child({ patch: name });
+
+  const current = await ctx.view.patch(name);
+  if (current?.enabled) return resumeEnabled(ctx, name, current, timeoutMs);
+  const refused = blocked(preflight);
+  if (refused) throw refused;
+  if (current) await waitForDisabling(ctx, name, timeoutMs);
+  if (await removeModule(ctx, name)) log.info("removed the leftover module before loading");
+
+  const before = (await ctx.view.patches()).filter((p) => p.enabled).map((p) => p.name);
+  const started = ctx.clock.now();
+  log.info({ file }, "loading patch module");
+  await insmod(ctx, file, module, preflight);
+
+  if (!(await ctx.view.patch(name))) {
+    await removeModule(ctx, name).catch(() => undefined);
+    throw hostError("TransitionFailed", { name, detail: "the module loaded but registered no livepatch" });
+  }
+  const settled = await settleOrReverse(ctx, name, timeoutMs);
+  if (!settled.ok) {
+    const removed = settled.reversed && !settled.patch ? await removeModule(ctx, name).catch(() => false) : false;
+    throw hostError(
+      "TransitionStalled",
+      { name, timeoutMs, stalledCount: settled.stalledTasks.length },
+      { details: { stalledTasks: settled.stalledTasks, reversed: settled.reversed, removed } },
+    );
+  }
+  if (!settled.patch?.enabled) {
+    await removeModule(ctx, name).catch(() => undefined);
+    throw hostError("TransitionFailed", { name, detail: "the patch is not enabled after its transition" });
+  }
+  const after = new Set((await ctx.view.patches()).map((p) => p.name));
+  const replaced = before.filter((n) => n !== name && !after.has(n));
+  const transitionMs = ctx.clock.now() - started;
+  log.info({ replaced, transitionMs }, "patch module loaded");
+  return { name, replaced, transitionMs, alreadyLoaded: false };
+}
+
+/** Already enabled: done, or (after an agent restart) still enabling, so wait for it like a fresh load. */
+async function resumeEnabled(ctx: DriverContext, name: string, current: LivepatchStatus, timeoutMs: number): Promise<LoadResult> {
+  if (!current.transition) return { name, replaced: [], transitionMs: 0, alreadyLoaded: true };
+  const settled = await settleOrReverse(ctx, name, timeoutMs);
+  if (!settled.ok) {
+    throw hostError(
+      "TransitionStalled",
+      { name, timeoutMs, stalledCount: settled.stalledTasks.length },
+      { details: { stalledTasks: settled.stalledTasks, reversed: settled.reversed } },
+    );
+  }
+  return { name, replaced: [], transitionMs: settled.elapsedMs, alreadyLoaded: true };
+}
+
+/** A patch of that name is disabling: let it finish (its directory then disappears). */
+async function waitForDisabling(ctx: DriverContext, name: string, timeoutMs: number): Promise<void> {
+  const settled = await settleOrReverse(ctx, name, timeoutMs);
+  if (!settled.ok || settled.patch) {
+    throw hostError("Busy", { detail: `patch ${name} is still being disabled` });
+  }
+}
+
+async function insmod(ctx: DriverContext, file: string, module: VerifiedModule, preflight: Preflight): Promise<void> {
+  const retry = { tries: ctx.timing.busyTries, delayMs: ctx.timing.busyRetryDelayMs, clock: ctx.clock, log: ctx.log };
+  try {
+    await retryOnBusy(`insmod ${module.name}`, retry, () => ctx.loader.insmod(file));
+  } catch (error) {
+    if (!isLoaderError(error)) throw asHostError(error, file);
+    const reason = insmodReason(error.code, { ...preflight, signed: module.signed });
+    throw hostError(
+      reason,
+      {
+        name: module.name,
+        detail: error.message,
+        operation: "load",
+        sigEnforce: preflight.sigEnforce ? "on" : "off",
+        lockdown: preflight.lockdown,
+      },
+      { details: { errno: error.code }, cause: error },
+    );
+  }
+}

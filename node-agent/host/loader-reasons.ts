@@ -1,0 +1,69 @@
+import type { Lockdown } from "./preflight.ts";
+import type { LoaderErrno } from "./ports.ts";
+import type { Reason } from "./reasons.ts";
+
+/** What the driver knows about the host and the module when insmod fails. */
+export interface InsmodContext {
+  signed: boolean;
+  sigEnforce: boolean;
+  lockdown: Lockdown;
+  modulesDisabled: boolean;
+  livepatchSupported: boolean;
+  ftraceEnabled: boolean;
+}
+
+/** Interprets an insmod errno with host context (kpatch-host-semantics.md, "Load failures"). */
+export function insmodReason(code: LoaderErrno, ctx: InsmodContext): Reason {
+  switch (code) {
+    case "ENOEXEC":
+      return ctx.livepatchSupported ? "InvalidModuleFormat" : "LivepatchUnsupported";
+    case "ENOENT":
+      return "UnknownSymbol";
+    case "ESRCH":
+    case "EINVAL":
+      return "InvalidParameters";
+    case "EEXIST":
+      return "AlreadyLoaded";
+    case "EBUSY":
+      return ctx.ftraceEnabled ? "Busy" : "FtraceDisabled";
+    case "EPERM":
+      if (ctx.modulesDisabled) return "ModulesDisabled";
+      if (ctx.lockdown !== "none" && !ctx.signed) return "LockdownDenied";
+      return "PermissionDenied";
+    case "EKEYREJECTED":
+      return "SignatureRejected";
+    case "EWOULDBLOCK":
+      return "Busy";
+    case "EIO":
+      return "LoadFailed";
+  }
+}
+
+/** Interprets an rmmod errno. ENOENT (already gone) is not a failure and is handled by the caller. */
+export function rmmodReason(code: LoaderErrno): Reason {
+  switch (code) {
+    case "EWOULDBLOCK":
+    case "EBUSY":
+      return "ModuleInUse";
+    case "EPERM":
+      return "PermissionDenied";
+    default:
+      return "UnloadFailed";
+  }
+}
+
+/** Interprets a failed write to a livepatch sysfs attribute. */
+export function sysfsWriteReason(code: LoaderErrno): Reason {
+  switch (code) {
+    case "EBUSY":
+      return "Busy";
+    case "EPERM":
+      return "PermissionDenied";
+    case "ENOENT":
+      return "NotInstalled";
+    case "EINVAL":
+      return "TransitionFailed";
+    default:
+      return "HostIOError";
+  }
+}

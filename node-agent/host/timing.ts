@@ -1,0 +1,24 @@
+/** kpatch's waits and retries, as data so tests and callers can see (and shrink) them. */
+export interface HostTiming {
+  /** Poll interval for transition and refcnt waits (kpatch: 1 s). */
+  pollMs: number;
+  /** When to signal stragglers during a transition (kpatch: after 15 s). */
+  signalAfterMs: number;
+  /** Default total transition timeout (kpatch: 15 s + 60 s). */
+  transitionTimeoutMs: number;
+  /** How long to wait for a module's refcnt to reach 0 before rmmod (kpatch: 15 s). */
+  refcntWaitMs: number;
+  /** insmod / enabled writes are retried this many times in all on EBUSY (kpatch: 5). */
+  busyTries: number;
+  /** Pause between EBUSY retries (kpatch: 2 s). */
+  busyRetryDelayMs: number;
+}
+
+export const KPATCH_TIMING: HostTiming = {
+  pollMs: 1_000,
+  signalAfterMs: 15_000,
+  transitionTimeoutMs: 75_000,
+  refcntWaitMs: 15_000,
+  busyTries: 5,
+  busyRetryDelayMs: 2_000,
+};
