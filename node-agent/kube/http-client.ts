@@ -1,0 +1,102 @@
+/** A small JSON-over-HTTPS client for the few API calls the agent makes. */
+import type { IncomingMessage } from "node:http";
+import { Agent, request } from "node:https";
+import type { Connection } from "./connection.ts";
+
+export class KubeApiError extends Error {
+  override readonly name = "KubeApiError";
+  constructor(
+    readonly code: number,
+    readonly reason: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export interface RequestOptions {
+  readonly query?: Record<string, string | number | boolean | undefined>;
+  readonly body?: unknown;
+  readonly contentType?: string;
+  readonly timeoutMs?: number;
+}
+
+export class KubeHttp {
+  private readonly agent: Agent;
+  private readonly base: URL;
+
+  constructor(private readonly conn: Connection) {
+    this.base = new URL(conn.server);
+    this.agent = new Agent({
+      keepAlive: true,
+      maxSockets: 4,
+      ...(conn.ca ? { ca: conn.ca } : {}),
+      ...(conn.cert ? { cert: conn.cert } : {}),
+      ...(conn.key ? { key: conn.key } : {}),
+      rejectUnauthorized: !conn.insecureSkipTlsVerify,
+    });
+  }
+
+  async json<T>(method: string, path: string, opts: RequestOptions = {}): Promise<T> {
+    const res = await this.open(method, path, opts);
+    const text = await readAll(res);
+    if ((res.statusCode ?? 0) >= 300) throw toError(res.statusCode ?? 0, text);
+    return (text ? JSON.parse(text) : undefined) as T;
+  }
+
+  /** Opens a streaming response (watch); the caller reads and destroys it. */
+  async stream(path: string, opts: RequestOptions = {}): Promise<IncomingMessage> {
+    const res = await this.open("GET", path, opts);
+    if ((res.statusCode ?? 0) >= 300) throw toError(res.statusCode ?? 0, await readAll(res));
+    return res;
+  }
+
+  close(): void {
+    this.agent.destroy();
+  }
+
+  private open(method: string, path: string, opts: RequestOptions): Promise<IncomingMessage> {
+    const url = new URL(path, this.base);
+    for (const [k, v] of Object.entries(opts.query ?? {})) if (v !== undefined) url.searchParams.set(k, String(v));
+    const body = opts.body === undefined ? undefined : typeof opts.body === "string" ? opts.body : JSON.stringify(opts.body);
+    const token = this.conn.token?.();
+    return new Promise((resolve, reject) => {
+      const req = request(
+        url,
+        {
+          method,
+          agent: this.agent,
+          headers: {
+            accept: "application/json",
+            "user-agent": "kpatch-agent",
+            ...(token ? { authorization: `Bearer ${token}` } : {}),
+            ...(body !== undefined ? { "content-type": opts.contentType ?? "application/json", "content-length": Buffer.byteLength(body) } : {}),
+          },
+          ...(opts.timeoutMs ? { timeout: opts.timeoutMs } : {}),
+        },
+        resolve,
+      );
+      req.on("timeout", () => req.destroy(new Error(`request to ${url.pathname} timed out`)));
+      req.on("error", reject);
+      req.end(body);
+    });
+  }
+}
+
+function readAll(res: IncomingMessage): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    res.on("data", (c: Buffer) => chunks.push(c));
+    res.on("end", () => resolve(Buffer.concat(chunks).toString("utf8")));
+    res.on("error", reject);
+  });
+}
+
+function toError(code: number, text: string): KubeApiError {
+  try {
+    const status = JSON.parse(text) as { reason?: string; message?: string };
+    return new KubeApiError(code, status.reason ?? String(code), status.message ?? text);
+  } catch {
+    return new KubeApiError(code, String(code), text.slice(0, 500));
+  }
+}

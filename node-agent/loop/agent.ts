@@ -1,0 +1,346 @@
+/**
+ * The agent loop on one node: every pass reads the host, decides per patch (plan.ts), runs at most
+ * one host action, writes this node's entries, and goes again until nothing is left to do. Passes
+ * never overlap, so host operations on the node run one at a time, and patches are taken in
+ * creation order, so the order never depends on when watch events arrived.
+ *
+ * It never unloads because it is stopping: a patch's life does not follow the agent's.
+ */
+import type { Logger } from "pino";
+import { selectorMatches } from "../../crds/label-selector.ts";
+import { moduleForRelease } from "../../crds/module-for-release.ts";
+import { KernelLivePatch, type NodeEntry, type PatchModule } from "../../crds/schema.ts";
+import type { HostDriver } from "../host/driver.ts";
+import { isHostError } from "../host/host-error.ts";
+import type { HostState } from "../host/inspect.ts";
+import { decide, type Action, type EntryUpdate, type HostView, type ModuleRef, type PatchView, type Want } from "./plan.ts";
+import { SourceUnavailable, type ModuleSources } from "./sources.ts";
+
+/** The agent's view of the API: what it reads arrives through `update*`; these are its writes. */
+export interface AgentApi {
+  applyEntry(patch: string, entry: NodeEntry): Promise<void>;
+  event(patch: { name: string; uid?: string | undefined }, type: "Normal" | "Warning", reason: string, message: string): void;
+}
+
+export interface AgentDeps {
+  readonly nodeName: string;
+  readonly driver: HostDriver;
+  readonly api: AgentApi;
+  readonly sources: ModuleSources;
+  readonly log: Logger;
+  readonly now?: () => Date;
+  /** Re-read the host this often even without API events (default 60 s). */
+  readonly resyncMs?: number;
+  /** Observer for tests and metrics: called after each host action. */
+  readonly onAction?: (patch: string, action: Action, outcome: "ok" | string) => void;
+}
+
+interface Resolved {
+  readonly name: string;
+  bytes: Uint8Array | undefined;
+}
+
+export class Agent {
+  private patches: KernelLivePatch[] = [];
+  private labels: Record<string, string> | undefined;
+  private running: Promise<void> | undefined;
+  private dirty = false;
+  private stopped = false;
+  private timer: NodeJS.Timeout | undefined;
+  private retries = 0;
+  /** Module name (and bytes until installed) per digest, so a file is fetched once. */
+  private readonly resolved = new Map<string, Resolved>();
+  private readonly log: Logger;
+  private readonly now: () => Date;
+  lastPassAt = 0;
+
+  constructor(private readonly deps: AgentDeps) {
+    this.log = deps.log;
+    this.now = deps.now ?? (() => new Date());
+  }
+
+  updatePatches(objects: Iterable<unknown>): void {
+    const parsed: KernelLivePatch[] = [];
+    for (const raw of objects) {
+      const r = KernelLivePatch.safeParse(raw);
+      if (r.success) parsed.push(r.data);
+      else this.log.warn({ patch: (raw as { metadata?: { name?: string } }).metadata?.name, issues: r.error.issues.slice(0, 3) }, "ignoring a KernelLivePatch the agent cannot parse");
+    }
+    this.patches = parsed.sort(byCreation);
+    this.kick();
+  }
+
+  updateNode(labels: Record<string, string>): void {
+    this.labels = labels;
+    this.kick();
+  }
+
+  /** Schedules a pass; coalesces with one in progress. */
+  kick(): void {
+    if (this.stopped || this.labels === undefined) return;
+    if (this.running) {
+      this.dirty = true;
+      return;
+    }
+    this.running = this.passes().finally(() => (this.running = undefined));
+  }
+
+  /** Lets the current host operation finish, then stops. Nothing is unloaded. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    await this.running;
+  }
+
+  /** Resolves when no pass is running (tests). */
+  async idle(): Promise<void> {
+    while (this.running) await this.running;
+  }
+
+  private later(ms: number): void {
+    if (this.stopped) return;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = setTimeout(() => this.kick(), ms);
+    this.timer.unref?.();
+  }
+
+  private async passes(): Promise<void> {
+    let wakeIn = this.deps.resyncMs ?? 60_000;
+    try {
+      for (let i = 0; i < 1000 && !this.stopped; i++) {
+        this.dirty = false;
+        const r = await this.pass();
+        this.lastPassAt = Date.now();
+        if (r.waitMs !== undefined) wakeIn = Math.min(wakeIn, r.waitMs);
+        if (!r.acted && !this.dirty) break;
+      }
+      this.retries = 0;
+    } catch (err) {
+      wakeIn = Math.min(60_000, 1000 * 2 ** this.retries++);
+      this.log.warn({ err, retryInMs: wakeIn }, "agent pass failed; retrying");
+    }
+    this.later(wakeIn);
+  }
+
+  /** One pass: read, decide, at most one action, write. */
+  private async pass(): Promise<{ acted: boolean; waitMs?: number | undefined }> {
+    const [host, preflight] = await Promise.all([this.deps.driver.inspect(), this.deps.driver.preflight()]);
+    const hostView: HostView = {
+      livepatches: host.livepatches,
+      modules: host.modules,
+      installed: host.installed.filter((i) => i.running),
+      blockers: preflight.blockers,
+    };
+    const views: PatchView[] = [];
+    const writes: Array<Promise<void>> = [];
+    for (const p of this.patches) {
+      const view = await this.view(p, host);
+      if (view.failure) writes.push(this.write(p, view.view.entry, view.failure, host));
+      views.push(view.view);
+    }
+    let waitMs: number | undefined;
+    let acted = false;
+    for (const [i, view] of views.entries()) {
+      const patch = this.patches[i]!;
+      const d = decide(view, hostView, views);
+      if (d.kind === "report") writes.push(this.write(patch, view.entry, d.entry, host));
+      if (d.kind === "wait") {
+        writes.push(this.write(patch, view.entry, d.entry, host));
+        waitMs = Math.min(waitMs ?? Infinity, d.ms);
+      }
+      if (d.kind === "act" && !acted) {
+        acted = true;
+        await Promise.all(writes.splice(0));
+        if (d.before) await this.write(patch, view.entry, d.before, host);
+        await this.act(patch, view, d.action, host, views);
+      }
+    }
+    await Promise.all(writes);
+    return { acted, waitMs };
+  }
+
+  /** The decision's input for one patch; resolving the module may need the file (its name). */
+  private async view(p: KernelLivePatch, host: HostState): Promise<{ view: PatchView; failure?: EntryUpdate }> {
+    const node = this.deps.nodeName;
+    const entry = p.status?.nodes?.find((e) => e.nodeName === node);
+    const generation = p.metadata.generation ?? 0;
+    const admitted = p.status?.rollout?.generation === generation && p.status.rollout.admitted.includes(node);
+    const base = { name: p.metadata.name, generation, admitted, entry };
+    const targets = selectorMatches(p.spec.nodeSelector, this.labels ?? {});
+    if (p.metadata.deletionTimestamp || !targets || p.spec.state === "Unloaded") return { view: { ...base, want: { kind: "absent" } } };
+    const m = moduleForRelease(p.spec.modules, host.kernelRelease);
+    if (!m) return { view: { ...base, want: { kind: "notApplicable" } } };
+    const kind = p.spec.state === "Staged" ? "staged" : "loaded";
+    const known = this.resolved.get(m.sha256)?.name ?? (entry?.sha256 === m.sha256 ? entry.moduleName : undefined);
+    if (known) return { view: { ...base, want: { kind, module: { name: known, sha256: m.sha256 } } } };
+    // Nothing can happen before admission, and the name is only needed then.
+    const unresolved: Want = { kind, module: { name: m.moduleName?.replace(/-/g, "_") ?? `sha256-${m.sha256.slice(0, 12)}`, sha256: m.sha256 } };
+    if (!admitted) return { view: { ...base, want: unresolved } };
+    try {
+      const r = await this.resolve(m, host.kernelRelease);
+      return { view: { ...base, want: { kind, module: { name: r.name, sha256: m.sha256 } } } };
+    } catch (err) {
+      // Hold still (nothing new is admitted to happen) and report why.
+      return { view: { ...base, admitted: false, want: unresolved }, failure: this.failureOf(err, m.sha256) };
+    }
+  }
+
+  private async resolve(m: PatchModule, kernelRelease: string): Promise<Resolved> {
+    const cached = this.resolved.get(m.sha256);
+    if (cached?.bytes) return cached;
+    const bytes = await this.deps.sources.fetch(m);
+    const verified = this.deps.driver.verify(bytes, {
+      sha256: m.sha256,
+      kernelRelease,
+      ...(m.moduleName ? { moduleName: m.moduleName.replace(/-/g, "_") } : {}),
+    });
+    const r = { name: verified.name, bytes };
+    this.resolved.set(m.sha256, r);
+    return r;
+  }
+
+  private failureOf(err: unknown, sha256: string): EntryUpdate {
+    if (err instanceof SourceUnavailable) {
+      // Not final: no digest recorded, so the next pass tries again (with the pass backoff).
+      this.later(Math.min(60_000, 5000 * 2 ** this.retries++));
+      return { phase: "Failed", reason: "SourceUnavailable", message: err.message };
+    }
+    if (isHostError(err)) {
+      const stalled = err.reason === "TransitionStalled";
+      return {
+        phase: stalled ? "Stalled" : "Failed",
+        sha256,
+        reason: err.reason,
+        message: err.message,
+        ...(stalled ? { stalledTasks: err.details?.stalledTasks?.map((t) => ({ pid: t.pid, comm: t.comm })) } : {}),
+      } as EntryUpdate;
+    }
+    throw err;
+  }
+
+  private async act(patch: KernelLivePatch, view: PatchView, action: Action, host: HostState, views: readonly PatchView[]): Promise<void> {
+    const { driver } = this.deps;
+    const log = this.log.child({ patch: patch.metadata.name, op: action.op });
+    const timeout = { transitionTimeoutMs: patch.spec.transitionTimeoutSeconds * 1000 };
+    const started = Date.now();
+    try {
+      switch (action.op) {
+        case "install":
+          await this.install(patch, action.module, host.kernelRelease);
+          break;
+        case "installAndLoad": {
+          await this.install(patch, action.module, host.kernelRelease);
+          const r = await driver.load(action.module.name, timeout);
+          log.info({ module: action.module.name, replaced: r.replaced, transitionMs: r.transitionMs }, "loaded");
+          this.deps.api.event(ref(patch), "Normal", "Loaded", `${action.module.name} loaded on ${this.deps.nodeName} in ${r.transitionMs} ms`);
+          await this.markReplaced(r.replaced, patch.metadata.name, views, host);
+          break;
+        }
+        case "unload":
+          await driver.unload(action.name, timeout);
+          log.info({ module: action.name }, "unloaded");
+          this.deps.api.event(ref(patch), "Normal", "Unloaded", `${action.name} unloaded on ${this.deps.nodeName}`);
+          break;
+        case "removeLeftover":
+          await driver.removeLeftover(action.name);
+          log.info({ module: action.name }, "removed leftover module");
+          break;
+        case "uninstall":
+          await driver.uninstall(action.name, host.kernelRelease);
+          log.info({ module: action.name }, "uninstalled");
+          break;
+      }
+      this.deps.onAction?.(patch.metadata.name, action, "ok");
+    } catch (err) {
+      const sha = "module" in action ? action.module.sha256 : (view.entry?.sha256 ?? "");
+      const failure = this.failureOf(err, sha);
+      const moduleName = "module" in action ? action.module.name : action.name;
+      log.warn({ reason: failure.reason, err: (err as Error).message, ms: Date.now() - started }, "host operation failed");
+      this.deps.api.event(ref(patch), "Warning", failure.reason ?? "Failed", `${this.deps.nodeName}: ${failure.message}`);
+      this.deps.onAction?.(patch.metadata.name, action, failure.reason ?? "Failed");
+      const fresh = await this.deps.driver.inspect().catch(() => host);
+      await this.write(patch, view.entry, { ...failure, moduleName }, fresh);
+    }
+  }
+
+  private async install(patch: KernelLivePatch, m: ModuleRef, kernelRelease: string): Promise<void> {
+    const spec = moduleForRelease(patch.spec.modules, kernelRelease)!;
+    const r = await this.resolve(spec, kernelRelease);
+    const bytes = r.bytes ?? (await this.deps.sources.fetch(spec));
+    await this.deps.driver.install(bytes, { kernelRelease, name: m.name, sha256: m.sha256, overwrite: true });
+    r.bytes = undefined; // staged on the host now; do not keep the file in the agent's memory
+  }
+
+  /** After an atomic replace, say so on the replaced patches' entries (they must not load back). */
+  private async markReplaced(replacedModules: readonly string[], by: string, views: readonly PatchView[], host: HostState): Promise<void> {
+    for (const moduleName of replacedModules) {
+      const victim = views.find((v) => v.name !== by && (v.entry?.moduleName === moduleName || ("module" in v.want && v.want.module.name === moduleName)));
+      if (!victim) continue;
+      const patch = this.patches.find((p) => p.metadata.name === victim.name);
+      if (!patch) continue;
+      const fresh = await this.deps.driver.inspect().catch(() => host);
+      await this.write(patch, victim.entry, {
+        phase: "Replaced",
+        moduleName,
+        sha256: victim.entry?.sha256,
+        replacedBy: by,
+        reason: "ReplacedByCumulativePatch",
+        message: `replaced by the cumulative module of ${by}`,
+      }, fresh);
+      // The view's entry is stale now; the next pass re-reads it from the watch.
+      this.kick();
+    }
+  }
+
+  /** Writes this node's entry when it differs from what the patch's status already says. */
+  private async write(patch: KernelLivePatch, current: NodeEntry | undefined, update: EntryUpdate, host: HostState): Promise<void> {
+    const lp = update.moduleName ? host.livepatches.find((p) => p.name === update.moduleName) : undefined;
+    const entry: NodeEntry = stripUndefined({
+      nodeName: this.deps.nodeName,
+      phase: update.phase,
+      kernelRelease: host.kernelRelease,
+      bootID: host.bootId,
+      moduleName: update.moduleName,
+      sha256: update.sha256,
+      enabled: update.moduleName ? (lp?.enabled ?? false) : undefined,
+      transition: update.moduleName ? (lp?.transition ?? false) : undefined,
+      tainted: host.tainted,
+      taintFlags: host.taintFlags,
+      replacedBy: update.replacedBy,
+      stalledTasks: (update as { stalledTasks?: NodeEntry["stalledTasks"] }).stalledTasks,
+      reason: update.reason,
+      message: update.message,
+      observedGeneration: patch.metadata.generation ?? 0,
+      lastTransitionTime: current?.phase === update.phase && current.lastTransitionTime ? current.lastTransitionTime : this.now().toISOString(),
+    });
+    if (current && sameEntry(current, entry)) return;
+    await this.deps.api.applyEntry(patch.metadata.name, entry);
+    // Remember what we wrote, so the same pass does not write it again before the watch catches up.
+    const nodes = (patch.status ??= {}).nodes ?? [];
+    patch.status.nodes = [...nodes.filter((e) => e.nodeName !== entry.nodeName), entry];
+    this.log.debug({ patch: patch.metadata.name, phase: entry.phase }, "entry written");
+  }
+}
+
+function sameEntry(a: NodeEntry, b: NodeEntry): boolean {
+  const strip = ({ lastTransitionTime: _a, ...rest }: NodeEntry) => rest;
+  return JSON.stringify(sortKeys(strip(a))) === JSON.stringify(sortKeys(strip(b)));
+}
+
+function sortKeys<T extends object>(o: T): T {
+  return Object.fromEntries(Object.entries(o).sort(([a], [b]) => a.localeCompare(b))) as T;
+}
+
+function stripUndefined<T extends object>(o: T): T {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
+}
+
+function byCreation(a: KernelLivePatch, b: KernelLivePatch): number {
+  const ta = a.metadata.creationTimestamp ?? "";
+  const tb = b.metadata.creationTimestamp ?? "";
+  return ta === tb ? a.metadata.name.localeCompare(b.metadata.name) : ta.localeCompare(tb);
+}
+
+function ref(p: KernelLivePatch): { name: string; uid?: string | undefined } {
+  return { name: p.metadata.name, uid: p.metadata.uid };
+}
