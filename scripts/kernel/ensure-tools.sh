@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Installs what the real-kernel tests need on a fresh Debian bookworm machine (root, Debian's mirror):
+#   - host tools from apt, each only when missing: QEMU, busybox-static, cpio, kmod, make, gcc-12,
+#     e2fsprogs, and the runtime libraries of the kernel's build helpers;
+#   - Debian's kernel image, headers and kbuild for one release, fetched with `apt-get download` and
+#     unpacked (dpkg-deb -x) into $KLP_CACHE/kernel/<release>/ — nothing is installed into the
+#     system's /boot, /lib/modules or /usr/src.
+# Reused when present. Prints shell assignments (KREL=..., VMLINUZ=..., KBUILD=..., MODDIR=...) on
+# stdout for the caller; logs go to stderr.
+# Usage: scripts/kernel/ensure-tools.sh            (KERNEL_RELEASE overrides the release)
+set -euo pipefail
+
+KREL=${KERNEL_RELEASE:-6.1.0-56-amd64}
+CACHE=${KLP_CACHE:-$HOME/.cache/kpatch-operator}
+KDIR=$CACHE/kernel/$KREL
+FLAVOUR=${KREL##*-}            # amd64
+ABI=${KREL%-"$FLAVOUR"}        # 6.1.0-56
+SERIES=${ABI%%.0-*}            # 6.1 (linux-kbuild-6.1)
+
+log() { printf '[ensure-tools] %s\n' "$*" >&2; }
+APT_OPTS=(-y -q -o DPkg::Lock::Timeout=600 --no-install-recommends)
+
+# --- host tools -------------------------------------------------------------------------------
+declare -A need=(
+  [qemu-system-x86_64]=qemu-system-x86
+  [busybox]=busybox-static
+  [cpio]=cpio
+  [insmod]=kmod
+  [make]=make
+  [gcc-12]=gcc-12
+  [mkfs.ext4]=e2fsprogs
+  [debugfs]=e2fsprogs
+  [ldd]=libc-bin
+)
+missing=()
+for cmd in "${!need[@]}"; do
+  PATH=$PATH:/usr/sbin:/sbin command -v "$cmd" >/dev/null 2>&1 || missing+=("${need[$cmd]}")
+done
+# busybox must be the static build: it is copied into the guest without libraries.
+if command -v busybox >/dev/null 2>&1 && ! dpkg -s busybox-static >/dev/null 2>&1; then missing+=(busybox-static); fi
+# Runtime libraries of the prebuilt kbuild helpers (modpost, objtool, ...).
+for pkg in libelf1 libssl3; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
+  log "apt-get install ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  if ! apt-get install "${APT_OPTS[@]}" "${missing[@]}" >&2; then
+    apt-get update -q -o DPkg::Lock::Timeout=600 >&2
+    apt-get install "${APT_OPTS[@]}" "${missing[@]}" >&2
+  fi
+fi
+
+# --- kernel packages --------------------------------------------------------------------------
+# Candidate version of the image package (the headers and kbuild packages are pinned to it).
+candidate() { apt-cache policy "linux-image-$KREL" 2>/dev/null | sed -n "s/^ *Candidate: //p" | grep -v "(none)" || true; }
+if [ ! -f "$KDIR/.ready" ]; then
+  mkdir -p "$KDIR"
+  ver=$(candidate)
+  if [ -z "$ver" ]; then
+    apt-get update -q -o DPkg::Lock::Timeout=600 >&2
+    ver=$(candidate)
+  fi
+  [ -n "$ver" ] || { log "linux-image-$KREL is not known to apt"; exit 3; }
+  log "downloading kernel $KREL ($ver)"
+  rm -rf "$KDIR/debs" "$KDIR/root"
+  mkdir -p "$KDIR/debs" "$KDIR/root"
+  (cd "$KDIR/debs" && apt-get download -q -o APT::Sandbox::User=root \
+    "linux-image-$KREL=$ver" "linux-headers-$KREL=$ver" \
+    "linux-headers-$ABI-common=$ver" "linux-kbuild-$SERIES=$ver" >&2)
+  for deb in "$KDIR"/debs/*.deb; do dpkg-deb -x "$deb" "$KDIR/root"; done
+  # The flavour's Makefile includes the common one by absolute path: point it into the cache.
+  printf 'include %s/root/usr/src/linux-headers-%s-common/Makefile\n' "$KDIR" "$ABI" \
+    > "$KDIR/root/usr/src/linux-headers-$KREL/Makefile"
+  # modules.dep for the unpacked tree (the package leaves it to its postinst).
+  depmod -b "$KDIR/root" "$KREL"
+  echo "$ver" > "$KDIR/version"
+  touch "$KDIR/.ready"
+fi
+
+cat <<VARS
+KREL=$KREL
+KVERSION=$(cat "$KDIR/version")
+KDIR=$KDIR
+VMLINUZ=$KDIR/root/boot/vmlinuz-$KREL
+KBUILD=$KDIR/root/usr/src/linux-headers-$KREL
+MODDIR=$KDIR/root/lib/modules/$KREL
+VARS
