@@ -1,0 +1,389 @@
+// Guest side of the real-kernel suite: runs inside the QEMU guest (Node 24 from the initramfs, PID 1's
+// child), executes one plan of steps against the real kernel through the agent CLI
+// (/opt/klp/kpatch-agent.mjs, real kmod loader) and bare insmod, and prints one marked line per step
+// on the serial console:
+//   @@RESULT {"step":"s1-install-load","ok":true,"ms":1234,"details":{...}}
+// A step collects facts (exit codes, the agent's JSON, sysfs and /proc reads, new kernel log lines);
+// the host test asserts on them. `ok` is false only when the step itself threw.
+// Bundled with esbuild by test/kernel/guest-image.ts; must not import anything outside node:*.
+import { spawnSync } from "node:child_process";
+import { createHash } from "node:crypto";
+import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { performance } from "node:perf_hooks";
+
+const AGENT = "/opt/klp/kpatch-agent.mjs";
+const MODS = "/opt/klp/modules";
+const RELEASE = readFileSync("/proc/sys/kernel/osrelease", "utf8").trim();
+const STAGE = `/var/lib/kpatch/${RELEASE}`;
+const LP = "/sys/kernel/livepatch";
+
+type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
+type Details = Record<string, unknown>;
+
+function emit(tag: string, value: unknown): void {
+  // One write per line: the console is a TTY, so Node writes it synchronously.
+  process.stdout.write(`${tag} ${JSON.stringify(value)}\n`);
+}
+
+function sleepMs(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
+function read(path: string): string | null {
+  try {
+    return readFileSync(path, "utf8").trim();
+  } catch {
+    return null;
+  }
+}
+
+function ls(dir: string): string[] | null {
+  try {
+    return readdirSync(dir).sort();
+  } catch {
+    return null;
+  }
+}
+
+function sha256(path: string): string {
+  return createHash("sha256").update(readFileSync(path)).digest("hex");
+}
+
+interface Run {
+  rc: number | null;
+  ms: number;
+  stdout: string;
+  stderr: string;
+}
+
+function run(cmd: string, args: string[], timeoutMs = 180_000): Run {
+  const t0 = performance.now();
+  const r = spawnSync(cmd, args, { encoding: "utf8", timeout: timeoutMs });
+  const ms = Math.round(performance.now() - t0);
+  return {
+    rc: r.status,
+    ms,
+    stdout: r.stdout ?? "",
+    stderr: (r.stderr ?? "") + (r.error ? `\n[spawn] ${r.error.message}` : ""),
+  };
+}
+
+interface AgentRun extends Run {
+  args: string[];
+  json: Json;
+}
+
+const hasAgent = existsSync(AGENT);
+
+/** The agent CLI as a host would run it: `node kpatch-agent.mjs --json --loader kmod ... <verb>`. */
+function agent(args: string[], opts: { transitionTimeout?: number } = {}): AgentRun {
+  if (!hasAgent) throw new Error(`agent bundle missing at ${AGENT}`);
+  const globals = ["--json", "--loader", "kmod"];
+  if (opts.transitionTimeout !== undefined) globals.push("--transition-timeout", String(opts.transitionTimeout));
+  const full = [...globals, ...args];
+  const r = run(process.execPath, [AGENT, ...full]);
+  let json: Json = null;
+  try {
+    json = JSON.parse(r.stdout) as Json;
+  } catch {
+    json = null;
+  }
+  return { ...r, args: full, json };
+}
+
+// Kernel log: lines added since a mark (busybox dmesg reads the ring buffer).
+function kmsgLines(): string[] {
+  return run("dmesg", []).stdout.split("\n").filter((l) => l.length > 0);
+}
+function kmsgSince(mark: number): string[] {
+  return kmsgLines().slice(mark);
+}
+
+/** Facts about one module/patch name. */
+function moduleFacts(name: string): Details {
+  return {
+    sysModule: existsSync(`/sys/module/${name}`),
+    moduleTaint: read(`/sys/module/${name}/taint`),
+    refcnt: read(`/sys/module/${name}/refcnt`),
+    livepatch: existsSync(`${LP}/${name}`),
+    enabled: read(`${LP}/${name}/enabled`),
+    transition: read(`${LP}/${name}/transition`),
+  };
+}
+
+function kernelFacts(): Details {
+  return {
+    cmdline: read("/proc/cmdline"),
+    tainted: Number(read("/proc/sys/kernel/tainted")),
+    livepatches: ls(LP),
+    staged: ls(STAGE),
+    bootId: read("/proc/sys/kernel/random/boot_id"),
+  };
+}
+
+function waitFor(pred: () => boolean, timeoutMs: number, stepMs = 5): boolean {
+  const end = performance.now() + timeoutMs;
+  while (performance.now() < end) {
+    if (pred()) return true;
+    sleepMs(stepMs);
+  }
+  return pred();
+}
+
+/** Bare kernel interface, no agent: insmod, then poll `transition` until it reads 0. */
+function bareLoad(path: string, name: string): Details {
+  const t0 = performance.now();
+  const r = run("insmod", [path]);
+  const insmodMs = performance.now() - t0;
+  const settled =
+    r.rc === 0 && waitFor(() => read(`${LP}/${name}/transition`) === "0", 60_000);
+  return { rc: r.rc, stderr: r.stderr.trim(), settled, insmodMs: Math.round(insmodMs), totalMs: Math.round(performance.now() - t0) };
+}
+
+/** Bare unload: enabled=0, wait for the patch to leave sysfs, rmmod. */
+function bareUnload(name: string): Details {
+  const t0 = performance.now();
+  if (existsSync(`${LP}/${name}`)) writeFileSync(`${LP}/${name}/enabled`, "0");
+  const gone = waitFor(() => !existsSync(`${LP}/${name}`), 60_000);
+  let rm = run("rmmod", [name]);
+  for (let i = 0; i < 50 && rm.rc !== 0 && existsSync(`/sys/module/${name}`); i++) {
+    sleepMs(100);
+    rm = run("rmmod", [name]);
+  }
+  return { gone, rmmodRc: rm.rc, totalMs: Math.round(performance.now() - t0) };
+}
+
+/** Pid of the task whose comm is `comm` (waits up to 10 s for it to appear). */
+function findTask(comm: string): string | null {
+  let tid: string | null = null;
+  waitFor(() => {
+    for (const pid of ls("/proc") ?? []) {
+      if (/^\d+$/.test(pid) && read(`/proc/${pid}/comm`) === comm) tid = pid;
+    }
+    return tid !== null;
+  }, 10_000, 50);
+  return tid;
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)] ?? NaN;
+}
+
+// ---- steps -------------------------------------------------------------------------------------
+
+const steps: Record<string, () => Details> = {
+  env(): Details {
+    const service: Details = {
+      rc: read("/run/kpatch-service.rc"),
+      stdout: read("/run/kpatch-service.out"),
+      stderr: read("/run/kpatch-service.err"),
+      uptime: read("/run/kpatch-service.uptime"),
+    };
+    try {
+      service.json = JSON.parse(String(service.stdout)) as Json;
+    } catch {
+      service.json = null;
+    }
+    return {
+      release: RELEASE,
+      originalCmdline: process.env.KLP_CMDLINE ?? null,
+      ...kernelFacts(),
+      livepatchSysfs: existsSync(LP),
+      hasAgent,
+      nodeVersion: process.version,
+      uptime: read("/proc/uptime"),
+      kpatchService: service,
+      modulesDisabled: read("/proc/sys/kernel/modules_disabled"),
+      stagedTree: ls("/var/lib/kpatch"),
+    };
+  },
+
+  // A bare insmod of klp_test_v1 with no agent at all: proves the module and the guest.
+  bare(): Details {
+    const mark = kmsgLines().length;
+    const load = bareLoad(`${MODS}/klp_test_v1.ko`, "klp_test_v1");
+    const loaded = { ...kernelFacts(), ...moduleFacts("klp_test_v1") };
+    const unload = bareUnload("klp_test_v1");
+    return { load, loaded, unload, after: { ...kernelFacts(), ...moduleFacts("klp_test_v1") }, kmsg: kmsgSince(mark) };
+  },
+
+  "s1-install-load"(): Details {
+    const mark = kmsgLines().length;
+    const before = kernelFacts();
+    const file = `${MODS}/klp_test_v1.ko`;
+    const install = agent(["install", "--sha256", sha256(file), file]);
+    const stagedAfterInstall = ls(STAGE);
+    const sysModuleAfterInstall = existsSync("/sys/module/klp_test_v1");
+    const stagedSha = existsSync(`${STAGE}/klp_test_v1.ko`) ? sha256(`${STAGE}/klp_test_v1.ko`) : null;
+    const load = agent(["load", "klp_test_v1"]);
+    const facts = { ...kernelFacts(), ...moduleFacts("klp_test_v1") };
+    const status = agent(["status"]);
+    return {
+      before, install, stagedAfterInstall, sysModuleAfterInstall, stagedSha, sourceSha: sha256(file),
+      load, facts, status, kmsg: kmsgSince(mark),
+    };
+  },
+
+  "s2-unload-uninstall"(): Details {
+    const mark = kmsgLines().length;
+    const unload = agent(["unload", "klp_test_v1"]);
+    const afterUnload = { ...kernelFacts(), ...moduleFacts("klp_test_v1") };
+    const uninstall = agent(["uninstall", "klp_test_v1"]);
+    const after = { ...kernelFacts(), ...moduleFacts("klp_test_v1") };
+    const status = agent(["status"]);
+    return { unload, afterUnload, uninstall, after, status, kmsg: kmsgSince(mark) };
+  },
+
+  // Agent load/unload next to bare insmod/disable/rmmod of the same staged file, alternating.
+  perf(): Details {
+    const file = `${MODS}/klp_test_v1.ko`;
+    const install = agent(["install", file]);
+    const nodeStartup: number[] = [];
+    const rounds: Details[] = [];
+    for (let i = 0; i < 3; i++) {
+      nodeStartup.push(run(process.execPath, ["-e", "0"]).ms);
+      const load = agent(["load", "klp_test_v1"]);
+      const agentFacts = moduleFacts("klp_test_v1");
+      const unload = agent(["unload", "klp_test_v1"]);
+      const bare = bareLoad(`${STAGE}/klp_test_v1.ko`, "klp_test_v1");
+      const bareFacts = moduleFacts("klp_test_v1");
+      const bareOff = bareUnload("klp_test_v1");
+      rounds.push({
+        agentLoadRc: load.rc, agentLoadMs: load.ms, agentLoadJson: load.json, agentLoadStderr: load.stderr,
+        agentEnabled: agentFacts.enabled, agentUnloadRc: unload.rc, agentUnloadMs: unload.ms,
+        bareRc: bare.rc, bareSettled: bare.settled, bareLoadMs: bare.totalMs, bareInsmodMs: bare.insmodMs,
+        bareEnabled: bareFacts.enabled, bareUnloadMs: bareOff.totalMs,
+      });
+    }
+    const uninstall = agent(["uninstall", "klp_test_v1"]);
+    const agentMs = median(rounds.map((r) => Number(r.agentLoadMs)));
+    const bareMs = median(rounds.map((r) => Number(r.bareLoadMs)));
+    const startMs = median(nodeStartup);
+    return {
+      install: { rc: install.rc, stderr: install.stderr }, uninstall: { rc: uninstall.rc, stderr: uninstall.stderr },
+      rounds, nodeStartupMs: nodeStartup,
+      median: { agentLoadMs: agentMs, bareLoadMs: bareMs, nodeStartupMs: startMs, agentMinusStartupMs: agentMs - startMs },
+      after: { ...kernelFacts(), ...moduleFacts("klp_test_v1") },
+    };
+  },
+
+  "s3-vermagic"(): Details {
+    const mark = kmsgLines().length;
+    const file = `${MODS}/klp_test_v1_badver.ko`;
+    const install = agent(["install", file]);
+    const load = agent(["load", file]);
+    const after = { ...kernelFacts(), ...moduleFacts("klp_test_v1") };
+    return { install, load, after, kmsg: kmsgSince(mark) };
+  },
+
+  "s4-not-livepatch-truncated"(): Details {
+    const mark = kmsgLines().length;
+    const plainInstall = agent(["install", `${MODS}/plain_test.ko`]);
+    const plainLoad = agent(["load", `${MODS}/plain_test.ko`]);
+    const truncInstall = agent(["install", `${MODS}/klp_test_trunc.ko`]);
+    const truncLoad = agent(["load", `${MODS}/klp_test_trunc.ko`]);
+    return {
+      plainInstall, plainLoad, truncInstall, truncLoad,
+      plain: moduleFacts("plain_test"), trunc: moduleFacts("klp_test_trunc"), v1: moduleFacts("klp_test_v1"),
+      after: kernelFacts(), kmsg: kmsgSince(mark),
+    };
+  },
+
+  "s5-replace"(): Details {
+    const mark = kmsgLines().length;
+    const installV1 = agent(["install", `${MODS}/klp_test_v1.ko`]);
+    const loadV1 = agent(["load", "klp_test_v1"]);
+    const withV1 = { ...kernelFacts(), v1: moduleFacts("klp_test_v1") };
+    const installV2 = agent(["install", `${MODS}/klp_test_v2.ko`]);
+    const loadV2 = agent(["load", "klp_test_v2"]);
+    const after = { ...kernelFacts(), v1: moduleFacts("klp_test_v1"), v2: moduleFacts("klp_test_v2") };
+    const status = agent(["status"]);
+    return { installV1, loadV1, withV1, installV2, loadV2, after, status, kmsg: kmsgSince(mark) };
+  },
+
+  // Leave exactly klp_test_v2 staged for the second boot; remember this boot's id.
+  "prep-reboot"(): Details {
+    const staged = ls(STAGE) ?? [];
+    const uninstallV1 = staged.includes("klp_test_v1.ko") ? agent(["uninstall", "klp_test_v1"]) : null;
+    const installV2 = staged.includes("klp_test_v2.ko") ? null : agent(["install", `${MODS}/klp_test_v2.ko`]);
+    run("sync", []);
+    return { uninstallV1, installV2, ...kernelFacts(), v2: moduleFacts("klp_test_v2") };
+  },
+
+  // Second boot: init ran `kpatch-agent load --all` (kpatch.service) before this step.
+  "s6-reboot"(): Details {
+    const status = agent(["status"]);
+    return { ...kernelFacts(), v2: moduleFacts("klp_test_v2"), v1: moduleFacts("klp_test_v1"), status };
+  },
+
+  // The stall without the agent: proves the fixture (a transition that really never finishes) and
+  // that writing the opposite value reverses it.
+  "stall-bare"(): Details {
+    const mark = kmsgLines().length;
+    const target = run("insmod", [`${MODS}/klp_stall_target.ko`]);
+    const tid = findTask("klp_stall_thread");
+    const patch = run("insmod", [`${MODS}/klp_test_stall.ko`]);
+    sleepMs(3000);
+    const stalled = { ...moduleFacts("klp_test_stall"), threadPatchState: tid ? read(`/proc/${tid}/patch_state`) : null };
+    const t0 = performance.now();
+    if (existsSync(`${LP}/klp_test_stall`)) writeFileSync(`${LP}/klp_test_stall/enabled`, "0");
+    const reversed = waitFor(() => !existsSync(`${LP}/klp_test_stall`), 30_000, 20);
+    const reverseMs = Math.round(performance.now() - t0);
+    const rmPatch = run("rmmod", ["klp_test_stall"]).rc;
+    const rmTarget = run("rmmod", ["klp_stall_target"]).rc;
+    return {
+      targetRc: target.rc, tid, patchRc: patch.rc, patchStderr: patch.stderr, stalled, reversed, reverseMs,
+      rmPatch, rmTarget, after: { stall: moduleFacts("klp_test_stall"), target: existsSync("/sys/module/klp_stall_target") },
+      kmsg: kmsgSince(mark),
+    };
+  },
+
+  "s7-stall"(): Details {
+    const mark = kmsgLines().length;
+    const target = run("insmod", [`${MODS}/klp_stall_target.ko`]);
+    const tid = findTask("klp_stall_thread");
+    const stackBefore = tid ? read(`/proc/${tid}/stack`) : null;
+    const load = agent(["load", `${MODS}/klp_test_stall.ko`], { transitionTimeout: 5 });
+    const after = {
+      ...kernelFacts(), stall: moduleFacts("klp_test_stall"), v2: moduleFacts("klp_test_v2"),
+      threadPatchState: tid ? read(`/proc/${tid}/patch_state`) : null,
+    };
+    // Clean up whatever the agent left, so the guest powers off cleanly.
+    const leftover: Details = {};
+    if (existsSync("/sys/module/klp_test_stall")) leftover.stall = bareUnload("klp_test_stall");
+    leftover.targetRmmod = run("rmmod", ["klp_stall_target"]).rc;
+    return { targetInsmod: { rc: target.rc, stderr: target.stderr }, tid, stackBefore, load, after, leftover, kmsg: kmsgSince(mark) };
+  },
+};
+
+const plans: Record<string, string[]> = {
+  smoke: ["env", "bare"],
+  boot1: ["env", "bare", "s1-install-load", "s2-unload-uninstall", "perf", "s3-vermagic", "s4-not-livepatch-truncated", "s5-replace", "prep-reboot"],
+  boot2: ["env", "s6-reboot", "stall-bare", "s7-stall"],
+};
+
+function main(): void {
+  const planName = process.argv[2] || "smoke";
+  const plan = plans[planName];
+  if (!plan) {
+    emit("@@RESULT", { step: "plan", ok: false, ms: 0, error: `unknown plan ${planName}` });
+    return;
+  }
+  emit("@@PLAN", { plan: planName, steps: plan, hasAgent });
+  for (const name of plan) {
+    const fn = steps[name];
+    const t0 = performance.now();
+    try {
+      if (!fn) throw new Error(`unknown step ${name}`);
+      const details = fn();
+      emit("@@RESULT", { step: name, ok: true, ms: Math.round(performance.now() - t0), details });
+    } catch (e) {
+      const err = e instanceof Error ? `${e.name}: ${e.message}` : String(e);
+      emit("@@RESULT", { step: name, ok: false, ms: Math.round(performance.now() - t0), error: err });
+    }
+  }
+  emit("@@DONE", { plan: planName });
+}
+
+main();

@@ -1,0 +1,351 @@
+// Real kernel: proves the node agent's host operations on Debian's kernel under QEMU.
+// Boot 1 runs scenarios 1-5 (plus a bare-insmod baseline and a timing comparison) as separate guest
+// steps; boot 2 starts from the same persistent disk and runs scenarios 6 (reboot, kpatch.service's
+// `load --all`) and 7 (a real transition stall). Each scenario is its own test asserting on the facts
+// its guest step reported. See test/kernel/README.md.
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it, type TestContext } from "vitest";
+import { KernelUnavailable, prepareGuest, CACHE, type PreparedGuest } from "./guest-image.ts";
+import { boot, chooseAccel, consoleTail, type BootOutcome, type StepResult } from "./qemu.ts";
+
+const BOOT_TIMEOUT_MS = Number(process.env.KLP_BOOT_TIMEOUT_S ?? 480) * 1000;
+const REQUIRED = process.env.KLP_KERNEL_REQUIRED === "1";
+/** Each boot's full serial console is kept here for inspection. */
+const LAST_RUN = join(CACHE, "last-run");
+
+const V1 = "klp_test_v1";
+const V2 = "klp_test_v2";
+const TAINT_O = 1 << 12;
+const TAINT_E = 1 << 13;
+const TAINT_K = 1 << 15;
+
+// ---- loose views of the facts the guest reports -------------------------------------------------
+// The guest passes the agent's JSON through untouched; these helpers read it without trusting shape.
+type Obj = Record<string, unknown>;
+interface AgentRun {
+  rc: number | null;
+  ms: number;
+  stdout: string;
+  stderr: string;
+  args: string[];
+  json: unknown;
+}
+const obj = (v: unknown): Obj => (v && typeof v === "object" && !Array.isArray(v) ? (v as Obj) : {});
+const arr = (v: unknown): unknown[] => (Array.isArray(v) ? v : []);
+const run = (v: unknown): AgentRun => v as AgentRun;
+const show = (r: AgentRun): string => `agent ${r.args?.join(" ")} -> rc ${r.rc}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`;
+
+/** Letters of a taintFlags value, whatever its form: "OEK", ["O","E","K"], [{letter:"O"}...]. */
+function taintLetters(flags: unknown): string[] {
+  if (typeof flags === "string") return flags.split("").filter((c) => /[A-Z]/.test(c));
+  return arr(flags).map((f) => (typeof f === "string" ? f : String(obj(f).letter ?? obj(f).flag ?? ""))).filter(Boolean);
+}
+
+function expectOk(r: AgentRun): void {
+  expect(r.rc, show(r)).toBe(0);
+  expect(obj(r.json).ok ?? true, show(r)).not.toBe(false);
+}
+
+/** A refusal: exit 1, `kpatch-agent: <Reason>: ...` on stderr, {ok:false, reason} on stdout. */
+function expectRefused(r: AgentRun, reasons: string[]): string {
+  expect(r.rc, show(r)).toBe(1);
+  const reason = String(obj(r.json).reason ?? "");
+  expect(reasons, show(r)).toContain(reason);
+  expect(obj(r.json).ok, show(r)).toBe(false);
+  expect(r.stderr.trim(), show(r)).toMatch(new RegExp(`^kpatch-agent: ${reason}: `));
+  return reason;
+}
+
+function findPatch(status: unknown, name: string): Obj | undefined {
+  return arr(obj(status).livepatches).map(obj).find((p) => p.name === name);
+}
+function findInstalled(status: unknown, name: string): Obj | undefined {
+  return arr(obj(status).installed).map(obj).find((p) => p.name === name);
+}
+
+// ---- suite -----------------------------------------------------------------------------------------
+let guest: PreparedGuest | undefined;
+let skipReason: string | undefined;
+let accel = "tcg";
+let accelWhy = "";
+let workDir = "";
+let disk = "";
+let boot1: Promise<BootOutcome> | undefined;
+let boot2: Promise<BootOutcome> | undefined;
+const finished = new Map<string, BootOutcome>();
+const summary: string[] = [];
+const suiteStart = performance.now();
+
+function log(line: string): void {
+  console.log(`[kernel] ${line}`);
+  summary.push(line);
+}
+
+function startBoot(plan: string): Promise<BootOutcome> {
+  if (!guest) throw new Error("guest not prepared");
+  log(`boot ${plan}: starting QEMU (${accel}; ${accelWhy})`);
+  return boot({
+    vmlinuz: guest.vmlinuz, guestDir: guest.guestDir, disk, plan, accel, timeoutMs: BOOT_TIMEOUT_MS,
+    onLine: process.env.KLP_CONSOLE === "1" ? (l) => console.log(`  | ${l}`) : undefined,
+  }).then((b) => {
+    const m = b.marks;
+    log(`boot ${plan}: ${b.wallMs} ms wall, exit ${b.exitCode}; guest uptime at init ${m["init-start"]} s, ` +
+      `disks ${m["disks-mounted"]} s, kpatch.service done ${m["service-done"]} s, runner exit ${m["runner-exit"]} s`);
+    finished.set(plan, b);
+    mkdirSync(LAST_RUN, { recursive: true });
+    writeFileSync(join(LAST_RUN, `${plan}.console.log`), b.console);
+    return b;
+  });
+}
+
+function getBoot1(): Promise<BootOutcome> {
+  boot1 ??= startBoot("boot1");
+  return boot1;
+}
+function getBoot2(): Promise<BootOutcome> {
+  // Same disk: only after boot 1 powered off, whatever its outcome.
+  boot2 ??= getBoot1().catch(() => undefined).then(() => startBoot("boot2"));
+  return boot2;
+}
+
+/** Details of a step of a boot that already finished (tests run in order). */
+function stepOf(plan: string, name: string): Obj {
+  return obj(finished.get(plan)?.results.get(name)?.details);
+}
+
+async function step(ctx: TestContext, which: () => Promise<BootOutcome>, name: string): Promise<StepResult & { details: Obj }> {
+  if (skipReason) ctx.skip(skipReason);
+  const b = await which();
+  const r = b.results.get(name);
+  if (!r) {
+    throw new Error(`guest reported no result for ${name} (plan ${b.plan}, done=${b.done}, exit ${b.exitCode}); console tail:\n${consoleTail(b.console, 40)}`);
+  }
+  if (!r.ok) throw new Error(`guest step ${name} threw: ${r.error}`);
+  return { ...r, details: obj(r.details) };
+}
+
+/** Runs one scenario and prints one line with its result and timing. */
+function scenario(title: string, which: () => Promise<BootOutcome>, stepName: string, check: (d: Obj, r: StepResult) => void): void {
+  it(title, async (ctx) => {
+    const r = await step(ctx, which, stepName);
+    try {
+      check(r.details, r);
+      log(`PASS ${title} (guest step ${r.ms} ms)`);
+    } catch (e) {
+      log(`FAIL ${title} (guest step ${r.ms} ms)`);
+      throw e;
+    }
+  });
+}
+
+describe("real kernel: the agent on Debian's kernel under QEMU", () => {
+  beforeAll(async () => {
+    try {
+      guest = await prepareGuest();
+    } catch (e) {
+      if (e instanceof KernelUnavailable && !REQUIRED) {
+        skipReason = `real-kernel suite skipped: ${e.message}`;
+        console.warn(`[kernel] ${skipReason}`);
+        return;
+      }
+      throw e;
+    }
+    log(`prepared ${guest.krel} (${guest.kversion}) in ${JSON.stringify(guest.timings)}; agent ${guest.agent ?? "MISSING"}`);
+    ({ accel, why: accelWhy } = await chooseAccel({ vmlinuz: guest.vmlinuz, guestDir: guest.guestDir, cacheDir: CACHE }));
+    workDir = mkdtempSync(join(tmpdir(), "klp-kernel-"));
+    disk = join(workDir, "kpatch-disk.img");
+    execFileSync("truncate", ["-s", "64M", disk]);
+    execFileSync("mkfs.ext4", ["-q", "-F", "-L", "kpatch", disk]);
+  });
+
+  afterAll(async () => {
+    await Promise.allSettled([boot1, boot2]);
+    if (workDir) rmSync(workDir, { recursive: true, force: true });
+    if (!skipReason) {
+      log(`total wall time ${Math.round(performance.now() - suiteStart)} ms`);
+      console.log(`\n[kernel] summary\n${summary.map((l) => `  ${l}`).join("\n")}\n`);
+    }
+  });
+
+  it("boot 1 reaches the guest runner and reports every step", async (ctx) => {
+    if (skipReason) ctx.skip(skipReason);
+    const b = await getBoot1();
+    const env = b.results.get("env");
+    expect(env?.ok, consoleTail(b.console)).toBe(true);
+    expect(obj(env?.details).release).toBe(guest?.krel);
+    expect(obj(env?.details).hasAgent, "dist/kpatch-agent.mjs is in the guest").toBe(true);
+    expect(b.done, `runner did not finish; console tail:\n${consoleTail(b.console)}`).toBe(true);
+  });
+
+  scenario("bare insmod of klp_test_v1 (no agent) patches /proc/cmdline", getBoot1, "bare", (d) => {
+    const load = obj(d.load);
+    expect(load.rc).toBe(0);
+    expect(load.settled).toBe(true);
+    expect(obj(d.loaded).cmdline).toBe("klp_test_v1 patched");
+    expect(obj(d.loaded).enabled).toBe("1");
+    expect(obj(d.after).sysModule).toBe(false);
+  });
+
+  scenario("1. install + load v1: /proc/cmdline patched, enabled, taint K/O/E decoded, staged", getBoot1, "s1-install-load", (d) => {
+    const release = guest?.krel;
+    const install = run(d.install);
+    expectOk(install);
+    expect(d.stagedAfterInstall).toContain(`${V1}.ko`);
+    expect(d.sysModuleAfterInstall, "install does not load").toBe(false);
+    expect(d.stagedSha).toBe(d.sourceSha);
+    const load = run(d.load);
+    expectOk(load);
+    expect(obj(load.json).name).toBe(V1);
+    const f = obj(d.facts);
+    expect(f.cmdline).toBe("klp_test_v1 patched");
+    expect(f.enabled).toBe("1");
+    expect(f.transition).toBe("0");
+    const tainted = Number(f.tainted);
+    expect(tainted & (TAINT_K | TAINT_O | TAINT_E)).toBe(TAINT_K | TAINT_O | TAINT_E);
+    expect(String(f.moduleTaint)).toMatch(/O/);
+    expect(String(f.moduleTaint)).toMatch(/E/);
+    expect(String(f.moduleTaint)).toMatch(/K/);
+    expect(f.staged).toContain(`${V1}.ko`);
+    const status = run(d.status);
+    expectOk(status);
+    const s = obj(status.json);
+    expect(s.kernelRelease).toBe(release);
+    expect(s.bootId).toBe(f.bootId);
+    expect(Number(s.tainted)).toBe(tainted);
+    expect(taintLetters(s.taintFlags)).toEqual(expect.arrayContaining(["K", "O", "E"]));
+    const p = findPatch(s, V1);
+    expect(p, JSON.stringify(s)).toBeDefined();
+    expect(p?.enabled).toBe(true);
+    expect(p?.transition).toBe(false);
+    const inst = findInstalled(s, V1);
+    expect(inst, JSON.stringify(s)).toBeDefined();
+    expect(inst?.kernelRelease).toBe(release);
+    expect(inst?.sha256).toBe(d.sourceSha);
+  });
+
+  scenario("2. unload + uninstall: original /proc/cmdline back, gone from /sys/module and /var/lib/kpatch", getBoot1, "s2-unload-uninstall", (d) => {
+    const original = String(stepOf("boot1", "env").originalCmdline);
+    expectOk(run(d.unload));
+    const afterUnload = obj(d.afterUnload);
+    expect(afterUnload.cmdline).toBe(original);
+    expect(afterUnload.livepatch).toBe(false);
+    expect(afterUnload.sysModule).toBe(false);
+    expect(afterUnload.staged, "unload does not uninstall").toContain(`${V1}.ko`);
+    expectOk(run(d.uninstall));
+    const after = obj(d.after);
+    expect(after.staged ?? []).not.toContain(`${V1}.ko`);
+    expect(after.sysModule).toBe(false);
+    expect(after.cmdline).toBe(original);
+    const s = obj(run(d.status).json);
+    expect(findPatch(s, V1)).toBeUndefined();
+    expect(findInstalled(s, V1)).toBeUndefined();
+  });
+
+  scenario("3. v1 with another release's vermagic: VermagicMismatch, never reaches insmod", getBoot1, "s3-vermagic", (d) => {
+    expectRefused(run(d.install), ["VermagicMismatch"]);
+    expectRefused(run(d.load), ["VermagicMismatch"]);
+    const after = obj(d.after);
+    expect(after.sysModule).toBe(false);
+    expect(after.staged ?? []).not.toContain(`${V1}.ko`);
+    // The kernel would have accepted it (modversions skips the release): no load was even tried.
+    expect(arr(d.kmsg).filter((l) => String(l).includes(V1))).toEqual([]);
+  });
+
+  scenario("4. plain module and truncated file: NotALivepatch / Truncated, never loaded", getBoot1, "s4-not-livepatch-truncated", (d) => {
+    expectRefused(run(d.plainInstall), ["NotALivepatch"]);
+    expectRefused(run(d.plainLoad), ["NotALivepatch"]);
+    const truncReasons = ["Truncated", "NotAnELFModule", "InvalidModuleFormat"];
+    expectRefused(run(d.truncInstall), truncReasons);
+    expectRefused(run(d.truncLoad), truncReasons);
+    expect(obj(d.plain).sysModule).toBe(false);
+    expect(obj(d.v1).sysModule).toBe(false);
+    expect(obj(d.after).staged ?? []).toEqual([]);
+    expect(arr(d.kmsg).filter((l) => /plain_test|klp_test/.test(String(l)))).toEqual([]);
+  });
+
+  scenario("5. cumulative replace: v2 replaces v1, v1's module removed", getBoot1, "s5-replace", (d) => {
+    expectOk(run(d.loadV1));
+    expect(obj(d.withV1).cmdline).toBe("klp_test_v1 patched");
+    const loadV2 = run(d.loadV2);
+    expectOk(loadV2);
+    expect(obj(loadV2.json).name).toBe(V2);
+    expect(arr(obj(loadV2.json).replaced).map((x) => (typeof x === "string" ? x : obj(x).name))).toContain(V1);
+    const after = obj(d.after);
+    expect(after.cmdline).toBe("klp_test_v2 patched");
+    expect(obj(after.v1).livepatch).toBe(false);
+    expect(obj(after.v1).sysModule, "the agent rmmods the replaced module").toBe(false);
+    expect(obj(after.v2).enabled).toBe("1");
+    expect(obj(after.v2).transition).toBe("0");
+    expect(after.livepatches).toEqual([V2]);
+  });
+
+  it("agent load time next to bare insmod + transition wait (same module, same guest)", async (ctx) => {
+    const r = await step(ctx, getBoot1, "perf");
+    const d = r.details;
+    const rounds = arr(d.rounds).map(obj);
+    for (const round of rounds) {
+      expect(round.agentLoadRc, JSON.stringify(round)).toBe(0);
+      expect(round.agentEnabled).toBe("1");
+      expect(round.bareRc).toBe(0);
+      expect(round.bareEnabled).toBe("1");
+    }
+    const m = obj(d.median);
+    const agentMs = Number(m.agentLoadMs);
+    const bareMs = Number(m.bareLoadMs);
+    const startMs = Number(m.nodeStartupMs);
+    const inProcess = rounds.map((x) => obj(x.agentLoadJson).transitionMs).filter((x) => typeof x === "number");
+    log(`load timing (median of ${rounds.length}, ${accel}): agent CLI ${agentMs} ms wall ` +
+      `(node startup alone ${startMs} ms, so ${agentMs - startMs} ms of agent work; agent-reported transitionMs ${JSON.stringify(inProcess)}) ` +
+      `vs bare insmod + transition wait ${bareMs} ms: ratio wall ${(agentMs / bareMs).toFixed(2)}x, ` +
+      `without node startup ${((agentMs - startMs) / bareMs).toFixed(2)}x (goal 1.2x)`);
+  });
+
+  scenario("6. reboot: kpatch.service's load --all loads the staged module, new boot id", getBoot2, "s6-reboot", (d) => {
+    const b1 = stepOf("boot1", "env").bootId;
+    const prep = stepOf("boot1", "prep-reboot");
+    expect(prep.staged).toEqual([`${V2}.ko`]);
+    const env2 = stepOf("boot2", "env");
+    const service = obj(env2.kpatchService);
+    expect(service.rc, JSON.stringify(service)).toBe("0");
+    expect(d.bootId).not.toBe(b1);
+    expect(d.cmdline).toBe("klp_test_v2 patched");
+    expect(obj(d.v2).enabled).toBe("1");
+    expect(obj(d.v2).transition).toBe("0");
+    expect(obj(d.v1).sysModule).toBe(false);
+    const s = obj(run(d.status).json);
+    expect(s.bootId).toBe(d.bootId);
+    expect(findPatch(s, V2)?.enabled).toBe(true);
+    expect(JSON.stringify(service.json)).toContain(V2);
+  });
+
+  scenario("stall fixture without the agent: the transition stays in progress until reversed", getBoot2, "stall-bare", (d) => {
+    expect(d.targetRc).toBe(0);
+    expect(d.tid).toBeTruthy();
+    expect(d.patchRc, String(d.patchStderr)).toBe(0);
+    const stalled = obj(d.stalled);
+    expect(stalled.enabled).toBe("1");
+    expect(stalled.transition, "still in transition after 3 s").toBe("1");
+    expect(stalled.threadPatchState, "klp_stall_thread still on the old code").toBe("0");
+    expect(d.reversed).toBe(true);
+    expect(d.rmPatch).toBe(0);
+    expect(d.rmTarget).toBe(0);
+    log(`stall fixture: transition still pending after 3 s; reversed in ${String(d.reverseMs)} ms`);
+  });
+
+  scenario("7. real transition stall: reversed, TransitionStalled names the blocking task", getBoot2, "s7-stall", (d) => {
+    expect(obj(d.targetInsmod).rc).toBe(0);
+    expect(d.tid, "klp_stall_thread is running").toBeTruthy();
+    expect(String(d.stackBefore)).toContain("klp_stall_wait");
+    const load = run(d.load);
+    expectRefused(load, ["TransitionStalled"]);
+    expect(JSON.stringify(obj(load.json).details)).toContain("klp_stall_thread");
+    const after = obj(d.after);
+    expect(obj(after.stall).livepatch, "the agent reversed the transition").toBe(false);
+    expect(obj(after.stall).sysModule, "the agent removed the stalled module").toBe(false);
+    expect(after.cmdline, "the other patch is untouched").toBe("klp_test_v2 patched");
+    expect(obj(after.v2).enabled).toBe("1");
+  });
+});
