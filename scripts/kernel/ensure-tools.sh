@@ -7,15 +7,15 @@
 #     system's /boot, /lib/modules or /usr/src.
 # Reused when present. Prints shell assignments (KREL=..., VMLINUZ=..., KBUILD=..., MODDIR=...) on
 # stdout for the caller; logs go to stderr.
-# Usage: scripts/kernel/ensure-tools.sh            (KERNEL_RELEASE overrides the release)
+# Usage: scripts/kernel/ensure-tools.sh
+# Env: KERNEL_RELEASE overrides the release (the one variable naming it). When the pinned release is
+# no longer on the mirror (Debian drops an ABI's packages once the next one ships) and it is not
+# cached, the release that linux-image-amd64 currently depends on is used instead, with a warning.
 set -euo pipefail
 
-KREL=${KERNEL_RELEASE:-6.1.0-56-amd64}
+PINNED_RELEASE=6.1.0-56-amd64
+KREL=${KERNEL_RELEASE:-$PINNED_RELEASE}
 CACHE=${KLP_CACHE:-$HOME/.cache/kpatch-operator}
-KDIR=$CACHE/kernel/$KREL
-FLAVOUR=${KREL##*-}            # amd64
-ABI=${KREL%-"$FLAVOUR"}        # 6.1.0-56
-SERIES=${ABI%%.0-*}            # 6.1 (linux-kbuild-6.1)
 
 log() { printf '[ensure-tools] %s\n' "$*" >&2; }
 APT_OPTS=(-y -q -o DPkg::Lock::Timeout=600 --no-install-recommends)
@@ -29,7 +29,6 @@ declare -A need=(
   [make]=make
   [gcc-12]=gcc-12
   [mkfs.ext4]=e2fsprogs
-  [debugfs]=e2fsprogs
   [ldd]=libc-bin
 )
 missing=()
@@ -53,14 +52,29 @@ fi
 # --- kernel packages --------------------------------------------------------------------------
 # Candidate version of the image package (the headers and kbuild packages are pinned to it).
 candidate() { apt-cache policy "linux-image-$KREL" 2>/dev/null | sed -n "s/^ *Candidate: //p" | grep -v "(none)" || true; }
+KDIR=$CACHE/kernel/$KREL
 if [ ! -f "$KDIR/.ready" ]; then
-  mkdir -p "$KDIR"
   ver=$(candidate)
   if [ -z "$ver" ]; then
     apt-get update -q -o DPkg::Lock::Timeout=600 >&2
     ver=$(candidate)
   fi
+  if [ -z "$ver" ] && [ -z "${KERNEL_RELEASE:-}" ]; then
+    current=$(apt-cache depends linux-image-amd64 2>/dev/null | sed -n 's/^ *Depends: linux-image-\(.*-amd64\)$/\1/p' | head -n1)
+    if [ -n "$current" ]; then
+      log "WARNING: linux-image-$KREL is gone from the mirror; using the current $current (update PINNED_RELEASE)"
+      KREL=$current
+      KDIR=$CACHE/kernel/$KREL
+      ver=$(candidate)
+    fi
+  fi
   [ -n "$ver" ] || { log "linux-image-$KREL is not known to apt"; exit 3; }
+fi
+FLAVOUR=${KREL##*-}            # amd64
+ABI=${KREL%-"$FLAVOUR"}        # 6.1.0-56
+SERIES=${ABI%%.0-*}            # 6.1 (linux-kbuild-6.1)
+if [ ! -f "$KDIR/.ready" ]; then
+  mkdir -p "$KDIR"
   log "downloading kernel $KREL ($ver)"
   rm -rf "$KDIR/debs" "$KDIR/root"
   mkdir -p "$KDIR/debs" "$KDIR/root"
