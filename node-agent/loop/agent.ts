@@ -13,7 +13,7 @@ import { KernelLivePatch, type NodeEntry, type PatchModule } from "../../crds/sc
 import type { HostDriver } from "../host/driver.ts";
 import { isHostError } from "../host/host-error.ts";
 import type { HostState } from "../host/inspect.ts";
-import { decide, type Action, type EntryUpdate, type HostView, type ModuleRef, type PatchView, type Want } from "./plan.ts";
+import { decide, replacedEntry, type Action, type EntryUpdate, type HostView, type ModuleRef, type PatchView, type Want } from "./plan.ts";
 import { SourceUnavailable, type ModuleSources } from "./sources.ts";
 
 /** The agent's view of the API: what it reads arrives through `update*`; these are its writes. */
@@ -212,8 +212,8 @@ export class Agent {
         sha256,
         reason: err.reason,
         message: err.message,
-        ...(stalled ? { stalledTasks: err.details?.stalledTasks?.map((t) => ({ pid: t.pid, comm: t.comm })) } : {}),
-      } as EntryUpdate;
+        stalledTasks: stalled ? err.details?.stalledTasks?.slice(0, 32).map((t) => ({ pid: t.pid, comm: t.comm })) : undefined,
+      };
     }
     throw err;
   }
@@ -279,14 +279,8 @@ export class Agent {
       const patch = this.patches.find((p) => p.metadata.name === victim.name);
       if (!patch) continue;
       const fresh = await this.deps.driver.inspect().catch(() => host);
-      await this.write(patch, victim.entry, {
-        phase: "Replaced",
-        moduleName,
-        sha256: victim.entry?.sha256,
-        replacedBy: by,
-        reason: "ReplacedByCumulativePatch",
-        message: `replaced by the cumulative module of ${by}`,
-      }, fresh);
+      const sha256 = "module" in victim.want ? victim.want.module.sha256 : (victim.entry?.sha256 ?? "");
+      await this.write(patch, victim.entry, replacedEntry({ name: moduleName, sha256 }, by), fresh);
       // The view's entry is stale now; the next pass re-reads it from the watch.
       this.kick();
     }
@@ -307,7 +301,7 @@ export class Agent {
       tainted: host.tainted,
       taintFlags: host.taintFlags,
       replacedBy: update.replacedBy,
-      stalledTasks: (update as { stalledTasks?: NodeEntry["stalledTasks"] }).stalledTasks,
+      stalledTasks: update.stalledTasks,
       reason: update.reason,
       message: update.message,
       observedGeneration: patch.metadata.generation ?? 0,

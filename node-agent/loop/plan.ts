@@ -51,6 +51,7 @@ export interface EntryUpdate {
   readonly replacedBy?: string | undefined;
   readonly reason?: string | undefined;
   readonly message?: string | undefined;
+  readonly stalledTasks?: NodeEntry["stalledTasks"];
 }
 
 export type Decision =
@@ -103,7 +104,7 @@ function decidePresent(patch: PatchView, kind: "loaded" | "staged", m: ModuleRef
   const ref = { moduleName: m.name, sha256: m.sha256 };
   // A failure is final for a generation: retrying a refused module would only hammer the kernel.
   if (entry && FAILED.includes(entry.phase) && entry.observedGeneration === patch.generation && entry.sha256 === m.sha256) {
-    return { kind: "report", entry: { phase: entry.phase, ...ref, reason: entry.reason, message: entry.message } };
+    return { kind: "report", entry: { phase: entry.phase, ...ref, reason: entry.reason, message: entry.message, stalledTasks: entry.stalledTasks } };
   }
   const lp = host.livepatches.find((p) => p.name === m.name);
   const staged = host.installed.find((i) => i.name === m.name);
@@ -138,14 +139,26 @@ function decidePresent(patch: PatchView, kind: "loaded" | "staged", m: ModuleRef
     // Superseded by another patch's cumulative module: take the leftover out of the kernel and
     // off the disk, and do not load it back while the replacing patch stays live.
     const cleanup = cleanupOf(m.name, host);
-    if (cleanup) return { kind: "act", action: cleanup, before: { phase: "Replaced", ...ref, replacedBy: replacer } };
-    return { kind: "report", entry: { phase: "Replaced", ...ref, replacedBy: replacer, reason: "ReplacedByCumulativePatch", message: `replaced by the cumulative module of ${replacer}` } };
+    const entry = replacedEntry(m, replacer);
+    return cleanup ? { kind: "act", action: cleanup, before: entry } : { kind: "report", entry };
   }
 
   if (!patch.admitted) return { kind: "none" };
   const blocker = host.blockers[0];
   if (blocker) return { kind: "report", entry: { phase: "Failed", ...ref, reason: blocker.reason, message: blocker.message } };
   return { kind: "act", action: { op: "installAndLoad", module: m }, before: { phase: "Loading", ...ref } };
+}
+
+/** The entry of a patch whose module another patch's cumulative module replaced. */
+export function replacedEntry(m: ModuleRef, replacer: string): EntryUpdate {
+  return {
+    phase: "Replaced",
+    moduleName: m.name,
+    sha256: m.sha256,
+    replacedBy: replacer,
+    reason: "ReplacedByCumulativePatch",
+    message: `replaced by the cumulative module of ${replacer}; it stays out of the kernel while ${replacer} is loaded`,
+  };
 }
 
 /**

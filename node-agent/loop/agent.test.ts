@@ -1,0 +1,252 @@
+/**
+ * The agent loop end to end on a simulated host, with the API replaced by an in-memory copy of the
+ * resources behind the agent's own narrow port (the real API server is exercised by the
+ * integration suite).
+ */
+import { createHash } from "node:crypto";
+import { existsSync, readdirSync } from "node:fs";
+import path from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import { API_VERSION, KIND, type KernelLivePatch, type NodeEntry } from "../../crds/schema.ts";
+import { buildSimModule } from "../sim/build-module.ts";
+import { createTestHost, type TestHost } from "../sim/test-host.ts";
+import { Agent, type AgentApi } from "./agent.ts";
+import type { Action } from "./plan.ts";
+import type { ModuleSources } from "./sources.ts";
+
+const RELEASE = "6.1.0-56-amd64";
+const NODE = "node-a";
+const sha = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
+
+const v1 = buildSimModule({ name: "klp_fix_v1", vermagic: RELEASE });
+const v2 = buildSimModule({ name: "klp_fix_v2", vermagic: RELEASE, replace: true });
+const wrongRelease = buildSimModule({ name: "klp_other", vermagic: "6.1.0-99-amd64" });
+const files = new Map<string, Uint8Array>([v1, v2, wrongRelease].map((b) => [sha(b), b]));
+
+/** In-memory resources: entries applied by the agent are merged like server-side apply would. */
+class FakeCluster implements AgentApi {
+  readonly patches = new Map<string, KernelLivePatch>();
+  readonly writes: Array<{ patch: string; phase: string }> = [];
+  agent: Agent | undefined;
+  private created = 0;
+
+  add(name: string, module: Uint8Array, extra: Partial<KernelLivePatch["spec"]> = {}, admitted = true): void {
+    const p: KernelLivePatch = {
+      apiVersion: API_VERSION,
+      kind: KIND,
+      metadata: { name, generation: 1, creationTimestamp: `2026-01-01T00:00:0${this.created++}Z`, uid: name },
+      spec: {
+        state: "Loaded",
+        modules: [{ kernelRelease: RELEASE, sha256: sha(module), url: `https://example.invalid/${name}.ko` }],
+        rollout: { maxUnavailable: 1, paused: false, failureThreshold: 1, soakSeconds: 0 },
+        transitionTimeoutSeconds: 75,
+        ...extra,
+      },
+      status: { rollout: { generation: 1, admitted: admitted ? [NODE] : [], halted: false } },
+    };
+    this.patches.set(name, p);
+    this.push();
+  }
+
+  change(name: string, f: (p: KernelLivePatch) => void): void {
+    const p = structuredClone(this.patches.get(name)!);
+    f(p);
+    this.patches.set(name, p);
+    this.push();
+  }
+
+  entry(name: string): NodeEntry | undefined {
+    return this.patches.get(name)?.status?.nodes?.find((e) => e.nodeName === NODE);
+  }
+
+  async applyEntry(patch: string, entry: NodeEntry): Promise<void> {
+    this.writes.push({ patch, phase: entry.phase });
+    this.change(patch, (p) => {
+      p.status ??= {};
+      p.status.nodes = [...(p.status.nodes ?? []).filter((e) => e.nodeName !== entry.nodeName), entry];
+    });
+  }
+
+  event(): void {}
+
+  push(): void {
+    this.agent?.updatePatches(structuredClone([...this.patches.values()]));
+  }
+}
+
+const sources: ModuleSources = {
+  async fetch(m) {
+    const bytes = files.get(m.sha256);
+    // A digest nobody published stands for a source that serves other bytes.
+    return bytes ?? v1;
+  },
+};
+
+let host: TestHost;
+afterEach(async () => host?.cleanup());
+
+async function setup(options: Parameters<typeof createTestHost>[0] = {}) {
+  host = await createTestHost(options);
+  const cluster = new FakeCluster();
+  const actions: Array<{ patch: string; action: Action; outcome: string }> = [];
+  const start = () => {
+    const agent = new Agent({
+      nodeName: NODE,
+      driver: host.driver,
+      api: cluster,
+      sources,
+      log: host.log,
+      onAction: (patch, action, outcome) => actions.push({ patch, action, outcome }),
+    });
+    cluster.agent = agent;
+    agent.updateNode({ "kubernetes.io/hostname": NODE });
+    cluster.push();
+    return agent;
+  };
+  const settle = async (agent: Agent) => {
+    for (let i = 0; i < 50; i++) {
+      await agent.idle();
+      await new Promise((r) => setTimeout(r, 5));
+      if (!(agent as unknown as { running?: unknown }).running) break;
+    }
+    await agent.idle();
+  };
+  return { cluster, actions, start, settle };
+}
+
+const staged = (name: string) => existsSync(path.join(host.root, "var/lib/kpatch", RELEASE, `${name}.ko`));
+const live = (name: string) => existsSync(path.join(host.root, "sys/kernel/livepatch", name));
+const inKernel = (name: string) => existsSync(path.join(host.root, "sys/module", name));
+
+describe("agent loop on a simulated host", () => {
+  it("stages and loads an admitted patch in two status writes, reporting the kernel's taint", async () => {
+    const { cluster, start, settle } = await setup();
+    const agent = start();
+    cluster.add("p1", v1);
+    await settle(agent);
+    expect(cluster.entry("p1")).toMatchObject({ phase: "Loaded", moduleName: "klp_fix_v1", enabled: true, transition: false, tainted: 45056, taintFlags: "OEK", kernelRelease: RELEASE });
+    expect(cluster.writes.map((w) => w.phase)).toEqual(["Loading", "Loaded"]);
+    expect(staged("klp_fix_v1") && live("klp_fix_v1")).toBe(true);
+    await agent.stop();
+  });
+
+  it("does nothing before admission", async () => {
+    const { cluster, start, settle } = await setup();
+    const agent = start();
+    cluster.add("p1", v1, {}, false);
+    await settle(agent);
+    expect(cluster.writes).toEqual([]);
+    expect(staged("klp_fix_v1")).toBe(false);
+    await agent.stop();
+  });
+
+  it("refuses a module whose digest differs from the pinned one: Failed, nothing staged", async () => {
+    const { cluster, start, settle } = await setup();
+    const agent = start();
+    cluster.add("p1", v1, { modules: [{ kernelRelease: RELEASE, sha256: "f".repeat(64), url: "https://example.invalid/x.ko" }] });
+    await settle(agent);
+    expect(cluster.entry("p1")).toMatchObject({ phase: "Failed", reason: "ChecksumMismatch" });
+    expect(readdirSync(path.join(host.root, "var/lib/kpatch"))).toEqual([]);
+    await agent.stop();
+  });
+
+  it("refuses a module built for another release before insmod", async () => {
+    const { cluster, actions, start, settle } = await setup();
+    const agent = start();
+    cluster.add("p1", wrongRelease);
+    await settle(agent);
+    expect(cluster.entry("p1")).toMatchObject({ phase: "Failed", reason: "VermagicMismatch" });
+    expect(inKernel("klp_other")).toBe(false);
+    expect(actions).toEqual([]);
+    await agent.stop();
+  });
+
+  it("reports NotApplicable when no module matches the node's kernel", async () => {
+    const { cluster, start, settle } = await setup();
+    const agent = start();
+    cluster.add("p1", v1, { modules: [{ kernelRelease: "5.10.0-1-amd64", sha256: sha(v1), url: "https://example.invalid/a.ko" }] });
+    await settle(agent);
+    expect(cluster.entry("p1")?.phase).toBe("NotApplicable");
+    await agent.stop();
+  });
+
+  it("two patches, the second a cumulative replace: second Loaded, first Replaced, no flapping, one load each", async () => {
+    const { cluster, actions, start, settle } = await setup();
+    const agent = start();
+    cluster.add("p1", v1);
+    cluster.add("p2", v2);
+    await settle(agent);
+    expect(cluster.entry("p2")).toMatchObject({ phase: "Loaded", moduleName: "klp_fix_v2" });
+    expect(cluster.entry("p1")).toMatchObject({ phase: "Replaced", replacedBy: "p2" });
+    const loads = actions.filter((a) => a.action.op === "installAndLoad").map((a) => a.patch);
+    expect(loads).toEqual(["p1", "p2"]);
+    const p1Phases = cluster.writes.filter((w) => w.patch === "p1").map((w) => w.phase);
+    expect(p1Phases).toEqual(["Loading", "Loaded", "Replaced"]);
+    expect(inKernel("klp_fix_v1") || staged("klp_fix_v1")).toBe(false);
+    // The replacing patch goes away: the replaced one, still desired Loaded, comes back.
+    cluster.change("p2", (p) => (p.spec.state = "Unloaded"));
+    await settle(agent);
+    expect(cluster.entry("p2")?.phase).toBe("Unloaded");
+    expect(cluster.entry("p1")?.phase).toBe("Loaded");
+    expect(live("klp_fix_v1")).toBe(true);
+    await agent.stop();
+  });
+
+  it("Staged installs without loading; Unloaded restores the host", async () => {
+    const { cluster, start, settle } = await setup();
+    const agent = start();
+    cluster.add("p1", v1, { state: "Staged" });
+    await settle(agent);
+    expect(cluster.entry("p1")?.phase).toBe("Staged");
+    expect(staged("klp_fix_v1") && !inKernel("klp_fix_v1")).toBe(true);
+    cluster.change("p1", (p) => ((p.spec.state = "Loaded"), (p.metadata.generation = 2), (p.status!.rollout = { generation: 2, admitted: [NODE], halted: false })));
+    await settle(agent);
+    expect(cluster.entry("p1")?.phase).toBe("Loaded");
+    cluster.change("p1", (p) => ((p.spec.state = "Unloaded"), (p.metadata.generation = 3)));
+    await settle(agent);
+    expect(cluster.entry("p1")?.phase).toBe("Unloaded");
+    expect(inKernel("klp_fix_v1") || staged("klp_fix_v1")).toBe(false);
+    expect(readdirSync(path.join(host.root, "var/lib/kpatch"))).toEqual([]);
+    await agent.stop();
+  });
+
+  it("unloads and uninstalls when the patch is being deleted", async () => {
+    const { cluster, start, settle } = await setup();
+    const agent = start();
+    cluster.add("p1", v1);
+    await settle(agent);
+    cluster.change("p1", (p) => (p.metadata.deletionTimestamp = "2026-01-02T00:00:00Z"));
+    await settle(agent);
+    expect(cluster.entry("p1")?.phase).toBe("Unloaded");
+    expect(live("klp_fix_v1") || staged("klp_fix_v1")).toBe(false);
+    await agent.stop();
+  });
+
+  it("an agent restarted after the load but before its status write reports Loaded without loading twice", async () => {
+    const { cluster, actions, start, settle } = await setup();
+    // The first agent dies right after its host action: its status write never happens.
+    cluster.add("p1", v1);
+    const first = start();
+    await settle(first);
+    await first.stop();
+    cluster.change("p1", (p) => (p.status!.nodes = [{ ...cluster.entry("p1")!, phase: "Loading" }]));
+    const loadsBefore = actions.filter((a) => a.action.op === "installAndLoad").length;
+    const second = start();
+    await settle(second);
+    expect(cluster.entry("p1")?.phase).toBe("Loaded");
+    expect(actions.filter((a) => a.action.op === "installAndLoad").length).toBe(loadsBefore);
+    await second.stop();
+  });
+
+  it("a stalled transition is reversed and reported with its tasks", async () => {
+    const { cluster, start, settle } = await setup({ stall: true });
+    const agent = start();
+    cluster.add("p1", v1, { transitionTimeoutSeconds: 15 });
+    await settle(agent);
+    const e = cluster.entry("p1");
+    expect(e).toMatchObject({ phase: "Stalled", reason: "TransitionStalled" });
+    expect(e?.stalledTasks?.length).toBeGreaterThan(0);
+    expect(live("klp_fix_v1")).toBe(false);
+    await agent.stop();
+  });
+});
