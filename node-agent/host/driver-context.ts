@@ -6,7 +6,7 @@ import { rmmodReason } from "./loader-reasons.ts";
 import { isValidModuleName, normalizeModuleName } from "./names.ts";
 import { isLoaderError, type Clock, type HostFs, type ModuleLoader } from "./ports.ts";
 import type { HostTiming } from "./timing.ts";
-import type { TransitionDeps } from "./transition.ts";
+import { pollDelay, type TransitionDeps } from "./transition.ts";
 
 /** Everything a driver operation needs, built once by createHostDriver. */
 export interface DriverContext extends TransitionDeps {
@@ -31,10 +31,10 @@ export function checkedModuleName(name: string): string {
 /** Waits up to timing.refcntWaitMs for the module's refcnt to reach 0; returns the last refcnt (0 if gone). */
 export async function waitForRefcntZero(ctx: DriverContext, name: string): Promise<number> {
   const start = ctx.clock.now();
-  for (;;) {
+  for (let poll = 0; ; poll++) {
     const refcnt = (await ctx.view.module(name))?.refcnt ?? 0;
     if (refcnt === 0 || ctx.clock.now() - start >= ctx.timing.refcntWaitMs) return refcnt;
-    await ctx.clock.sleep(ctx.timing.pollMs);
+    await ctx.clock.sleep(pollDelay(ctx.timing, poll));
   }
 }
 

@@ -2,6 +2,11 @@
 export interface HostTiming {
   /** Poll interval for transition and refcnt waits (kpatch: 1 s). */
   pollMs: number;
+  /**
+   * First poll delay; it doubles up to pollMs, so a transition that finishes in milliseconds
+   * (the usual case) is seen at once instead of after a whole second. kpatch's windows are unchanged.
+   */
+  firstPollMs: number;
   /** When to signal stragglers during a transition (kpatch: after 15 s). */
   signalAfterMs: number;
   /** Default total transition timeout (kpatch: 15 s + 60 s). */
@@ -16,6 +21,7 @@ export interface HostTiming {
 
 export const KPATCH_TIMING: HostTiming = {
   pollMs: 1_000,
+  firstPollMs: 20,
   signalAfterMs: 15_000,
   transitionTimeoutMs: 75_000,
   refcntWaitMs: 15_000,

@@ -14,6 +14,11 @@ export interface TransitionDeps {
   timing: HostTiming;
 }
 
+/** Delay before poll number `poll + 1`: firstPollMs doubling up to pollMs. */
+export function pollDelay(timing: Pick<HostTiming, "pollMs" | "firstPollMs">, poll: number): number {
+  return Math.min(timing.pollMs, timing.firstPollMs * 2 ** Math.min(poll, 20));
+}
+
 export type WaitOutcome =
   | { done: true; patch: LivepatchStatus | undefined; elapsedMs: number }
   | { done: false; patch: LivepatchStatus; elapsedMs: number };
@@ -27,7 +32,7 @@ export async function waitForTransition(deps: TransitionDeps, name: string, time
   const { clock, timing, log } = deps;
   const start = clock.now();
   let signalled = false;
-  for (;;) {
+  for (let poll = 0; ; poll++) {
     const patch = await deps.view.patch(name);
     const elapsedMs = clock.now() - start;
     if (!patch?.transition) return { done: true, patch, elapsedMs };
@@ -36,8 +41,8 @@ export async function waitForTransition(deps: TransitionDeps, name: string, time
       signalled = true;
       await signalStragglers(deps, name);
     }
-    await clock.sleep(Math.max(1, Math.min(timing.pollMs, timeoutMs - elapsedMs)));
-    if (elapsedMs === 0) log.debug({ patch: name }, "waiting for patch transition");
+    if (poll === 0) log.debug({ patch: name }, "waiting for patch transition");
+    await clock.sleep(Math.max(1, Math.min(pollDelay(timing, poll), timeoutMs - elapsedMs)));
   }
 }
 
