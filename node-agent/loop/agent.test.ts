@@ -21,7 +21,8 @@ const sha = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
 const v1 = buildSimModule({ name: "klp_fix_v1", vermagic: RELEASE });
 const v2 = buildSimModule({ name: "klp_fix_v2", vermagic: RELEASE, replace: true });
 const wrongRelease = buildSimModule({ name: "klp_other", vermagic: "6.1.0-99-amd64" });
-const files = new Map<string, Uint8Array>([v1, v2, wrongRelease].map((b) => [sha(b), b]));
+const signed = buildSimModule({ name: "klp_signed", vermagic: RELEASE, signed: true });
+const files = new Map<string, Uint8Array>([v1, v2, wrongRelease, signed].map((b) => [sha(b), b]));
 
 /** In-memory resources: entries applied by the agent are merged like server-side apply would. */
 class FakeCluster implements AgentApi {
@@ -127,6 +128,15 @@ describe("agent loop on a simulated host", () => {
     expect(cluster.entry("p1")).toMatchObject({ phase: "Loaded", moduleName: "klp_fix_v1", enabled: true, transition: false, tainted: 45056, taintFlags: "OEK", kernelRelease: RELEASE });
     expect(cluster.writes.map((w) => w.phase)).toEqual(["Loading", "Loaded"]);
     expect(staged("klp_fix_v1") && live("klp_fix_v1")).toBe(true);
+    await agent.stop();
+  });
+
+  it("a signed module taints 36864 (O and K, no E)", async () => {
+    const { cluster, start, settle } = await setup();
+    const agent = start();
+    cluster.add("p1", signed);
+    await settle(agent);
+    expect(cluster.entry("p1")).toMatchObject({ phase: "Loaded", tainted: 36864, taintFlags: "OK" });
     await agent.stop();
   });
 

@@ -1,0 +1,160 @@
+/**
+ * The controller against the real API server, controller-manager and scheduler (Node objects, no
+ * kubelet): the agent DaemonSet and where its pods land, status roll-up from entries written as
+ * agents write them, pacing, and the finalizer.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { API_VERSION, GROUP, KIND, PLURAL, VERSION, type NodeEntry } from "../../crds/schema.ts";
+import { KubeHttp } from "../../node-agent/kube/http-client.ts";
+import { kubeconfigConnection } from "../../node-agent/kube/connection.ts";
+import { agentFieldManager } from "../../node-agent/kube/agent-api.ts";
+import { Cluster, condition, controlPlane, entryOf, installCrd, kubeconfigPath, startOperator, until } from "../support/klp.ts";
+
+const NS = "klp-operator-test";
+const SHA = "d".repeat(64);
+const RELEASE = "6.1.0-56-amd64";
+const mod = { kernelRelease: RELEASE, sha256: SHA, configMap: { namespace: NS, name: "mods", key: "fix.ko" } };
+const cluster = new Cluster();
+let operator: Awaited<ReturnType<typeof startOperator>>;
+let http: KubeHttp;
+
+/** Writes a node's entry exactly as an agent does: server-side apply under the node's manager. */
+async function agentWrites(patch: string, entry: Partial<NodeEntry> & { nodeName: string; phase: NodeEntry["phase"] }): Promise<void> {
+  const p = await cluster.getPatch(patch);
+  await http.json("PATCH", `/apis/${GROUP}/${VERSION}/${PLURAL}/${patch}/status`, {
+    query: { fieldManager: agentFieldManager(entry.nodeName), force: true },
+    contentType: "application/apply-patch+yaml",
+    body: {
+      apiVersion: API_VERSION,
+      kind: KIND,
+      metadata: { name: patch },
+      status: { nodes: [{ observedGeneration: p?.metadata.generation ?? 1, lastTransitionTime: new Date().toISOString(), ...entry }] },
+    },
+  });
+}
+
+const podsOnNodes = async () => {
+  const pods = await cluster.core.listNamespacedPod({ namespace: NS, labelSelector: "app.kubernetes.io/name=kpatch-agent" });
+  return pods.items.filter((p) => !p.metadata?.deletionTimestamp).map((p) => p.spec?.nodeName ?? "").sort();
+};
+
+beforeAll(async () => {
+  await installCrd(await controlPlane());
+  await cluster.ensureNamespace(NS);
+  for (const [name, pool] of [["op-a1", "a"], ["op-a2", "a"], ["op-b1", "b"], ["op-c1", "c"]] as const) {
+    await cluster.createNode(name, { "klp-test/pool": pool });
+  }
+  operator = await startOperator({ KLP_NAMESPACE: NS, KLP_AGENT_IMAGE: "kpatch-agent:test" });
+  http = new KubeHttp(kubeconfigConnection(kubeconfigPath()));
+});
+
+afterAll(async () => {
+  for (const p of ["op-p1", "op-p2", "op-pace", "op-del"]) await cluster.forceDeletePatch(p);
+  await operator?.stop();
+  for (const n of ["op-a1", "op-a2", "op-b1", "op-c1"]) await cluster.deleteNode(n);
+  http?.close();
+});
+
+describe("the controller", () => {
+  it("makes one agent DaemonSet whose pods land on exactly the matching nodes, widening and narrowing without recreating it", async () => {
+    await cluster.createPatch("op-p1", { modules: [mod], nodeSelector: { matchLabels: { "klp-test/pool": "a" } } });
+    const ds = await until("the agent DaemonSet", () => cluster.daemonSet(NS));
+    const pod = ds.spec!.template.spec!;
+    expect(pod.containers[0]!.securityContext?.privileged).toBe(true);
+    expect(pod.containers[0]!.image).toBe("kpatch-agent:test");
+    expect(pod.volumes?.map((v) => v.hostPath?.path).filter(Boolean)).toEqual(["/var/lib/kpatch", "/sys", "/proc"]);
+    await until("agent pods on the pool-a nodes", async () => JSON.stringify(await podsOnNodes()) === JSON.stringify(["op-a1", "op-a2"]));
+    const uid = ds.metadata!.uid;
+
+    await cluster.createPatch("op-p2", { modules: [mod], nodeSelector: { matchLabels: { "klp-test/pool": "b" } }, tolerations: [{ key: "dedicated", operator: "Exists" }] });
+    await until("pods on pool a and b", async () => JSON.stringify(await podsOnNodes()) === JSON.stringify(["op-a1", "op-a2", "op-b1"]), 90_000);
+    const widened = await cluster.daemonSet(NS);
+    expect(widened!.metadata!.uid).toBe(uid);
+    expect(widened!.spec!.template.spec!.tolerations).toEqual([{ key: "dedicated", operator: "Exists" }]);
+
+    await cluster.forceDeletePatch("op-p2");
+    await until("pods back on pool a only", async () => JSON.stringify(await podsOnNodes()) === JSON.stringify(["op-a1", "op-a2"]), 90_000);
+    expect((await cluster.daemonSet(NS))!.metadata!.uid).toBe(uid);
+  });
+
+  it("rolls node entries up into the summary and conditions, with the finalizer on", async () => {
+    const p = await until("finalizer and status", async () => {
+      const p = await cluster.getPatch("op-p1");
+      return p?.metadata.finalizers?.includes(`${GROUP}/unload`) && p.status?.summary ? p : undefined;
+    });
+    expect(p.status!.summary).toMatchObject({ targeted: 2, ready: "0/2", pending: 2 });
+    await agentWrites("op-p1", { nodeName: "op-a1", phase: "Loaded", tainted: 45056, taintFlags: "OEK" });
+    await agentWrites("op-p1", { nodeName: "op-a2", phase: "NotApplicable" });
+    const done = await until("Ready", async () => {
+      const p = await cluster.getPatch("op-p1");
+      return condition(p, "Ready")?.status === "True" ? p : undefined;
+    });
+    expect(done.status!.summary).toMatchObject({ targeted: 2, loaded: 1, notApplicable: 1, ready: "1/1", failed: 0, pending: 0 });
+    expect(condition(done, "Progressing")).toMatchObject({ status: "False", reason: "Complete" });
+    expect(condition(done, "Degraded")).toMatchObject({ status: "False" });
+    expect(entryOf(done, "op-a1")?.taintFlags).toBe("OEK");
+    const w = await (await controlPlane()).kubectl(["wait", "--for=condition=Ready", "klp/op-p1", "--timeout=10s"]);
+    expect(w.code, w.stderr).toBe(0);
+    const get = await (await controlPlane()).kubectl(["get", "klp", "op-p1"]);
+    expect(get.stdout).toMatch(/NAME\s+READY\s+FAILED\s+STATE\s+STATUS\s+AGE/);
+    expect(get.stdout).toMatch(/op-p1\s+1\/1\s+0\s+Loaded\s+Loaded/);
+  });
+
+  it("paces: no more than maxUnavailable admitted at once, none while paused, none once halted", async () => {
+    await cluster.createPatch("op-pace", { modules: [mod], rollout: { maxUnavailable: 1, paused: true, failureThreshold: 1 } });
+    const paused = await until("paused status", async () => {
+      const p = await cluster.getPatch("op-pace");
+      return condition(p, "Progressing")?.reason === "Paused" ? p : undefined;
+    });
+    expect(paused.status!.rollout!.admitted).toEqual([]);
+    expect(paused.status!.summary!.targeted).toBe(4);
+
+    await cluster.mergePatch("op-pace", { spec: { rollout: { paused: false } } });
+    const first = await until("one admitted", async () => (await cluster.getPatch("op-pace"))?.status?.rollout?.admitted.length === 1 && (await cluster.getPatch("op-pace")));
+    const [n1] = first.status!.rollout!.admitted;
+    await agentWrites("op-pace", { nodeName: n1!, phase: "Loading" });
+    await new Promise((r) => setTimeout(r, 1500));
+    expect((await cluster.getPatch("op-pace"))!.status!.rollout!.admitted).toEqual([n1]);
+
+    await agentWrites("op-pace", { nodeName: n1!, phase: "Loaded" });
+    const second = await until("a second node admitted", async () => {
+      const p = await cluster.getPatch("op-pace");
+      return p?.status?.rollout?.admitted.length === 2 ? p : undefined;
+    });
+    const n2 = second.status!.rollout!.admitted.find((n) => n !== n1)!;
+    await agentWrites("op-pace", { nodeName: n2, phase: "Failed", reason: "VermagicMismatch", message: "built for another kernel" });
+    const halted = await until("halted", async () => {
+      const p = await cluster.getPatch("op-pace");
+      return p?.status?.rollout?.halted ? p : undefined;
+    });
+    expect(condition(halted, "Degraded")).toMatchObject({ status: "True", reason: "RolloutHalted" });
+    expect(condition(halted, "Degraded")?.message).toContain(`${n2}: VermagicMismatch`);
+    expect(condition(halted, "Ready")).toMatchObject({ status: "False", reason: "RolloutHalted" });
+    await new Promise((r) => setTimeout(r, 1500));
+    expect((await cluster.getPatch("op-pace"))!.status!.rollout!.admitted.sort()).toEqual([n1, n2].sort());
+    const events = await cluster.core.listNamespacedEvent({ namespace: "default", fieldSelector: "involvedObject.name=op-pace" });
+    expect(events.items.map((e) => e.reason)).toContain("RolloutHalted");
+  });
+
+  it("on delete waits for every node's unload report before the finalizer goes", async () => {
+    await cluster.createPatch("op-del", { modules: [mod], nodeSelector: { matchLabels: { "klp-test/pool": "a" } } });
+    await until("finalizer", async () => (await cluster.getPatch("op-del"))?.metadata.finalizers?.length);
+    await agentWrites("op-del", { nodeName: "op-a1", phase: "Loaded" });
+    await agentWrites("op-del", { nodeName: "op-a2", phase: "Loaded" });
+    await cluster.deletePatch("op-del");
+    await agentWrites("op-del", { nodeName: "op-a1", phase: "Unloaded" });
+    await new Promise((r) => setTimeout(r, 2000));
+    const waiting = await cluster.getPatch("op-del");
+    expect(waiting, "the finalizer must hold the object while op-a2 has not unloaded").toBeDefined();
+    expect(condition(waiting, "Ready")?.reason).toBe("Deleting");
+    await agentWrites("op-del", { nodeName: "op-a2", phase: "Unloaded" });
+    await until("the patch gone", async () => (await cluster.getPatch("op-del")) === undefined);
+  });
+
+  it("removes the entry of a node that was deleted", async () => {
+    await agentWrites("op-p1", { nodeName: "op-gone", phase: "Loaded" });
+    await cluster.createNode("op-gone", { "klp-test/pool": "a" });
+    await cluster.deleteNode("op-gone");
+    await until("entry removed", async () => (entryOf(await cluster.getPatch("op-p1"), "op-gone") === undefined ? true : undefined));
+  });
+});

@@ -1,0 +1,267 @@
+/**
+ * Helpers for integration tests against the shared control plane: the CRD, Node objects, the
+ * operator and simulated agents (the real code, in this process), and a recorder of every status
+ * update a patch goes through.
+ */
+import { createHash } from "node:crypto";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { AppsV1Api, CoreV1Api, CustomObjectsApi, KubeConfig, type V1DaemonSet } from "@kubernetes/client-node";
+import { pino, type Logger } from "pino";
+import { inject } from "vitest";
+import { GROUP, PLURAL, VERSION, type KernelLivePatch, type NodeEntry } from "../../crds/schema.ts";
+import { loadOperatorConfig, type OperatorConfig } from "../../operator/config.ts";
+import { Controller } from "../../operator/controller/controller.ts";
+import { eventRecorder } from "../../operator/kube/events.ts";
+import { operatorMetrics } from "../../operator/metrics.ts";
+import { createLoader } from "../../node-agent/host/create-loader.ts";
+import { createHostDriver } from "../../node-agent/host/driver.ts";
+import { agentApi, watchOwnNode, watchPatches } from "../../node-agent/kube/agent-api.ts";
+import { kubeconfigConnection } from "../../node-agent/kube/connection.ts";
+import { KubeHttp } from "../../node-agent/kube/http-client.ts";
+import { Agent } from "../../node-agent/loop/agent.ts";
+import type { Action } from "../../node-agent/loop/plan.ts";
+import { moduleSources } from "../../node-agent/loop/sources.ts";
+import { layoutSimHost } from "../../node-agent/sim/layout.ts";
+import { attachControlPlane, type ControlPlaneClient } from "./control-plane.ts";
+
+export const REPO = path.resolve(import.meta.dirname, "../..");
+
+export function testLog(name: string): Logger {
+  return pino({ level: process.env.KLP_TEST_LOG ?? "silent", base: { test: name } });
+}
+
+export function kubeconfigPath(): string {
+  return inject("kubeconfig");
+}
+
+export function kubeConfig(): KubeConfig {
+  const kc = new KubeConfig();
+  kc.loadFromFile(kubeconfigPath());
+  return kc;
+}
+
+export async function controlPlane(): Promise<ControlPlaneClient> {
+  return attachControlPlane(inject("controlPlaneDir"));
+}
+
+export const sha256 = (b: Uint8Array): string => createHash("sha256").update(b).digest("hex");
+
+export async function until<T>(what: string, f: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 60_000, everyMs = 200): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await f();
+      if (v !== undefined && v !== false) return v;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ""}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
+
+/** Installs the generated CRD and waits until it is established. */
+export async function installCrd(cp: ControlPlaneClient): Promise<void> {
+  const r = await cp.kubectl(["apply", "--server-side", "--force-conflicts", "-f", path.join(REPO, "crds/livepatch.kpatch.dev_kernellivepatches.yaml")]);
+  if (r.code !== 0) throw new Error(`CRD apply failed: ${r.stderr}`);
+  const w = await cp.kubectl(["wait", "--for=condition=Established", "--timeout=60s", `crd/${PLURAL}.${GROUP}`]);
+  if (w.code !== 0) throw new Error(`CRD not established: ${w.stderr}`);
+}
+
+export class Cluster {
+  readonly kc = kubeConfig();
+  readonly core = this.kc.makeApiClient(CoreV1Api);
+  readonly apps = this.kc.makeApiClient(AppsV1Api);
+  readonly custom = this.kc.makeApiClient(CustomObjectsApi);
+
+  async createNode(name: string, labels: Record<string, string>, kernelVersion = "6.1.0-56-amd64"): Promise<void> {
+    await this.core.createNode({ body: { metadata: { name, labels: { "kubernetes.io/hostname": name, ...labels } } } });
+    const now = new Date();
+    await this.core.replaceNodeStatus({
+      name,
+      body: {
+        metadata: { name, resourceVersion: (await this.core.readNode({ name })).metadata?.resourceVersion },
+        status: {
+          conditions: [{ type: "Ready", status: "True", reason: "KubeletReady", message: "test node", lastHeartbeatTime: now, lastTransitionTime: now }],
+          nodeInfo: {
+            kernelVersion,
+            architecture: "amd64",
+            operatingSystem: "linux",
+            osImage: "Debian GNU/Linux 12 (bookworm)",
+            bootID: "",
+            containerRuntimeVersion: "",
+            kubeletVersion: "v1.37.2",
+            kubeProxyVersion: "",
+            machineID: "",
+            systemUUID: "",
+          },
+        },
+      },
+    });
+  }
+
+  async deleteNode(name: string): Promise<void> {
+    await this.core.deleteNode({ name }).catch(() => undefined);
+  }
+
+  async labelNode(name: string, labels: Record<string, string | null>): Promise<void> {
+    const r = await (await controlPlane()).kubectl(["label", "node", name, "--overwrite", ...Object.entries(labels).map(([k, v]) => (v === null ? `${k}-` : `${k}=${v}`))]);
+    if (r.code !== 0) throw new Error(r.stderr);
+  }
+
+  async createPatch(name: string, spec: Record<string, unknown>): Promise<void> {
+    await this.custom.createClusterCustomObject({
+      group: GROUP,
+      version: VERSION,
+      plural: PLURAL,
+      body: { apiVersion: `${GROUP}/${VERSION}`, kind: "KernelLivePatch", metadata: { name }, spec },
+    });
+  }
+
+  async getPatch(name: string): Promise<KernelLivePatch | undefined> {
+    try {
+      return (await this.custom.getClusterCustomObject({ group: GROUP, version: VERSION, plural: PLURAL, name })) as KernelLivePatch;
+    } catch (err) {
+      if ((err as { code?: number }).code === 404) return undefined;
+      throw err;
+    }
+  }
+
+  async mergePatch(name: string, body: unknown): Promise<void> {
+    const cp = await controlPlane();
+    const r = await cp.kubectl(["patch", "klp", name, "--type=merge", "-p", JSON.stringify(body)]);
+    if (r.code !== 0) throw new Error(r.stderr);
+  }
+
+  async deletePatch(name: string): Promise<void> {
+    await this.custom.deleteClusterCustomObject({ group: GROUP, version: VERSION, plural: PLURAL, name }).catch(() => undefined);
+  }
+
+  /** Removes the finalizer and deletes: test cleanup that does not wait for agents. */
+  async forceDeletePatch(name: string): Promise<void> {
+    const cp = await controlPlane();
+    await cp.kubectl(["patch", "klp", name, "--type=merge", "-p", '{"metadata":{"finalizers":null}}']);
+    await this.deletePatch(name);
+  }
+
+  async daemonSet(namespace: string, name = "kpatch-agent"): Promise<V1DaemonSet | undefined> {
+    try {
+      return await this.apps.readNamespacedDaemonSet({ name, namespace });
+    } catch (err) {
+      if ((err as { code?: number }).code === 404) return undefined;
+      throw err;
+    }
+  }
+
+  async ensureNamespace(name: string): Promise<void> {
+    await this.core.createNamespace({ body: { metadata: { name } } }).catch((err: { code?: number }) => {
+      if (err.code !== 409) throw err;
+    });
+  }
+
+  async putModuleConfigMap(namespace: string, name: string, files: Record<string, Uint8Array>): Promise<void> {
+    await this.ensureNamespace(namespace);
+    await this.core.deleteNamespacedConfigMap({ name, namespace }).catch(() => undefined);
+    await this.core.createNamespacedConfigMap({
+      namespace,
+      body: { metadata: { name }, binaryData: Object.fromEntries(Object.entries(files).map(([k, v]) => [k, Buffer.from(v).toString("base64")])) },
+    });
+  }
+}
+
+export function entryOf(p: KernelLivePatch | undefined, node: string): NodeEntry | undefined {
+  return p?.status?.nodes?.find((e) => e.nodeName === node);
+}
+
+export function condition(p: KernelLivePatch | undefined, type: string): { status: string; reason: string; message: string } | undefined {
+  return p?.status?.conditions?.find((c) => c.type === type);
+}
+
+/** The operator, as its main.ts builds it, in this process (without leader election). */
+export async function startOperator(overrides: Record<string, string> = {}, name = "operator"): Promise<{ controller: Controller; cfg: OperatorConfig; stop: () => Promise<void> }> {
+  const cfg = loadOperatorConfig({ KLP_NAMESPACE: "kpatch-system", KLP_LEADER_ELECTION: "false", KLP_RESYNC_SECONDS: "30", ...overrides });
+  const kc = kubeConfig();
+  const log = testLog(name);
+  const controller = new Controller({ kc, cfg, log, metrics: operatorMetrics(), events: eventRecorder(kc.makeApiClient(CoreV1Api), "kpatch-operator", log) });
+  await controller.start();
+  return { controller, cfg, stop: () => controller.stop() };
+}
+
+export interface SimNode {
+  readonly name: string;
+  readonly root: string;
+  readonly agent: Agent;
+  readonly actions: Array<{ patch: string; action: Action; outcome: string }>;
+  stop(): Promise<void>;
+}
+
+/**
+ * A simulated node: a host tree laid out for `kernelRelease` and the real agent loop on it,
+ * talking to the API server through the agent's own HTTP client (admin credentials here; the
+ * install suite runs agents with their chart's tokens).
+ */
+export async function startSimAgent(name: string, kernelRelease: string, opts: { transitionMs?: number; kubeconfig?: string; root?: string } = {}): Promise<SimNode> {
+  const root = opts.root ?? (await mkdtemp(path.join(tmpdir(), `klp-${name}-`)));
+  if (!opts.root) await layoutSimHost(root, { kernelRelease, transitionMs: opts.transitionMs ?? 300 });
+  const log = testLog(name);
+  const driver = createHostDriver({ hostRoot: root, loader: createLoader(root, "sim"), log });
+  const http = new KubeHttp(kubeconfigConnection(opts.kubeconfig ?? kubeconfigPath()));
+  const actions: SimNode["actions"] = [];
+  const agent = new Agent({
+    nodeName: name,
+    driver,
+    api: agentApi(http, name, log),
+    sources: moduleSources({ http, imageModulesDir: path.join(root, ".images"), maxBytes: 64 << 20 }),
+    log,
+    resyncMs: 5_000,
+    onAction: (patch, action, outcome) => actions.push({ patch, action, outcome }),
+  });
+  const nodeWatch = watchOwnNode(http, name, (l) => agent.updateNode(l), log);
+  const patchWatch = watchPatches(http, (o) => agent.updatePatches(o), log);
+  await Promise.all([nodeWatch.start(), patchWatch.start()]);
+  return {
+    name,
+    root,
+    agent,
+    actions,
+    async stop() {
+      nodeWatch.stop();
+      patchWatch.stop();
+      await agent.stop();
+      http.close();
+    },
+  };
+}
+
+export async function removeTree(root: string): Promise<void> {
+  await rm(root, { recursive: true, force: true });
+}
+
+/**
+ * Records every version of a patch's status the API server serves, through a watch, so tests can
+ * check sequences (no flapping, never two nodes loading at once).
+ */
+export async function recordStatus(name: string): Promise<{ versions: KernelLivePatch[]; stop: () => void }> {
+  const http = new KubeHttp(kubeconfigConnection(kubeconfigPath()));
+  const versions: KernelLivePatch[] = [];
+  const { Watcher } = await import("../../node-agent/kube/watcher.ts");
+  const w = new Watcher(http, {
+    path: `/apis/${GROUP}/${VERSION}/${PLURAL}`,
+    query: { fieldSelector: `metadata.name=${name}` },
+    onChange: (m) => {
+      const p = m.get(name) as KernelLivePatch | undefined;
+      if (p) versions.push(structuredClone(p));
+    },
+  });
+  await w.start();
+  return {
+    versions,
+    stop: () => {
+      w.stop();
+      http.close();
+    },
+  };
+}
