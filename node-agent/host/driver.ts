@@ -5,6 +5,7 @@ import { inspectHost, type HostState } from "./inspect.ts";
 import { KernelView } from "./kernel-state.ts";
 import { KpatchStore } from "./kpatch-store.ts";
 import { loadPatch, type LoadResult, type LoadTarget, type TransitionOptions } from "./load.ts";
+import { moduleInfo, type ModuleInfo } from "./module-info.ts";
 import { createNodeHostFs } from "./node-host-fs.ts";
 import { systemClock, type Clock, type HostFs, type ModuleLoader } from "./ports.ts";
 import { readPreflight, type Preflight } from "./preflight.ts";
@@ -74,6 +75,8 @@ export interface HostDriver {
   readonly hostRoot: string;
   preflight(): Promise<Preflight>;
   inspect(): Promise<HostState>;
+  /** kpatch info: a staged module (by name, running release by default) or given bytes, parsed. */
+  info(target: LoadTarget, kernelRelease?: string): Promise<ModuleInfo>;
   /** Pure checks of module bytes; throws HostError. */
   verify(bytes: Uint8Array, expect: VerifyExpectation): VerifiedModule;
   install(bytes: Uint8Array, options: InstallOptions): Promise<InstallResult>;
@@ -110,6 +113,7 @@ export function createHostDriver(options: HostDriverOptions): HostDriver {
     hostRoot,
     preflight: () => readPreflight(fs),
     inspect: () => inspectHost(ctx),
+    info: (target, kernelRelease) => moduleInfo(ctx, target, kernelRelease),
     verify: (bytes, expect) => verifyModule(bytes, expect, ctx.maxModuleBytes),
 
     async install(bytes, opts) {

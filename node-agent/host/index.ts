@@ -11,6 +11,7 @@ export type {
   UnloadAllResult,
 } from "./driver.ts";
 export type { LoadResult, LoadTarget, TransitionOptions } from "./load.ts";
+export type { ModuleInfo } from "./module-info.ts";
 export type { RemoveLeftoverResult, UnloadResult } from "./unload.ts";
 export type { HostState, PatchModule } from "./inspect.ts";
 export type { LivepatchStatus, PatchState } from "./kernel-state.ts";
