@@ -69,8 +69,9 @@ const moduleRules: Rule<{
     holds: (m) => (m.kernelRelease !== undefined) !== (m.kernelReleasePattern !== undefined),
   },
   {
-    // CEL's matches() fails on an invalid RE2 expression; that failure rejects the object.
-    cel: "!has(self.kernelReleasePattern) || ''.matches(self.kernelReleasePattern) || true",
+    // CEL's matches() fails on an invalid RE2 expression, and that error rejects the object. Both
+    // operands fail for an invalid pattern (`x || true` would absorb the error).
+    cel: "!has(self.kernelReleasePattern) || ''.matches(self.kernelReleasePattern) || !''.matches(self.kernelReleasePattern)",
     message: "kernelReleasePattern must be a valid regular expression",
     fieldPath: ".kernelReleasePattern",
     holds: (m) => m.kernelReleasePattern === undefined || isValidPattern(m.kernelReleasePattern),

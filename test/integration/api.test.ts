@@ -6,7 +6,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { stringify } from "yaml";
 import { KernelLivePatchSpec } from "../../crds/schema.ts";
 import type { ControlPlaneClient } from "../support/control-plane.ts";
-import { controlPlane, installCrd } from "../support/klp.ts";
+import { controlPlane, installCrd, until } from "../support/klp.ts";
 
 const SHA = "a".repeat(64);
 const good = { kernelRelease: "6.1.0-56-amd64", sha256: SHA, configMap: { namespace: "kpatch-system", name: "mods", key: "fix.ko" } };
@@ -24,8 +24,11 @@ async function apply(name: string, spec: unknown, extra: Record<string, unknown>
 
 describe("the KernelLivePatch API on a real API server", () => {
   it("is established and explained field by field", async () => {
-    const r = await cp.kubectl(["explain", "klp.spec.rollout.maxUnavailable"]);
-    expect(r.code, r.stderr).toBe(0);
+    // kubectl learns the short name from discovery, which may lag the CRD by a moment.
+    const r = await until("kubectl explain", async () => {
+      const r = await cp.kubectl(["explain", "klp.spec.rollout.maxUnavailable"]);
+      return r.code === 0 ? r : undefined;
+    }, 30_000, 1000);
     expect(r.stdout).toContain("How many targeted nodes may be changing at once");
     const spec = await cp.kubectl(["explain", "klp.spec"]);
     for (const field of ["state", "modules", "nodeSelector", "tolerations", "rollout", "transitionTimeoutSeconds", "cves", "description"]) {
