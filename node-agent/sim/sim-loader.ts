@@ -32,6 +32,12 @@ export function createSimLoader(options: SimLoaderOptions): SimLoader {
   const now = () => options.clock?.now() ?? Date.now();
 
   async function step(op: LoaderOperation | "refresh", target: string, apply?: (s: SimState, c: SimConfig, t: number) => SimState) {
+    if (!apply) {
+      // Fast path without the lock: both files are replaced atomically, and when no transition is
+      // due there is nothing to write.
+      const [config, state] = await Promise.all([readSimConfig(root), readSimState(root)]);
+      if (advance(state, config, now()) === state) return state;
+    }
     return withSimLock(root, async () => {
       const config = await readSimConfig(root);
       const before = await readSimState(root);
