@@ -13,7 +13,7 @@ Commands (kpatch-compatible):
 
 Simulated host (tests and demos):
   sim-host init --kernel-release R [--boot-id ID] [--sig-enforce] [--lockdown MODE] [--no-livepatch]
-                [--modules-disabled] [--ftrace-disabled] [--transition-ms N] [--stall] [--tainted N]
+                [--modules-disabled] [--ftrace-disabled] [--transition-ms N] [--free-delay-ms N] [--stall] [--tainted N]
                 [--replace-attribute] [--signal-attribute]
   sim-host configure [--stall|--no-stall] [--transition-ms N] [--sig-enforce|--no-sig-enforce] ...
   sim-host reboot [--kernel-release R] [--boot-id ID]

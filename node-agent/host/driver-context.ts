@@ -39,6 +39,21 @@ export async function waitForRefcntZero(ctx: DriverContext, name: string): Promi
 }
 
 /**
+ * Waits up to timing.refcntWaitMs for a disabled patch's directory to leave /sys/kernel/livepatch:
+ * the kernel frees it asynchronously after the transition (or an atomic replace) finished.
+ * Returns whether it is gone.
+ */
+export async function waitForPatchGone(ctx: DriverContext, name: string): Promise<boolean> {
+  const start = ctx.clock.now();
+  for (let poll = 0; ; poll++) {
+    const patch = await ctx.view.patch(name);
+    if (!patch) return true;
+    if (patch.enabled || patch.transition || ctx.clock.now() - start >= ctx.timing.refcntWaitMs) return false;
+    await ctx.clock.sleep(pollDelay(ctx.timing, poll));
+  }
+}
+
+/**
  * Removes a module that is no longer an active livepatch: waits for refcnt 0, then rmmod.
  * Already gone is fine. Returns whether a module was removed.
  */

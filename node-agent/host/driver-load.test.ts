@@ -12,7 +12,7 @@ const RELEASE = "6.1.0-56-amd64";
 let host: TestHost;
 
 beforeEach(async () => {
-  host = await createTestHost();
+  host = await createTestHost({ freeDelayMs: 150 }); // with the kernel's asynchronous free of disabled patches
 });
 afterEach(async () => {
   await host.cleanup();
@@ -200,6 +200,13 @@ describe("atomic replace", () => {
     await host.driver.load("fix_v1");
     const result = await host.driver.load("fix_v2");
     expect(result.replaced).toEqual(["fix_v1"]);
+    // Right after the transition the kernel has disabled fix_v1 and frees its directory a moment later.
+    const now = await host.driver.inspect();
+    expect(now.livepatches.map((p) => [p.name, p.state])).toEqual([
+      ["fix_v1", "disabled"],
+      ["fix_v2", "enabled"],
+    ]);
+    host.clock.advance(150);
     const state = await host.driver.inspect();
     expect(state.livepatches.map((p) => p.name)).toEqual(["fix_v2"]);
     expect(state.modules).toContainEqual({ name: "fix_v1", refcnt: 0, taint: "OEK", leftover: true });
@@ -213,6 +220,14 @@ describe("atomic replace", () => {
     await stage("fix_b");
     await host.driver.load("fix_a");
     expect((await host.driver.load("fix_b")).replaced).toEqual([]);
+  });
+
+  it("removeLeftover waits for a replaced patch's directory to go", async () => {
+    await stage("fix_v1");
+    await stage("fix_v2", { replace: true });
+    await host.driver.load("fix_v1");
+    await host.driver.load("fix_v2");
+    expect(await host.driver.removeLeftover("fix_v1")).toEqual({ name: "fix_v1", removed: true });
   });
 
   it("removeLeftover refuses an active patch", async () => {

@@ -11,7 +11,7 @@ const RELEASE = "6.1.0-56-amd64";
 let host: TestHost;
 
 beforeEach(async () => {
-  host = await createTestHost();
+  host = await createTestHost({ freeDelayMs: 150 }); // with the kernel's asynchronous free of disabled patches
 });
 afterEach(async () => {
   await host.cleanup();

@@ -1,11 +1,11 @@
-import { asHostError, checkedModuleName, removeModule, type DriverContext } from "./driver-context.ts";
+import { asHostError, checkedModuleName, removeModule, waitForPatchGone, type DriverContext } from "./driver-context.ts";
 import { hostError, HostError } from "./host-error.ts";
 import type { LivepatchStatus } from "./kernel-state.ts";
 import { insmodReason } from "./loader-reasons.ts";
 import { isLoaderError } from "./ports.ts";
 import { readPreflight, type Preflight } from "./preflight.ts";
 import { retryOnBusy } from "./retry.ts";
-import { settleOrReverse } from "./transition.ts";
+import { settleOrReverse, waitForTransition } from "./transition.ts";
 import { verifyModule, type VerifiedModule } from "./verify.ts";
 
 /** A staged module's name (for the running release), or a module file given directly. */
@@ -74,12 +74,12 @@ export async function loadPatch(ctx: DriverContext, target: LoadTarget, options:
   await insmod(ctx, file, module, preflight);
 
   if (!(await ctx.view.patch(name))) {
-    await removeModule(ctx, name).catch(() => undefined);
+    await removeModule(ctx, name).catch(() => false);
     throw hostError("TransitionFailed", { name, detail: "the module loaded but registered no livepatch" });
   }
   const settled = await settleOrReverse(ctx, name, timeoutMs);
   if (!settled.ok) {
-    const removed = settled.reversed && !settled.patch ? await removeModule(ctx, name).catch(() => false) : false;
+    const removed = settled.reversed && !settled.patch?.enabled ? await removeAfterDisable(ctx, name) : false;
     throw hostError(
       "TransitionStalled",
       { name, timeoutMs, stalledCount: settled.stalledTasks.length },
@@ -87,11 +87,12 @@ export async function loadPatch(ctx: DriverContext, target: LoadTarget, options:
     );
   }
   if (!settled.patch?.enabled) {
-    await removeModule(ctx, name).catch(() => undefined);
+    await removeAfterDisable(ctx, name);
     throw hostError("TransitionFailed", { name, detail: "the patch is not enabled after its transition" });
   }
-  const after = new Set((await ctx.view.patches()).map((p) => p.name));
-  const replaced = before.filter((n) => n !== name && !after.has(n));
+  // Replaced patches are disabled at once and leave sysfs a moment later (freed asynchronously).
+  const stillEnabled = new Set((await ctx.view.patches()).filter((p) => p.enabled).map((p) => p.name));
+  const replaced = before.filter((n) => n !== name && !stillEnabled.has(n));
   const transitionMs = ctx.clock.now() - started;
   log.info({ replaced, transitionMs }, "patch module loaded");
   return { name, replaced, transitionMs, alreadyLoaded: false };
@@ -111,12 +112,18 @@ async function resumeEnabled(ctx: DriverContext, name: string, current: Livepatc
   return { name, replaced: [], transitionMs: settled.elapsedMs, alreadyLoaded: true };
 }
 
-/** A patch of that name is disabling: let it finish (its directory then disappears). */
+/** A patch of that name is disabled or disabling: let it finish and leave sysfs (never reversed: not ours). */
 async function waitForDisabling(ctx: DriverContext, name: string, timeoutMs: number): Promise<void> {
-  const settled = await settleOrReverse(ctx, name, timeoutMs);
-  if (!settled.ok || settled.patch) {
+  const settled = await waitForTransition(ctx, name, timeoutMs);
+  if (!settled.done || settled.patch?.enabled || !(await waitForPatchGone(ctx, name))) {
     throw hostError("Busy", { detail: `patch ${name} is still being disabled` });
   }
+}
+
+/** After a patch ended disabled: wait for its directory to go, then remove the module. Never throws. */
+async function removeAfterDisable(ctx: DriverContext, name: string): Promise<boolean> {
+  if (!(await waitForPatchGone(ctx, name))) return false;
+  return removeModule(ctx, name).catch(() => false);
 }
 
 async function insmod(ctx: DriverContext, file: string, module: VerifiedModule, preflight: Preflight): Promise<void> {

@@ -1,4 +1,4 @@
-import { checkedModuleName, removeModule, type DriverContext } from "./driver-context.ts";
+import { checkedModuleName, removeModule, waitForPatchGone, type DriverContext } from "./driver-context.ts";
 import { hostError } from "./host-error.ts";
 import { livepatchPath } from "./kernel-state.ts";
 import type { TransitionOptions } from "./load.ts";
@@ -38,8 +38,11 @@ export async function unloadPatch(ctx: DriverContext, rawName: string, options: 
         { details: { stalledTasks: settled.stalledTasks, reversed: settled.reversed } },
       );
     }
-    if (settled.patch) {
+    if (settled.patch?.enabled) {
       throw hostError("TransitionFailed", { name, detail: `still ${settled.patch.state} after disabling` });
+    }
+    if (!(await waitForPatchGone(ctx, name))) {
+      throw hostError("TransitionFailed", { name, detail: "the disabled patch did not leave /sys/kernel/livepatch" });
     }
   }
   const removed = await removeModule(ctx, name);
@@ -73,7 +76,7 @@ export interface RemoveLeftoverResult {
 export async function removeLeftover(ctx: DriverContext, rawName: string): Promise<RemoveLeftoverResult> {
   const name = checkedModuleName(rawName);
   const patch = await ctx.view.patch(name);
-  if (patch) {
+  if (patch && (patch.enabled || patch.transition || !(await waitForPatchGone(ctx, name)))) {
     const refcnt = (await ctx.view.module(name))?.refcnt ?? 1;
     throw hostError("ModuleInUse", { name, refcnt }, { details: { state: patch.state } });
   }

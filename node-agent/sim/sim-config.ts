@@ -21,6 +21,11 @@ export const SimConfigSchema = z.object({
   ftraceEnabled: z.boolean().default(true),
   /** How long a livepatch transition takes (ms). 0 completes at the next look. */
   transitionMs: z.number().int().nonnegative().default(500),
+  /**
+   * A patch that ends disabled (unpatched, replaced, reversed) stays in /sys/kernel/livepatch with
+   * enabled=0 this long before its directory goes, like the kernel's asynchronous free (default 0).
+   */
+  freeDelayMs: z.number().int().nonnegative().default(0),
   /** Transitions never complete (except reversals) and stalled tasks appear under /proc. */
   stall: z.boolean().default(false),
   /** Taint at boot (kept in /proc/sys/kernel/tainted; module loads add to it). */

@@ -90,6 +90,15 @@ describe("transitions", () => {
     expect(rmmod(s, config(), "p").modules).toEqual([]);
   });
 
+  it("with freeDelayMs a disabled patch stays (enabled=0) until its asynchronous free", () => {
+    const c = config({ freeDelayMs: 50 });
+    const off = advance(writeAttribute(advance(insmod(freshState("b", 0), c, parsed("p"), 0), c, 100), "p", "enabled", "0", 200), c, 300);
+    expect(off.modules[0]?.patch).toEqual({ enabled: false, transition: null, goneAt: 350 });
+    expect(errno(() => writeAttribute(off, "p", "enabled", "1", 300))).toBe("EINVAL");
+    expect(errno(() => rmmod(off, c, "p"))).toBe("EWOULDBLOCK");
+    expect(advance(off, c, 350).modules[0]?.patch).toBeNull();
+  });
+
   it("atomic replace drops the other patches when the replace patch finishes", () => {
     const s = loaded("v2", { replace: true }, loaded("v1"));
     expect(s.modules.map((m) => [m.name, m.patch !== null])).toEqual([

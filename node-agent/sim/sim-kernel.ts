@@ -29,7 +29,12 @@ const SimModuleSchema = z.object({
   srcversion: z.string().optional(),
   /** Present while the module is in /sys/kernel/livepatch. */
   patch: z
-    .object({ enabled: z.boolean(), transition: TransitionSchema.nullable() })
+    .object({
+      enabled: z.boolean(),
+      transition: TransitionSchema.nullable(),
+      /** A disabled patch whose directory the kernel frees asynchronously: it disappears at this time. */
+      goneAt: z.number().optional(),
+    })
     .nullable(),
 });
 
@@ -83,20 +88,36 @@ function taintBits(module: SimModule): number {
   return (module.intree ? 0 : TAINT.OOT_MODULE) | (module.signed ? 0 : TAINT.UNSIGNED_MODULE) | (module.livepatch ? TAINT.LIVEPATCH : 0);
 }
 
-/** Completes every transition whose time has come. In stall mode only reversals complete. */
+/**
+ * Completes the transition whose time has come (in stall mode only reversals complete), then
+ * drops the directories of disabled patches whose asynchronous free is due.
+ */
 export function advance(state: SimState, config: SimConfig, now: number): SimState {
+  return freeDisabled(completeTransition(state, config, now), now);
+}
+
+function completeTransition(state: SimState, config: SimConfig, now: number): SimState {
   const moving = inTransition(state);
   const t = moving?.patch?.transition;
   if (!moving || !t) return state;
   if (config.stall && !t.reversed) return state;
   if (now - t.startedAt < config.transitionMs) return state;
+  // Like klp_free_patch_async: a patch that ends disabled leaves sysfs a moment later (or at once).
+  const disabled = (): SimModule["patch"] =>
+    config.freeDelayMs > 0 ? { enabled: false, transition: null, goneAt: now + config.freeDelayMs } : null;
   const modules = state.modules.map((m): SimModule => {
-    if (m === moving) return { ...m, patch: t.target ? { enabled: true, transition: null } : null };
-    // Atomic replace: when a replace patch finishes enabling, every other patch leaves sysfs.
-    if (t.target && moving.replace && m.patch) return { ...m, patch: null };
+    if (m === moving) return { ...m, patch: t.target ? { enabled: true, transition: null } : disabled() };
+    // Atomic replace: when a replace patch finishes enabling, every other patch is disabled and leaves sysfs.
+    if (t.target && moving.replace && m.patch) return { ...m, patch: disabled() };
     return m;
   });
   return { ...state, modules };
+}
+
+function freeDisabled(state: SimState, now: number): SimState {
+  const due = (m: SimModule) => m.patch?.goneAt !== undefined && now >= m.patch.goneAt;
+  if (!state.modules.some(due)) return state;
+  return { ...state, modules: state.modules.map((m) => (due(m) ? { ...m, patch: null } : m)) };
 }
 
 export function insmod(state: SimState, config: SimConfig, parsed: ParseResult, now: number): SimState {
@@ -149,8 +170,9 @@ export function writeAttribute(state: SimState, name: string, attribute: string,
     case "enabled": {
       const wanted = parseBool(value);
       if (wanted === undefined || wanted === patch.enabled) return fail("EINVAL", "Invalid argument");
-      if (moving && moving !== module) return fail("EBUSY", "Device or resource busy");
       const reversed = patch.transition !== null; // writing to the patch in transition reverses it
+      if (!reversed && wanted) return fail("EINVAL", "Invalid argument"); // a disabled patch cannot be re-enabled
+      if (moving && moving !== module) return fail("EBUSY", "Device or resource busy");
       const next: SimModule = { ...module, patch: { enabled: wanted, transition: { target: wanted, startedAt: now, reversed } } };
       return { ...state, modules: state.modules.map((m) => (m === module ? next : m)) };
     }
