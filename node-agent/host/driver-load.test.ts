@@ -274,6 +274,15 @@ describe("stalled transition", () => {
     expect(existsSync(path.join(host.root, "/proc/4242"))).toBe(false);
   });
 
+  it("a stalled transition found after an agent restart is reversed and removed too", async () => {
+    const { file } = await stage("livepatch_fix");
+    await configureSimHost(host.root, { stall: true });
+    await host.sim.insmod(path.join(host.root, file));
+    const error = await failure(host.driver.load("livepatch_fix"));
+    expect(error).toMatchObject({ reason: "TransitionStalled", details: { reversed: true, removed: true } });
+    expect((await host.driver.inspect()).modules).toEqual([]);
+  });
+
   it("honours a shorter timeout", async () => {
     await stage("livepatch_fix");
     await configureSimHost(host.root, { stall: true });

@@ -103,10 +103,11 @@ async function resumeEnabled(ctx: DriverContext, name: string, current: Livepatc
   if (!current.transition) return { name, replaced: [], transitionMs: 0, alreadyLoaded: true };
   const settled = await settleOrReverse(ctx, name, timeoutMs);
   if (!settled.ok) {
+    const removed = settled.reversed && !settled.patch?.enabled ? await removeAfterDisable(ctx, name) : false;
     throw hostError(
       "TransitionStalled",
       { name, timeoutMs, stalledCount: settled.stalledTasks.length },
-      { details: { stalledTasks: settled.stalledTasks, reversed: settled.reversed } },
+      { details: { stalledTasks: settled.stalledTasks, reversed: settled.reversed, removed } },
     );
   }
   return { name, replaced: [], transitionMs: settled.elapsedMs, alreadyLoaded: true };
