@@ -1,69 +1,9 @@
 import { parseArgs } from "node:util";
 import { z } from "zod";
-
-/** Every flag the CLI knows; each verb accepts the globals plus its own (VERB_FLAGS). */
-const OPTIONS = {
-  // global
-  "host-root": { type: "string" },
-  json: { type: "boolean" },
-  loader: { type: "string" },
-  "transition-timeout": { type: "string" },
-  "log-level": { type: "string" },
-  help: { type: "boolean", short: "h" },
-  // install / uninstall / info
-  "kernel-release": { type: "string", short: "k" },
-  "kernel-version": { type: "string" }, // kpatch's spelling
-  sha256: { type: "string" },
-  // load / unload
-  all: { type: "boolean" },
-  // sim-host
-  "boot-id": { type: "string" },
-  "sig-enforce": { type: "boolean" },
-  lockdown: { type: "string" },
-  livepatch: { type: "boolean" }, // --no-livepatch
-  "modules-disabled": { type: "boolean" },
-  "ftrace-disabled": { type: "boolean" },
-  "transition-ms": { type: "string" },
-  "free-delay-ms": { type: "string" },
-  stall: { type: "boolean" },
-  tainted: { type: "string" },
-  "replace-attribute": { type: "boolean" },
-  "signal-attribute": { type: "boolean" },
-  name: { type: "string" },
-  vermagic: { type: "string" },
-  replace: { type: "boolean" },
-  "not-livepatch": { type: "boolean" },
-  signed: { type: "boolean" },
-  license: { type: "string" },
-  output: { type: "string", short: "o" },
-} as const;
-
-type Flag = keyof typeof OPTIONS;
+import { bool, drop, OPTIONS, str, type Flag, type Values } from "./options.ts";
+import { SIM_HOST_FLAGS, SimHostSchema, simHostCommand } from "./sim-host-args.ts";
 
 const GLOBAL_FLAGS: readonly Flag[] = ["host-root", "json", "loader", "transition-timeout", "log-level", "help"];
-const SIM_HOST_FLAGS: readonly Flag[] = [
-  "kernel-release",
-  "boot-id",
-  "sig-enforce",
-  "lockdown",
-  "livepatch",
-  "modules-disabled",
-  "ftrace-disabled",
-  "transition-ms",
-  "free-delay-ms",
-  "stall",
-  "tainted",
-  "replace-attribute",
-  "signal-attribute",
-  "name",
-  "vermagic",
-  "replace",
-  "not-livepatch",
-  "signed",
-  "license",
-  "output",
-];
-
 const VERB_FLAGS: Readonly<Record<string, readonly Flag[]>> = {
   list: [],
   status: [],
@@ -81,7 +21,6 @@ export const VERBS = Object.keys(VERB_FLAGS);
 const LOG_LEVELS = ["silent", "fatal", "error", "warn", "info", "debug", "trace"] as const;
 
 const seconds = z.coerce.number().positive().max(24 * 3600);
-const count = z.coerce.number().int().nonnegative();
 const nonEmpty = z.string().min(1);
 
 export const GlobalSchema = z.object({
@@ -115,75 +54,10 @@ export const HostCommandSchema = z.discriminatedUnion("verb", [
   z.object({ verb: z.literal("unload"), target: nonEmpty.optional(), all: z.boolean() }),
 ]);
 
-/** `sim-host <action>`: one schema per action (zod's discriminated unions take one key). */
-export const SimHostSchema = z.discriminatedUnion("action", [
-  z.object({
-    verb: z.literal("sim-host"),
-    action: z.literal("init"),
-    kernelRelease: nonEmpty,
-    bootId: nonEmpty.optional(),
-    signatureEnforce: z.boolean().optional(),
-    lockdown: z.enum(["none", "integrity", "confidentiality"]).optional(),
-    livepatchSupported: z.boolean().optional(),
-    modulesDisabled: z.boolean().optional(),
-    ftraceEnabled: z.boolean().optional(),
-    transitionMs: count.optional(),
-    freeDelayMs: count.optional(),
-    stall: z.boolean().optional(),
-    tainted: count.optional(),
-    replaceAttribute: z.boolean().optional(),
-    signalAttribute: z.boolean().optional(),
-  }),
-  z.object({
-    verb: z.literal("sim-host"),
-    action: z.literal("configure"),
-    signatureEnforce: z.boolean().optional(),
-    lockdown: z.enum(["none", "integrity", "confidentiality"]).optional(),
-    livepatchSupported: z.boolean().optional(),
-    modulesDisabled: z.boolean().optional(),
-    ftraceEnabled: z.boolean().optional(),
-    transitionMs: count.optional(),
-    freeDelayMs: count.optional(),
-    stall: z.boolean().optional(),
-    replaceAttribute: z.boolean().optional(),
-    signalAttribute: z.boolean().optional(),
-  }),
-  z.object({ verb: z.literal("sim-host"), action: z.literal("reboot"), kernelRelease, bootId: nonEmpty.optional() }),
-  z.object({
-    verb: z.literal("sim-host"),
-    action: z.literal("make-module"),
-    name: nonEmpty,
-    vermagic: nonEmpty,
-    output: nonEmpty,
-    replace: z.boolean(),
-    livepatch: z.boolean(),
-    signed: z.boolean(),
-    license: nonEmpty.optional(),
-  }),
-]);
+export { SimHostSchema };
 export type Command = z.infer<typeof HostCommandSchema> | z.infer<typeof SimHostSchema>;
 
 export type ParsedCli = { ok: true; global: GlobalOptions; command: Command } | { ok: false; json: boolean; message: string };
-
-type Values = Partial<Record<Flag, string | boolean>>;
-
-function str(values: Values, flag: Flag): string | undefined {
-  const v = values[flag];
-  return typeof v === "string" ? v : undefined;
-}
-
-function bool(values: Values, flag: Flag): boolean | undefined {
-  const v = values[flag];
-  return typeof v === "boolean" ? v : undefined;
-}
-
-function drop<T extends Record<string, unknown>>(o: T): Partial<T> {
-  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
-}
-
-function not(b: boolean | undefined): boolean | undefined {
-  return b === undefined ? undefined : !b;
-}
 
 /** The raw command object for zod, from the verb, its positionals and flags. */
 function rawCommand(verb: string, rest: string[], v: Values): Record<string, unknown> {
@@ -202,49 +76,6 @@ function rawCommand(verb: string, rest: string[], v: Values): Record<string, unk
       return simHostCommand(rest[0], v);
     default:
       return { verb };
-  }
-}
-
-function simHostCommand(action: string | undefined, v: Values): Record<string, unknown> {
-  const settings = drop({
-    signatureEnforce: bool(v, "sig-enforce"),
-    lockdown: str(v, "lockdown"),
-    livepatchSupported: bool(v, "livepatch"),
-    modulesDisabled: bool(v, "modules-disabled"),
-    ftraceEnabled: not(bool(v, "ftrace-disabled")),
-    transitionMs: str(v, "transition-ms"),
-    freeDelayMs: str(v, "free-delay-ms"),
-    stall: bool(v, "stall"),
-    replaceAttribute: bool(v, "replace-attribute"),
-    signalAttribute: bool(v, "signal-attribute"),
-  });
-  switch (action) {
-    case "init":
-      return {
-        verb: "sim-host",
-        action,
-        kernelRelease: str(v, "kernel-release"),
-        ...drop({ bootId: str(v, "boot-id"), tainted: str(v, "tainted") }),
-        ...settings,
-      };
-    case "configure":
-      return { verb: "sim-host", action, ...settings };
-    case "reboot":
-      return { verb: "sim-host", action, ...drop({ kernelRelease: str(v, "kernel-release"), bootId: str(v, "boot-id") }) };
-    case "make-module":
-      return {
-        verb: "sim-host",
-        action,
-        name: str(v, "name"),
-        vermagic: str(v, "vermagic"),
-        output: str(v, "output"),
-        replace: bool(v, "replace") ?? false,
-        livepatch: !(bool(v, "not-livepatch") ?? false),
-        signed: bool(v, "signed") ?? false,
-        ...drop({ license: str(v, "license") }),
-      };
-    default:
-      return { verb: "sim-host", action: action ?? "(missing)" };
   }
 }
 
