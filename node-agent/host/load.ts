@@ -5,7 +5,7 @@ import { insmodReason } from "./loader-reasons.ts";
 import { isLoaderError } from "./ports.ts";
 import { readPreflight, type Preflight } from "./preflight.ts";
 import { retryOnBusy } from "./retry.ts";
-import { settleOrReverse, waitForTransition } from "./transition.ts";
+import { settleOrReverse, waitForTransition, type SettleOutcome } from "./transition.ts";
 import { verifyModule, type VerifiedModule } from "./verify.ts";
 
 /** A staged module's name (for the running release), or a module file given directly. */
@@ -79,12 +79,7 @@ export async function loadPatch(ctx: DriverContext, target: LoadTarget, options:
   }
   const settled = await settleOrReverse(ctx, name, timeoutMs);
   if (!settled.ok) {
-    const removed = settled.reversed && !settled.patch?.enabled ? await removeAfterDisable(ctx, name) : false;
-    throw hostError(
-      "TransitionStalled",
-      { name, timeoutMs, stalledCount: settled.stalledTasks.length },
-      { details: { stalledTasks: settled.stalledTasks, reversed: settled.reversed, removed } },
-    );
+    throw await stalled(ctx, name, timeoutMs, settled);
   }
   if (!settled.patch?.enabled) {
     await removeAfterDisable(ctx, name);
@@ -103,12 +98,7 @@ async function resumeEnabled(ctx: DriverContext, name: string, current: Livepatc
   if (!current.transition) return { name, replaced: [], transitionMs: 0, alreadyLoaded: true };
   const settled = await settleOrReverse(ctx, name, timeoutMs);
   if (!settled.ok) {
-    const removed = settled.reversed && !settled.patch?.enabled ? await removeAfterDisable(ctx, name) : false;
-    throw hostError(
-      "TransitionStalled",
-      { name, timeoutMs, stalledCount: settled.stalledTasks.length },
-      { details: { stalledTasks: settled.stalledTasks, reversed: settled.reversed, removed } },
-    );
+    throw await stalled(ctx, name, timeoutMs, settled);
   }
   return { name, replaced: [], transitionMs: settled.elapsedMs, alreadyLoaded: true };
 }
@@ -119,6 +109,16 @@ async function waitForDisabling(ctx: DriverContext, name: string, timeoutMs: num
   if (!settled.done || settled.patch?.enabled || !(await waitForPatchGone(ctx, name))) {
     throw hostError("Busy", { detail: `patch ${name} is still being disabled` });
   }
+}
+
+/** A stalled forward transition: once reversed, remove the module; report the blocking tasks. */
+async function stalled(ctx: DriverContext, name: string, timeoutMs: number, settled: Extract<SettleOutcome, { ok: false }>) {
+  const removed = settled.reversed && !settled.patch?.enabled ? await removeAfterDisable(ctx, name) : false;
+  return hostError(
+    "TransitionStalled",
+    { name, timeoutMs, stalledCount: settled.stalledTasks.length },
+    { details: { stalledTasks: settled.stalledTasks, reversed: settled.reversed, removed } },
+  );
 }
 
 /** After a patch ended disabled: wait for its directory to go, then remove the module. Never throws. */
