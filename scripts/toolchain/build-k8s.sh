@@ -1,25 +1,44 @@
 #!/usr/bin/env bash
 # Builds the Kubernetes control-plane and node binaries (kube-apiserver, kube-controller-manager,
-# kube-scheduler, kubelet, kubectl) and etcd with the machine's Go, from the Go module proxy.
+# kube-scheduler, kubelet, kubectl), etcd and helm with the machine's Go, from the Go module proxy.
 # Binaries land in $KLP_CACHE/k8s-<version>/ (outside the repo) and are reused when present.
 # Usage: scripts/toolchain/build-k8s.sh [component...]   (default: all)
+# Prints the binary directory on stdout; progress (with timings) on stderr.
+# Concurrent runs are serialized with a lock in the cache (a second run waits, then reuses).
 set -euo pipefail
 
 K8S_VERSION=v1.37.2
 STAGING_VERSION=v0.37.2
 ETCD_VERSION=v3.7.3
+HELM_VERSION=v3.22.0
 CACHE=${KLP_CACHE:-$HOME/.cache/kpatch-operator}
 OUT=$CACHE/k8s-$K8S_VERSION
 WORK=$CACHE/build/k8s-$K8S_VERSION
 mkdir -p "$OUT" "$WORK"
 
 components=("$@")
-[ ${#components[@]} -gt 0 ] || components=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet)
+[ ${#components[@]} -gt 0 ] || components=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet helm)
 
-log() { printf '[build-k8s] %s\n' "$*" >&2; }
+log() { printf '[build-k8s %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+# One build at a time per cache (2 cores: two concurrent Go builds only slow each other down).
+exec 9>"$CACHE/.build-k8s.lock"
+if ! flock -n 9; then
+  log "another build-k8s.sh holds $CACHE/.build-k8s.lock; waiting for it"
+  flock 9
+fi
+
+# Runs a command with its output in $WORK/<name>.log; on failure prints the log's tail.
+quiet() {
+  local name=$1; shift
+  if ! "$@" >"$WORK/$name.log" 2>&1; then
+    log "FAILED: $* (tail of $WORK/$name.log follows)"
+    tail -n 40 "$WORK/$name.log" >&2
+    return 1
+  fi
+}
 
 build_etcd() {
-  [ -x "$OUT/etcd" ] && return 0
   local dir=$WORK/etcd
   mkdir -p "$dir"
   cat > "$dir/main.go" <<'GO'
@@ -34,18 +53,23 @@ import (
 
 func main() { etcdmain.Main(os.Args) }
 GO
-  (cd "$dir" && { [ -f go.mod ] || go mod init klp.local/etcd >/dev/null 2>&1; } \
-    && go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION" >/dev/null 2>&1 && go mod tidy >/dev/null 2>&1 \
-    && go build -trimpath -ldflags='-s -w' -o "$OUT/etcd.tmp" . && mv "$OUT/etcd.tmp" "$OUT/etcd")
+  cd "$dir"
+  [ -f go.mod ] || quiet etcd-init go mod init klp.local/etcd
+  quiet etcd-get go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION"
+  quiet etcd-tidy go mod tidy
+  quiet etcd-build go build -trimpath -ldflags='-s -w' -o "$OUT/etcd.tmp" .
+  mv "$OUT/etcd.tmp" "$OUT/etcd"
 }
 
 k8s_wrapper() {
   local dir=$WORK/kubernetes
   [ -f "$dir/.ready" ] && return 0
   mkdir -p "$dir"
+  local start=$SECONDS
   log "preparing wrapper module for k8s.io/kubernetes $K8S_VERSION"
   local gomod
   gomod=$(cd "$dir" && GOFLAGS=-mod=mod go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
+  [ -n "$gomod" ] || { log "could not download k8s.io/kubernetes@$K8S_VERSION"; return 1; }
   {
     echo "module klp.local/k8s"
     echo
@@ -71,26 +95,42 @@ import (
 	_ "k8s.io/kubernetes/cmd/kubectl"
 )
 GO
-  (cd "$dir" && go mod tidy -e >/dev/null 2>&1 || (cd "$dir" && go mod tidy))
+  (cd "$dir" && quiet k8s-tidy go mod tidy)
   touch "$dir/.ready"
+  log "wrapper module ready in $((SECONDS - start))s"
 }
 
 build_k8s() {
   local name=$1
-  [ -x "$OUT/$name" ] && return 0
   k8s_wrapper
-  log "building $name (a cold build of the API server and controller manager takes ~15 min on 2 cores)"
+  log "building $name (cold: kube-apiserver ~10 min, kube-controller-manager ~4 min more on 2 cores)"
   local ld="-s -w -X k8s.io/component-base/version.gitVersion=$K8S_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=37 -X k8s.io/client-go/pkg/version.gitVersion=$K8S_VERSION -X k8s.io/component-base/version.gitTreeState=clean"
-  (cd "$WORK/kubernetes" && go build -trimpath -ldflags="$ld" -o "$OUT/$name.tmp" "k8s.io/kubernetes/cmd/$name" && mv "$OUT/$name.tmp" "$OUT/$name")
+  (cd "$WORK/kubernetes" && quiet "build-$name" go build -trimpath -ldflags="$ld" -o "$OUT/$name.tmp" "k8s.io/kubernetes/cmd/$name")
+  mv "$OUT/$name.tmp" "$OUT/$name"
+}
+
+build_helm() {
+  local minor=${K8S_VERSION#v1.}; minor=${minor%%.*}
+  # Without these -X flags `helm version` says v3.22 and `helm template` assumes Kubernetes v1.20.
+  local ld="-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.metadata= -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
+  ld+=" -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$minor"
+  ld+=" -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$minor"
+  local gobin=$WORK/helm-bin
+  rm -rf "$gobin"; mkdir -p "$gobin"
+  log "building helm $HELM_VERSION (~2.6 min cold)"
+  GOBIN=$gobin quiet build-helm go install -trimpath -ldflags="$ld" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+  mv "$gobin/helm" "$OUT/helm"
 }
 
 for c in "${components[@]}"; do
-  start=$(date +%s)
+  [ -x "$OUT/$c" ] && continue
+  start=$SECONDS
   case $c in
-    etcd) build_etcd ;;
-    kube-apiserver|kube-controller-manager|kube-scheduler|kubelet|kubectl) build_k8s "$c" ;;
+    etcd) (build_etcd) ;;
+    kube-apiserver|kube-controller-manager|kube-scheduler|kubectl|kubelet) build_k8s "$c" ;;
+    helm) build_helm ;;
     *) log "unknown component $c"; exit 2 ;;
   esac
-  log "$c ready in $(( $(date +%s) - start ))s: $OUT/$c"
+  log "$c ready in $((SECONDS - start))s: $OUT/$c"
 done
 echo "$OUT"
