@@ -263,6 +263,9 @@ describe("stalled transition", () => {
     expect(error.reason).toBe("TransitionStalled");
     expect(host.clock.now() - start).toBeGreaterThanOrEqual(75_000);
     expect(error.details).toMatchObject({ reversed: true, removed: true });
+    expect(error.message).toBe(
+      "the livepatch transition of livepatch_fix did not finish within 75000 ms; 2 task(s) blocked it; it was reversed",
+    );
     expect(error.details?.stalledTasks).toEqual([
       { pid: 4242, tid: 4242, comm: "stuck-worker", patchState: 0, stack: expect.stringContaining("klp_sim_wait_event") },
       { pid: 4242, tid: 4243, comm: "stuck-worker", patchState: 0, stack: expect.stringContaining("klp_sim_wait_event") },

@@ -5,7 +5,7 @@ import { insmodReason } from "./loader-reasons.ts";
 import { isLoaderError } from "./ports.ts";
 import { readPreflight, type Preflight } from "./preflight.ts";
 import { retryOnBusy } from "./retry.ts";
-import { settleOrReverse, waitForTransition, type SettleOutcome } from "./transition.ts";
+import { settleOrReverse, stallOutcome, waitForTransition, type SettleOutcome } from "./transition.ts";
 import { verifyModule, type VerifiedModule } from "./verify.ts";
 
 /** A staged module's name (for the running release), or a module file given directly. */
@@ -116,7 +116,7 @@ async function stalled(ctx: DriverContext, name: string, timeoutMs: number, sett
   const removed = settled.reversed && !settled.patch?.enabled ? await removeAfterDisable(ctx, name) : false;
   return hostError(
     "TransitionStalled",
-    { name, timeoutMs, stalledCount: settled.stalledTasks.length },
+    { name, timeoutMs, stalledCount: settled.stalledTasks.length, outcome: stallOutcome(settled.reversed) },
     { details: { stalledTasks: settled.stalledTasks, reversed: settled.reversed, removed } },
   );
 }

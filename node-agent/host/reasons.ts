@@ -97,7 +97,7 @@ export const REASONS = {
     action: "Another livepatch transition is running; the operation is retried later.",
   },
   TransitionStalled: {
-    message: "the livepatch transition of {name} did not finish within {timeoutMs} ms; {stalledCount} task(s) blocked it; it was reversed",
+    message: "the livepatch transition of {name} did not finish within {timeoutMs} ms; {stalledCount} task(s) blocked it; {outcome}",
     action: "Look at the blocking tasks (details) and retry when they are idle; never force the transition.",
   },
   TransitionFailed: {

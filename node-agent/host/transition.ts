@@ -103,3 +103,8 @@ export async function settleOrReverse(deps: TransitionDeps, name: string, timeou
     elapsedMs: outcome.elapsedMs + reversal.elapsedMs,
   };
 }
+
+/** How a stall ended, for the TransitionStalled message. */
+export function stallOutcome(reversed: boolean): string {
+  return reversed ? "it was reversed" : "reversing it did not finish either: check the node";
+}

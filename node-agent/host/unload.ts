@@ -5,7 +5,7 @@ import type { TransitionOptions } from "./load.ts";
 import { sysfsWriteReason } from "./loader-reasons.ts";
 import { isLoaderError } from "./ports.ts";
 import { retryOnBusy } from "./retry.ts";
-import { settleOrReverse } from "./transition.ts";
+import { settleOrReverse, stallOutcome } from "./transition.ts";
 
 export interface UnloadResult {
   name: string;
@@ -34,7 +34,7 @@ export async function unloadPatch(ctx: DriverContext, rawName: string, options: 
     if (!settled.ok) {
       throw hostError(
         "TransitionStalled",
-        { name, timeoutMs, stalledCount: settled.stalledTasks.length },
+        { name, timeoutMs, stalledCount: settled.stalledTasks.length, outcome: stallOutcome(settled.reversed) },
         { details: { stalledTasks: settled.stalledTasks, reversed: settled.reversed } },
       );
     }
