@@ -38,9 +38,33 @@ const podsOnNodes = async () => {
   return pods.items.filter((p) => !p.metadata?.deletionTimestamp).map((p) => p.spec?.nodeName ?? "").sort();
 };
 
+/**
+ * Waits until the agent pods are bound to exactly `nodes`; on timeout shows what the cluster says.
+ * There is no kubelet to confirm a deleted pod is gone (a template change rolls the agents), so
+ * this plays that part: terminating pods are removed at once.
+ */
+async function podsLandOn(nodes: string[]): Promise<void> {
+  const finishTermination = async () => {
+    const pods = await cluster.core.listNamespacedPod({ namespace: NS });
+    for (const p of pods.items.filter((p) => p.metadata?.deletionTimestamp)) {
+      await cluster.core.deleteNamespacedPod({ name: p.metadata!.name!, namespace: NS, gracePeriodSeconds: 0 }).catch(() => undefined);
+    }
+  };
+  await until(`agent pods on ${nodes.join(", ")}`, async () => {
+    await finishTermination();
+    return JSON.stringify(await podsOnNodes()) === JSON.stringify(nodes);
+  }, 90_000).catch(async (e: Error) => {
+    const cp = await controlPlane();
+    const show = async (args: string[]) => (await cp.kubectl(args)).stdout;
+    throw new Error(`${e.message}\n${await show(["get", "ds,pods", "-n", NS, "-o", "wide"])}\n${await show(["get", "events", "-n", NS, "--sort-by=.lastTimestamp"])}`);
+  });
+}
+
 beforeAll(async () => {
   await installCrd(await controlPlane());
   await cluster.ensureNamespace(NS);
+  // The chart creates the agents' ServiceAccount; without it the DaemonSet controller cannot make pods.
+  await cluster.core.createNamespacedServiceAccount({ namespace: NS, body: { metadata: { name: "kpatch-agent" } } });
   for (const [name, pool] of [["op-a1", "a"], ["op-a2", "a"], ["op-b1", "b"], ["op-c1", "c"]] as const) {
     await cluster.createNode(name, { "klp-test/pool": pool });
   }
@@ -63,17 +87,17 @@ describe("the controller", () => {
     expect(pod.containers[0]!.securityContext?.privileged).toBe(true);
     expect(pod.containers[0]!.image).toBe("kpatch-agent:test");
     expect(pod.volumes?.map((v) => v.hostPath?.path).filter(Boolean)).toEqual(["/var/lib/kpatch", "/sys", "/proc"]);
-    await until("agent pods on the pool-a nodes", async () => JSON.stringify(await podsOnNodes()) === JSON.stringify(["op-a1", "op-a2"]));
+    await podsLandOn(["op-a1", "op-a2"]);
     const uid = ds.metadata!.uid;
 
     await cluster.createPatch("op-p2", { modules: [mod], nodeSelector: { matchLabels: { "klp-test/pool": "b" } }, tolerations: [{ key: "dedicated", operator: "Exists" }] });
-    await until("pods on pool a and b", async () => JSON.stringify(await podsOnNodes()) === JSON.stringify(["op-a1", "op-a2", "op-b1"]), 90_000);
+    await podsLandOn(["op-a1", "op-a2", "op-b1"]);
     const widened = await cluster.daemonSet(NS);
     expect(widened!.metadata!.uid).toBe(uid);
     expect(widened!.spec!.template.spec!.tolerations).toEqual([{ key: "dedicated", operator: "Exists" }]);
 
     await cluster.forceDeletePatch("op-p2");
-    await until("pods back on pool a only", async () => JSON.stringify(await podsOnNodes()) === JSON.stringify(["op-a1", "op-a2"]), 90_000);
+    await podsLandOn(["op-a1", "op-a2"]);
     expect((await cluster.daemonSet(NS))!.metadata!.uid).toBe(uid);
   });
 

@@ -73,9 +73,17 @@ function newestMtime(dir: string): number {
   return newest;
 }
 
-/** dist/kpatch-agent.mjs, rebuilt with `npm run build` when missing or older than node-agent/. */
+/**
+ * dist/kpatch-agent.mjs, rebuilt with `npm run build` when missing or older than node-agent/.
+ * KLP_AGENT_BUNDLE=<file> uses that bundle instead (e.g. one built by hand while developing).
+ */
 async function ensureAgentBundle(): Promise<string | null> {
-  if (!existsSync(join(REPO, "node-agent/cli.ts")) && !existsSync(join(REPO, "node-agent/cli/index.ts"))) {
+  const override = process.env.KLP_AGENT_BUNDLE;
+  if (override) {
+    if (!existsSync(override)) throw new Error(`KLP_AGENT_BUNDLE=${override} does not exist`);
+    return resolve(override);
+  }
+  if (!existsSync(join(REPO, "node-agent/cli.ts"))) {
     return existsSync(AGENT_BUNDLE) ? AGENT_BUNDLE : null;
   }
   const stale = !existsSync(AGENT_BUNDLE) || statSync(AGENT_BUNDLE).mtimeMs < newestMtime(join(REPO, "node-agent"));

@@ -70,7 +70,7 @@ export interface ControlPlaneClient {
   /** First address of the service range: the `kubernetes` Service ClusterIP, named in the serving cert. */
   kubernetesServiceIp: string;
   /** Runs the matching kubectl with --kubeconfig (admin unless opts.kubeconfig). Never throws on exit code. */
-  kubectl(args: string[], opts?: { input?: string; kubeconfig?: string }): Promise<KubectlResult>;
+  kubectl(args: string[], opts?: { input?: string; kubeconfig?: string; timeoutMs?: number /* default 600_000 */ }): Promise<KubectlResult>;
   /** A client certificate signed by the cluster CA, and a kubeconfig (data embedded) for that identity. */
   issueClientCert(commonName: string, organizations: string[]): Promise<ClientIdentity>;
   /**
@@ -369,6 +369,7 @@ function makeClient(st: State): ControlPlaneClient {
       return run(path.join(st.binDir, "kubectl"), [`--kubeconfig=${opts.kubeconfig ?? st.kubeconfigPath}`, ...args], {
         input: opts.input,
         env: kubectlEnv,
+        timeoutMs: opts.timeoutMs ?? 600_000,
       });
     },
 
@@ -412,8 +413,7 @@ let exitHookInstalled = false;
 function installExitHook() {
   if (exitHookInstalled) return;
   exitHookInstalled = true;
-  // Last resort if the owner exits without stop(): never leave an API server behind.
-  process.once("exit", () => {
+  const killAll = () => {
     for (const c of live) {
       try {
         c.kill("SIGKILL");
@@ -421,7 +421,19 @@ function installExitHook() {
         /* gone */
       }
     }
-  });
+  };
+  // Last resort if the owner exits without stop(): never leave an API server behind.
+  process.once("exit", killAll);
+  // SIGTERM/SIGHUP to the owner alone (a CI timeout, a closed terminal) would end it without an
+  // "exit" event. Ctrl-C reaches the whole process group, children included, so SIGINT is left alone.
+  for (const sig of ["SIGTERM", "SIGHUP"] as const) {
+    const onSignal = () => {
+      killAll();
+      process.removeListener(sig, onSignal);
+      if (process.listenerCount(sig) === 0) process.kill(process.pid, sig);
+    };
+    process.on(sig, onSignal);
+  }
 }
 
 async function startProcess(name: string, bin: string, args: string[], logDir: string): Promise<Proc> {

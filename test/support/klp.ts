@@ -7,7 +7,7 @@ import { createHash } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { AppsV1Api, CoreV1Api, CustomObjectsApi, KubeConfig, type V1DaemonSet } from "@kubernetes/client-node";
+import { AppsV1Api, CoreV1Api, CustomObjectsApi, KubeConfig, PatchStrategy, setHeaderOptions, type V1DaemonSet } from "@kubernetes/client-node";
 import { pino, type Logger } from "pino";
 import { inject } from "vitest";
 import { GROUP, PLURAL, VERSION, type KernelLivePatch, type NodeEntry } from "../../crds/schema.ts";
@@ -80,11 +80,14 @@ export class Cluster {
   async createNode(name: string, labels: Record<string, string>, kernelVersion = "6.1.0-56-amd64"): Promise<void> {
     await this.core.createNode({ body: { metadata: { name, labels: { "kubernetes.io/hostname": name, ...labels } } } });
     const now = new Date();
-    await this.core.replaceNodeStatus({
+    // A merge patch: the node lifecycle controller writes the Node too.
+    await this.core.patchNodeStatus(
+      {
       name,
       body: {
-        metadata: { name, resourceVersion: (await this.core.readNode({ name })).metadata?.resourceVersion },
         status: {
+          capacity: { cpu: "4", memory: "8Gi", pods: "110" },
+          allocatable: { cpu: "4", memory: "8Gi", pods: "110" },
           conditions: [{ type: "Ready", status: "True", reason: "KubeletReady", message: "test node", lastHeartbeatTime: now, lastTransitionTime: now }],
           nodeInfo: {
             kernelVersion,
@@ -100,7 +103,9 @@ export class Cluster {
           },
         },
       },
-    });
+      },
+      setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
+    );
   }
 
   async deleteNode(name: string): Promise<void> {

@@ -199,6 +199,25 @@ const steps: Record<string, () => Details> = {
     };
   },
 
+  // Diagnostics (plan clicost): what one CLI invocation costs before it does any host work.
+  "cli-cost"(): Details {
+    const times = (args: string[], env: NodeJS.ProcessEnv = process.env): number[] =>
+      [0, 1, 2].map(() => {
+        const t0 = performance.now();
+        spawnSync(process.execPath, args, { env });
+        return Math.round(performance.now() - t0);
+      });
+    const cacheDir = "/run/node-compile-cache";
+    return {
+      nodeE0: times(["-e", "0"]),
+      help: times([AGENT, "--help"]),
+      list: times([AGENT, "--json", "list"]),
+      helpCompileCache: times([AGENT, "--help"], { ...process.env, NODE_COMPILE_CACHE: cacheDir }),
+      listCompileCache: times([AGENT, "--json", "list"], { ...process.env, NODE_COMPILE_CACHE: cacheDir }),
+      bundleBytes: hasAgent ? readFileSync(AGENT).length : 0,
+    };
+  },
+
   // A bare insmod of klp_test_v1 with no agent at all: proves the module and the guest.
   bare(): Details {
     const mark = kmsgLines().length;
@@ -218,6 +237,7 @@ const steps: Record<string, () => Details> = {
     const stagedSha = existsSync(`${STAGE}/klp_test_v1.ko`) ? sha256(`${STAGE}/klp_test_v1.ko`) : null;
     const load = agent(["load", "klp_test_v1"]);
     const facts = { ...kernelFacts(), ...moduleFacts("klp_test_v1") };
+    // status = preflight + the host report `list` prints (each CLI call costs seconds under TCG).
     const status = agent(["status"]);
     return {
       before, install, stagedAfterInstall, sysModuleAfterInstall, stagedSha, sourceSha: sha256(file),
@@ -231,8 +251,8 @@ const steps: Record<string, () => Details> = {
     const afterUnload = { ...kernelFacts(), ...moduleFacts("klp_test_v1") };
     const uninstall = agent(["uninstall", "klp_test_v1"]);
     const after = { ...kernelFacts(), ...moduleFacts("klp_test_v1") };
-    const status = agent(["status"]);
-    return { unload, afterUnload, uninstall, after, status, kmsg: kmsgSince(mark) };
+    const list = agent(["list"]);
+    return { unload, afterUnload, uninstall, after, list, kmsg: kmsgSince(mark) };
   },
 
   // Agent load/unload next to bare insmod/disable/rmmod of the same staged file, alternating.
@@ -240,9 +260,12 @@ const steps: Record<string, () => Details> = {
     const file = `${MODS}/klp_test_v1.ko`;
     const install = agent(["install", file]);
     const nodeStartup: number[] = [];
+    const cliStartup: number[] = [];
     const rounds: Details[] = [];
     for (let i = 0; i < 3; i++) {
       nodeStartup.push(run(process.execPath, ["-e", "0"]).ms);
+      // The CLI's fixed cost: Node plus loading the bundle, no host work.
+      cliStartup.push(run(process.execPath, [AGENT, "--help"]).ms);
       const load = agent(["load", "klp_test_v1"]);
       const agentFacts = moduleFacts("klp_test_v1");
       const unload = agent(["unload", "klp_test_v1"]);
@@ -260,10 +283,11 @@ const steps: Record<string, () => Details> = {
     const agentMs = median(rounds.map((r) => Number(r.agentLoadMs)));
     const bareMs = median(rounds.map((r) => Number(r.bareLoadMs)));
     const startMs = median(nodeStartup);
+    const cliMs = median(cliStartup);
     return {
       install: { rc: install.rc, stderr: install.stderr }, uninstall: { rc: uninstall.rc, stderr: uninstall.stderr },
-      rounds, nodeStartupMs: nodeStartup,
-      median: { agentLoadMs: agentMs, bareLoadMs: bareMs, nodeStartupMs: startMs, agentMinusStartupMs: agentMs - startMs },
+      rounds, nodeStartupMs: nodeStartup, cliStartupMs: cliStartup,
+      median: { agentLoadMs: agentMs, bareLoadMs: bareMs, nodeStartupMs: startMs, cliStartupMs: cliMs, agentWorkMs: agentMs - cliMs },
       after: { ...kernelFacts(), ...moduleFacts("klp_test_v1") },
     };
   },
@@ -297,9 +321,15 @@ const steps: Record<string, () => Details> = {
     const withV1 = { ...kernelFacts(), v1: moduleFacts("klp_test_v1") };
     const installV2 = agent(["install", `${MODS}/klp_test_v2.ko`]);
     const loadV2 = agent(["load", "klp_test_v2"]);
+    const afterReplace = { ...kernelFacts(), v1: moduleFacts("klp_test_v1"), v2: moduleFacts("klp_test_v2") };
+    const listAfterReplace = agent(["list"]);
+    // The CLI's load leaves the replaced module loaded (as kpatch does); `unload <old>` removes it.
+    const unloadV1 = agent(["unload", "klp_test_v1"]);
     const after = { ...kernelFacts(), v1: moduleFacts("klp_test_v1"), v2: moduleFacts("klp_test_v2") };
-    const status = agent(["status"]);
-    return { installV1, loadV1, withV1, installV2, loadV2, after, status, kmsg: kmsgSince(mark) };
+    return {
+      installV1, loadV1, withV1, installV2, loadV2, afterReplace, listAfterReplace, unloadV1, after,
+      kmsg: kmsgSince(mark),
+    };
   },
 
   // Leave exactly klp_test_v2 staged for the second boot; remember this boot's id.
@@ -313,8 +343,8 @@ const steps: Record<string, () => Details> = {
 
   // Second boot: init ran `kpatch-agent load --all` (kpatch.service) before this step.
   "s6-reboot"(): Details {
-    const status = agent(["status"]);
-    return { ...kernelFacts(), v2: moduleFacts("klp_test_v2"), v1: moduleFacts("klp_test_v1"), status };
+    const list = agent(["list"]);
+    return { ...kernelFacts(), v2: moduleFacts("klp_test_v2"), v1: moduleFacts("klp_test_v1"), list };
   },
 
   // The stall without the agent: proves the fixture (a transition that really never finishes) and
@@ -359,6 +389,7 @@ const steps: Record<string, () => Details> = {
 
 const plans: Record<string, string[]> = {
   smoke: ["env", "bare"],
+  clicost: ["env", "cli-cost"],
   boot1: ["env", "bare", "s1-install-load", "s2-unload-uninstall", "perf", "s3-vermagic", "s4-not-livepatch-truncated", "s5-replace", "prep-reboot"],
   boot2: ["env", "s6-reboot", "stall-bare", "s7-stall"],
 };
