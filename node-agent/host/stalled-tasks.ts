@@ -21,7 +21,7 @@ export async function findStalledTasks(fs: HostReader, target: boolean, limit = 
   const found: StalledTask[] = [];
   const pids = ((await fs.list("/proc")) ?? []).filter(isNumeric).sort((a, b) => Number(a) - Number(b));
   for (const pid of pids) {
-    const tids = ((await fs.list(`/proc/${pid}/task`)) ?? []).filter(isNumeric);
+    const tids = ((await fs.list(`/proc/${pid}/task`).catch(() => undefined)) ?? []).filter(isNumeric);
     for (const tid of tids) {
       const base = `/proc/${pid}/task/${tid}`;
       const stateText = await readOptional(fs, `${base}/patch_state`);
