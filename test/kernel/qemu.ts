@@ -43,7 +43,11 @@ export interface BootOptions {
   onLine?: (line: string) => void;
 }
 
-export class BootTimeout extends Error {}
+export class BootTimeout extends Error {
+  constructor(message: string, readonly console: string) {
+    super(message);
+  }
+}
 
 function qemuArgs(o: BootOptions): string[] {
   const cpu = o.accel === "kvm" ? "host" : "max";
@@ -111,6 +115,7 @@ export function boot(o: BootOptions): Promise<BootOutcome> {
       reject(new BootTimeout(
         `QEMU boot (plan ${o.plan}, accel ${o.accel}) did not power off within ${Math.round(o.timeoutMs / 1000)} s; ` +
           `steps reported: [${[...results.keys()].join(", ")}]; console tail:\n${tail}`,
+        consoleText,
       ));
     }, o.timeoutMs);
     child.on("error", (e) => {
@@ -146,7 +151,7 @@ export async function chooseAccel(o: { vmlinuz: string; guestDir: string; cacheD
   const file = join(o.cacheDir, `kvm-probe-${key}`);
   if (existsSync(file)) {
     const verdict = readFileSync(file, "utf8").trim();
-    return { accel: verdict === "ok" ? "kvm" : "tcg", why: `cached KVM probe: ${verdict}` };
+    return { accel: verdict === "ok" ? "kvm" : "tcg", why: `cached KVM probe: ${verdict.slice(0, 100)}` };
   }
   let verdict: string;
   try {
@@ -157,5 +162,5 @@ export async function chooseAccel(o: { vmlinuz: string; guestDir: string; cacheD
   }
   mkdirSync(o.cacheDir, { recursive: true });
   writeFileSync(file, `${verdict}\n`);
-  return { accel: verdict === "ok" ? "kvm" : "tcg", why: `KVM probe: ${verdict}` };
+  return { accel: verdict === "ok" ? "kvm" : "tcg", why: `KVM probe: ${verdict.slice(0, 100)}` };
 }

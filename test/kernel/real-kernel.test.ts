@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it, type TestContext } from "vitest";
 import { KernelUnavailable, prepareGuest, CACHE, type PreparedGuest } from "./guest-image.ts";
-import { boot, chooseAccel, consoleTail, type BootOutcome, type StepResult } from "./qemu.ts";
+import { boot, BootTimeout, chooseAccel, consoleTail, type BootOutcome, type StepResult } from "./qemu.ts";
 
 // Under TCG each agent CLI call costs 3-10 s (Node loading the bundle), so boot 1 (~28 calls) can
 // take several minutes on a loaded 2-core machine.
@@ -101,16 +101,30 @@ function startBoot(plan: string): Promise<BootOutcome> {
   log(`boot ${plan}: starting QEMU (${accel}; ${accelWhy})`);
   return boot({
     vmlinuz: guest.vmlinuz, guestDir: guest.guestDir, disk, plan, accel, timeoutMs: BOOT_TIMEOUT_MS,
-    onLine: process.env.KLP_CONSOLE === "1" ? (l) => console.log(`  | ${l}`) : undefined,
+    onLine: (l) => {
+      if (process.env.KLP_CONSOLE === "1") console.log(`  | ${l}`);
+      else if (l.includes("@@RESULT ")) {
+        const m = /"step":"([^"]+)","ok":(true|false),"ms":(\d+)/.exec(l);
+        if (m) console.log(`[kernel] ${plan}: guest step ${m[1]} ${m[2] === "true" ? "reported" : "THREW"} after ${m[3]} ms`);
+      }
+    },
   }).then((b) => {
     const m = b.marks;
     log(`boot ${plan}: ${b.wallMs} ms wall, exit ${b.exitCode}; guest uptime at init ${m["init-start"]} s, ` +
       `disks ${m["disks-mounted"]} s, kpatch.service done ${m["service-done"]} s, runner exit ${m["runner-exit"]} s`);
     finished.set(plan, b);
-    mkdirSync(LAST_RUN, { recursive: true });
-    writeFileSync(join(LAST_RUN, `${plan}.console.log`), b.console);
+    saveConsole(plan, b.console);
     return b;
+  }, (e: unknown) => {
+    log(`boot ${plan}: FAILED: ${e instanceof Error ? e.message.split("\n")[0] : String(e)}`);
+    if (e instanceof BootTimeout) saveConsole(plan, e.console);
+    throw e;
   });
+}
+
+function saveConsole(plan: string, text: string): void {
+  mkdirSync(LAST_RUN, { recursive: true });
+  writeFileSync(join(LAST_RUN, `${plan}.console.log`), text);
 }
 
 function getBoot1(): Promise<BootOutcome> {
@@ -334,6 +348,7 @@ describe("real kernel: the agent on Debian's kernel under QEMU", () => {
   scenario("6. reboot: kpatch.service's load --all loads the staged module, new boot id", getBoot2, "s6-reboot", (d) => {
     const b1 = stepOf("boot1", "env").bootId;
     const prep = stepOf("boot1", "prep-reboot");
+    expect(finished.get("boot1")?.done, "boot 1 finished and left klp_test_v2 staged on the disk").toBe(true);
     expect(prep.staged).toEqual([`${V2}.ko`]);
     const env2 = stepOf("boot2", "env");
     const service = obj(env2.kpatchService);
