@@ -128,6 +128,10 @@ for t in "${targets[@]}"; do
   esac
 done
 
+# Earlier builds of these images, now untagged, would pile up in the data root.
+"$DOCKER" image prune -f --filter label=dev.kpatch.revision >/dev/null || true
+"$DOCKER" image prune -f --filter label=dev.kpatch.base-stamp >/dev/null || true
+
 # Sizes (uncompressed, as `docker images` shows them).
 for img in "$base" "${built[@]}"; do
   printf '%-28s %s\n' "$img" "$("$DOCKER" image inspect --format '{{.Size}}' "$img" | awk '{ printf "%.1f MB", $1 / 1e6 }')"
