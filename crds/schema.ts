@@ -323,7 +323,7 @@ export const RolloutStatus = doc(
     .object({
       generation: doc(z.int().min(0), "The spec generation the admitted list belongs to."),
       admitted: doc(
-        z.array(z.string().max(253)).max(100000).meta({ "x-kubernetes-list-type": "set" }),
+        z.array(z.string().max(253)).max(100000).default([]).meta({ "x-kubernetes-list-type": "set" }),
         "Nodes the controller has admitted to change for this generation. An agent loads only when its node is listed.",
       ),
       halted: doc(z.boolean(), "True when failures reached failureThreshold: nothing new is admitted."),

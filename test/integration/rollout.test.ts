@@ -37,7 +37,9 @@ async function ready(name: string, timeoutMs = 60_000): Promise<KernelLivePatch>
   return until(`${name} Ready`, async () => {
     const p = await cluster.getPatch(name);
     return condition(p, "Ready")?.status === "True" && p!.status!.observedGeneration === p!.metadata.generation ? p : undefined;
-  }, timeoutMs);
+  }, timeoutMs).catch(async (e: Error) => {
+    throw new Error(`${e.message}; status: ${JSON.stringify((await cluster.getPatch(name))?.status, null, 1)}`);
+  });
 }
 
 const node = (name: string) => agents.find((a) => a.name === name)!;
