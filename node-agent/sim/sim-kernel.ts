@@ -46,6 +46,8 @@ export const SimStateSchema = z.object({
   modules: z.array(SimModuleSchema),
   /** Writes to the `signal` attribute (for tests). */
   signals: z.number().int().nonnegative().default(0),
+  /** Successful insmods per module name since boot (for tests: "never loaded twice"). */
+  insmods: z.record(z.string(), z.number().int().nonnegative()).default({}),
 });
 
 export type SimState = z.infer<typeof SimStateSchema>;
@@ -66,7 +68,7 @@ const fail = (code: LoaderErrno, message: string): never => {
 };
 
 export function freshState(bootId: string, tainted: number): SimState {
-  return { version: 1, bootId, tainted, modules: [], signals: 0 };
+  return { version: 1, bootId, tainted, modules: [], signals: 0, insmods: {} };
 }
 
 /** The module in transition, if any (the kernel allows one at a time). */
@@ -142,7 +144,8 @@ export function insmod(state: SimState, config: SimConfig, parsed: ParseResult, 
     ...(m.srcversion === undefined ? {} : { srcversion: m.srcversion }),
     patch: m.livepatch ? { enabled: true, transition: { target: true, startedAt: now, reversed: false } } : null,
   };
-  return { ...state, tainted: state.tainted | taintBits(module), modules: [...state.modules, module] };
+  const insmods = { ...state.insmods, [m.name]: (state.insmods[m.name] ?? 0) + 1 };
+  return { ...state, tainted: state.tainted | taintBits(module), modules: [...state.modules, module], insmods };
 }
 
 export function rmmod(state: SimState, config: SimConfig, name: string): SimState {
