@@ -89,7 +89,8 @@ async function embedded(nodeCount: number, exitWhenReady: boolean): Promise<void
     const kc = new KubeConfig();
     kc.loadFromFile(cp.kubeconfigPath);
     const core = kc.makeApiClient(CoreV1Api);
-    const log = pino({ level: process.env.LOG_LEVEL ?? "warn" });
+    // Quiet by default: the progress lines are the demo's output (LOG_LEVEL=info shows the components' JSON logs).
+    const log = pino({ level: process.env.LOG_LEVEL ?? "error" });
 
     // The sample module: a simulated livepatch built for the nodes' release, served from a ConfigMap.
     const module = buildSimModule({ name: "livepatch_cve_2024_1086", vermagic: RELEASE });
