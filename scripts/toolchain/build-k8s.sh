@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds the Kubernetes control-plane and node binaries (kube-apiserver, kube-controller-manager,
-# kube-scheduler, kubelet, kubectl), etcd and helm with the machine's Go, from the Go module proxy.
+# kube-scheduler, kubelet, kubectl; kube-proxy on request), etcd and helm with the machine's Go, from the Go module proxy.
 # Binaries land in $KLP_CACHE/k8s-<version>/ (outside the repo) and are reused when present.
-# Usage: scripts/toolchain/build-k8s.sh [component...]   (default: all)
+# Usage: scripts/toolchain/build-k8s.sh [component...]   (default: all but kube-proxy, which only
+# the real-node suite needs: scripts/node/ensure-tools.sh asks for it)
 # Prints the binary directory on stdout; progress (with timings) on stderr.
 # Concurrent runs are serialized with a lock in the cache (a second run waits, then reuses).
 set -euo pipefail
@@ -61,9 +62,37 @@ GO
   mv "$OUT/etcd.tmp" "$OUT/etcd"
 }
 
+# The commands the wrapper module pins (tools.go). A wrapper prepared before a command was added
+# here is tidied again (go.sum then also covers that command's dependencies).
+write_tools_go() {
+  cat > "$1" <<'GO'
+//go:build tools
+
+// Package tools pins the Kubernetes commands this wrapper builds.
+package tools
+
+import (
+	_ "k8s.io/kubernetes/cmd/kube-apiserver"
+	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
+	_ "k8s.io/kubernetes/cmd/kube-proxy"
+	_ "k8s.io/kubernetes/cmd/kube-scheduler"
+	_ "k8s.io/kubernetes/cmd/kubelet"
+	_ "k8s.io/kubectl/pkg/cmd"
+	_ "k8s.io/kubernetes/cmd/kubectl"
+)
+GO
+}
+
 k8s_wrapper() {
   local dir=$WORK/kubernetes
-  [ -f "$dir/.ready" ] && return 0
+  if [ -f "$dir/.ready" ]; then
+    write_tools_go "$dir/tools.go.new"
+    if cmp -s "$dir/tools.go.new" "$dir/tools.go"; then rm -f "$dir/tools.go.new"; return 0; fi
+    log "wrapper module: new commands in tools.go, tidying again"
+    mv "$dir/tools.go.new" "$dir/tools.go"
+    (cd "$dir" && quiet k8s-tidy go mod tidy)
+    return 0
+  fi
   mkdir -p "$dir"
   local start=$SECONDS
   log "preparing wrapper module for k8s.io/kubernetes $K8S_VERSION"
@@ -80,21 +109,7 @@ k8s_wrapper() {
     # Each staging module kubernetes replaces with ./staging/src/k8s.io/X is published as vX: point there.
     grep -E '=> \./staging/src/k8s.io/' "$gomod" | awk -v v="$STAGING_VERSION" '{print "replace " $1 " => " $1 " " v}'
   } > "$dir/go.mod"
-  cat > "$dir/tools.go" <<'GO'
-//go:build tools
-
-// Package tools pins the Kubernetes commands this wrapper builds.
-package tools
-
-import (
-	_ "k8s.io/kubernetes/cmd/kube-apiserver"
-	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
-	_ "k8s.io/kubernetes/cmd/kube-scheduler"
-	_ "k8s.io/kubernetes/cmd/kubelet"
-	_ "k8s.io/kubectl/pkg/cmd"
-	_ "k8s.io/kubernetes/cmd/kubectl"
-)
-GO
+  write_tools_go "$dir/tools.go"
   (cd "$dir" && quiet k8s-tidy go mod tidy)
   touch "$dir/.ready"
   log "wrapper module ready in $((SECONDS - start))s"
@@ -127,7 +142,7 @@ for c in "${components[@]}"; do
   start=$SECONDS
   case $c in
     etcd) (build_etcd) ;;
-    kube-apiserver|kube-controller-manager|kube-scheduler|kubectl|kubelet) build_k8s "$c" ;;
+    kube-apiserver|kube-controller-manager|kube-scheduler|kubectl|kubelet|kube-proxy) build_k8s "$c" ;;
     helm) build_helm ;;
     *) log "unknown component $c"; exit 2 ;;
   esac
