@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# Everything a real node (test/support/real-node.ts) needs on this machine, installed or built when
+# missing, and reused when present:
+#   - Debian's containerd, runc, containernetworking-plugins (bridge, host-local, loopback), iptables,
+#     iproute2, conntrack (apt-get, as root);
+#   - kubelet and kube-proxy v1.37.2 beside the other Kubernetes binaries (scripts/toolchain/
+#     ensure-binaries.sh, scripts/toolchain/build-k8s.sh kube-proxy);
+#   - the pause image: kubernetes' build/pause/linux/pause.c (from the k8s.io/kubernetes module the
+#     toolchain already downloaded) built with `gcc -static`, packed as a docker-archive tarball for
+#     `ctr images import` (no registry is ever asked for it).
+# Prints KEY=VALUE lines on stdout (BIN_DIR, CNI_BIN_DIR, CONTAINERD, CTR, RUNC, PAUSE_IMAGE,
+# PAUSE_TAR); progress on stderr.
+# Env: KLP_CACHE (default ~/.cache/kpatch-operator); KLP_NO_INSTALL=1 fails instead of installing.
+# Usage: scripts/node/ensure-tools.sh [--check]   (--check: exit 0 when everything is there, 3 if not,
+# installing and building nothing)
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO_ROOT=$(cd "$here/../.." && pwd)
+K8S_VERSION=v1.37.2
+PAUSE_VERSION=3.10.2
+CACHE=${KLP_CACHE:-$HOME/.cache/kpatch-operator}
+NODE_CACHE=$CACHE/node
+PAUSE_IMAGE=localhost/kpatch-pause:$PAUSE_VERSION
+PAUSE_TAR=$NODE_CACHE/pause-$PAUSE_VERSION.tar
+check_only=""
+[ "${1:-}" = "--check" ] && check_only=1
+
+log() { printf '[node-tools %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# --- Debian packages -------------------------------------------------------------------------
+# command -> package that provides it
+declare -A PKG_OF=(
+  [containerd]=containerd
+  [containerd-shim-runc-v2]=containerd
+  [ctr]=containerd
+  [runc]=runc
+  [iptables]=iptables
+  [ip]=iproute2
+  [nsenter]=util-linux
+  [conntrack]=conntrack
+  [gcc]=gcc
+)
+CNI_BIN_DIR=/usr/lib/cni
+CNI_PLUGINS=(bridge host-local loopback)
+
+missing_pkgs=()
+for cmd in "${!PKG_OF[@]}"; do
+  command -v "$cmd" >/dev/null 2>&1 || missing_pkgs+=("${PKG_OF[$cmd]}")
+done
+for p in "${CNI_PLUGINS[@]}"; do
+  [ -x "$CNI_BIN_DIR/$p" ] || { missing_pkgs+=(containernetworking-plugins); break; }
+done
+# libc6-dev provides the static libc that `gcc -static` links.
+[ -f /usr/lib/x86_64-linux-gnu/libc.a ] || missing_pkgs+=(libc6-dev)
+
+if [ ${#missing_pkgs[@]} -gt 0 ]; then
+  mapfile -t missing_pkgs < <(printf '%s\n' "${missing_pkgs[@]}" | sort -u)
+  [ -z "$check_only" ] || { log "missing packages: ${missing_pkgs[*]}"; exit 3; }
+  [ -z "${KLP_NO_INSTALL:-}" ] || die "missing packages: ${missing_pkgs[*]} (KLP_NO_INSTALL is set)"
+  [ "$(id -u)" = 0 ] || die "missing packages: ${missing_pkgs[*]}; installing them needs root"
+  log "apt-get install ${missing_pkgs[*]}"
+  # Serialized with other scripts of the project that use apt (dpkg has its own lock, but a second
+  # apt-get would fail on it instead of waiting).
+  mkdir -p "$CACHE"
+  exec 8>"$CACHE/.apt.lock"
+  flock 8
+  apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing_pkgs[@]}" >&2
+  flock -u 8
+fi
+
+# --- Kubernetes binaries ---------------------------------------------------------------------
+if [ -n "$check_only" ]; then
+  BIN_DIR=$CACHE/k8s-$K8S_VERSION
+  for b in kubelet kube-proxy kubectl helm; do [ -x "$BIN_DIR/$b" ] || { log "missing $BIN_DIR/$b"; exit 3; }; done
+else
+  BIN_DIR=$("$REPO_ROOT/scripts/toolchain/ensure-binaries.sh")
+  if [ ! -x "$BIN_DIR/kube-proxy" ]; then
+    if [ -n "${KUBEBUILDER_ASSETS:-}" ] && [ "$BIN_DIR" = "$KUBEBUILDER_ASSETS" ]; then
+      die "KUBEBUILDER_ASSETS=$KUBEBUILDER_ASSETS has no kube-proxy (the real node needs it)"
+    fi
+    [ -z "${KLP_NO_BUILD:-}" ] || die "no kube-proxy in $BIN_DIR (KLP_NO_BUILD is set; run scripts/toolchain/build-k8s.sh kube-proxy)"
+    "$REPO_ROOT/scripts/toolchain/build-k8s.sh" kube-proxy >/dev/null
+  fi
+fi
+
+# --- the pause image -------------------------------------------------------------------------
+if [ ! -s "$PAUSE_TAR" ]; then
+  [ -z "$check_only" ] || { log "missing $PAUSE_TAR"; exit 3; }
+  mkdir -p "$NODE_CACHE"
+  src=""
+  for d in "$(go env GOMODCACHE 2>/dev/null || true)" "$HOME/go/pkg/mod"; do
+    [ -n "$d" ] && [ -f "$d/k8s.io/kubernetes@$K8S_VERSION/build/pause/linux/pause.c" ] && { src=$d/k8s.io/kubernetes@$K8S_VERSION/build/pause/linux/pause.c; break; }
+  done
+  if [ -z "$src" ]; then
+    log "downloading k8s.io/kubernetes@$K8S_VERSION from the Go module proxy for pause.c"
+    dir=$(GOFLAGS=-mod=mod go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
+    src=$dir/build/pause/linux/pause.c
+    [ -f "$src" ] || die "no build/pause/linux/pause.c in k8s.io/kubernetes@$K8S_VERSION"
+  fi
+  work=$(mktemp -d "$NODE_CACHE/pause.XXXXXX")
+  trap 'rm -rf "$work"' EXIT
+  mkdir -p "$work/rootfs" "$work/archive"
+  # The upstream Makefile's flags (CFLAGS = -Os -Wall -Werror -static -DVERSION=v$(TAG)-$(REV)).
+  gcc -Os -Wall -Werror -static -DVERSION="v$PAUSE_VERSION-klp" -o "$work/rootfs/pause" "$src"
+  strip "$work/rootfs/pause"
+  tar --numeric-owner --owner=0 --group=0 --mtime=@0 -C "$work/rootfs" -cf "$work/layer.tar" pause
+  layer_sha=$(sha256sum "$work/layer.tar" | cut -d' ' -f1)
+  # Upstream's image: ENTRYPOINT ["/pause"], USER 65535:65535.
+  cat >"$work/config.json" <<JSON
+{"architecture":"amd64","os":"linux","config":{"User":"65535:65535","Entrypoint":["/pause"],"WorkingDir":"/"},"rootfs":{"type":"layers","diff_ids":["sha256:$layer_sha"]},"history":[{"created_by":"gcc -static build/pause/linux/pause.c (scripts/node/ensure-tools.sh)"}]}
+JSON
+  config_sha=$(sha256sum "$work/config.json" | cut -d' ' -f1)
+  mkdir -p "$work/archive/$layer_sha"
+  mv "$work/layer.tar" "$work/archive/$layer_sha/layer.tar"
+  mv "$work/config.json" "$work/archive/$config_sha.json"
+  printf '[{"Config":"%s.json","RepoTags":["%s"],"Layers":["%s/layer.tar"]}]\n' "$config_sha" "$PAUSE_IMAGE" "$layer_sha" >"$work/archive/manifest.json"
+  tar --numeric-owner --owner=0 --group=0 -C "$work/archive" -cf "$PAUSE_TAR.tmp" .
+  mv "$PAUSE_TAR.tmp" "$PAUSE_TAR"
+  log "pause image $PAUSE_IMAGE -> $PAUSE_TAR ($(du -h "$PAUSE_TAR" | cut -f1))"
+fi
+
+cat <<EOF
+BIN_DIR=$BIN_DIR
+CNI_BIN_DIR=$CNI_BIN_DIR
+CONTAINERD=$(command -v containerd)
+CTR=$(command -v ctr)
+RUNC=$(command -v runc)
+PAUSE_IMAGE=$PAUSE_IMAGE
+PAUSE_TAR=$PAUSE_TAR
+EOF
