@@ -1,0 +1,439 @@
+// The chart's pods under a real kubelet, end to end. One real node (test/support/real-node.ts:
+// kubelet + containerd + runc + kube-proxy in its own network namespace) runs the operator and the
+// agent pods from the images built by scripts/images/build.sh, imported into its containerd; two
+// more Nodes are served by simulated agents in this process (tainted so that the DaemonSet puts no
+// pod there). The agent on the real node works on a simulated host tree made by the CLI, reached
+// through the chart's `agent.hostRoot` / `agent.loader: sim`, never on this machine's kernel.
+// Where this machine cannot run a kubelet the global setup says why and this file skips.
+import { spawn } from "node:child_process";
+import { createHash } from "node:crypto";
+import { existsSync } from "node:fs";
+import { mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import type { KernelLivePatch } from "../../crds/schema.ts";
+import { readSimState } from "../../node-agent/sim/sim-files.ts";
+import { attachControlPlane, type ControlPlaneClient } from "../support/control-plane.ts";
+import { AGENT_IMAGE, OPERATOR_IMAGE, buildImages, ensureDockerEngine } from "../support/docker.ts";
+import { CHART_DIR, helmClient, setArgs, type Helm } from "../support/helm.ts";
+import { Cluster, entryOf, recordStatus, startSimAgent, type SimNode } from "../support/klp.ts";
+import { startRealNode, type NodeNetwork, type NodeTools, type RealNode } from "../support/real-node.ts";
+
+const unavailable = inject("realNodeUnavailable");
+if (unavailable) console.warn(`[real-node] skipping: this machine cannot run a kubelet: ${unavailable}`);
+
+const REPO = path.resolve(import.meta.dirname, "../..");
+const RELEASE = "6.1.0-56-amd64";
+const suffix = `${Date.now().toString(36)}${Math.floor(Math.random() * 1296).toString(36)}`;
+const ns = "kpatch-system";
+const release = "kpatch-operator";
+const realNodeName = `real-${suffix}`;
+const simNodeNames = [`sim-a-${suffix}`, `sim-b-${suffix}`];
+const targetLabel = { "klp-e2e": suffix };
+const patchName = `e2e-${suffix}`;
+const moduleName = `klp_e2e_${suffix.replace(/[^a-z0-9]/g, "")}`;
+
+let cp: ControlPlaneClient;
+let helm: Helm;
+let node: RealNode | undefined;
+let work: string;
+let hostRoot: string;
+let moduleSha: string;
+const sims: SimNode[] = [];
+let recorder: Awaited<ReturnType<typeof recordStatus>> | undefined;
+let loadedAtVersion = -1;
+const figures: Record<string, unknown> = {};
+const cluster = () => new Cluster();
+
+// ---------------------------------------------------------------------------------------------
+// helpers
+
+async function kubectl(args: string[], input?: string, timeoutMs?: number): Promise<string> {
+  const r = await cp.kubectl(args, { ...(input === undefined ? {} : { input }), ...(timeoutMs ? { timeoutMs } : {}) });
+  if (r.code !== 0) throw new Error(`kubectl ${args.join(" ")} failed (${r.code}): ${r.stderr}${r.stdout}`);
+  return r.stdout;
+}
+
+async function kubectlJson<T = any>(args: string[]): Promise<T> {
+  return JSON.parse(await kubectl([...args, "-o", "json"])) as T;
+}
+
+async function eventually<T>(what: string, timeoutMs: number, fn: () => Promise<T | undefined | false>): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v !== undefined && v !== false) return v;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > deadline) {
+      const pods = await cp.kubectl(["get", "pods,ds,deploy", "-n", ns, "-o", "wide"]).then((r) => r.stdout + r.stderr).catch(() => "");
+      const events = await cp.kubectl(["get", "events", "-n", ns, "--sort-by=.lastTimestamp"]).then((r) => r.stdout.split("\n").slice(-15).join("\n")).catch(() => "");
+      throw new Error(
+        `${what}: not reached within ${timeoutMs} ms${last ? ` (last error: ${String(last)})` : ""}\n${pods}\n${events}\n${(await node?.describe(15)) ?? ""}`,
+      );
+    }
+    await new Promise((r) => setTimeout(r, 500));
+  }
+}
+
+function cli(args: string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(path.join(REPO, "node_modules/.bin/tsx"), [path.join(REPO, "node-agent/cli.ts"), ...args], { cwd: REPO, stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    child.stdout.setEncoding("utf8").on("data", (c: string) => (out += c));
+    child.stderr.setEncoding("utf8").on("data", (c: string) => (out += c));
+    child.on("error", reject);
+    child.on("close", (code) => (code === 0 ? resolve(out) : reject(new Error(`kpatch-agent ${args.join(" ")} exited ${code}: ${out}`))));
+  });
+}
+
+function runScript(script: string, args: string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn("bash", [path.join(REPO, script), ...args], { cwd: REPO, stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    let err = "";
+    child.stdout.setEncoding("utf8").on("data", (c: string) => (out += c));
+    child.stderr.setEncoding("utf8").on("data", (c: string) => (err = (err + c).slice(-8000)));
+    child.on("error", reject);
+    child.on("close", (code) => (code === 0 ? resolve(out) : reject(new Error(`${script} exited ${code}: ${err}`))));
+  });
+}
+
+async function getPatch(): Promise<KernelLivePatch | undefined> {
+  const r = await cp.kubectl(["get", "klp", patchName, "-o", "json"]);
+  return r.code === 0 ? (JSON.parse(r.stdout) as KernelLivePatch) : undefined;
+}
+
+async function agentPods(): Promise<any[]> {
+  const list = await kubectlJson<{ items: any[] }>(["get", "pods", "-n", ns, "-l", "app.kubernetes.io/name=kpatch-agent", "--field-selector", `spec.nodeName=${realNodeName}`]);
+  return list.items;
+}
+
+/** The agent pod on the real node once it is Running with its container ready. */
+async function runningAgentPod(timeoutMs = 120_000, not?: { name?: string; restarts?: number }): Promise<any> {
+  return eventually(`a running agent pod on ${realNodeName}`, timeoutMs, async () => {
+    const pods = (await agentPods()).filter((p) => !p.metadata.deletionTimestamp && p.metadata.name !== not?.name);
+    const p = pods.find((x) => x.status?.phase === "Running" && x.status?.containerStatuses?.[0]?.ready === true);
+    if (!p) return undefined;
+    if (not?.restarts !== undefined && (p.status.containerStatuses[0].restartCount ?? 0) <= not.restarts) return undefined;
+    return p;
+  });
+}
+
+const simState = () => readSimState(hostRoot);
+const stagedPath = () => path.join(hostRoot, "var/lib/kpatch", RELEASE, `${moduleName}.ko`);
+
+/** The module is live in the simulated kernel of the real node, loaded exactly once since boot. */
+async function expectLoadedOnce(): Promise<void> {
+  const st = await simState();
+  const m = st.modules.find((x) => x.name === moduleName);
+  expect(m, JSON.stringify(st.modules)).toBeDefined();
+  expect(await readFile(path.join(hostRoot, "sys/kernel/livepatch", moduleName, "enabled"), "utf8")).toBe("1\n");
+  expect(st.insmods[moduleName]).toBe(1);
+  expect(existsSync(stagedPath())).toBe(true);
+}
+
+/** Every status version since the entry first said Loaded says Loaded (no regression, no gap). */
+function expectEntryStayedLoaded(): void {
+  const versions = recorder!.versions;
+  expect(loadedAtVersion).toBeGreaterThanOrEqual(0);
+  const phases = versions.slice(loadedAtVersion).map((v) => entryOf(v, realNodeName)?.phase ?? "(none)");
+  expect(phases.filter((p) => p !== "Loaded"), `phases of ${realNodeName} since Loaded: ${phases.join(" ")}`).toEqual([]);
+}
+
+// ---------------------------------------------------------------------------------------------
+
+describe.skipIf(!!unavailable)("the chart on a real node", () => {
+  beforeAll(async () => {
+    cp = await attachControlPlane(inject("controlPlaneDir"));
+    helm = await helmClient({ binDir: inject("binDir"), kubeconfig: inject("kubeconfig") });
+    const tools = JSON.parse(inject("realNodeTools")) as NodeTools;
+    const network = JSON.parse(inject("realNodeNetwork")) as NodeNetwork;
+    work = await mkdtemp(path.join(os.tmpdir(), "klp-e2e-"));
+
+    // The images, built by the project's script and moved into the node's containerd as tarballs.
+    const engine = await ensureDockerEngine();
+    if (!engine.ok) throw new Error(`the real-node suite needs the images and no container engine can build them: ${engine.reason}`);
+    let t = performance.now();
+    await buildImages(["operator", "agent"]);
+    const imageDir = path.join(work, "images");
+    await mkdir(imageDir);
+    const tars = (await runScript("scripts/images/save.sh", [imageDir])).split("\n").filter((l) => l.endsWith(".tar"));
+    expect(tars).toHaveLength(2);
+    figures.imagesBuildAndSaveMs = Math.round(performance.now() - t);
+
+    // The simulated host the real node's agent works on, and the patch module: the CLI's own verbs.
+    hostRoot = path.join(work, "host");
+    await cli(["--host-root", hostRoot, "sim-host", "init", "--kernel-release", RELEASE, "--transition-ms", "300"]);
+    const ko = path.join(work, `${moduleName}.ko`);
+    await cli(["--host-root", hostRoot, "sim-host", "make-module", "--name", moduleName, "--vermagic", RELEASE, "-o", ko]);
+    moduleSha = createHash("sha256").update(await readFile(ko)).digest("hex");
+
+    t = performance.now();
+    node = await startRealNode({ name: realNodeName, cp, tools, network, labels: targetLabel, images: tars, log: (l) => process.stderr.write(`[real-node] ${l}\n`) });
+    figures.nodeStartMs = Math.round(performance.now() - t);
+    figures.nodeStartPhasesMs = node.timings;
+    await rm(imageDir, { recursive: true, force: true });
+  }, 1_200_000);
+
+  afterAll(async () => {
+    recorder?.stop();
+    for (const s of sims) await s.stop().catch(() => undefined);
+    if (Object.keys(figures).length) process.stderr.write(`[real-node] figures ${JSON.stringify(figures, null, 2)}\n`);
+    await node?.stop();
+    if (work) await rm(work, { recursive: true, force: true });
+  }, 120_000);
+
+  it("registers a Ready Node with a routable InternalIP, authenticated as system:node:<name>", async () => {
+    const n = await kubectlJson(["get", "node", realNodeName]);
+    expect(n.status.addresses).toContainEqual({ type: "InternalIP", address: node!.network.nodeIp });
+    expect(n.metadata.labels).toMatchObject(targetLabel);
+    expect(n.status.nodeInfo.containerRuntimeVersion).toMatch(/^containerd:\/\/1\./);
+    expect(n.status.nodeInfo.kubeletVersion).toBe("v1.37.2");
+    // Node authorizer + NodeRestriction: the kubelet may not touch another Node.
+    const other = await cp.kubectl(["label", "node", realNodeName, "klp-e2e-probe=1"], { kubeconfig: (await cp.issueClientCert(`system:node:someone-else`, ["system:nodes"])).kubeconfigPath });
+    expect(other.code).not.toBe(0);
+    // The API server runs with the Node authorizer and NodeRestriction (control-plane.ts defaults).
+    const args = (await readFile(`/proc/${await apiServerPid()}/cmdline`, "utf8")).split("\0");
+    expect(args).toContain("--authorization-mode=Node,RBAC");
+    expect(args).toContain("--enable-admission-plugins=NodeRestriction");
+  });
+
+  it("helm install: the operator pod starts on the real node, passes its readiness probe and holds the Lease", async () => {
+    await kubectl(["create", "namespace", ns]);
+    await kubectl(["label", "namespace", ns, "pod-security.kubernetes.io/enforce=privileged"]);
+    const [opRepo, opTag] = OPERATOR_IMAGE.split(":");
+    const [agRepo, agTag] = AGENT_IMAGE.split(":");
+    const t = performance.now();
+    await helm.ok([
+      "install", release, CHART_DIR, "-n", ns,
+      ...setArgs({
+        "operator.image.repository": opRepo!, "operator.image.tag": opTag!, "operator.image.pullPolicy": "Never",
+        "agent.image.repository": agRepo!, "agent.image.tag": agTag!, "agent.image.pullPolicy": "Never",
+        "agent.hostRoot": hostRoot, "agent.loader": "sim", "operator.logLevel": "debug",
+      }),
+    ]);
+    await kubectl(["rollout", "status", `deployment/${release}`, "-n", ns, "--timeout=180s"], undefined, 200_000);
+    figures.helmInstallToOperatorReadyMs = Math.round(performance.now() - t);
+
+    const pods = (await kubectlJson<{ items: any[] }>(["get", "pods", "-n", ns, "-l", "app.kubernetes.io/name=kpatch-operator"])).items;
+    expect(pods).toHaveLength(1);
+    const pod = pods[0];
+    expect(pod.spec.nodeName).toBe(realNodeName);
+    expect(pod.status.conditions.find((c: any) => c.type === "Ready")?.status).toBe("True");
+    expect(pod.status.podIP).toMatch(/^10\.244\.0\./);
+    // The readiness probe really ran (the kubelet reached /readyz on the pod IP): Ready after start.
+    expect(pod.spec.containers[0].readinessProbe.httpGet.path).toBe("/readyz");
+    const lease = await eventually("the operator's Lease", 60_000, async () => {
+      const r = await cp.kubectl(["get", "lease", "kpatch-operator", "-n", ns, "-o", "json"]);
+      const l = r.code === 0 ? JSON.parse(r.stdout) : undefined;
+      return l?.spec?.holderIdentity ? l : undefined;
+    });
+    expect(lease.spec.holderIdentity).toContain(pod.metadata.name);
+  });
+
+  it("a KernelLivePatch applied with kubectl becomes Ready: the agent pod on the real node loads it, the simulated nodes too", async () => {
+    // Two Nodes served by agents in this process, tainted so the DaemonSet leaves them alone.
+    const c = cluster();
+    for (const name of simNodeNames) {
+      await c.createNode(name, targetLabel, RELEASE);
+      await kubectl(["taint", "node", name, "klp-e2e/simulated=true:NoSchedule"]);
+      sims.push(await startSimAgent(name, RELEASE));
+    }
+    const ko = await readFile(path.join(work, `${moduleName}.ko`));
+    await c.putModuleConfigMap(ns, "patch-modules", { [`${moduleName}.ko`]: ko });
+    recorder = await recordStatus(patchName);
+
+    const manifest = {
+      apiVersion: "livepatch.kpatch.dev/v1alpha1",
+      kind: "KernelLivePatch",
+      metadata: { name: patchName },
+      spec: {
+        state: "Loaded",
+        cves: ["CVE-2024-1086"],
+        modules: [{ kernelRelease: RELEASE, sha256: moduleSha, configMap: { namespace: ns, name: "patch-modules", key: `${moduleName}.ko` } }],
+        nodeSelector: { matchLabels: targetLabel },
+        rollout: { maxUnavailable: "100%" },
+      },
+    };
+    const t = performance.now();
+    await kubectl(["apply", "-f", "-"], JSON.stringify(manifest));
+    const wait = await cp.kubectl(["wait", "--for=condition=Ready", `klp/${patchName}`, "--timeout=240s"], { timeoutMs: 260_000 });
+    figures.applyToPatchReadyMs = Math.round(performance.now() - t);
+    if (wait.code !== 0) throw new Error(`kubectl wait klp/${patchName} failed: ${wait.stderr}\n${JSON.stringify((await getPatch())?.status, null, 2)}\n${await node!.describe(15)}`);
+
+    const p = (await getPatch())!;
+    for (const n of [realNodeName, ...simNodeNames]) expect(entryOf(p, n)?.phase, n).toBe("Loaded");
+    expect(entryOf(p, realNodeName)).toMatchObject({ kernelRelease: RELEASE, enabled: true });
+    expect(p.status?.summary).toMatchObject({ loaded: 3 });
+    // The DaemonSet has a pod on the real node only.
+    const ds = await kubectlJson(["get", "ds", "kpatch-agent", "-n", ns]);
+    expect(ds.status.desiredNumberScheduled).toBe(1);
+    const pod = await runningAgentPod();
+    expect(pod.spec.volumes.find((v: any) => v.name === "host-kpatch").hostPath.path).toBe(`${hostRoot}/var/lib/kpatch`);
+    await expectLoadedOnce();
+
+    loadedAtVersion = recorder.versions.findIndex((v) => entryOf(v, realNodeName)?.phase === "Loaded");
+  }, 300_000);
+
+  it("the agent wrote its entry with the kubelet's projected token: the admission policy holds it to its own node", async () => {
+    const pod = await runningAgentPod();
+    const tokenVolume = pod.spec.volumes.find((v: any) => v.projected?.sources?.some((s: any) => s.serviceAccountToken));
+    expect(tokenVolume, "a projected service-account token volume").toBeDefined();
+    // The token as the kubelet mounted it, read inside the container (kubectl exec: API server ->
+    // kubelet -> containerd's stream server in the node's namespace).
+    const token = (await kubectl(["exec", "-n", ns, pod.metadata.name, "-c", "agent", "--", "cat", "/var/run/secrets/kubernetes.io/serviceaccount/token"])).trim();
+    const tokenKubeconfig = await cp.tokenKubeconfig(token);
+    const whoami = await cp.kubectl(["auth", "whoami", "-o", "json"], { kubeconfig: tokenKubeconfig });
+    expect(whoami.code, whoami.stderr).toBe(0);
+    const who = JSON.parse(whoami.stdout);
+    expect(who.status.userInfo.username).toBe(`system:serviceaccount:${ns}:kpatch-agent`);
+    expect(who.status.userInfo.extra["authentication.kubernetes.io/node-name"]).toEqual([realNodeName]);
+    expect(who.status.userInfo.extra["authentication.kubernetes.io/pod-name"]).toEqual([pod.metadata.name]);
+
+    // The entry's field manager is the agent of the real node.
+    const p = await kubectlJson(["get", "klp", patchName, "--show-managed-fields"]);
+    expect(p.metadata.managedFields.map((m: any) => m.manager)).toContain(`kpatch-agent/${realNodeName}`);
+
+    // With that same token, another node's entry is refused by the chart's policy.
+    const foreign = {
+      apiVersion: "livepatch.kpatch.dev/v1alpha1",
+      kind: "KernelLivePatch",
+      metadata: { name: patchName },
+      status: { nodes: [{ nodeName: simNodeNames[0], phase: "Failed", observedGeneration: 1, lastTransitionTime: new Date().toISOString() }] },
+    };
+    const denied = await cp.kubectl(
+      ["apply", "--server-side", "--subresource=status", `--field-manager=kpatch-agent/${realNodeName}`, "--force-conflicts", "-f", "-"],
+      { input: JSON.stringify(foreign), kubeconfig: tokenKubeconfig },
+    );
+    expect(denied.code).not.toBe(0);
+    expect(denied.stderr).toMatch(/denied/i);
+    expect(denied.stderr).toContain(realNodeName);
+  });
+
+  it("deleting the agent pod: the DaemonSet recreates it and the patch stays loaded, never reloaded", async () => {
+    const before = await runningAgentPod();
+    const insmods = (await simState()).insmods[moduleName];
+    await kubectl(["delete", "pod", "-n", ns, before.metadata.name, "--wait=true", "--timeout=150s"], undefined, 160_000);
+    const after = await runningAgentPod(150_000, { name: before.metadata.name });
+    expect(after.metadata.name).not.toBe(before.metadata.name);
+    // The new agent has read the host and the patch (its log says so) and written its entry again.
+    await eventually("the new agent's first pass", 60_000, async () => (await kubectl(["logs", "-n", ns, after.metadata.name, "-c", "agent"])).includes("watching KernelLivePatches"));
+    await new Promise((r) => setTimeout(r, 5_000));
+    expect((await simState()).insmods[moduleName]).toBe(insmods);
+    await expectLoadedOnce();
+    expectEntryStayedLoaded();
+    expect(entryOf(await getPatch(), realNodeName)?.phase).toBe("Loaded");
+  }, 300_000);
+
+  it("killing the agent's container: the kubelet restarts it and the patch stays loaded, never reloaded", async () => {
+    const pod = await runningAgentPod();
+    const restarts = pod.status.containerStatuses[0].restartCount ?? 0;
+    const c = await node!.container(ns, pod.metadata.name, "agent");
+    await node!.killContainer(c.id);
+    const again = await runningAgentPod(120_000, { restarts });
+    expect(again.metadata.name).toBe(pod.metadata.name);
+    expect(again.status.containerStatuses[0].lastState.terminated.exitCode).toBe(137);
+    const c2 = await node!.container(ns, pod.metadata.name, "agent");
+    expect(c2.id).not.toBe(c.id);
+    await eventually("the restarted agent's first pass", 60_000, async () => (await kubectl(["logs", "-n", ns, pod.metadata.name, "-c", "agent"])).includes("watching KernelLivePatches"));
+    await new Promise((r) => setTimeout(r, 5_000));
+    await expectLoadedOnce();
+    expectEntryStayedLoaded();
+  }, 240_000);
+
+  it("kubectl logs shows the agent's JSON log lines; the kubelet and its cgroup report its memory", async () => {
+    const pod = await runningAgentPod();
+    const lines = (await kubectl(["logs", "-n", ns, pod.metadata.name, "-c", "agent"])).split("\n").filter(Boolean);
+    const json = lines.map((l) => JSON.parse(l) as { level: number; msg: string; time: number });
+    expect(json.length).toBeGreaterThan(0);
+    expect(json.every((j) => typeof j.level === "number" && typeof j.msg === "string")).toBe(true);
+    expect(json.map((j) => j.msg)).toContain("host read");
+    // The container killed above logged too.
+    const previous = await kubectl(["logs", "-n", ns, pod.metadata.name, "-c", "agent", "--previous"]);
+    expect(previous.split("\n").filter(Boolean).every((l) => JSON.parse(l).msg !== undefined)).toBe(true);
+
+    // Memory as the kubelet reports it (summary API, through the API server's node proxy)...
+    const summary = JSON.parse(await kubectl(["get", "--raw", `/api/v1/nodes/${realNodeName}/proxy/stats/summary`]));
+    const podStats = summary.pods.find((p: any) => p.podRef.name === pod.metadata.name);
+    const agentStats = podStats?.containers?.find((x: any) => x.name === "agent");
+    // ...and as its memory cgroup says.
+    const cg = await node!.cgroupMemory((await node!.container(ns, pod.metadata.name, "agent")).id);
+    figures.agentMemory = {
+      summaryWorkingSetBytes: agentStats?.memory?.workingSetBytes,
+      summaryRssBytes: agentStats?.memory?.rssBytes,
+      cgroupUsageBytes: cg.usageBytes,
+      cgroupWorkingSetBytes: cg.workingSetBytes,
+      cgroupRssBytes: cg.rssBytes,
+      cgroupPath: cg.cgroupPath,
+    };
+    const operatorPod = (await kubectlJson<{ items: any[] }>(["get", "pods", "-n", ns, "-l", "app.kubernetes.io/name=kpatch-operator"])).items[0];
+    const opStats = summary.pods.find((p: any) => p.podRef.name === operatorPod.metadata.name)?.containers?.find((x: any) => x.name === "operator");
+    figures.operatorMemory = { summaryWorkingSetBytes: opStats?.memory?.workingSetBytes, summaryRssBytes: opStats?.memory?.rssBytes };
+    expect(cg.rssBytes).toBeGreaterThan(10 << 20);
+    expect(cg.usageBytes).toBeLessThan(128 << 20); // the DaemonSet's limit
+    expect(agentStats?.memory?.workingSetBytes, "summary API memory of the agent container").toBeGreaterThan(0);
+  });
+
+  it("deleting the patch: the agent unloads and uninstalls, the finalizer goes, then the DaemonSet", async () => {
+    expectEntryStayedLoaded();
+    const insmods = (await simState()).insmods[moduleName];
+    await kubectl(["delete", "klp", patchName, "--wait=false"]);
+    await kubectl(["wait", "--for=delete", `klp/${patchName}`, "--timeout=180s"], undefined, 200_000);
+    const st = await simState();
+    expect(st.modules.find((m) => m.name === moduleName)).toBeUndefined();
+    expect(st.insmods[moduleName]).toBe(insmods);
+    expect(existsSync(path.join(hostRoot, "sys/kernel/livepatch", moduleName))).toBe(false);
+    expect(existsSync(stagedPath())).toBe(false);
+    for (const s of sims) {
+      const simSt = await readSimState(s.root);
+      expect(simSt.modules.find((m) => m.name === moduleName), s.name).toBeUndefined();
+    }
+    // Before it went, the real node's entry said Unloaded (the finalizer waits for that).
+    const last = recorder!.versions.at(-1);
+    expect(entryOf(last, realNodeName)?.phase).toBe("Unloaded");
+    await eventually("the agent DaemonSet gone", 120_000, async () => (await cp.kubectl(["get", "ds", "kpatch-agent", "-n", ns])).code !== 0);
+    await eventually("the agent pods gone", 150_000, async () => (await agentPods()).length === 0);
+  }, 400_000);
+
+  it("helm uninstall leaves no object of the chart behind", async () => {
+    // What the real pod lifecycle said along the way (probe failures, back-offs, mount errors).
+    const events = await kubectlJson<{ items: any[] }>(["get", "events", "-n", ns]);
+    figures.warningEvents = events.items.filter((e) => e.type === "Warning").map((e) => `${e.involvedObject.kind}/${e.involvedObject.name} ${e.reason}: ${e.message}`);
+    const phases = recorder!.versions.map((v) => entryOf(v, realNodeName)?.phase ?? "(none)");
+    figures.realNodeEntryPhases = phases.filter((p, i) => i === 0 || p !== phases[i - 1]).join(" -> ");
+    figures.statusVersionsRecorded = recorder!.versions.length;
+    await helm.ok(["uninstall", release, "-n", ns, "--wait", "--timeout", "180s"]);
+    const kinds = [
+      "deployments.apps", "replicasets.apps", "pods", "serviceaccounts", "services", "configmaps", "secrets",
+      "roles.rbac.authorization.k8s.io", "rolebindings.rbac.authorization.k8s.io",
+      "clusterroles.rbac.authorization.k8s.io", "clusterrolebindings.rbac.authorization.k8s.io",
+      "validatingadmissionpolicies.admissionregistration.k8s.io", "validatingadmissionpolicybindings.admissionregistration.k8s.io",
+    ].join(",");
+    await eventually("no object of the release", 150_000, async () => {
+      const left = await kubectl(["get", kinds, "-A", "-l", `app.kubernetes.io/instance=${release}`, "-o", "name"]);
+      const operatorPods = await kubectl(["get", "pods", "-n", ns, "-o", "name"]);
+      const helmSecrets = await kubectl(["get", "secrets", "-n", ns, "-l", "owner=helm", "-o", "name"]);
+      return left.trim() === "" && operatorPods.trim() === "" && helmSecrets.trim() === "" ? true : undefined;
+    });
+    // Left on purpose: the CRD (Helm never deletes crds/), the operator's Lease (made by the operator).
+    expect((await cp.kubectl(["get", "crd", "kernellivepatches.livepatch.kpatch.dev"])).code).toBe(0);
+    // Nothing runs on the node any more but its pause-less state: no pod container.
+    expect(await node!.containers()).toEqual([]);
+  }, 300_000);
+});
+
+async function apiServerPid(): Promise<number> {
+  const state = JSON.parse(await readFile(path.join(inject("controlPlaneDir"), "control-plane.json"), "utf8")) as { apiServerPort: number };
+  const { readdir } = await import("node:fs/promises");
+  for (const e of await readdir("/proc")) {
+    if (!/^\d+$/.test(e)) continue;
+    const cmd = await readFile(`/proc/${e}/cmdline`, "utf8").catch(() => "");
+    if (cmd.includes("kube-apiserver") && cmd.includes(`--secure-port=${state.apiServerPort}\0`)) return Number(e);
+  }
+  throw new Error("kube-apiserver of this suite not found");
+}
