@@ -165,6 +165,43 @@ function findTask(comm: string): string | null {
   return tid;
 }
 
+interface TimelineEntry {
+  atMs: number;
+  msg: string;
+}
+
+/** The agent's pino lines (with --log-level info) as offsets from its spawn, plus its exit. */
+function agentTimeline(stderr: string, spawnedAt: number, exitedAt: number): TimelineEntry[] {
+  const out: TimelineEntry[] = [];
+  for (const line of stderr.split("\n")) {
+    try {
+      const e = JSON.parse(line) as { msg?: string; time?: number };
+      if (typeof e.time === "number") out.push({ atMs: e.time - spawnedAt, msg: e.msg ?? "" });
+    } catch {
+      // not a log line
+    }
+  }
+  out.push({ atMs: exitedAt - spawnedAt, msg: "process exited" });
+  return out;
+}
+function atOf(timeline: TimelineEntry[], msg: string): number {
+  return timeline.find((e) => e.msg === msg)?.atMs ?? NaN;
+}
+/** From "loading patch module" (just before insmod) to "patch module loaded" (transition done). */
+function insmodToLoaded(timeline: TimelineEntry[]): number {
+  return atOf(timeline, "patch module loaded") - atOf(timeline, "loading patch module");
+}
+
+/** The kernel's own transition time from its log: "starting patching transition" to "patching complete". */
+function kernelTransitionMs(lines: string[], name: string): number {
+  const at = (what: string): number => {
+    const line = lines.find((l) => l.includes(`'${name}': ${what}`));
+    const m = line ? /^\[\s*([\d.]+)\]/.exec(line) : null;
+    return m?.[1] ? Number(m[1]) * 1000 : NaN;
+  };
+  return Math.round(at("patching complete") - at("starting patching transition"));
+}
+
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.floor(s.length / 2)] ?? NaN;
@@ -266,14 +303,23 @@ const steps: Record<string, () => Details> = {
       nodeStartup.push(run(process.execPath, ["-e", "0"]).ms);
       // The CLI's fixed cost: Node plus loading the bundle, no host work.
       cliStartup.push(run(process.execPath, [AGENT, "--help"]).ms);
-      const load = agent(["load", "klp_test_v1"]);
+      // With the agent's own log (pino, epoch ms) to see where its time goes.
+      const agentMark = kmsgLines().length;
+      const spawnedAt = Date.now();
+      const load = agent(["--log-level", "info", "load", "klp_test_v1"]);
+      const agentKernelMs = kernelTransitionMs(kmsgSince(agentMark), "klp_test_v1");
+      const timeline = agentTimeline(load.stderr, spawnedAt, Date.now());
       const agentFacts = moduleFacts("klp_test_v1");
       const unload = agent(["unload", "klp_test_v1"]);
+      const bareMark = kmsgLines().length;
       const bare = bareLoad(`${STAGE}/klp_test_v1.ko`, "klp_test_v1");
+      const bareKernelMs = kernelTransitionMs(kmsgSince(bareMark), "klp_test_v1");
       const bareFacts = moduleFacts("klp_test_v1");
       const bareOff = bareUnload("klp_test_v1");
       rounds.push({
-        agentLoadRc: load.rc, agentLoadMs: load.ms, agentLoadJson: load.json, agentLoadStderr: load.stderr,
+        agentLoadRc: load.rc, agentLoadMs: load.ms, agentLoadJson: load.json, agentTimeline: timeline,
+        agentInsmodToLoadedMs: insmodToLoaded(timeline), agentKernelTransitionMs: agentKernelMs,
+        bareKernelTransitionMs: bareKernelMs,
         agentEnabled: agentFacts.enabled, agentUnloadRc: unload.rc, agentUnloadMs: unload.ms,
         bareRc: bare.rc, bareSettled: bare.settled, bareLoadMs: bare.totalMs, bareInsmodMs: bare.insmodMs,
         bareEnabled: bareFacts.enabled, bareUnloadMs: bareOff.totalMs,
@@ -287,7 +333,13 @@ const steps: Record<string, () => Details> = {
     return {
       install: { rc: install.rc, stderr: install.stderr }, uninstall: { rc: uninstall.rc, stderr: uninstall.stderr },
       rounds, nodeStartupMs: nodeStartup, cliStartupMs: cliStartup,
-      median: { agentLoadMs: agentMs, bareLoadMs: bareMs, nodeStartupMs: startMs, cliStartupMs: cliMs, agentWorkMs: agentMs - cliMs },
+      median: {
+        agentLoadMs: agentMs, bareLoadMs: bareMs, nodeStartupMs: startMs, cliStartupMs: cliMs, agentWorkMs: agentMs - cliMs,
+        agentInsmodToLoadedMs: median(rounds.map((r) => Number(r.agentInsmodToLoadedMs))),
+        agentKernelTransitionMs: median(rounds.map((r) => Number(r.agentKernelTransitionMs))),
+        bareKernelTransitionMs: median(rounds.map((r) => Number(r.bareKernelTransitionMs))),
+        agentBeforeInsmodMs: median(rounds.map((r) => Number(atOf(r.agentTimeline as TimelineEntry[], "loading patch module")))),
+      },
       after: { ...kernelFacts(), ...moduleFacts("klp_test_v1") },
     };
   },
