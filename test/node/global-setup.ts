@@ -3,7 +3,8 @@
 // needs (scripts/node/ensure-tools.sh), plans the node's veth addresses and starts a control plane
 // whose API server the node's Service path can reach (bound to 0.0.0.0, advertising the veth's host
 // address: see test/support/real-node.ts). The node itself is started by the test file, which owns it.
-// Env: KLP_KEEP_CONTROL_PLANE, KLP_KEEP_REAL_NODE (keep the dirs), KLP_CACHE, KLP_NO_BUILD.
+// Env: KLP_SKIP_REAL_NODE (skip as if the machine could not run a kubelet), KLP_KEEP_CONTROL_PLANE,
+// KLP_KEEP_REAL_NODE (keep the dirs and logs), KLP_CACHE, KLP_NO_BUILD, KLP_NO_IMAGE_BUILD.
 import { mkdtemp } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
@@ -14,7 +15,9 @@ import { ensureNodeTools, planNodeNetwork, realNodeApiServerArgs, realNodeSuppor
 const say = (line: string) => process.stderr.write(`[node setup] ${line}\n`);
 
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
-  const support = await realNodeSupport();
+  const support = process.env.KLP_SKIP_REAL_NODE
+    ? ({ ok: false, reason: `KLP_SKIP_REAL_NODE is set (${process.env.KLP_SKIP_REAL_NODE})` } as const)
+    : await realNodeSupport();
   if (!support.ok) {
     say(`this machine cannot run a kubelet, the real-node suite skips: ${support.reason}`);
     project.provide("realNodeUnavailable", support.reason);
@@ -38,7 +41,8 @@ export default async function setup(project: TestProject): Promise<() => Promise
   }
   say(`control plane ${cp.server} ready in ${Math.round(performance.now() - t)} ms; advertising ${network.hostIp}`);
 
-  process.env.KUBECONFIG = cp.kubeconfigPath;
+  // No process.env.KUBECONFIG here (unlike the integration setup): run beside that project in one
+  // vitest process, it would point the other project's workers at this control plane.
   project.provide("kubeconfig", cp.kubeconfigPath);
   project.provide("controlPlaneDir", cp.dir);
   project.provide("binDir", cp.binDir);

@@ -194,10 +194,15 @@ describe.skipIf(!!unavailable)("the chart on a real node", () => {
     expect(n.metadata.labels).toMatchObject(targetLabel);
     expect(n.status.nodeInfo.containerRuntimeVersion).toMatch(/^containerd:\/\/1\./);
     expect(n.status.nodeInfo.kubeletVersion).toBe("v1.37.2");
-    // Node authorizer + NodeRestriction: the kubelet may not touch another Node.
+    // The API server runs with the Node authorizer and NodeRestriction (control-plane.ts defaults):
+    // another node's identity may not touch this Node, and this node's may not set a label
+    // reserved for the cluster's admins.
     const other = await cp.kubectl(["label", "node", realNodeName, "klp-e2e-probe=1"], { kubeconfig: (await cp.issueClientCert(`system:node:someone-else`, ["system:nodes"])).kubeconfigPath });
     expect(other.code).not.toBe(0);
-    // The API server runs with the Node authorizer and NodeRestriction (control-plane.ts defaults).
+    expect(other.stderr).toMatch(/forbidden/i);
+    const own = await cp.kubectl(["label", "node", realNodeName, "node-restriction.kubernetes.io/klp-probe=1"], { kubeconfig: (await cp.issueClientCert(`system:node:${realNodeName}`, ["system:nodes"])).kubeconfigPath });
+    expect(own.code).not.toBe(0);
+    expect(own.stderr).toMatch(/not allowed to modify labels/i);
     const args = (await readFile(`/proc/${await apiServerPid()}/cmdline`, "utf8")).split("\0");
     expect(args).toContain("--authorization-mode=Node,RBAC");
     expect(args).toContain("--enable-admission-plugins=NodeRestriction");
@@ -226,6 +231,14 @@ describe.skipIf(!!unavailable)("the chart on a real node", () => {
     expect(pod.spec.nodeName).toBe(realNodeName);
     expect(pod.status.conditions.find((c: any) => c.type === "Ready")?.status).toBe("True");
     expect(pod.status.podIP).toMatch(/^10\.244\.0\./);
+    // Where the time went (the API's timestamps have 1 s resolution).
+    const at = (type: string) => Date.parse(pod.status.conditions.find((c: any) => c.type === type)?.lastTransitionTime);
+    const started = Date.parse(pod.status.containerStatuses[0].state.running.startedAt);
+    figures.operatorPodTimelineS = {
+      createdToScheduled: (at("PodScheduled") - Date.parse(pod.metadata.creationTimestamp)) / 1000,
+      scheduledToContainerStarted: (started - at("PodScheduled")) / 1000,
+      containerStartedToReady: (at("Ready") - started) / 1000,
+    };
     // The readiness probe really ran (the kubelet reached /readyz on the pod IP): Ready after start.
     expect(pod.spec.containers[0].readinessProbe.httpGet.path).toBe("/readyz");
     const lease = await eventually("the operator's Lease", 60_000, async () => {
