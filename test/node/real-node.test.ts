@@ -290,7 +290,11 @@ describe.skipIf(!!unavailable)("the chart on a real node", () => {
     expect(pod.spec.volumes.find((v: any) => v.name === "host-kpatch").hostPath.path).toBe(`${hostRoot}/var/lib/kpatch`);
     await expectLoadedOnce();
 
-    loadedAtVersion = recorder.versions.findIndex((v) => entryOf(v, realNodeName)?.phase === "Loaded");
+    // The watch may trail `kubectl wait` by an event or two.
+    loadedAtVersion = await eventually("the recorded Loaded entry", 15_000, async () => {
+      const i = recorder!.versions.findIndex((v) => entryOf(v, realNodeName)?.phase === "Loaded");
+      return i >= 0 ? i : undefined;
+    });
   }, 300_000);
 
   it("the agent wrote its entry with the kubelet's projected token: the admission policy holds it to its own node", async () => {
@@ -407,8 +411,7 @@ describe.skipIf(!!unavailable)("the chart on a real node", () => {
       expect(simSt.modules.find((m) => m.name === moduleName), s.name).toBeUndefined();
     }
     // Before it went, the real node's entry said Unloaded (the finalizer waits for that).
-    const last = recorder!.versions.at(-1);
-    expect(entryOf(last, realNodeName)?.phase).toBe("Unloaded");
+    await eventually("the recorded Unloaded entry", 15_000, async () => entryOf(recorder!.versions.at(-1), realNodeName)?.phase === "Unloaded");
     await eventually("the agent DaemonSet gone", 120_000, async () => (await cp.kubectl(["get", "ds", "kpatch-agent", "-n", ns])).code !== 0);
     await eventually("the agent pods gone", 150_000, async () => (await agentPods()).length === 0);
   }, 400_000);
