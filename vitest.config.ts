@@ -1,7 +1,8 @@
 import { defineConfig } from "vitest/config";
 
 // Three layers (see README "Tests"): unit tests beside their source; integration tests against a
-// real kube-apiserver started once per run by the global setup; real-kernel tests under QEMU.
+// real kube-apiserver started once per run by the global setup; a real kubelet node; real-kernel
+// tests under QEMU.
 export default defineConfig({
   test: {
     projects: [
@@ -19,6 +20,16 @@ export default defineConfig({
           globalSetup: ["test/support/global-setup.ts"],
           testTimeout: 180_000,
           hookTimeout: 300_000,
+          fileParallelism: false,
+        },
+      },
+      {
+        test: {
+          name: "node",
+          include: ["test/node/**/*.test.ts"],
+          globalSetup: ["test/node/global-setup.ts"],
+          testTimeout: 300_000,
+          hookTimeout: 1_200_000,
           fileParallelism: false,
         },
       },

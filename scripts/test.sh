@@ -6,7 +6,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-layers=${KLP_TEST_LAYERS:-"static unit images integration kernel"}
+layers=${KLP_TEST_LAYERS:-"static unit images integration node kernel"}
 failed=()
 timing=()
 
@@ -28,6 +28,7 @@ for layer in $layers; do
     unit) step "unit tests" npx vitest run --project unit ;;
     images) step "bundles and container images" bash -c 'npm run build && bash scripts/images/build.sh' ;;
     integration) step "integration tests (real control plane)" npx vitest run --project integration ;;
+    node) step "real-node tests (kubelet)" npx vitest run --project node ;;
     kernel) step "real-kernel tests (QEMU)" npx vitest run --project kernel ;;
     *) echo "unknown layer $layer"; exit 2 ;;
   esac
