@@ -253,7 +253,7 @@ describe("malformed modules through the driver", () => {
   // finds nothing and reports success while the patch stays enabled; unloadAll neither unloads
   // nor reports it. kbuild never produces such a name (KBUILD_MODNAME turns '-' into '_'), so
   // verify should refuse it (InvalidModuleName). Remove `.fails` when fixed.
-  it.fails("refuses a module whose own name has a dash (by-name operations could never unload it)", () =>
+  it("refuses a module whose own name has a dash (by-name operations could never unload it)", () =>
     withFixture(async (f) => {
       const dashed = buildSimModule({ name: "livepatch-fix", vermagic: RELEASE });
       await f.plant({});

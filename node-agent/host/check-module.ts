@@ -34,6 +34,11 @@ export function checkModule(parsed: ParseResult, expect: ModuleExpectation): Che
   if (!isValidModuleName(module.name)) {
     return fail("InvalidModuleName", { name: module.name, detail: "not a valid kernel module name" });
   }
+  // kbuild turns '-' into '_' in the name a module carries, and the kernel looks modules up by that
+  // name: one that calls itself with a dash could be loaded but never unloaded by name.
+  if (module.name.includes("-")) {
+    return fail("InvalidModuleName", { name: module.name, detail: "the name inside the module has a '-', which kbuild never produces; rebuild it" });
+  }
   if (!module.livepatch) return fail("NotALivepatch", { name: module.name });
   if (module.kernelRelease !== expect.kernelRelease) {
     return fail("VermagicMismatch", {
