@@ -1,6 +1,10 @@
 /** kpatch's waits and retries, as data so tests and callers can see (and shrink) them. */
 export interface HostTiming {
-  /** Poll interval for transition and refcnt waits (kpatch: 1 s). */
+  /**
+   * Longest poll interval for transition and refcnt waits. kpatch polls every 1 s; a poll is one
+   * sysfs read, so we cap it at 200 ms and return within 0.2 s of the kernel finishing (measured
+   * on Debian's kernel under QEMU: with 1 s the agent's load took up to 2.4x a bare insmod + wait).
+   */
   pollMs: number;
   /**
    * First poll delay; it doubles up to pollMs, so a transition that finishes in milliseconds
@@ -20,7 +24,7 @@ export interface HostTiming {
 }
 
 export const KPATCH_TIMING: HostTiming = {
-  pollMs: 1_000,
+  pollMs: 200,
   firstPollMs: 20,
   signalAfterMs: 15_000,
   transitionTimeoutMs: 75_000,
