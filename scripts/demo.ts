@@ -13,6 +13,7 @@
  *        --nodes N (simulated nodes, default 4).
  */
 import { spawn } from "node:child_process";
+import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -25,17 +26,10 @@ import { loadOperatorConfig } from "../operator/config.ts";
 import { Controller } from "../operator/controller/controller.ts";
 import { eventRecorder } from "../operator/kube/events.ts";
 import { operatorMetrics } from "../operator/metrics.ts";
-import { createLoader } from "../node-agent/host/create-loader.ts";
-import { createHostDriver } from "../node-agent/host/driver.ts";
-import { agentApi, watchOwnNode, watchPatches } from "../node-agent/kube/agent-api.ts";
-import { kubeconfigConnection } from "../node-agent/kube/connection.ts";
-import { KubeHttp } from "../node-agent/kube/http-client.ts";
-import { Agent } from "../node-agent/loop/agent.ts";
-import { moduleSources } from "../node-agent/loop/sources.ts";
 import { buildSimModule } from "../node-agent/sim/build-module.ts";
 import { layoutSimHost } from "../node-agent/sim/layout.ts";
+import { startSimNode } from "../node-agent/sim/sim-node.ts";
 import { ensureBinaries, startControlPlane, type ControlPlane } from "../test/support/control-plane.ts";
-import { createHash } from "node:crypto";
 
 const REPO = path.resolve(import.meta.dirname, "..");
 const RELEASE = "6.1.0-56-amd64";
@@ -108,7 +102,8 @@ async function embedded(nodeCount: number, exitWhenReady: boolean): Promise<void
       const root = path.join(dir, "hosts", name);
       await layoutSimHost(root, { kernelRelease: release, transitionMs: 1500 });
       await core.createNode({ body: { metadata: { name, labels: { "kubernetes.io/hostname": name, "kpatch.dev/demo": "true" } } } });
-      stoppers.push(await runSimAgent(name, root, cp.kubeconfigPath, log));
+      const node = await startSimNode({ name, root, kubeconfig: cp.kubeconfigPath, log: log.child({ component: "agent", node: name }) });
+      stoppers.push(() => node.stop());
       say(`node ${name}: simulated host ${root} (kernel ${release})`);
     }
 
@@ -155,22 +150,6 @@ async function embedded(nodeCount: number, exitWhenReady: boolean): Promise<void
     say(`demo failed: ${(err as Error).message}`);
     await stop(1);
   }
-}
-
-async function runSimAgent(name: string, root: string, kubeconfig: string, log: pino.Logger): Promise<() => Promise<void>> {
-  const alog = log.child({ component: "agent", node: name });
-  const driver = createHostDriver({ hostRoot: root, loader: createLoader(root, "sim"), log: alog });
-  const http = new KubeHttp(kubeconfigConnection(kubeconfig));
-  const agent = new Agent({ nodeName: name, driver, api: agentApi(http, name, alog), sources: moduleSources({ http, imageModulesDir: path.join(root, ".images"), maxBytes: 64 << 20 }), log: alog });
-  const nodeWatch = watchOwnNode(http, name, (l) => agent.updateNode(l), alog);
-  const patchWatch = watchPatches(http, (o) => agent.updatePatches(o), alog);
-  await Promise.all([nodeWatch.start(), patchWatch.start()]);
-  return async () => {
-    nodeWatch.stop();
-    patchWatch.stop();
-    await agent.stop();
-    http.close();
-  };
 }
 
 void main();

@@ -15,15 +15,12 @@ import { loadOperatorConfig, type OperatorConfig } from "../../operator/config.t
 import { Controller } from "../../operator/controller/controller.ts";
 import { eventRecorder } from "../../operator/kube/events.ts";
 import { operatorMetrics } from "../../operator/metrics.ts";
-import { createLoader } from "../../node-agent/host/create-loader.ts";
-import { createHostDriver } from "../../node-agent/host/driver.ts";
-import { agentApi, watchOwnNode, watchPatches } from "../../node-agent/kube/agent-api.ts";
 import { kubeconfigConnection } from "../../node-agent/kube/connection.ts";
 import { KubeHttp } from "../../node-agent/kube/http-client.ts";
 import { Agent } from "../../node-agent/loop/agent.ts";
 import type { Action } from "../../node-agent/loop/plan.ts";
-import { moduleSources } from "../../node-agent/loop/sources.ts";
 import { layoutSimHost } from "../../node-agent/sim/layout.ts";
+import { startSimNode } from "../../node-agent/sim/sim-node.ts";
 import { attachControlPlane, type ControlPlaneClient } from "./control-plane.ts";
 
 export const REPO = path.resolve(import.meta.dirname, "../..");
@@ -211,34 +208,16 @@ export interface SimNode {
 export async function startSimAgent(name: string, kernelRelease: string, opts: { transitionMs?: number; kubeconfig?: string; root?: string } = {}): Promise<SimNode> {
   const root = opts.root ?? (await mkdtemp(path.join(tmpdir(), `klp-${name}-`)));
   if (!opts.root) await layoutSimHost(root, { kernelRelease, transitionMs: opts.transitionMs ?? 300 });
-  const log = testLog(name);
-  const driver = createHostDriver({ hostRoot: root, loader: createLoader(root, "sim"), log });
-  const http = new KubeHttp(kubeconfigConnection(opts.kubeconfig ?? kubeconfigPath()));
   const actions: SimNode["actions"] = [];
-  const agent = new Agent({
-    nodeName: name,
-    driver,
-    api: agentApi(http, name, log),
-    sources: moduleSources({ http, imageModulesDir: path.join(root, ".images"), maxBytes: 64 << 20 }),
-    log,
+  const node = await startSimNode({
+    name,
+    root,
+    kubeconfig: opts.kubeconfig ?? kubeconfigPath(),
+    log: testLog(name),
     resyncMs: 5_000,
     onAction: (patch, action, outcome) => actions.push({ patch, action, outcome }),
   });
-  const nodeWatch = watchOwnNode(http, name, (l) => agent.updateNode(l), log);
-  const patchWatch = watchPatches(http, (o) => agent.updatePatches(o), log);
-  await Promise.all([nodeWatch.start(), patchWatch.start()]);
-  return {
-    name,
-    root,
-    agent,
-    actions,
-    async stop() {
-      nodeWatch.stop();
-      patchWatch.stop();
-      await agent.stop();
-      http.close();
-    },
-  };
+  return { name, root, agent: node.agent, actions, stop: () => node.stop() };
 }
 
 export async function removeTree(root: string): Promise<void> {
