@@ -33,6 +33,13 @@ async function settledRss(child: ChildProcess, ms: number): Promise<number> {
 
 const mib = (kib: number) => (kib / 1024).toFixed(1);
 
+/** The node flags of the agent image's CMD, so the benchmark measures the agent as deployed. */
+function imageFlags(): string {
+  const cmd = /^CMD (\[.*\])$/m.exec(readFileSync(path.join(REPO, "images/agent.Dockerfile"), "utf8"))?.[1];
+  const argv = cmd ? (JSON.parse(cmd) as string[]) : [];
+  return argv.filter((a) => a.startsWith("--")).join(" ");
+}
+
 async function main(): Promise<void> {
   const node = process.execPath;
   const bare = spawn(node, ["-e", "setInterval(() => {}, 1000)"]);
@@ -61,7 +68,10 @@ async function main(): Promise<void> {
     }
     const root = path.join(dir, "host");
     await layoutSimHost(root, { kernelRelease: "6.1.0-56-amd64", transitionMs: 200 });
-    const agent = spawn(node, [path.join(REPO, "dist/node-agent.mjs")], {
+    // The agent runs with the flags of its image's CMD (images/agent.Dockerfile); AGENT_NODE_FLAGS
+    // overrides them to compare settings ("" for none).
+    const flags = (process.env.AGENT_NODE_FLAGS ?? imageFlags()).split(" ").filter(Boolean);
+    const agent = spawn(node, [...flags, path.join(REPO, "dist/node-agent.mjs")], {
       env: { ...process.env, NODE_NAME: "bench-node", KPATCH_HOST_ROOT: root, KPATCH_LOADER: "sim", KUBECONFIG: cp.kubeconfigPath, LOG_LEVEL: "warn" },
       stdio: ["ignore", "inherit", "inherit"],
     });
@@ -81,7 +91,7 @@ async function main(): Promise<void> {
     console.log("\nagent idle memory (Node " + process.version + ")");
     console.log(`  bare node process                   ${mib(bareRss).padStart(7)} MiB`);
     console.log(`  node + @kubernetes/client-node      ${mib(clientRss).padStart(7)} MiB`);
-    console.log(`  kpatch agent, watching ${String(PATCHES).padStart(3)} patches  ${mib(after.rssKiB).padStart(7)} MiB   cpu ${cpuPct.toFixed(2)}% over ${IDLE_MS / 1000} s idle   (goal: <= 64 MiB)`);
+    console.log(`  kpatch agent${flags.length ? ` (${flags.join(" ")})` : ""}, watching ${String(PATCHES).padStart(3)} patches  ${mib(after.rssKiB).padStart(7)} MiB   cpu ${cpuPct.toFixed(2)}% over ${IDLE_MS / 1000} s idle   (goal: <= 64 MiB)`);
   } finally {
     await cp.stop();
     await rm(dir, { recursive: true, force: true });
