@@ -21,11 +21,25 @@ export interface RequestOptions {
   readonly timeoutMs?: number;
 }
 
+export interface KubeHttpOptions {
+  /**
+   * Longest silence on a request's connection (default 30 s). Without it, a request on a
+   * connection that went dead without a FIN or RST (a frozen NAT entry, a partitioned node) would
+   * wait forever and take the agent's loop with it. Watches have their own silence watchdog.
+   */
+  readonly requestTimeoutMs?: number;
+}
+
 export class KubeHttp {
   private readonly agent: Agent;
   private readonly base: URL;
+  private readonly requestTimeoutMs: number;
 
-  constructor(private readonly conn: Connection) {
+  constructor(
+    private readonly conn: Connection,
+    opts: KubeHttpOptions = {},
+  ) {
+    this.requestTimeoutMs = opts.requestTimeoutMs ?? 30_000;
     this.base = new URL(conn.server);
     this.agent = new Agent({
       keepAlive: true,
@@ -38,15 +52,18 @@ export class KubeHttp {
   }
 
   async json<T>(method: string, path: string, opts: RequestOptions = {}): Promise<T> {
-    const res = await this.open(method, path, opts);
+    const res = await this.open(method, path, { ...opts, timeoutMs: opts.timeoutMs ?? this.requestTimeoutMs });
     const text = await readAll(res);
     if ((res.statusCode ?? 0) >= 300) throw toError(res.statusCode ?? 0, text);
     return (text ? JSON.parse(text) : undefined) as T;
   }
 
-  /** Opens a streaming response (watch); the caller reads and destroys it. */
+  /**
+   * Opens a streaming response (watch); the caller reads and destroys it. The request timeout
+   * holds until the response headers arrive; the stream itself is the caller's to watch.
+   */
   async stream(path: string, opts: RequestOptions = {}): Promise<IncomingMessage> {
-    const res = await this.open("GET", path, opts);
+    const res = await this.open("GET", path, { ...opts, timeoutMs: opts.timeoutMs ?? this.requestTimeoutMs }, true);
     if ((res.statusCode ?? 0) >= 300) throw toError(res.statusCode ?? 0, await readAll(res));
     return res;
   }
@@ -55,7 +72,7 @@ export class KubeHttp {
     this.agent.destroy();
   }
 
-  private open(method: string, path: string, opts: RequestOptions): Promise<IncomingMessage> {
+  private open(method: string, path: string, opts: RequestOptions, streaming = false): Promise<IncomingMessage> {
     const url = new URL(path, this.base);
     for (const [k, v] of Object.entries(opts.query ?? {})) if (v !== undefined) url.searchParams.set(k, String(v));
     const body = opts.body === undefined ? undefined : typeof opts.body === "string" ? opts.body : JSON.stringify(opts.body);
@@ -74,7 +91,10 @@ export class KubeHttp {
           },
           ...(opts.timeoutMs ? { timeout: opts.timeoutMs } : {}),
         },
-        resolve,
+        (res) => {
+          if (streaming) req.setTimeout(0);
+          resolve(res);
+        },
       );
       req.on("timeout", () => req.destroy(new Error(`request to ${url.pathname} timed out`)));
       req.on("error", reject);
@@ -89,6 +109,9 @@ function readAll(res: IncomingMessage): Promise<string> {
     res.on("data", (c: Buffer) => chunks.push(c));
     res.on("end", () => resolve(Buffer.concat(chunks).toString("utf8")));
     res.on("error", reject);
+    res.on("close", () => {
+      if (!res.complete) reject(new Error("connection closed before the response ended"));
+    });
   });
 }
 
