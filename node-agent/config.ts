@@ -1,6 +1,24 @@
 /** The agent's configuration: the only module of the agent that reads the environment. */
 import { z } from "zod";
 
+/**
+ * Where a test makes the agent kill itself (SIGKILL, as the kernel's OOM killer or a node crash
+ * would), to prove that a restarted agent converges. Test-only: never set in a deployment.
+ */
+export const CRASH_POINTS = [
+  /** After the `Staging`/`Loading` entry is written, before the module is staged. */
+  "before-stage",
+  /** After the module is staged in /var/lib/kpatch, before insmod. */
+  "after-stage",
+  /** After the load finished in the kernel, before the `Loaded` entry is written. */
+  "after-load",
+  /** After the `Unloading` entry is written, before the patch is disabled. */
+  "before-unload",
+  /** After the patch left the kernel, before the module is uninstalled and `Unloaded` written. */
+  "after-unload",
+] as const;
+export type CrashPoint = (typeof CRASH_POINTS)[number];
+
 export const AgentConfig = z.object({
   NODE_NAME: z.string().min(1, "NODE_NAME must be set (the DaemonSet sets it from spec.nodeName)"),
   KPATCH_HOST_ROOT: z.string().default("/"),
@@ -12,6 +30,15 @@ export const AgentConfig = z.object({
   /** Port for /healthz, /readyz and /metrics; 0 disables. */
   METRICS_PORT: z.coerce.number().int().min(0).max(65535).default(0),
   RESYNC_SECONDS: z.coerce.number().int().min(1).default(60),
+  /**
+   * Server-side timeout of each watch request; the agent re-watches after it. A watch that stays
+   * silent (not even a bookmark or the server's close) somewhat longer is dropped and relisted.
+   */
+  WATCH_TIMEOUT_SECONDS: z.coerce.number().int().min(1).max(3600).default(300),
+  /** Timeout of every other API request (list, get, status write, event). */
+  REQUEST_TIMEOUT_SECONDS: z.coerce.number().int().min(1).max(600).default(30),
+  /** Test-only fault injection: the agent SIGKILLs itself at this point of a load or unload. */
+  KPATCH_TEST_CRASH_AT: z.enum(CRASH_POINTS).optional(),
 });
 
 export type AgentConfig = z.output<typeof AgentConfig>;

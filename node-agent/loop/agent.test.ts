@@ -75,8 +75,10 @@ class FakeCluster implements AgentApi {
   }
 }
 
+let fetches = 0;
 const sources: ModuleSources = {
   async fetch(m) {
+    fetches++;
     const bytes = files.get(m.sha256);
     // A digest nobody published stands for a source that serves other bytes.
     return bytes ?? v1;
@@ -90,8 +92,10 @@ async function setup(options: Parameters<typeof createTestHost>[0] = {}) {
   host = await createTestHost(options);
   const cluster = new FakeCluster();
   const actions: Array<{ patch: string; action: Action; outcome: string }> = [];
+  const crashes: string[] = [];
   const start = () => {
     const agent = new Agent({
+      crashAt: (point) => crashes.push(point),
       nodeName: NODE,
       driver: host.driver,
       api: cluster,
@@ -112,7 +116,7 @@ async function setup(options: Parameters<typeof createTestHost>[0] = {}) {
     }
     await agent.idle();
   };
-  return { cluster, actions, start, settle };
+  return { cluster, actions, crashes, start, settle };
 }
 
 const staged = (name: string) => existsSync(path.join(host.root, "var/lib/kpatch", RELEASE, `${name}.ko`));
@@ -257,6 +261,48 @@ describe("agent loop on a simulated host", () => {
     expect(e).toMatchObject({ phase: "Stalled", reason: "TransitionStalled" });
     expect(e?.stalledTasks?.length).toBeGreaterThan(0);
     expect(live("klp_fix_v1")).toBe(false);
+    await agent.stop();
+  });
+
+  it("a refused module is final: not fetched again and its entry not rewritten on later passes", async () => {
+    const { cluster, start, settle } = await setup();
+    const agent = start();
+    cluster.add("p1", v1, { modules: [{ kernelRelease: RELEASE, sha256: "f".repeat(64), url: "https://example.invalid/x.ko" }] });
+    await settle(agent);
+    expect(cluster.entry("p1")).toMatchObject({ phase: "Failed", reason: "ChecksumMismatch" });
+    const [writes, fetched] = [cluster.writes.length, fetches];
+    for (let i = 0; i < 3; i++) {
+      cluster.push();
+      await settle(agent);
+    }
+    expect(cluster.writes.length).toBe(writes);
+    expect(fetches).toBe(fetched);
+    await agent.stop();
+  });
+
+  it("holds still while its Node object is gone, and resumes when it is back", async () => {
+    const { cluster, start, settle } = await setup();
+    const agent = start();
+    agent.updateNode(undefined);
+    cluster.add("p1", v1);
+    await settle(agent);
+    expect(cluster.writes).toEqual([]);
+    expect(agent.loopState().nodeKnown).toBe(false);
+    agent.updateNode({ "kubernetes.io/hostname": NODE });
+    await settle(agent);
+    expect(cluster.entry("p1")?.phase).toBe("Loaded");
+    await agent.stop();
+  });
+
+  it("passes every crash point of a load and an unload, in order", async () => {
+    const { cluster, crashes, start, settle } = await setup();
+    const agent = start();
+    cluster.add("p1", v1);
+    await settle(agent);
+    cluster.change("p1", (p) => ((p.spec.state = "Unloaded"), (p.metadata.generation = 2)));
+    await settle(agent);
+    expect(cluster.entry("p1")?.phase).toBe("Unloaded");
+    expect(crashes).toEqual(["before-stage", "after-stage", "after-load", "before-unload", "after-unload"]);
     await agent.stop();
   });
 });

@@ -13,6 +13,9 @@ import { KernelLivePatch, type NodeEntry, type PatchModule } from "../../crds/sc
 import type { HostDriver } from "../host/driver.ts";
 import { isHostError } from "../host/host-error.ts";
 import type { HostState } from "../host/inspect.ts";
+import type { CrashPoint } from "../config.ts";
+import type { AgentMetrics } from "./agent-metrics.ts";
+import type { LoopState } from "./health.ts";
 import { decide, replacedEntry, type Action, type EntryUpdate, type HostView, type ModuleRef, type PatchView, type Want } from "./plan.ts";
 import { SourceUnavailable, type ModuleSources } from "./sources.ts";
 
@@ -33,6 +36,11 @@ export interface AgentDeps {
   readonly resyncMs?: number;
   /** Observer for tests and metrics: called after each host action. */
   readonly onAction?: (patch: string, action: Action, outcome: "ok" | string) => void;
+  readonly metrics?: AgentMetrics;
+  /** Called when a run of passes ends and the agent has nothing left to do for now. */
+  readonly onIdle?: () => void;
+  /** Test-only fault injection: called at each crash point; the test's hook kills the process. */
+  readonly crashAt?: (point: CrashPoint) => void;
 }
 
 interface Resolved {
@@ -52,7 +60,10 @@ export class Agent {
   private readonly resolved = new Map<string, Resolved>();
   private readonly log: Logger;
   private readonly now: () => Date;
+  /** When the last pass finished (epoch ms; 0: none yet). */
   lastPassAt = 0;
+  /** When the run of passes in progress started (epoch ms; undefined: idle). */
+  busySince: number | undefined;
 
   constructor(private readonly deps: AgentDeps) {
     this.log = deps.log;
@@ -70,7 +81,13 @@ export class Agent {
     this.kick();
   }
 
-  updateNode(labels: Record<string, string>): void {
+  /**
+   * The Node's labels; undefined once the Node object is gone. An agent whose Node was deleted
+   * holds still: it writes no entry for a node that does not exist (the controller removes the
+   * entries of deleted nodes) until a Node of that name exists again.
+   */
+  updateNode(labels: Record<string, string> | undefined): void {
+    if (labels === undefined && this.labels !== undefined) this.log.warn("the Node object is gone; holding still until it is back");
     this.labels = labels;
     this.kick();
   }
@@ -83,6 +100,16 @@ export class Agent {
       return;
     }
     this.running = this.passes().finally(() => (this.running = undefined));
+  }
+
+  /** What the liveness and readiness probes judge. */
+  loopState(): LoopState {
+    return {
+      nodeKnown: this.labels !== undefined,
+      lastPassAt: this.lastPassAt,
+      busySince: this.busySince,
+      maxTransitionSeconds: Math.max(75, ...this.patches.map((p) => p.spec.transitionTimeoutSeconds)),
+    };
   }
 
   /** Lets the current host operation finish, then stops. Nothing is unloaded. */
@@ -106,25 +133,32 @@ export class Agent {
 
   private async passes(): Promise<void> {
     let wakeIn = this.deps.resyncMs ?? 60_000;
+    this.busySince = Date.now();
     try {
-      for (let i = 0; i < 1000 && !this.stopped; i++) {
+      for (let i = 0; i < 1000 && !this.stopped && this.labels !== undefined; i++) {
         this.dirty = false;
         const r = await this.pass();
         this.lastPassAt = Date.now();
+        this.deps.metrics?.pass(true, this.now());
         if (r.waitMs !== undefined) wakeIn = Math.min(wakeIn, r.waitMs);
         if (!r.acted && !this.dirty) break;
       }
       this.retries = 0;
     } catch (err) {
+      this.deps.metrics?.pass(false, this.now());
       wakeIn = Math.min(60_000, 1000 * 2 ** this.retries++);
       this.log.warn({ err, retryInMs: wakeIn }, "agent pass failed; retrying");
     }
+    this.busySince = undefined;
     this.later(wakeIn);
+    this.deps.onIdle?.();
   }
 
   /** One pass: read, decide, at most one action, write. */
   private async pass(): Promise<{ acted: boolean; waitMs?: number | undefined }> {
     const [host, preflight] = await Promise.all([this.deps.driver.inspect(), this.deps.driver.preflight()]);
+    this.deps.metrics?.hostRead(host);
+    if (this.labels === undefined) return { acted: false }; // the Node went away meanwhile
     const hostView: HostView = {
       livepatches: host.livepatches,
       modules: host.modules,
@@ -173,9 +207,10 @@ export class Agent {
     const kind = p.spec.state === "Staged" ? "staged" : "loaded";
     const known = this.resolved.get(m.sha256)?.name ?? (entry?.sha256 === m.sha256 ? entry.moduleName : undefined);
     if (known) return { view: { ...base, want: { kind, module: { name: known, sha256: m.sha256 } } } };
-    // Nothing can happen before admission, and the name is only needed then.
+    // Nothing can happen before admission, and the name is only needed then; nor after a failure
+    // that is final for this generation and digest (fetching the file again changes nothing).
     const unresolved: Want = { kind, module: { name: m.moduleName?.replace(/-/g, "_") ?? `sha256-${m.sha256.slice(0, 12)}`, sha256: m.sha256 } };
-    if (!admitted) return { view: { ...base, want: unresolved } };
+    if (!admitted || isFinalFailure(entry, generation, m.sha256)) return { view: { ...base, want: unresolved } };
     try {
       const r = await this.resolve(m, host.kernelRelease);
       return { view: { ...base, want: { kind, module: { name: r.name, sha256: m.sha256 } } } };
@@ -223,21 +258,29 @@ export class Agent {
     const log = this.log.child({ patch: patch.metadata.name, op: action.op });
     const timeout = { transitionTimeoutMs: patch.spec.transitionTimeoutSeconds * 1000 };
     const started = Date.now();
+    const crash = (point: CrashPoint) => this.deps.crashAt?.(point);
     try {
       switch (action.op) {
         case "install":
+          crash("before-stage");
           await this.install(patch, action.module, host.kernelRelease);
+          crash("after-stage");
           break;
         case "installAndLoad": {
+          crash("before-stage");
           await this.install(patch, action.module, host.kernelRelease);
+          crash("after-stage");
           const r = await driver.load(action.module.name, timeout);
+          crash("after-load");
           log.info({ module: action.module.name, replaced: r.replaced, transitionMs: r.transitionMs }, "loaded");
           this.deps.api.event(ref(patch), "Normal", "Loaded", `${action.module.name} loaded on ${this.deps.nodeName} in ${r.transitionMs} ms`);
           await this.markReplaced(r.replaced, patch.metadata.name, views, host);
           break;
         }
         case "unload":
+          crash("before-unload");
           await driver.unload(action.name, timeout);
+          crash("after-unload");
           log.info({ module: action.name }, "unloaded");
           this.deps.api.event(ref(patch), "Normal", "Unloaded", `${action.name} unloaded on ${this.deps.nodeName}`);
           break;
@@ -251,6 +294,7 @@ export class Agent {
           break;
       }
       this.deps.onAction?.(patch.metadata.name, action, "ok");
+      this.deps.metrics?.hostOperation(action.op, "success", (Date.now() - started) / 1000);
     } catch (err) {
       const sha = "module" in action ? action.module.sha256 : (view.entry?.sha256 ?? "");
       const failure = this.failureOf(err, sha);
@@ -258,6 +302,7 @@ export class Agent {
       log.warn({ reason: failure.reason, err: (err as Error).message, ms: Date.now() - started }, "host operation failed");
       this.deps.api.event(ref(patch), "Warning", failure.reason ?? "Failed", `${this.deps.nodeName}: ${failure.message}`);
       this.deps.onAction?.(patch.metadata.name, action, failure.reason ?? "Failed");
+      this.deps.metrics?.hostOperation(action.op, failure.reason ?? "Failed", (Date.now() - started) / 1000);
       const fresh = await this.deps.driver.inspect().catch(() => host);
       await this.write(patch, view.entry, { ...failure, moduleName }, fresh);
     }
@@ -308,7 +353,13 @@ export class Agent {
       lastTransitionTime: current?.phase === update.phase && current.lastTransitionTime ? current.lastTransitionTime : this.now().toISOString(),
     });
     if (current && sameEntry(current, entry)) return;
-    await this.deps.api.applyEntry(patch.metadata.name, entry);
+    try {
+      await this.deps.api.applyEntry(patch.metadata.name, entry);
+      this.deps.metrics?.statusWrite(true);
+    } catch (err) {
+      this.deps.metrics?.statusWrite(false);
+      throw err;
+    }
     // Remember what we wrote, so the same pass does not write it again before the watch catches up.
     const nodes = (patch.status ??= {}).nodes ?? [];
     patch.status.nodes = [...nodes.filter((e) => e.nodeName !== entry.nodeName), entry];
@@ -322,7 +373,17 @@ function sameEntry(a: NodeEntry, b: NodeEntry): boolean {
 }
 
 function sortKeys<T extends object>(o: T): T {
-  return Object.fromEntries(Object.entries(o).sort(([a], [b]) => a.localeCompare(b))) as T;
+  return Object.fromEntries(Object.entries(o).sort(([a], [b]) => compare(a, b))) as T;
+}
+
+/** Code-unit order: deterministic on every node (and no ICU collation data in the agent's memory). */
+function compare(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/** A Failed or Stalled entry for this generation and digest: final, nothing is retried. */
+function isFinalFailure(entry: NodeEntry | undefined, generation: number, sha256: string): boolean {
+  return entry !== undefined && (entry.phase === "Failed" || entry.phase === "Stalled") && entry.observedGeneration === generation && entry.sha256 === sha256;
 }
 
 function stripUndefined<T extends object>(o: T): T {
@@ -332,7 +393,7 @@ function stripUndefined<T extends object>(o: T): T {
 function byCreation(a: KernelLivePatch, b: KernelLivePatch): number {
   const ta = a.metadata.creationTimestamp ?? "";
   const tb = b.metadata.creationTimestamp ?? "";
-  return ta === tb ? a.metadata.name.localeCompare(b.metadata.name) : ta.localeCompare(tb);
+  return ta === tb ? compare(a.metadata.name, b.metadata.name) : compare(ta, tb);
 }
 
 function ref(p: KernelLivePatch): { name: string; uid?: string | undefined } {

@@ -104,7 +104,8 @@ function decidePresent(patch: PatchView, kind: "loaded" | "staged", m: ModuleRef
   const ref = { moduleName: m.name, sha256: m.sha256 };
   // A failure is final for a generation: retrying a refused module would only hammer the kernel.
   if (entry && FAILED.includes(entry.phase) && entry.observedGeneration === patch.generation && entry.sha256 === m.sha256) {
-    return { kind: "report", entry: { phase: entry.phase, ...ref, reason: entry.reason, message: entry.message, stalledTasks: entry.stalledTasks } };
+    // Reported as it stands (the module's name may never have been known: the file was refused).
+    return { kind: "report", entry: { phase: entry.phase, moduleName: entry.moduleName, sha256: entry.sha256, reason: entry.reason, message: entry.message, stalledTasks: entry.stalledTasks } };
   }
   const lp = host.livepatches.find((p) => p.name === m.name);
   const staged = host.installed.find((i) => i.name === m.name);
