@@ -75,4 +75,15 @@ describe("desiredAgentDaemonSet", () => {
     expect(init).toHaveLength(1);
     expect(init[0]!.command).toEqual(["cp", "/m/x.ko", `/var/run/kpatch-agent/modules/${"b".repeat(64)}.ko`]);
   });
+
+  it("probes the agent on its metrics port when it has one", () => {
+    const plain = desiredAgentDaemonSet([patch("p1")], cfg)!.spec!.template.spec!.containers[0]!;
+    expect(plain.livenessProbe).toBeUndefined();
+    expect(plain.ports).toBeUndefined();
+    const withPort = desiredAgentDaemonSet([patch("p1")], { ...cfg, KLP_AGENT_METRICS_PORT: 9464 })!.spec!.template.spec!.containers[0]!;
+    expect(withPort.env).toContainEqual({ name: "METRICS_PORT", value: "9464" });
+    expect(withPort.ports).toEqual([{ name: "metrics", containerPort: 9464, protocol: "TCP" }]);
+    expect(withPort.readinessProbe?.httpGet).toEqual({ path: "/readyz", port: "metrics" });
+    expect(withPort.livenessProbe?.httpGet).toEqual({ path: "/healthz", port: "metrics" });
+  });
 });

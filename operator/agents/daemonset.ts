@@ -5,7 +5,7 @@
  * the union of theirs. Pure: the same patches always give the same object, so the controller only
  * writes when something really changed (an update restarts agents; restarts never unload patches).
  */
-import type { V1DaemonSet, V1NodeSelectorTerm, V1Toleration } from "@kubernetes/client-node";
+import type { V1Container, V1DaemonSet, V1NodeSelectorTerm, V1Toleration } from "@kubernetes/client-node";
 import type { KernelLivePatch, LabelSelector, Toleration } from "../../crds/schema.ts";
 import type { OperatorConfig } from "../config.ts";
 
@@ -59,6 +59,20 @@ export function imageSources(patches: readonly KernelLivePatch[]): Array<{ refer
 }
 
 export const IMAGE_MODULES_DIR = "/var/run/kpatch-agent/modules";
+
+/**
+ * With a metrics port the agent serves /healthz and /readyz there. Readiness (first pass done)
+ * paces the DaemonSet's rolling update; liveness fails only when the loop is wedged for longer
+ * than a load can take, and a restart is safe: the agent never unloads on exit.
+ */
+function agentProbes(port: number): Pick<V1Container, "ports" | "livenessProbe" | "readinessProbe"> {
+  if (port <= 0) return {};
+  return {
+    ports: [{ name: "metrics", containerPort: port, protocol: "TCP" }],
+    readinessProbe: { httpGet: { path: "/readyz", port: "metrics" }, periodSeconds: 10, failureThreshold: 3 },
+    livenessProbe: { httpGet: { path: "/healthz", port: "metrics" }, initialDelaySeconds: 10, periodSeconds: 20, timeoutSeconds: 5, failureThreshold: 3 },
+  };
+}
 
 /**
  * `stillToClean`: nodes no selector targets any more but where a patch is not yet unloaded; the
@@ -122,6 +136,7 @@ export function desiredAgentDaemonSet(
                 ...(cfg.KLP_AGENT_LOADER !== "auto" ? [{ name: "KPATCH_LOADER", value: cfg.KLP_AGENT_LOADER }] : []),
                 ...(cfg.KLP_AGENT_METRICS_PORT > 0 ? [{ name: "METRICS_PORT", value: String(cfg.KLP_AGENT_METRICS_PORT) }] : []),
               ],
+              ...agentProbes(cfg.KLP_AGENT_METRICS_PORT),
               // insmod and writes to /sys/kernel/livepatch need CAP_SYS_MODULE and a writable sysfs.
               securityContext: { privileged: true },
               resources: { requests: { cpu: "10m", memory: "48Mi" }, limits: { memory: "128Mi" } },
