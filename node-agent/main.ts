@@ -38,7 +38,10 @@ async function main(): Promise<void> {
     log,
     resyncMs: cfg.RESYNC_SECONDS * 1000,
     metrics,
-    onIdle: idleCollector(() => { collectGarbage(); log.debug({ rss: process.memoryUsage.rss() }, "idle collection"); }),
+    onIdle: idleCollector(() => {
+      collectGarbage();
+      log.debug({ rss: process.memoryUsage.rss() }, "idle collection");
+    }),
     ...(cfg.KPATCH_TEST_CRASH_AT ? { crashAt: crashHook(cfg.KPATCH_TEST_CRASH_AT, log) } : {}),
   });
   if (cfg.METRICS_PORT > 0) {

@@ -1,17 +1,18 @@
 /**
  * Keeps the agent's idle memory small. It runs on every node, mostly waiting: it needs neither
- * V8's optimizing compilers (their code and compile zones cost ~8 MiB of RSS for hot paths that
- * are not hot here) nor a young generation that stays at the size its busiest moment grew it to
- * (module parsing, TLS, hashing a module file: ~8 MiB more). Measured with
- * `npm run bench:agent-rss`.
+ * V8's optimizing compilers (their code and compile zones cost ~8 MiB of RSS for paths that are
+ * not hot here; the image also runs node --jitless) nor a young generation that stays at the size
+ * its busiest moment grew it to (module parsing, TLS, hashing a module file). An idle process
+ * allocates too little for V8 to collect again on its own, so the agent asks for a collection
+ * once a burst of work is over. Measured with `npm run bench:agent-rss`.
  */
-import { setFlagsFromString } from "node:v8";
+import { getHeapStatistics, setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 
 /**
  * Turns off the optimizing tiers (the interpreter and the baseline compiler remain) and returns a
- * full, memory-reducing garbage collection. Flags changed at run time apply to code compiled from then on; these
- * two only withhold optimization, which V8 may always do.
+ * full, memory-reducing garbage collection. Flags changed at run time apply to code compiled from
+ * then on; these only withhold optimization, which V8 may always do.
  */
 export function leanRuntime(): () => void {
   setFlagsFromString("--no-opt");
@@ -29,19 +30,30 @@ export interface Timers {
   clearTimeout(t: unknown): void;
 }
 
+export interface IdleCollectorOptions {
+  /** Quiet time after the last burst before collecting (default 5 s). */
+  readonly delayMs?: number;
+  /** Collect only when the heap grew this much since the last collection (default 1 MiB). */
+  readonly growthBytes?: number;
+  readonly heapBytes?: () => number;
+  readonly timers?: Timers;
+}
+
 /**
- * Debounced: collect once the agent has been idle for `delayMs` after a burst of work. An idle
- * process allocates too little for V8 to collect again on its own, so without this the young
- * generation keeps the size the burst grew it to. A collection of the agent's ~10 MiB heap takes
- * a few milliseconds.
+ * Debounced: collect once the agent has been idle for `delayMs` after a burst of work in which
+ * the heap grew. A resync pass that changed nothing does not cost a collection.
  */
-export function idleCollector(collect: () => void, delayMs = 5000, timers: Timers = globalThis): () => void {
+export function idleCollector(collect: () => void, opts: IdleCollectorOptions = {}): () => void {
+  const { delayMs = 5000, growthBytes = 1 << 20, heapBytes = () => getHeapStatistics().total_heap_size, timers = globalThis } = opts;
   let pending: unknown;
+  let after = 0;
   return () => {
     if (pending !== undefined) timers.clearTimeout(pending);
     const t = timers.setTimeout(() => {
       pending = undefined;
+      if (heapBytes() - after < growthBytes) return;
       collect();
+      after = heapBytes();
     }, delayMs);
     t.unref?.();
     pending = t;
