@@ -337,3 +337,31 @@ describe("KernelLivePatchSpec.safeParse (property)", () => {
     );
   });
 });
+
+// BUG (crds/schema.ts isValidPattern, crds/module-for-release.ts): kernelReleasePattern is checked
+// by the API server with CEL's matches(), which is RE2 (Go regexp), and by the operator and the
+// agents with JavaScript's RegExp. The two disagree:
+//   - RE2 syntax JavaScript lacks, e.g. `(?i)…`, `(?P<name>…)`: kube-apiserver v1.37.2
+//     accepts the object (checked with `kubectl apply --dry-run=server`), but zod refuses it, so
+//     the operator logs "cannot parse KernelLivePatch" and never reconciles it (no finalizer, no
+//     status, no condition) and every agent ignores it: the patch silently does nothing;
+//   - syntax both accept with other meanings, e.g. `[[:digit:]]`, `\pN`, `\z`: RE2 matches
+//     digits, JavaScript a literal bracket set or letter, so the node is silently NotApplicable.
+// Fix: allow one portable subset on both sides (refuse `(?` other than `(?:`, `[[:`, `\p`, `\P`,
+// `\Q`, `\z`, `\A`, … in the CEL rule and in isValidPattern alike). Remove `.fails` when fixed.
+describe("kernelReleasePattern: the API server's RE2 and the controllers' JavaScript agree", () => {
+  const spec = (kernelReleasePattern: string) => ({ modules: [{ kernelReleasePattern, sha256: "a".repeat(64), url: "https://x.example/a.ko" }] });
+  it.fails.each(["(?i)6\\.1\\.0-.*-AMD64", "(?P<abi>6\\.1\\.0-[0-9]+)-amd64"])(
+    "a pattern the API server accepts is accepted by the spec validator: %s",
+    (p) => {
+      expect(KernelLivePatchSpec.safeParse(spec(p)).success).toBe(true);
+    },
+  );
+  it.fails.each([
+    ["6\\.1\\.0-[[:digit:]]+-amd64", "6.1.0-56-amd64"],
+    ["6\\.1\\.0-\\pN+-amd64", "6.1.0-56-amd64"],
+  ])("%s matches %s as RE2 does", (p, release) => {
+    const r = KernelLivePatchSpec.safeParse(spec(p));
+    expect(r.success && moduleForRelease(r.data.modules, release)).toBeTruthy();
+  });
+});
