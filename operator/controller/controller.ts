@@ -1,7 +1,8 @@
 /**
  * The controller: informers on KernelLivePatches, Nodes and the agent DaemonSet feed one work
  * queue; each key is reconciled level-based from the caches (never from the event), so replays,
- * resyncs and restarts converge to the same writes.
+ * resyncs and restarts converge to the same writes. Nothing is reconciled before every cache has
+ * listed once: an empty cache would read as "every node is gone".
  */
 import { createHash } from "node:crypto";
 import {
@@ -10,11 +11,9 @@ import {
   CustomObjectsApi,
   KubeConfig,
   PatchStrategy,
-  makeInformer,
+  Watch,
   setHeaderOptions,
-  type Informer,
   type KubernetesObject,
-  type ObjectCache,
   type V1DaemonSet,
   type V1Node,
 } from "@kubernetes/client-node";
@@ -24,15 +23,32 @@ import { FINALIZER, GROUP, KernelLivePatch, PLURAL, VERSION, type KernelLivePatc
 import { AGENT_LABELS, desiredAgentDaemonSet } from "../agents/daemonset.ts";
 import type { OperatorConfig } from "../config.ts";
 import type { EventRecorder } from "../kube/events.ts";
+import { Informer, type InformerOptions } from "../kube/informer.ts";
 import { OPERATOR_FIELD_MANAGER, PatchClient } from "../kube/patches.ts";
-import type { OperatorMetrics } from "../metrics.ts";
+import { timedKubeConfig } from "../kube/timed-kubeconfig.ts";
+import { removePatchGauges, setPatchGauges, type OperatorMetrics } from "../metrics.ts";
 import { admit } from "../rollout/admit.ts";
 import { mergeConditions } from "../status/conditions.ts";
+import { patchGauges } from "../status/patch-gauges.ts";
 import { rollup, staleEntries, unloadComplete } from "../status/rollup.ts";
 import { WorkQueue } from "./work-queue.ts";
 
 const DAEMONSET_KEY = "daemonset";
 const SPEC_HASH = `${GROUP}/agent-spec-hash`;
+const QUEUE = "kernellivepatch";
+const WORKERS = 4;
+
+/** Timings with production defaults; tests shorten them. */
+export interface ControllerTimings {
+  /** Every API call but watches gives up after this long (default 60 s). */
+  readonly requestTimeoutMs?: number;
+  /** Each cache relists this often even when its watch looks healthy (default 10 min). */
+  readonly relistMs?: number;
+  /** A cache whose list-watch made no progress this long is restarted (default 5 min). */
+  readonly staleMs?: number;
+  /** Server-side timeout of each watch request (default 300 s). */
+  readonly watchTimeoutSeconds?: number;
+}
 
 export interface ControllerDeps {
   readonly kc: KubeConfig;
@@ -41,42 +57,74 @@ export interface ControllerDeps {
   readonly metrics: OperatorMetrics;
   readonly events: EventRecorder;
   readonly now?: () => Date;
+  readonly timings?: ControllerTimings;
 }
-
-type Cached<T extends KubernetesObject> = Informer<T> & ObjectCache<T>;
 
 export class Controller {
   private readonly queue: WorkQueue;
-  private readonly patches: Cached<KubernetesObject>;
-  private readonly nodes: Cached<V1Node>;
-  private readonly daemonSets: Cached<V1DaemonSet>;
+  private readonly patches: Informer<KubernetesObject>;
+  private readonly nodes: Informer<V1Node>;
+  private readonly daemonSets: Informer<V1DaemonSet>;
   private readonly patchClient: PatchClient;
   private readonly apps: AppsV1Api;
   private readonly now: () => Date;
   private resync: NodeJS.Timeout | undefined;
   private synced = false;
+  private stopped = false;
 
   constructor(private readonly deps: ControllerDeps) {
-    const { kc, cfg, metrics } = deps;
+    const { cfg, metrics, log } = deps;
+    const t = deps.timings ?? {};
     this.now = deps.now ?? (() => new Date());
-    this.queue = new WorkQueue({ onDepth: (d) => metrics.workqueueDepth.set({ name: "kernellivepatch" }, d) });
+    const q = { name: QUEUE, controller: QUEUE };
+    this.queue = new WorkQueue({
+      observer: {
+        depth: (d) => metrics.workqueueDepth.set(q, d),
+        added: () => metrics.workqueueAdds.inc(q),
+        retried: () => metrics.workqueueRetries.inc(q),
+        queued: (s) => metrics.workqueueQueueDuration.observe(q, s),
+        worked: (s) => metrics.workqueueWorkDuration.observe(q, s),
+      },
+    });
+    const kc = timedKubeConfig(deps.kc, t.requestTimeoutMs ?? 60_000);
     const custom = kc.makeApiClient(CustomObjectsApi);
     const core = kc.makeApiClient(CoreV1Api);
     this.apps = kc.makeApiClient(AppsV1Api);
     this.patchClient = new PatchClient(custom);
-    this.patches = makeInformer(kc, `/apis/${GROUP}/${VERSION}/${PLURAL}`, () => this.patchClient.list() as never);
-    this.nodes = makeInformer(kc, "/api/v1/nodes", () => core.listNode());
+    const watch = new Watch(kc);
+    const informer = <T extends KubernetesObject>(name: string, path: string, list: InformerOptions<T>["list"], labelSelector?: string) =>
+      new Informer<T>({
+        name,
+        path,
+        list,
+        watch,
+        log,
+        ...(labelSelector ? { labelSelector } : {}),
+        ...(t.relistMs !== undefined ? { relistMs: t.relistMs } : {}),
+        ...(t.staleMs !== undefined ? { staleMs: t.staleMs } : {}),
+        ...(t.watchTimeoutSeconds !== undefined ? { watchTimeoutSeconds: t.watchTimeoutSeconds } : {}),
+        onRelist: (cause) => metrics.informerRelists.inc({ resource: name, cause }),
+      });
+    this.patches = informer("kernellivepatches", `/apis/${GROUP}/${VERSION}/${PLURAL}`, () => this.patchClient.list() as never);
+    this.nodes = informer("nodes", "/api/v1/nodes", () => core.listNode());
     const selector = Object.entries(AGENT_LABELS).map(([k, v]) => `${k}=${v}`).join(",");
-    this.daemonSets = makeInformer(
-      kc,
+    this.daemonSets = informer(
+      "daemonsets",
       `/apis/apps/v1/namespaces/${cfg.KLP_NAMESPACE}/daemonsets`,
       () => this.apps.listNamespacedDaemonSet({ namespace: cfg.KLP_NAMESPACE, labelSelector: selector }),
       selector,
     );
+    metrics.maxConcurrentReconciles.set({ controller: QUEUE }, WORKERS);
+    metrics.samplers.queue = { labels: q, sample: () => this.queue.sample() };
   }
 
   get ready(): boolean {
     return this.synced;
+  }
+
+  /** False when a reconcile has run for more than 5 minutes: the workers are wedged. */
+  get live(): boolean {
+    return this.queue.sample().longestRunningSeconds < 300;
   }
 
   async start(): Promise<void> {
@@ -86,28 +134,27 @@ export class Controller {
       this.queue.add(DAEMONSET_KEY);
     };
     const onNode = () => this.enqueueAll();
-    this.patches.on("add", onPatch);
-    this.patches.on("update", onPatch);
-    this.patches.on("delete", onPatch);
     for (const verb of ["add", "update", "delete"] as const) {
+      this.patches.on(verb, onPatch);
       this.nodes.on(verb, onNode);
       this.daemonSets.on(verb, () => this.queue.add(DAEMONSET_KEY));
     }
-    for (const [name, inf] of [["kernellivepatches", this.patches], ["nodes", this.nodes], ["daemonsets", this.daemonSets]] as const) {
-      this.restartOnError(name, inf);
-      await inf.start();
-    }
+    await Promise.all([this.patches.start(), this.nodes.start(), this.daemonSets.start()]);
+    if (this.stopped) return;
     this.synced = true;
     this.resync = setInterval(() => this.enqueueAll(), this.deps.cfg.KLP_RESYNC_SECONDS * 1000);
     this.enqueueAll();
     log.info("controller started");
-    void this.queue.run((key) => this.reconcile(key));
+    void this.queue.run((key) => this.reconcile(key), WORKERS);
   }
 
   async stop(): Promise<void> {
+    this.stopped = true;
     if (this.resync) clearInterval(this.resync);
     this.queue.stop();
-    await Promise.allSettled([this.patches.stop(), this.nodes.stop(), this.daemonSets.stop()]);
+    this.patches.stop();
+    this.nodes.stop();
+    this.daemonSets.stop();
   }
 
   private enqueueAll(): void {
@@ -115,34 +162,22 @@ export class Controller {
     this.queue.add(DAEMONSET_KEY);
   }
 
-  /** The informer stops on errors other than 410; restart it with backoff and relist. */
-  private restartOnError(name: string, inf: Informer<KubernetesObject> | Informer<V1Node> | Informer<V1DaemonSet>): void {
-    let failures = 0;
-    inf.on("error", (err?: unknown) => {
-      const delay = Math.min(30_000, 500 * 2 ** failures++);
-      this.deps.log.warn({ err, informer: name, retryInMs: delay }, "watch failed; restarting");
-      setTimeout(() => {
-        inf.start().then(
-          () => (failures = 0),
-          (e: unknown) => this.deps.log.warn({ err: e, informer: name }, "restart failed"),
-        );
-      }, delay).unref();
-    });
-  }
-
   private async reconcile(key: string): Promise<{ requeueAfterMs?: number | undefined } | void> {
+    const { metrics } = this.deps;
     const controller = key === DAEMONSET_KEY ? "agent-daemonset" : "kernellivepatch";
-    const end = this.deps.metrics.reconcileTime.startTimer({ controller });
+    const end = metrics.reconcileTime.startTimer({ controller });
+    metrics.activeWorkers.inc({ controller });
     try {
       const r = key === DAEMONSET_KEY ? await this.reconcileDaemonSet() : await this.reconcilePatch(key.slice("patch/".length));
-      this.deps.metrics.reconcileTotal.inc({ controller, result: r?.requeueAfterMs !== undefined ? "requeue_after" : "success" });
+      metrics.reconcileTotal.inc({ controller, result: r?.requeueAfterMs !== undefined ? "requeue_after" : "success" });
       return r;
     } catch (err) {
-      this.deps.metrics.reconcileTotal.inc({ controller, result: "error" });
-      this.deps.metrics.reconcileErrors.inc({ controller });
+      metrics.reconcileTotal.inc({ controller, result: "error" });
+      metrics.reconcileErrors.inc({ controller });
       this.deps.log.warn({ err, key }, "reconcile failed; will retry");
       throw err;
     } finally {
+      metrics.activeWorkers.dec({ controller });
       end();
     }
   }
@@ -174,7 +209,10 @@ export class Controller {
 
   private async reconcilePatch(name: string): Promise<{ requeueAfterMs?: number | undefined } | void> {
     const raw = this.patches.get(name);
-    if (!raw) return;
+    if (!raw) {
+      removePatchGauges(this.deps.metrics, name);
+      return;
+    }
     const parsed = KernelLivePatch.safeParse(raw);
     if (!parsed.success) {
       this.deps.log.error({ patch: name, issues: parsed.error.issues }, "cannot parse KernelLivePatch");
@@ -189,6 +227,13 @@ export class Controller {
     const existing = this.existingNodes();
     const targeted = this.targetedNodes(patch);
     const now = this.now();
+
+    // The decisions are pure; the gauges show them whatever write follows.
+    const byNode = new Map<string, NodeEntry>(entries.map((e) => [e.nodeName, e]));
+    const admitted = admit({ generation, spec: patch.spec, targeted: [...targeted], entries: byNode, previous: patch.status?.rollout, now });
+    const rolled = rollup({ generation, spec: patch.spec, targeted, entries, halted: admitted.rollout.halted, deleting });
+    const ready = rolled.conditions.find((c) => c.type === "Ready")?.status === "True";
+    setPatchGauges(this.deps.metrics, name, patchGauges(entries, targeted, ready, admitted.rollout.halted));
 
     if (deleting) {
       if (!finalizers.includes(FINALIZER)) return;
@@ -212,16 +257,12 @@ export class Controller {
       return;
     }
 
-    const byNode = new Map<string, NodeEntry>(entries.map((e) => [e.nodeName, e]));
-    const admitted = admit({ generation, spec: patch.spec, targeted: [...targeted], entries: byNode, previous: patch.status?.rollout, now });
-    const rolled = rollup({ generation, spec: patch.spec, targeted, entries, halted: admitted.rollout.halted, deleting });
     const status: Omit<KernelLivePatchStatus, "nodes"> = {
       observedGeneration: generation,
       conditions: mergeConditions(patch.status?.conditions, rolled.conditions, now),
       summary: rolled.summary,
       rollout: admitted.rollout,
     };
-    this.recordMetrics(name, entries, targeted, admitted.rollout.halted);
     const before = patch.status;
     if (JSON.stringify(controllerPart(before)) !== JSON.stringify(status)) {
       await this.patchClient.applyStatus(name, status);
@@ -239,16 +280,6 @@ export class Controller {
     if (ready?.status === "True" && was("Ready")?.status !== "True") this.deps.events.patchEvent(ref, "Normal", "RolloutComplete", ready.message);
     if (after.rollout?.halted && !before?.rollout?.halted)
       this.deps.events.patchEvent(ref, "Warning", "RolloutHalted", is("Degraded")?.message ?? "failure threshold reached");
-  }
-
-  private recordMetrics(name: string, entries: readonly NodeEntry[], targeted: ReadonlySet<string>, halted: boolean): void {
-    const m = this.deps.metrics;
-    const counts = new Map<string, number>();
-    for (const e of entries) if (targeted.has(e.nodeName)) counts.set(e.phase, (counts.get(e.phase) ?? 0) + 1);
-    for (const phase of ["Pending", "Staging", "Staged", "Loading", "Loaded", "Replaced", "Unloading", "Unloaded", "NotApplicable", "Failed", "Stalled"])
-      m.nodesByPhase.set({ patch: name, phase }, counts.get(phase) ?? 0);
-    m.rolloutHalted.set({ patch: name }, halted ? 1 : 0);
-    m.stalled.set({ patch: name }, counts.get("Stalled") ?? 0);
   }
 
   private async reconcileDaemonSet(): Promise<void> {

@@ -54,3 +54,42 @@ describe("WorkQueue", () => {
     expect(gaps[2]!).toBeGreaterThanOrEqual(gaps[0]!);
   });
 });
+
+describe("WorkQueue observer", () => {
+  it("counts adds as client-go does, retries, and the time in queue and at work", async () => {
+    let now = 1000;
+    const seen = { depth: [] as number[], added: 0, retried: 0, queued: [] as number[], worked: [] as number[] };
+    const q = new WorkQueue({
+      baseDelayMs: 1,
+      now: () => now,
+      observer: {
+        depth: (n) => seen.depth.push(n),
+        added: () => seen.added++,
+        retried: () => seen.retried++,
+        queued: (s) => seen.queued.push(s),
+        worked: (s) => seen.worked.push(s),
+      },
+    });
+    q.add("a");
+    q.add("a"); // coalesced: not an add
+    now += 2000;
+    let calls = 0;
+    const run = q.run(async () => {
+      now += 500;
+      if (++calls === 1) {
+        expect(q.sample()).toEqual({ activeWorkers: 1, unfinishedSeconds: 0.5, longestRunningSeconds: 0.5 });
+        throw new Error("retry me");
+      }
+    }, 1);
+    await tick(50);
+    q.stop();
+    await run;
+    expect(calls).toBe(2);
+    expect(seen.added).toBe(2); // the first add and the retry's
+    expect(seen.retried).toBe(1);
+    expect(seen.queued[0]).toBe(2);
+    expect(seen.worked).toEqual([0.5, 0.5]);
+    expect(seen.depth).toContain(1);
+    expect(q.sample()).toEqual({ activeWorkers: 0, unfinishedSeconds: 0, longestRunningSeconds: 0 });
+  });
+});
