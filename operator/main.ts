@@ -6,6 +6,7 @@ import { loadOperatorConfig } from "./config.ts";
 import { Controller } from "./controller/controller.ts";
 import { serveHealth, serveMetrics } from "./health.ts";
 import { eventRecorder } from "./kube/events.ts";
+import { timedKubeConfig } from "./kube/timed-kubeconfig.ts";
 import { LeaderElector } from "./leader/elector.ts";
 import { operatorMetrics } from "./metrics.ts";
 
@@ -15,11 +16,12 @@ async function main(): Promise<void> {
   const kc = new KubeConfig();
   kc.loadFromDefault();
   const metrics = operatorMetrics();
-  const events = eventRecorder(kc.makeApiClient(CoreV1Api), "kpatch-operator", log);
+  const events = eventRecorder(timedKubeConfig(kc, 30_000).makeApiClient(CoreV1Api), "kpatch-operator", log);
   const controller = new Controller({ kc, cfg, log, metrics, events });
   const identity = cfg.KLP_POD_NAME || `${hostname()}-${process.pid}`;
+  // Lease calls time out well within the renew deadline (2/3 of the 15 s lease).
   const elector = new LeaderElector(
-    kc.makeApiClient(CoordinationV1Api),
+    timedKubeConfig(kc, 5_000).makeApiClient(CoordinationV1Api),
     {
       namespace: cfg.KLP_NAMESPACE,
       name: cfg.KLP_LEASE_NAME,
@@ -29,8 +31,10 @@ async function main(): Promise<void> {
     },
     log,
   );
+  if (cfg.KLP_LEADER_ELECTION) metrics.leader.set({ name: cfg.KLP_LEASE_NAME }, 0);
   // Ready means "can serve": a standby replica is ready too, it just waits for the lease.
-  await serveHealth(cfg.KLP_HEALTH_ADDR, { live: () => true, ready: () => !cfg.KLP_LEADER_ELECTION || !elector.isLeader || controller.ready });
+  // Live unless a reconcile has been running for minutes (every API call times out within one).
+  await serveHealth(cfg.KLP_HEALTH_ADDR, { live: () => controller.live, ready: () => !cfg.KLP_LEADER_ELECTION || !elector.isLeader || controller.ready });
   await serveMetrics(cfg.KLP_METRICS_ADDR, metrics.registry);
 
   const shutdown = async (signal: string) => {

@@ -21,6 +21,7 @@ export class LeaderElector {
   private timer: NodeJS.Timeout | undefined;
   private leading = false;
   private lastRenew = 0;
+  private renewing = false;
 
   constructor(
     private readonly api: CoordinationV1Api,
@@ -32,12 +33,17 @@ export class LeaderElector {
     return this.leading;
   }
 
+  /** Resolves once this process holds the lease; API errors meanwhile are retried, not fatal. */
   async acquire(): Promise<void> {
     for (;;) {
-      if (await this.tryOnce()) break;
+      try {
+        if (await this.tryOnce()) break;
+      } catch (err) {
+        this.log.warn({ err }, "could not read or take the leader lease; retrying");
+      }
       await new Promise((r) => setTimeout(r, this.retryMs));
     }
-    this.timer = setInterval(() => void this.renewLoop(), this.retryMs);
+    this.timer = setInterval(() => this.tick(), this.retryMs);
   }
 
   async release(): Promise<void> {
@@ -60,15 +66,25 @@ export class LeaderElector {
     return this.opts.leaseDurationSeconds ?? 15;
   }
 
-  private async renewLoop(): Promise<void> {
-    const ok = await this.tryOnce().catch(() => false);
-    if (!ok && this.leading && Date.now() - this.lastRenew > this.durationS * 1000 * 0.66) {
+  /**
+   * One renewal at a time, and the deadline judged on every tick, before any await: a renewal
+   * that hangs (a dead connection) must not keep this process believing it leads while another
+   * takes the expired lease.
+   */
+  private tick(): void {
+    if (this.leading && Date.now() - this.lastRenew > this.durationS * 1000 * 0.66) {
       this.leading = false;
       this.opts.onLeading?.(false);
-      this.log.error("lost the leader lease");
+      this.log.error({ sinceRenewMs: Date.now() - this.lastRenew }, "lost the leader lease");
       if (this.timer) clearInterval(this.timer);
       this.opts.onLost();
+      return;
     }
+    if (this.renewing) return;
+    this.renewing = true;
+    this.tryOnce()
+      .catch((err: unknown) => this.log.warn({ err }, "could not renew the leader lease"))
+      .finally(() => (this.renewing = false));
   }
 
   private async tryOnce(): Promise<boolean> {
