@@ -1,0 +1,122 @@
+/**
+ * `npm run bench` (tsx test/bench/scale.ts): the rollout of P patches (maxUnavailable 100%) to N
+ * simulated nodes against a real control plane, one run per N, each with its own API server.
+ *
+ *   --nodes 10,100,1000     fleet sizes (default 10,100)
+ *   --patches 1             patches applied at once (10 for the operator-memory goal)
+ *   --watch auto            per-agent | shared | auto (per-agent up to 200 nodes, shared above;
+ *                           see scale/fleet.ts for what each means)
+ *   --operator tsx          tsx (node --import tsx operator/main.ts) | bundle (the image's esbuild bundle)
+ *   --transition-ms 0       the simulated kernel's transition time
+ *   --idle-seconds 10       window for idle RSS/CPU after Ready
+ *   --timeout-seconds 900   apply → Ready limit per run
+ *   --floor-timeout-seconds 600
+ *   --seed                  instead of a rollout: the operator's and one agent's memory at the
+ *                           size a rollout ends at (scale/seed.ts), with --churn writes (default 200)
+ *   --out file.json         also write the raw results
+ *
+ * Prints, per run: floor and apply → Ready, API requests per node by verb (from the API server's
+ * apiserver_request_total), status writes per node, operator and agent RSS/CPU, and where the
+ * time goes. The tables are Markdown (docs/benchmarks.md holds the last results).
+ */
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { parseArgs } from "node:util";
+import { z } from "zod";
+import { bundle } from "../../scripts/bundle.ts";
+import { ensureBinaries } from "../support/control-plane.ts";
+import { headline, requestsPerNode, seeded, toJson, whereTimeGoes } from "./scale/report.ts";
+import { runOnce, type RunResult } from "./scale/run.ts";
+import { runSeeded, type SeedResult } from "./scale/seed.ts";
+
+const Args = z.object({
+  nodes: z
+    .string()
+    .default("10,100")
+    .transform((s) => s.split(",").map((n) => Number(n.trim())))
+    .pipe(z.array(z.int().min(2).max(5000)).min(1)),
+  patches: z.coerce.number().int().min(1).max(50).default(1),
+  watch: z.enum(["auto", "per-agent", "shared"]).default("auto"),
+  operator: z.enum(["tsx", "bundle"]).default("tsx"),
+  "transition-ms": z.coerce.number().int().min(0).default(0),
+  "idle-seconds": z.coerce.number().int().min(1).default(10),
+  "timeout-seconds": z.coerce.number().int().min(10).default(900),
+  "floor-timeout-seconds": z.coerce.number().int().min(10).default(600),
+  seed: z.boolean().default(false),
+  churn: z.coerce.number().int().min(1).default(200),
+  out: z.string().optional(),
+});
+
+async function main(): Promise<void> {
+  const strings = ["nodes", "patches", "watch", "operator", "transition-ms", "idle-seconds", "timeout-seconds", "floor-timeout-seconds", "churn", "out"];
+  const { values } = parseArgs({
+    options: { ...Object.fromEntries(strings.map((k) => [k, { type: "string" as const }])), seed: { type: "boolean" as const } },
+  });
+  const args = Args.parse(values);
+  const log = (line: string) => console.error(`[${new Date().toISOString().slice(11, 19)}] ${line}`);
+  const binDir = await ensureBinaries(log);
+  const workDir = await mkdtemp(path.join(tmpdir(), "klp-bench-scale-"));
+  const agentBundle = path.join(workDir, "node-agent.mjs");
+  await bundle("node-agent/main.ts", agentBundle);
+  const operatorBundle = path.join(workDir, "operator.mjs");
+  if (args.operator === "bundle") await bundle("operator/main.ts", operatorBundle);
+
+  const operator = args.operator === "tsx" ? ({ kind: "tsx" } as const) : ({ kind: "bundle", file: operatorBundle } as const);
+  const results: RunResult[] = [];
+  const seededResults: SeedResult[] = [];
+  const write = async () => args.out && (await writeFile(args.out, JSON.stringify([...results, ...seededResults].map(toJson), null, 2) + "\n"));
+  try {
+    for (const nodes of args.nodes) {
+      if (args.seed) {
+        log(`=== ${nodes} nodes × ${args.patches} patch(es), seeded`);
+        const r = await runSeeded({ nodes, patches: args.patches, churn: args.churn, idleSeconds: args["idle-seconds"], operator, agentBundle, binDir, workDir, log });
+        seededResults.push(r);
+        console.log(`\n${seeded([r])}\n`);
+        await write();
+        continue;
+      }
+      const mode = args.watch === "auto" ? (nodes <= 200 ? "per-agent" : "shared") : args.watch;
+      log(`=== ${nodes} nodes × ${args.patches} patch(es), ${mode} watch`);
+      const r = await runOnce({
+        nodes,
+        patches: args.patches,
+        mode,
+        transitionMs: args["transition-ms"],
+        idleSeconds: args["idle-seconds"],
+        timeoutSeconds: args["timeout-seconds"],
+        floorTimeoutSeconds: args["floor-timeout-seconds"],
+        operator,
+        agentBundle,
+        binDir,
+        workDir,
+        log,
+      });
+      results.push(r);
+      console.log(`\n${headline([r])}\n`);
+      await write();
+    }
+  } finally {
+    if (!process.env.KLP_BENCH_KEEP) await rm(workDir, { recursive: true, force: true });
+  }
+  console.log(`\n## Results (operator: ${args.operator}, transition ${args["transition-ms"]} ms)\n`);
+  if (results.length) {
+    console.log(headline(results));
+    console.log("\n### API requests per node, by verb (apply → idle)\n");
+    console.log(requestsPerNode(results));
+    console.log("\n### Where the time goes\n");
+    console.log(whereTimeGoes(results));
+  }
+  if (seededResults.length) console.log(seeded(seededResults));
+}
+
+// Ctrl-C or a CI timeout: exit, so the exit hooks stop the operator, the agent process and the control plane.
+for (const signal of ["SIGINT", "SIGTERM"] as const) process.once(signal, () => process.exit(130));
+
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    console.error(err);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,131 @@
+/**
+ * What every benchmark run sets up: its own control plane (no controllers), the CRD, the module
+ * ConfigMap, N Node objects, and the operator in its own process.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { createHash } from "node:crypto";
+import { open } from "node:fs/promises";
+import { get } from "node:http";
+import path from "node:path";
+import { API_VERSION, KIND } from "../../../crds/schema.ts";
+import { PATCHES_PATH } from "../../../node-agent/kube/agent-api.ts";
+import { kubeconfigConnection, type Connection } from "../../../node-agent/kube/connection.ts";
+import { KubeHttp } from "../../../node-agent/kube/http-client.ts";
+import { buildSimModule } from "../../../node-agent/sim/build-module.ts";
+import { freePorts, startControlPlane, type ControlPlane } from "../../support/control-plane.ts";
+import { createNodes, nodeName } from "./fleet.ts";
+import { scrapeOperator } from "./metrics.ts";
+
+export const REPO = path.resolve(import.meta.dirname, "../../..");
+export const RELEASE = "6.1.0-56-amd64";
+export const NAMESPACE = "kpatch-system";
+
+export type OperatorRunner = { kind: "tsx" } | { kind: "bundle"; file: string };
+
+export interface Cluster {
+  cp: ControlPlane;
+  conn: Connection;
+  admin: KubeHttp;
+  nodes: string[];
+  /** Patch names, and the digest of each patch's module. */
+  patches: string[];
+  sha256: string[];
+}
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export async function until(what: string, timeoutMs: number, f: () => Promise<boolean> | boolean, everyMs = 200): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      if (await f()) return;
+    } catch {
+      /* not yet */
+    }
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await sleep(everyMs);
+  }
+}
+
+export function httpOk(port: number, p: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    get({ host: "127.0.0.1", port, path: p, timeout: 2000 }, (res) => {
+      res.resume();
+      resolve(res.statusCode === 200);
+    }).on("error", () => resolve(false));
+  });
+}
+
+export async function prepareCluster(opts: { dir: string; binDir: string; nodes: number; patches: number; log: (l: string) => void }): Promise<Cluster> {
+  opts.log(`starting a control plane (${opts.dir})`);
+  const cp = await startControlPlane({ dir: path.join(opts.dir, "cp"), binDir: opts.binDir, controllers: false, keep: false });
+  try {
+    const conn = kubeconfigConnection(cp.kubeconfigPath);
+    const admin = new KubeHttp(conn);
+    const crd = await cp.kubectl(["apply", "--server-side", "-f", path.join(REPO, "crds/livepatch.kpatch.dev_kernellivepatches.yaml")]);
+    if (crd.code !== 0) throw new Error(crd.stderr);
+    await cp.kubectl(["wait", "--for=condition=Established", "--timeout=60s", "crd/kernellivepatches.livepatch.kpatch.dev"]);
+    await admin.json("POST", "/api/v1/namespaces", { body: { metadata: { name: NAMESPACE } } });
+    const modules = Array.from({ length: opts.patches }, (_, i) => buildSimModule({ name: `bench_fix_${i}`, vermagic: RELEASE }));
+    await admin.json("POST", `/api/v1/namespaces/${NAMESPACE}/configmaps`, {
+      body: { metadata: { name: "bench-modules" }, binaryData: Object.fromEntries(modules.map((m, i) => [`fix-${i}.ko`, m.toString("base64")])) },
+    });
+    const nodes = Array.from({ length: opts.nodes }, (_, i) => nodeName(i));
+    opts.log(`creating ${opts.nodes} Node objects`);
+    await createNodes(admin, nodes);
+    return {
+      cp,
+      conn,
+      admin,
+      nodes,
+      patches: modules.map((_, i) => `bench-patch-${i}`),
+      sha256: modules.map((m) => createHash("sha256").update(m).digest("hex")),
+    };
+  } catch (err) {
+    await cp.stop();
+    throw err;
+  }
+}
+
+/** The KernelLivePatch the benchmark applies: patch i, every node, maxUnavailable 100%. */
+export function patchObject(c: Cluster, i: number): Record<string, unknown> {
+  return {
+    apiVersion: API_VERSION,
+    kind: KIND,
+    metadata: { name: c.patches[i] },
+    spec: {
+      modules: [{ kernelRelease: RELEASE, sha256: c.sha256[i], configMap: { namespace: NAMESPACE, name: "bench-modules", key: `fix-${i}.ko` } }],
+      rollout: { maxUnavailable: "100%" },
+    },
+  };
+}
+
+export async function createPatch(c: Cluster, i: number): Promise<void> {
+  await c.admin.json("POST", PATCHES_PATH, { body: patchObject(c, i) });
+}
+
+/** The operator in its own process; resolves once its informers synced and it reconciled once. */
+export async function startOperator(runner: OperatorRunner, kubeconfig: string, logFile: string): Promise<{ child: ChildProcess; metricsPort: number }> {
+  const [metricsPort, healthPort] = (await freePorts(2)) as [number, number];
+  const log = await open(logFile, "a");
+  const args = runner.kind === "tsx" ? ["--import", "tsx", path.join(REPO, "operator/main.ts")] : [runner.file];
+  const child = spawn(process.execPath, args, {
+    cwd: REPO,
+    env: {
+      PATH: process.env.PATH ?? "",
+      HOME: process.env.HOME ?? "/tmp",
+      KUBECONFIG: kubeconfig,
+      KLP_LEADER_ELECTION: "false",
+      KLP_NAMESPACE: NAMESPACE,
+      KLP_METRICS_ADDR: `127.0.0.1:${metricsPort}`,
+      KLP_HEALTH_ADDR: `127.0.0.1:${healthPort}`,
+      KLP_LOG_LEVEL: "warn",
+      KLP_AGENT_LOADER: "sim",
+    },
+    stdio: ["ignore", log.fd, log.fd],
+  });
+  await log.close();
+  process.once("exit", () => child.kill("SIGKILL")); // never outlive the benchmark
+  await until("the operator", 180_000, async () => (await scrapeOperator(metricsPort)).some((s) => s.name === "controller_runtime_reconcile_total"), 500);
+  return { child, metricsPort };
+}

@@ -1,0 +1,98 @@
+/**
+ * Prometheus text from the API server (its own /metrics, read with the admin credentials) and
+ * from the operator, reduced to the counters the benchmark reports.
+ */
+import { get } from "node:http";
+import type { KubeHttp } from "../../../node-agent/kube/http-client.ts";
+
+export interface Sample {
+  name: string;
+  labels: Record<string, string>;
+  value: number;
+}
+
+const LINE = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)/;
+const LABEL = /([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g;
+
+/** Parses the Prometheus text format, keeping only the metrics `keep` accepts. */
+export function parsePrometheus(text: string, keep: (name: string) => boolean): Sample[] {
+  const out: Sample[] = [];
+  for (const line of text.split("\n")) {
+    if (line.startsWith("#")) continue;
+    const m = LINE.exec(line);
+    if (!m || !keep(m[1]!)) continue;
+    const labels: Record<string, string> = {};
+    for (const l of (m[2] ?? "").matchAll(LABEL)) labels[l[1]!] = l[2]!;
+    out.push({ name: m[1]!, labels, value: Number(m[3]) });
+  }
+  return out;
+}
+
+/** Sum of the samples of `name` matching `where`, grouped by the label `by` (or "" for one total). */
+export function sumBy(samples: readonly Sample[], name: string, by?: string, where: (l: Record<string, string>) => boolean = () => true): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const s of samples) {
+    if (s.name !== name || !where(s.labels)) continue;
+    const key = by ? (s.labels[by] ?? "") : "";
+    out.set(key, (out.get(key) ?? 0) + s.value);
+  }
+  return out;
+}
+
+/** after - before, per key (keys of either side). */
+export function diff(before: Map<string, number>, after: Map<string, number>): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const k of new Set([...before.keys(), ...after.keys()])) out.set(k, (after.get(k) ?? 0) - (before.get(k) ?? 0));
+  return out;
+}
+
+const API_METRICS = new Set(["apiserver_request_total", "apiserver_watch_events_total", "apiserver_watch_events_sizes_sum", "apiserver_watch_events_sizes_count"]);
+
+/** The API server's counters the benchmark reads. */
+export async function scrapeApiServer(http: KubeHttp): Promise<Sample[]> {
+  const res = await http.stream("/metrics");
+  const chunks: Buffer[] = [];
+  for await (const c of res) chunks.push(c as Buffer);
+  return parsePrometheus(Buffer.concat(chunks).toString("utf8"), (n) => API_METRICS.has(n));
+}
+
+export interface ApiCounts {
+  /** Requests by verb (LIST, GET, WATCH, APPLY, PATCH, POST, ...). */
+  byVerb: Map<string, number>;
+  /** Server-side applies to kernellivepatches/status. */
+  statusApplies: number;
+  /** Watch events of KernelLivePatches sent to watchers, and their bytes. */
+  patchWatchEvents: number;
+  patchWatchBytes: number;
+}
+
+const isPatches = (l: Record<string, string>) => l.resource === "kernellivepatches" || l.kind === "KernelLivePatch";
+
+export function apiCounts(before: readonly Sample[], after: readonly Sample[]): ApiCounts {
+  const d = (name: string, by?: string, where?: (l: Record<string, string>) => boolean) => diff(sumBy(before, name, by, where), sumBy(after, name, by, where));
+  const one = (m: Map<string, number>) => m.get("") ?? 0;
+  return {
+    byVerb: d("apiserver_request_total", "verb"),
+    statusApplies: one(d("apiserver_request_total", undefined, (l) => isPatches(l) && l.subresource === "status" && l.verb === "APPLY")),
+    patchWatchEvents: one(d("apiserver_watch_events_total", undefined, isPatches)),
+    patchWatchBytes: one(d("apiserver_watch_events_sizes_sum", undefined, isPatches)),
+  };
+}
+
+/** The operator's /metrics (plain HTTP). */
+export function scrapeOperator(port: number): Promise<Sample[]> {
+  return new Promise((resolve, reject) => {
+    get({ host: "127.0.0.1", port, path: "/metrics", timeout: 10_000 }, (res) => {
+      let body = "";
+      res.setEncoding("utf8");
+      res.on("data", (c: string) => (body += c));
+      res.on("end", () => resolve(parsePrometheus(body, (n) => n.startsWith("controller_runtime_reconcile") || n.startsWith("workqueue"))));
+      res.on("error", reject);
+    }).on("error", reject);
+  });
+}
+
+/** Reconciles per controller between two operator scrapes. */
+export function reconciles(before: readonly Sample[], after: readonly Sample[]): Map<string, number> {
+  return diff(sumBy(before, "controller_runtime_reconcile_total", "controller"), sumBy(after, "controller_runtime_reconcile_total", "controller"));
+}

@@ -1,0 +1,34 @@
+/** Memory and CPU of a process, from /proc (Linux). */
+import { readFileSync } from "node:fs";
+
+/** Clock ticks per second of /proc/<pid>/stat (CLK_TCK; 100 on every Linux this runs on). */
+const TICKS_PER_SECOND = 100;
+
+export interface ProcSample {
+  /** Resident set size, MiB. */
+  rssMiB: number;
+  /** Peak resident set size so far (VmHWM), MiB. */
+  peakMiB: number;
+  /** User + system CPU time so far, seconds. */
+  cpuSeconds: number;
+}
+
+export function sampleProc(pid: number): ProcSample | undefined {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, "utf8");
+    const kib = (key: string) => Number(new RegExp(`${key}:\\s+(\\d+)`).exec(status)?.[1] ?? 0);
+    const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+    return {
+      rssMiB: kib("VmRSS") / 1024,
+      peakMiB: kib("VmHWM") / 1024,
+      cpuSeconds: (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND,
+    };
+  } catch {
+    return undefined;
+  }
+}
+
+/** CPU seconds spent between two samples (0 when either is missing). */
+export function cpuBetween(before: ProcSample | undefined, after: ProcSample | undefined): number {
+  return before && after ? after.cpuSeconds - before.cpuSeconds : 0;
+}
