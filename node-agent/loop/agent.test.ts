@@ -28,6 +28,7 @@ const files = new Map<string, Uint8Array>([v1, v2, wrongRelease, signed].map((b)
 class FakeCluster implements AgentApi {
   readonly patches = new Map<string, KernelLivePatch>();
   readonly writes: Array<{ patch: string; phase: string }> = [];
+  readonly events: Array<{ patch: string; type: string; reason: string }> = [];
   agent: Agent | undefined;
   private created = 0;
 
@@ -68,7 +69,9 @@ class FakeCluster implements AgentApi {
     });
   }
 
-  event(): void {}
+  event(patch: { name: string }, type: string, reason: string): void {
+    this.events.push({ patch: patch.name, type, reason });
+  }
 
   push(): void {
     this.agent?.updatePatches(structuredClone([...this.patches.values()]));
@@ -277,6 +280,8 @@ describe("agent loop on a simulated host", () => {
     }
     expect(cluster.writes.length).toBe(writes);
     expect(fetches).toBe(fetched);
+    // Announced once, as a Warning.
+    expect(cluster.events).toEqual([{ patch: "p1", type: "Warning", reason: "ChecksumMismatch" }]);
     await agent.stop();
   });
 

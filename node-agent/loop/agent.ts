@@ -166,10 +166,18 @@ export class Agent {
       blockers: preflight.blockers,
     };
     const views: PatchView[] = [];
-    const writes: Array<Promise<void>> = [];
+    const writes: Array<Promise<unknown>> = [];
     for (const p of this.patches) {
       const view = await this.view(p, host);
-      if (view.failure) writes.push(this.write(p, view.view.entry, view.failure, host));
+      const failure = view.failure;
+      if (failure) {
+        // The module was refused before any host action (digest, vermagic, source): say so on
+        // the patch and the Node once, when the entry changes, not on every retry.
+        const announce = (written: boolean) => {
+          if (written) this.deps.api.event(ref(p), "Warning", failure.reason ?? "Failed", `${this.deps.nodeName}: ${failure.message}`);
+        };
+        writes.push(this.write(p, view.view.entry, failure, host).then(announce));
+      }
       views.push(view.view);
     }
     let waitMs: number | undefined;
@@ -332,7 +340,8 @@ export class Agent {
   }
 
   /** Writes this node's entry when it differs from what the patch's status already says. */
-  private async write(patch: KernelLivePatch, current: NodeEntry | undefined, update: EntryUpdate, host: HostState): Promise<void> {
+  /** Resolves true when it wrote (false: the entry already said this). */
+  private async write(patch: KernelLivePatch, current: NodeEntry | undefined, update: EntryUpdate, host: HostState): Promise<boolean> {
     const lp = update.moduleName ? host.livepatches.find((p) => p.name === update.moduleName) : undefined;
     const entry: NodeEntry = stripUndefined({
       nodeName: this.deps.nodeName,
@@ -352,7 +361,7 @@ export class Agent {
       observedGeneration: patch.metadata.generation ?? 0,
       lastTransitionTime: current?.phase === update.phase && current.lastTransitionTime ? current.lastTransitionTime : this.now().toISOString(),
     });
-    if (current && sameEntry(current, entry)) return;
+    if (current && sameEntry(current, entry)) return false;
     try {
       await this.deps.api.applyEntry(patch.metadata.name, entry);
       this.deps.metrics?.statusWrite(true);
@@ -364,6 +373,7 @@ export class Agent {
     const nodes = (patch.status ??= {}).nodes ?? [];
     patch.status.nodes = [...nodes.filter((e) => e.nodeName !== entry.nodeName), entry];
     this.log.debug({ patch: patch.metadata.name, phase: entry.phase }, "entry written");
+    return true;
   }
 }
 
