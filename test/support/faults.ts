@@ -18,6 +18,7 @@ import { createHostDriver } from "../../node-agent/host/driver.ts";
 import { agentApi, watchOwnNode, watchPatches } from "../../node-agent/kube/agent-api.ts";
 import { kubeconfigConnection } from "../../node-agent/kube/connection.ts";
 import { KubeHttp, KubeApiError } from "../../node-agent/kube/http-client.ts";
+import { Watcher } from "../../node-agent/kube/watcher.ts";
 import { Agent } from "../../node-agent/loop/agent.ts";
 import { agentMetrics, type AgentMetrics } from "../../node-agent/loop/agent-metrics.ts";
 import { moduleSources } from "../../node-agent/loop/sources.ts";
@@ -144,6 +145,37 @@ export async function deleteAndWaitGone(api: TestApi, name: string, timeoutMs = 
   await until(`${name} gone (finalizer released)`, async () => (await api.getPatch(name)) === undefined, timeoutMs).catch(async (e: Error) => {
     throw new Error(`${e.message}; status: ${JSON.stringify((await api.getPatch(name))?.status, null, 1)}`);
   });
+}
+
+/**
+ * Every version of a patch the API server shows through a watch (relisting after breaks), to
+ * check sequences: how many nodes were changing at once.
+ */
+export async function recordVersions(kubeconfig: string, name: string): Promise<{ versions: KernelLivePatch[]; stop: () => void }> {
+  const http = new KubeHttp(kubeconfigConnection(kubeconfig), { requestTimeoutMs: 5000 });
+  const versions: KernelLivePatch[] = [];
+  const w = new Watcher(http, {
+    path: PATCHES,
+    query: { fieldSelector: `metadata.name=${name}` },
+    timeoutSeconds: 30,
+    onChange: (m) => {
+      const p = m.get(name) as KernelLivePatch | undefined;
+      if (p && p.metadata.resourceVersion !== versions.at(-1)?.metadata.resourceVersion) versions.push(structuredClone(p));
+    },
+  });
+  await w.start();
+  return {
+    versions,
+    stop: () => {
+      w.stop();
+      http.close();
+    },
+  };
+}
+
+/** The most nodes any recorded version shows changing (Staging, Loading, Unloading) at once. */
+export function mostChangingAtOnce(versions: readonly KernelLivePatch[]): number {
+  return Math.max(0, ...versions.map((v) => (v.status?.nodes ?? []).filter((e) => ["Staging", "Loading", "Unloading"].includes(e.phase)).length));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -15,6 +15,8 @@ import {
   deleteAndWaitGone,
   entryOf,
   insmods,
+  mostChangingAtOnce,
+  recordVersions,
   kpatchFiles,
   livepatches,
   partialFiles,
@@ -63,6 +65,7 @@ afterAll(async () => {
 describe("the API server restarted in the middle of a rollout", () => {
   it("the operator and the agents relist and the rollout completes; nothing loaded twice", async () => {
     const started = Date.now();
+    const rec = await recordVersions(cp.kubeconfigPath, PATCH);
     await api.createPatch(PATCH, {
       modules: [{ kernelRelease: RELEASE, sha256: sha256(module), configMap: { namespace: NS, name: "modules", key: "fix.ko" } }],
       nodeSelector: { matchLabels: { "klp-test/suite": "fault-apiserver" } },
@@ -74,6 +77,9 @@ describe("the API server restarted in the middle of a rollout", () => {
 
     const done = await waitReady(api, PATCH, 120_000);
     expect(done.status?.summary).toMatchObject({ targeted: 3, ready: "3/3", loaded: 3 });
+    rec.stop();
+    // Paced across the fault: never two nodes changing at once (maxUnavailable 1).
+    expect(mostChangingAtOnce(rec.versions)).toBe(1);
     expect(done.status?.nodes?.map((e) => e.nodeName).sort()).toEqual(NODES);
     for (const a of agents) {
       expect(entryOf(done, a.name), a.name).toMatchObject({ phase: "Loaded", enabled: true });

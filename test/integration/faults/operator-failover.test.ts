@@ -11,6 +11,8 @@ import {
   deleteAndWaitGone,
   httpGet,
   insmods,
+  mostChangingAtOnce,
+  recordVersions,
   kill,
   livepatches,
   partialFiles,
@@ -78,6 +80,7 @@ describe("the operator killed while leading", () => {
     expect((await httpGet(operators[standby]!.healthPort, "/readyz")).status).toBe(200);
     expect(sampleValue((await httpGet(operators[standby]!.metricsPort, "/metrics")).body, "leader_election_master_status", { name: LEASE })).toBe(0);
 
+    const rec = await recordVersions(kubeconfigPath(), PATCH);
     await api.createPatch(PATCH, {
       modules: [{ kernelRelease: RELEASE, sha256: sha256(module), configMap: { namespace: NS, name: "modules", key: "fix.ko" } }],
       nodeSelector: { matchLabels: { "klp-test/suite": "fault-failover" } },
@@ -92,6 +95,9 @@ describe("the operator killed while leading", () => {
     });
     expect(await holder()).toBe(standby);
     expect(done.status?.summary).toMatchObject({ targeted: 3, ready: "3/3", loaded: 3 });
+    rec.stop();
+    // Paced across the fault: never two nodes changing at once (maxUnavailable 1).
+    expect(mostChangingAtOnce(rec.versions)).toBe(1);
     for (const a of agents) {
       expect(insmods(a.root, MODULE), a.name).toBe(1);
       expect(livepatches(a.root), a.name).toEqual([MODULE]);
