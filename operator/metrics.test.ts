@@ -1,0 +1,36 @@
+import { describe, expect, it } from "vitest";
+import { operatorMetrics, removePatchGauges, setPatchGauges } from "./metrics.ts";
+import { patchGauges } from "./status/patch-gauges.ts";
+
+describe("operator metrics", () => {
+  it("show a patch's nodes per phase, targeted, ready, halted and stalled, and drop them with the patch", async () => {
+    const m = operatorMetrics();
+    const entries = [
+      { nodeName: "a", phase: "Loaded" as const },
+      { nodeName: "b", phase: "Stalled" as const },
+    ];
+    setPatchGauges(m, "p1", patchGauges(entries, new Set(["a", "b", "c"]), false, true));
+    setPatchGauges(m, "p2", patchGauges([], new Set(), true, false));
+    let text = await m.registry.metrics();
+    expect(text).toContain('kpatch_patch_nodes{patch="p1",phase="Loaded"} 1');
+    expect(text).toContain('kpatch_patch_nodes{patch="p1",phase="Pending"} 1');
+    expect(text).toContain('kpatch_patch_nodes{patch="p1",phase="Failed"} 0');
+    expect(text).toContain('kpatch_transitions_stalled{patch="p1"} 1');
+    expect(text).toContain('kpatch_rollout_halted{patch="p1"} 1');
+    expect(text).toContain('kpatch_patch_targeted_nodes{patch="p1"} 3');
+    expect(text).toContain('kpatch_patch_ready{patch="p2"} 1');
+    removePatchGauges(m, "p1");
+    text = await m.registry.metrics();
+    expect(text).not.toContain('patch="p1"');
+    expect(text).toContain('kpatch_patch_ready{patch="p2"} 1');
+  });
+
+  it("sample the work queue when scraped", async () => {
+    const m = operatorMetrics();
+    const labels = { name: "q", controller: "q" };
+    m.samplers.queue = { labels, sample: () => ({ activeWorkers: 1, unfinishedSeconds: 2.5, longestRunningSeconds: 2 }) };
+    const text = await m.registry.metrics();
+    expect(text).toContain('workqueue_unfinished_work_seconds{name="q",controller="q"} 2.5');
+    expect(text).toContain('workqueue_longest_running_processor_seconds{name="q",controller="q"} 2');
+  });
+});
