@@ -38,6 +38,9 @@ if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
   log "dockerd (pid $(cat "$pidfile")) is starting; waiting for it"
 else
   log "starting dockerd (data root $DOCKER_STATE/data, log $logfile)"
+  # A pidfile left by a daemon that died (machine restarted, daemon killed) names a dead pid: drop
+  # it, or the wait below would read it before the new daemon rewrites it and give up at once.
+  rm -f "$pidfile"
   # setsid: the daemon outlives this script and its process group.
   setsid dockerd \
     --iptables=false --ip-masq=false --bridge=none \
