@@ -61,7 +61,8 @@ export async function prepareCluster(opts: { dir: string; binDir: string; nodes:
   const cp = await startControlPlane({ dir: path.join(opts.dir, "cp"), binDir: opts.binDir, controllers: false, keep: false });
   try {
     const conn = kubeconfigConnection(cp.kubeconfigPath);
-    const admin = new KubeHttp(conn);
+    // The benchmark's own requests (setup, metrics, big objects) may wait long on a saturated API server.
+    const admin = new KubeHttp(conn, { requestTimeoutMs: 600_000 });
     const crd = await cp.kubectl(["apply", "--server-side", "-f", path.join(REPO, "crds/livepatch.kpatch.dev_kernellivepatches.yaml")]);
     if (crd.code !== 0) throw new Error(crd.stderr);
     await cp.kubectl(["wait", "--for=condition=Established", "--timeout=60s", "crd/kernellivepatches.livepatch.kpatch.dev"]);

@@ -159,11 +159,12 @@ export async function runOnce(opts: RunOptions): Promise<RunResult> {
     const p2 = procs();
     await sleep(opts.idleSeconds * 1000);
     const p3 = procs();
-    const apiAfter = await scrapeApiServer(c.admin);
-    const opAfter = await scrapeOperator(op.metricsPort);
+    // A saturated API server may not answer: report what was measured rather than nothing.
+    const apiAfter = await scrapeApiServer(c.admin).catch((err: unknown) => (log(`API server metrics unavailable: ${String(err)}`), apiBefore));
+    const opAfter = await scrapeOperator(op.metricsPort).catch(() => opBefore);
     const idlePct = (k: string) => (cpuBetween(p2[k], p3[k]) / opts.idleSeconds) * 100;
 
-    const one = await c.admin.json<{ metadata: { managedFields?: unknown[] } }>("GET", `${PATCHES_PATH}/${c.patches[0]}`);
+    const one = await c.admin.json<{ metadata: { managedFields?: unknown[] } }>("GET", `${PATCHES_PATH}/${c.patches[0]}`).catch(() => ({ metadata: { managedFields: [] as unknown[] } }));
     const totals = fleet.totals();
     const loads = totals.actions.filter((a) => a.op === "installAndLoad" && a.outcome === "ok").map((a) => a.at);
     return {

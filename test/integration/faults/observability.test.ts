@@ -125,9 +125,16 @@ describe("after a rollout", () => {
     });
     expect(onNode.find((e) => e.reason === "Loaded")?.message).toContain("ob-fix");
     expect(onNode.find((e) => e.reason === "VermagicMismatch")?.type).toBe("Warning");
-    const onPatch = await api.events("involvedObject.name=ob-fix");
-    expect(onPatch.map((e) => e.reason)).toEqual(expect.arrayContaining(["Loaded", "RolloutComplete"]));
-    expect((await api.events("involvedObject.name=ob-bad")).map((e) => e.reason)).toEqual(expect.arrayContaining(["VermagicMismatch", "RolloutHalted"]));
+    // Events are best effort and asynchronous: wait for them rather than read once.
+    const reasons = async (name: string) => (await api.events(`involvedObject.name=${name}`)).map((e) => e.reason);
+    await until("events on ob-fix", async () => {
+      const r = await reasons("ob-fix");
+      return r.includes("Loaded") && r.includes("RolloutComplete");
+    });
+    await until("events on ob-bad", async () => {
+      const r = await reasons("ob-bad");
+      return r.includes("VermagicMismatch") && r.includes("RolloutHalted");
+    });
 
     // Deleted patches leave no series behind.
     await deleteAndWaitGone(api, "ob-bad");
