@@ -296,6 +296,10 @@ export const NodeEntry = z
     tainted: doc(z.int().min(0).optional(), "Raw /proc/sys/kernel/tainted. Sticky until reboot."),
     taintFlags: doc(z.string().max(64).optional(), "Decoded taint letters, e.g. OEK."),
     replacedBy: doc(z.string().max(253).optional(), "For Replaced: the KernelLivePatch whose cumulative module replaced this one."),
+    previousModuleName: doc(
+      z.string().max(64).optional(),
+      "The module this patch had on the node before its spec named another one; the agent takes it out of the kernel and off the disk once the new module is live, then clears this field.",
+    ),
     stalledTasks: doc(z.array(StalledTask).max(32).optional(), "For Stalled: tasks that kept the transition from completing."),
     reason: doc(z.string().max(128).optional(), "Machine-readable reason for the phase, e.g. VermagicMismatch."),
     message: doc(z.string().max(4096).optional(), "What happened and what to do."),

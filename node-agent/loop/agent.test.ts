@@ -209,6 +209,33 @@ describe("agent loop on a simulated host", () => {
     await agent.stop();
   });
 
+  it("one patch whose spec moves from v1 to the cumulative v2: v2 live, v1 out of the kernel and off the disk, two writes", async () => {
+    const { cluster, actions, start, settle } = await setup();
+    const agent = start();
+    cluster.add("p1", v1);
+    await settle(agent);
+    expect(cluster.entry("p1")).toMatchObject({ phase: "Loaded", moduleName: "klp_fix_v1" });
+    const writesBefore = cluster.writes.length;
+    cluster.change("p1", (p) => {
+      p.metadata.generation = 2;
+      p.spec.modules = [{ kernelRelease: RELEASE, sha256: sha(v2), url: "https://example.invalid/v2.ko" }];
+      p.status!.rollout = { generation: 2, admitted: [NODE], halted: false };
+    });
+    await settle(agent);
+    expect(cluster.entry("p1")).toMatchObject({ phase: "Loaded", moduleName: "klp_fix_v2" });
+    expect(cluster.entry("p1")?.previousModuleName).toBeUndefined();
+    expect(live("klp_fix_v2")).toBe(true);
+    expect(inKernel("klp_fix_v1") || staged("klp_fix_v1")).toBe(false);
+    expect(cluster.writes.slice(writesBefore).map((w) => w.phase)).toEqual(["Loading", "Loaded"]);
+    expect(actions.filter((a) => a.patch === "p1").map((a) => `${a.action.op} ${"module" in a.action ? a.action.module.name : a.action.name}`)).toEqual([
+      "installAndLoad klp_fix_v1",
+      "installAndLoad klp_fix_v2",
+      "removeLeftover klp_fix_v1",
+      "uninstall klp_fix_v1",
+    ]);
+    await agent.stop();
+  });
+
   it("Staged installs without loading; Unloaded restores the host", async () => {
     const { cluster, start, settle } = await setup();
     const agent = start();

@@ -16,7 +16,7 @@ import type { HostState } from "../host/inspect.ts";
 import type { CrashPoint } from "../config.ts";
 import type { AgentMetrics } from "./agent-metrics.ts";
 import type { LoopState } from "./health.ts";
-import { decide, replacedEntry, type Action, type EntryUpdate, type HostView, type ModuleRef, type PatchView, type Want } from "./plan.ts";
+import { decide, previousModule, replacedEntry, type Action, type EntryUpdate, type HostView, type ModuleRef, type PatchView, type Want } from "./plan.ts";
 import { SourceUnavailable, type ModuleSources } from "./sources.ts";
 
 /** The agent's view of the API: what it reads arrives through `update*`; these are its writes. */
@@ -176,7 +176,8 @@ export class Agent {
         const announce = (written: boolean) => {
           if (written) this.deps.api.event(ref(p), "Warning", failure.reason ?? "Failed", `${this.deps.nodeName}: ${failure.message}`);
         };
-        writes.push(this.write(p, view.view.entry, failure, host).then(announce));
+        const previousModuleName = "module" in view.view.want ? previousModule(view.view.entry, view.view.want.module.name) : undefined;
+        writes.push(this.write(p, view.view.entry, { ...failure, previousModuleName }, host).then(announce));
       }
       views.push(view.view);
     }
@@ -306,13 +307,13 @@ export class Agent {
     } catch (err) {
       const sha = "module" in action ? action.module.sha256 : (view.entry?.sha256 ?? "");
       const failure = this.failureOf(err, sha);
-      const moduleName = "module" in action ? action.module.name : action.name;
+      const target = "module" in action ? action.module.name : action.name;
       log.warn({ reason: failure.reason, err: (err as Error).message, ms: Date.now() - started }, "host operation failed");
       this.deps.api.event(ref(patch), "Warning", failure.reason ?? "Failed", `${this.deps.nodeName}: ${failure.message}`);
       this.deps.onAction?.(patch.metadata.name, action, failure.reason ?? "Failed");
       this.deps.metrics?.hostOperation(action.op, failure.reason ?? "Failed", (Date.now() - started) / 1000);
       const fresh = await this.deps.driver.inspect().catch(() => host);
-      await this.write(patch, view.entry, { ...failure, moduleName }, fresh);
+      await this.write(patch, view.entry, { ...failure, ...failedModules(view, target) }, fresh);
     }
   }
 
@@ -355,6 +356,7 @@ export class Agent {
       tainted: host.tainted,
       taintFlags: host.taintFlags,
       replacedBy: update.replacedBy,
+      previousModuleName: update.previousModuleName,
       stalledTasks: update.stalledTasks,
       reason: update.reason,
       message: update.message,
@@ -375,6 +377,18 @@ export class Agent {
     this.log.debug({ patch: patch.metadata.name, phase: entry.phase }, "entry written");
     return true;
   }
+}
+
+/**
+ * The module names a failed host operation's entry records: the module it acted on, and the
+ * patch's previous module still to retire; when the operation was that retirement, the entry stays
+ * about the current module and keeps naming the previous one.
+ */
+function failedModules(view: PatchView, target: string): { moduleName: string; previousModuleName: string | undefined } {
+  const current = "module" in view.want ? view.want.module.name : undefined;
+  if (current !== undefined && target !== current) return { moduleName: current, previousModuleName: target };
+  const previous = current !== undefined ? previousModule(view.entry, current) : view.entry?.previousModuleName;
+  return { moduleName: target, previousModuleName: previous === target ? undefined : previous };
 }
 
 function sameEntry(a: NodeEntry, b: NodeEntry): boolean {

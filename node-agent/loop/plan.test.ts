@@ -68,6 +68,48 @@ describe("decide", () => {
       "uninstall klp_v1",
     ],
     [
+      "after the Loading(v2) write (or a restart): the entry's previousModuleName still retires v1",
+      patch({ want: { kind: "loaded", module: v2 }, entry: entry({ phase: "Loading", moduleName: "klp_v2", sha256: v2.sha256, previousModuleName: "klp_v1" }) }),
+      host({ livepatches: [live("klp_v2")], modules: [{ name: "klp_v1", leftover: true }], installed: [v1, v2] }),
+      [],
+      "removeLeftover klp_v1",
+    ],
+    [
+      "previousModuleName, v1 out of the kernel: uninstall its file",
+      patch({ want: { kind: "loaded", module: v2 }, entry: entry({ phase: "Loading", moduleName: "klp_v2", sha256: v2.sha256, previousModuleName: "klp_v1" }) }),
+      host({ livepatches: [live("klp_v2")], installed: [v1, v2] }),
+      [],
+      "uninstall klp_v1",
+    ],
+    [
+      "previousModuleName, v1 gone: report Loaded",
+      patch({ want: { kind: "loaded", module: v2 }, entry: entry({ phase: "Loading", moduleName: "klp_v2", sha256: v2.sha256, previousModuleName: "klp_v1" }) }),
+      host({ livepatches: [live("klp_v2")], installed: [v2] }),
+      [],
+      "report Loaded",
+    ],
+    [
+      "v2 refused while v1 stays live, then the patch deleted: v2's nothing, then v1 unloaded",
+      patch({ want: { kind: "absent" }, entry: entry({ phase: "Failed", moduleName: "klp_v2", sha256: v2.sha256, previousModuleName: "klp_v1" }) }),
+      host({ livepatches: [live("klp_v1")], installed: [v1] }),
+      [],
+      "unload klp_v1 after Unloading",
+    ],
+    [
+      "deleted while unloading the previous module: its file next, no second Unloading write",
+      patch({ want: { kind: "absent" }, entry: entry({ phase: "Unloading", moduleName: "klp_v2", sha256: v2.sha256, previousModuleName: "klp_v1" }) }),
+      host({ installed: [v1] }),
+      [],
+      "uninstall klp_v1",
+    ],
+    [
+      "not applicable any more with the previous module still staged: uninstall it",
+      patch({ want: { kind: "notApplicable" }, entry: entry({ phase: "Failed", moduleName: "klp_v2", previousModuleName: "klp_v1" }) }),
+      host({ installed: [v1] }),
+      [],
+      "uninstall klp_v1",
+    ],
+    [
       "replaced by another patch (recorded): clean the leftover",
       patch({ entry: entry({ phase: "Replaced", replacedBy: "p2", moduleName: "klp_v1", sha256: v1.sha256 }) }),
       host({ livepatches: [live("klp_v2")], modules: [{ name: "klp_v1", leftover: true }], installed: [v1, v2] }),
@@ -112,5 +154,14 @@ describe("decide", () => {
     ],
   ])("%s → %s", (_name, p, h, others, expected) => {
     expect(summary(decide(p, h, others))).toBe(expected);
+  });
+
+  it("the Loading write for v2 names v1 as the module to retire; the final Loaded write drops it", () => {
+    const moving = patch({ want: { kind: "loaded", module: v2 }, entry: entry({ moduleName: "klp_v1", sha256: v1.sha256 }) });
+    const d = decide(moving, host({ livepatches: [live("klp_v1")], installed: [v1] }), []);
+    expect(d).toMatchObject({ kind: "act", before: { phase: "Loading", moduleName: "klp_v2", previousModuleName: "klp_v1" } });
+    const done = patch({ want: { kind: "loaded", module: v2 }, entry: entry({ phase: "Loading", moduleName: "klp_v2", previousModuleName: "klp_v1" }) });
+    const r = decide(done, host({ livepatches: [live("klp_v2")], installed: [v2] }), []);
+    expect(r.kind === "report" && r.entry.previousModuleName).toBeUndefined();
   });
 });

@@ -49,6 +49,8 @@ export interface EntryUpdate {
   readonly moduleName?: string | undefined;
   readonly sha256?: string | undefined;
   readonly replacedBy?: string | undefined;
+  /** A module of this patch still to retire from the host (see NodeEntry.previousModuleName). */
+  readonly previousModuleName?: string | undefined;
   readonly reason?: string | undefined;
   readonly message?: string | undefined;
   readonly stalledTasks?: NodeEntry["stalledTasks"];
@@ -71,8 +73,11 @@ export function decide(patch: PatchView, host: HostView, others: readonly PatchV
     case "absent":
       return decideAbsent(patch, host);
     case "notApplicable": {
-      const cleanup = cleanupOf(patch.entry?.moduleName, host);
-      if (cleanup) return { kind: "act", action: cleanup, before: { phase: "Unloading", moduleName: patch.entry?.moduleName } };
+      const entry = patch.entry;
+      const cleanup = cleanupOf(entry?.moduleName, host);
+      if (cleanup) return { kind: "act", action: cleanup, before: { phase: "Unloading", moduleName: entry?.moduleName, previousModuleName: entry?.previousModuleName } };
+      const previous = cleanupOf(entry?.previousModuleName, host);
+      if (previous) return { kind: "act", action: previous, before: undefined };
       return { kind: "report", entry: { phase: "NotApplicable", reason: "NoModuleForKernel", message: "spec.modules has no module for this node's kernel release" } };
     }
     case "loaded":
@@ -85,8 +90,25 @@ function decideAbsent(patch: PatchView, host: HostView): Decision {
   const entry = patch.entry;
   if (!entry) return { kind: "none" };
   const cleanup = cleanupOf(entry.moduleName, host);
-  if (cleanup) return { kind: "act", action: cleanup, before: { phase: "Unloading", moduleName: entry.moduleName, sha256: entry.sha256 } };
+  const before: EntryUpdate = { phase: "Unloading", moduleName: entry.moduleName, sha256: entry.sha256, previousModuleName: entry.previousModuleName };
+  if (cleanup) return { kind: "act", action: cleanup, before };
+  // The module an interrupted spec change left behind goes too (after the current one).
+  const previous = cleanupOf(entry.previousModuleName, host);
+  if (previous) return { kind: "act", action: previous, before: entry.phase === "Unloading" ? undefined : before };
   return { kind: "report", entry: { phase: "Unloaded", moduleName: entry.moduleName, sha256: entry.sha256 } };
+}
+
+/**
+ * The module of this patch that the node had before the spec named `current`, as long as the
+ * host still holds something of it: recorded by an earlier write (the change was interrupted or
+ * its new module is still loading), or the entry's own module when the spec just changed.
+ */
+export function previousModule(entry: NodeEntry | undefined, current: string, host?: HostView): string | undefined {
+  for (const name of [entry?.previousModuleName, entry?.moduleName]) {
+    if (name === undefined || name === current) continue;
+    if (!host || cleanupOf(name, host)) return name;
+  }
+  return undefined;
 }
 
 /** The next step to take a module (loaded, leftover or staged) off the host; undefined when clean. */
@@ -101,16 +123,21 @@ function cleanupOf(name: string | undefined, host: HostView): Action | undefined
 
 function decidePresent(patch: PatchView, kind: "loaded" | "staged", m: ModuleRef, host: HostView, others: readonly PatchView[]): Decision {
   const entry = patch.entry;
-  const ref = { moduleName: m.name, sha256: m.sha256 };
   // A failure is final for a generation: retrying a refused module would only hammer the kernel.
   if (entry && FAILED.includes(entry.phase) && entry.observedGeneration === patch.generation && entry.sha256 === m.sha256) {
     // Reported as it stands (the module's name may never have been known: the file was refused).
-    return { kind: "report", entry: { phase: entry.phase, moduleName: entry.moduleName, sha256: entry.sha256, reason: entry.reason, message: entry.message, stalledTasks: entry.stalledTasks } };
+    return {
+      kind: "report",
+      entry: { phase: entry.phase, moduleName: entry.moduleName, sha256: entry.sha256, previousModuleName: entry.previousModuleName, reason: entry.reason, message: entry.message, stalledTasks: entry.stalledTasks },
+    };
   }
   const lp = host.livepatches.find((p) => p.name === m.name);
   const staged = host.installed.find((i) => i.name === m.name);
-  const previous = entry?.moduleName !== undefined && entry.moduleName !== m.name ? entry.moduleName : undefined;
+  // The module the spec named before (a cumulative v1 when it now names v2): kept in the entry
+  // until it is off the host, so a restart or a failure in between does not forget it.
+  const previous = previousModule(entry, m.name, host);
   const cleanupPrevious = previous ? cleanupOf(previous, host) : undefined;
+  const ref = { moduleName: m.name, sha256: m.sha256, previousModuleName: previous };
 
   if (lp?.transition) {
     return { kind: "wait", ms: 1000, entry: { phase: lp.enabled ? "Loading" : "Unloading", ...ref } };
@@ -121,7 +148,7 @@ function decidePresent(patch: PatchView, kind: "loaded" | "staged", m: ModuleRef
     if (host.modules.some((x) => x.name === m.name)) return { kind: "act", action: { op: "removeLeftover", name: m.name }, before: undefined };
     if (staged?.sha256 === m.sha256) {
       if (cleanupPrevious) return { kind: "act", action: cleanupPrevious, before: undefined };
-      return { kind: "report", entry: { phase: "Staged", ...ref } };
+      return { kind: "report", entry: { phase: "Staged", moduleName: m.name, sha256: m.sha256 } };
     }
     if (!patch.admitted) return { kind: "none" };
     return { kind: "act", action: { op: "install", module: m }, before: { phase: "Staging", ...ref } };
@@ -132,7 +159,7 @@ function decidePresent(patch: PatchView, kind: "loaded" | "staged", m: ModuleRef
     // patch's previous module, then report.
     if (staged?.sha256 !== m.sha256) return { kind: "act", action: { op: "install", module: m }, before: undefined };
     if (cleanupPrevious) return { kind: "act", action: cleanupPrevious, before: undefined };
-    return { kind: "report", entry: { phase: "Loaded", ...ref } };
+    return { kind: "report", entry: { phase: "Loaded", moduleName: m.name, sha256: m.sha256 } };
   }
 
   const replacer = replacedBy(patch, m, host, others);
