@@ -1,8 +1,8 @@
 import { defineConfig } from "vitest/config";
 
-// Three layers (see README "Tests"): unit tests beside their source; integration tests against a
+// The layers (see README "Tests"): unit tests beside their source; integration tests against a
 // real kube-apiserver started once per run by the global setup; a real kubelet node; real-kernel
-// tests under QEMU.
+// tests under QEMU; the whole stack on a VM node (kubelet in a QEMU guest).
 export default defineConfig({
   test: {
     projects: [
@@ -39,6 +39,16 @@ export default defineConfig({
           include: ["test/kernel/**/*.test.ts"],
           testTimeout: 600_000,
           hookTimeout: 1_200_000,
+          fileParallelism: false,
+        },
+      },
+      {
+        test: {
+          // The whole stack on a real kernel: a QEMU guest that is a Kubernetes node (test/vm-node).
+          name: "vm-node",
+          include: ["test/vm-node/**/*.test.ts"],
+          testTimeout: 900_000,
+          hookTimeout: 3_600_000,
           fileParallelism: false,
         },
       },

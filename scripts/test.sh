@@ -6,7 +6,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-layers=${KLP_TEST_LAYERS:-"static unit images integration node kernel"}
+layers=${KLP_TEST_LAYERS:-"static unit images integration node kernel vm-node"}
 failed=()
 timing=()
 
@@ -30,6 +30,8 @@ for layer in $layers; do
     integration) step "integration tests (real control plane)" npx vitest run --project integration ;;
     node) step "real-node tests (kubelet)" npx vitest run --project node ;;
     kernel) step "real-kernel tests (QEMU)" npx vitest run --project kernel ;;
+    # The images layer has just built the images: the suite uses them as they are.
+    vm-node) step "VM node tests (kubelet in a QEMU guest)" env KLP_VM_NODE_NO_IMAGE_BUILD=1 npx vitest run --project vm-node ;;
     *) echo "unknown layer $layer"; exit 2 ;;
   esac
 done

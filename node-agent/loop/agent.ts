@@ -282,7 +282,8 @@ export class Agent {
           const r = await driver.load(action.module.name, timeout);
           crash("after-load");
           log.info({ module: action.module.name, replaced: r.replaced, transitionMs: r.transitionMs }, "loaded");
-          this.deps.api.event(ref(patch), "Normal", "Loaded", `${action.module.name} loaded on ${this.deps.nodeName} in ${r.transitionMs} ms`);
+          const replacing = r.replaced.length ? `, replacing ${r.replaced.join(", ")}` : "";
+          this.deps.api.event(ref(patch), "Normal", "Loaded", `${action.module.name} loaded on ${this.deps.nodeName} in ${r.transitionMs} ms${replacing}`);
           await this.markReplaced(r.replaced, patch.metadata.name, views, host);
           break;
         }

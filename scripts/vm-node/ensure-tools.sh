@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# Everything the VM node (test/support/vm-node.ts) needs, installed or built when missing and reused
+# when present:
+#   - QEMU, busybox-static, mkfs.ext4 and Debian's kernel image for the pinned release
+#     (scripts/kernel/ensure-tools.sh, unchanged);
+#   - socat on the host (QEMU's guestfwd runs one `socat - TCP:127.0.0.1:<API server port>` per
+#     connection the guest opens to 10.0.0.1:443) and qemu-img (qemu-utils);
+#   - Debian's containerd, runc, containernetworking-plugins and libseccomp2 for the GUEST: fetched
+#     with `apt-get download` and unpacked (dpkg-deb -x) into $KLP_CACHE/vm-node/debs-<versions>/root,
+#     never installed into the host system;
+#   - kubelet v1.37.2 beside the other Kubernetes binaries (scripts/toolchain/ensure-binaries.sh);
+#   - a pause image: kubernetes' build/pause/linux/pause.c (from the k8s.io/kubernetes module in the
+#     Go module cache, downloaded from the Go module proxy when absent) built with `gcc -static`,
+#     packed as a docker-archive tarball for `ctr images import` (no registry is ever asked for it).
+# Prints KEY=VALUE lines on stdout (the kernel's KREL, KVERSION, KDIR, VMLINUZ, MODDIR, then
+# GUEST_DEBS_ROOT, BIN_DIR, PAUSE_IMAGE, PAUSE_TAR); progress on stderr.
+# Env: KLP_CACHE (default ~/.cache/kpatch-operator).
+set -euo pipefail
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+CACHE=${KLP_CACHE:-$HOME/.cache/kpatch-operator}
+VM_CACHE=$CACHE/vm-node
+K8S_VERSION=v1.37.2
+PAUSE_VERSION=3.10.2
+PAUSE_IMAGE=localhost/kpatch-vm-pause:$PAUSE_VERSION
+log() { printf '[vm-node tools] %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+mkdir -p "$VM_CACHE"
+
+# --- kernel, QEMU, busybox, mkfs.ext4 (the real-kernel suite's script) ---------------------------
+kernel_vars=$("$ROOT/scripts/kernel/ensure-tools.sh")
+eval "$kernel_vars"
+
+# apt is shared with other scripts of the project: one apt-get at a time.
+apt_locked() {
+  exec 8>"$CACHE/.apt.lock"
+  flock 8
+  "$@"
+  local rc=$?
+  flock -u 8
+  return $rc
+}
+
+# --- host tools: socat (guestfwd), qemu-img (a copy-on-write disk per run over the seeded template) --
+host_missing=()
+command -v socat >/dev/null 2>&1 || host_missing+=(socat)
+command -v qemu-img >/dev/null 2>&1 || host_missing+=(qemu-utils)
+if [ ${#host_missing[@]} -gt 0 ]; then
+  [ "$(id -u)" = 0 ] || die "${host_missing[*]} missing and installing needs root (apt-get install ${host_missing[*]})"
+  log "apt-get install ${host_missing[*]}"
+  install_host() {
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o DPkg::Lock::Timeout=600 --no-install-recommends "${host_missing[@]}" >&2 \
+      || { apt-get update -q -o DPkg::Lock::Timeout=600 >&2 &&
+           DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o DPkg::Lock::Timeout=600 --no-install-recommends "${host_missing[@]}" >&2; }
+  }
+  apt_locked install_host
+fi
+
+# --- Debian packages for the guest ----------------------------------------------------------------
+GUEST_PKGS=(containerd runc containernetworking-plugins libseccomp2)
+candidate() { apt-cache policy "$1" 2>/dev/null | sed -n 's/^ *Candidate: //p' | grep -v '(none)' || true; }
+versions=()
+for p in "${GUEST_PKGS[@]}"; do
+  v=$(candidate "$p")
+  if [ -z "$v" ]; then apt_locked apt-get update -q -o DPkg::Lock::Timeout=600 >&2; v=$(candidate "$p"); fi
+  [ -n "$v" ] || die "apt knows no candidate for $p"
+  versions+=("$p=$v")
+done
+debs_key=$(printf '%s\n' "${versions[@]}" | sha256sum | cut -c1-12)
+DEBS=$VM_CACHE/debs-$debs_key
+if [ ! -f "$DEBS/.ready" ]; then
+  log "downloading ${versions[*]}"
+  rm -rf "$DEBS"
+  mkdir -p "$DEBS/debs" "$DEBS/root"
+  (cd "$DEBS/debs" && apt-get download -q -o APT::Sandbox::User=root "${versions[@]}" >&2)
+  for deb in "$DEBS"/debs/*.deb; do dpkg-deb -x "$deb" "$DEBS/root"; done
+  printf '%s\n' "${versions[@]}" > "$DEBS/versions"
+  touch "$DEBS/.ready"
+  for old in "$VM_CACHE"/debs-*; do [ "$old" = "$DEBS" ] || rm -rf "$old"; done
+fi
+for f in usr/bin/containerd usr/bin/containerd-shim-runc-v2 usr/bin/ctr usr/sbin/runc usr/lib/cni/loopback usr/lib/cni/ptp usr/lib/cni/host-local; do
+  [ -x "$DEBS/root/$f" ] || die "$f is not in the unpacked packages ($DEBS/root)"
+done
+
+# --- kubelet ---------------------------------------------------------------------------------------
+BIN_DIR=$("$ROOT/scripts/toolchain/ensure-binaries.sh")
+[ -x "$BIN_DIR/kubelet" ] || die "no kubelet in $BIN_DIR"
+
+# --- pause image -----------------------------------------------------------------------------------
+PAUSE_TAR=$VM_CACHE/pause-$PAUSE_VERSION.tar
+if [ ! -s "$PAUSE_TAR" ]; then
+  command -v gcc >/dev/null 2>&1 || die "gcc is missing (scripts/kernel/ensure-tools.sh installs gcc-12; apt-get install gcc)"
+  [ -f /usr/lib/x86_64-linux-gnu/libc.a ] || die "libc6-dev is missing (gcc -static needs libc.a)"
+  src=""
+  for d in "$(go env GOMODCACHE 2>/dev/null || true)" "$HOME/go/pkg/mod"; do
+    if [ -n "$d" ] && [ -f "$d/k8s.io/kubernetes@$K8S_VERSION/build/pause/linux/pause.c" ]; then
+      src=$d/k8s.io/kubernetes@$K8S_VERSION/build/pause/linux/pause.c; break
+    fi
+  done
+  if [ -z "$src" ]; then
+    log "downloading k8s.io/kubernetes@$K8S_VERSION from the Go module proxy for pause.c"
+    dir=$(cd "$VM_CACHE" && GOFLAGS=-mod=mod go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
+    src=$dir/build/pause/linux/pause.c
+    [ -f "$src" ] || die "no build/pause/linux/pause.c in k8s.io/kubernetes@$K8S_VERSION"
+  fi
+  work=$(mktemp -d "$VM_CACHE/pause.XXXXXX")
+  trap 'rm -rf "$work"' EXIT
+  mkdir -p "$work/rootfs" "$work/archive"
+  # Upstream's Makefile: CFLAGS = -Os -Wall -Werror -static -DVERSION=v$(TAG)-$(REV)
+  gcc -Os -Wall -Werror -static -DVERSION="v$PAUSE_VERSION-klp" -o "$work/rootfs/pause" "$src"
+  strip "$work/rootfs/pause"
+  tar --numeric-owner --owner=0 --group=0 --mtime=@0 -C "$work/rootfs" -cf "$work/layer.tar" pause
+  layer_sha=$(sha256sum "$work/layer.tar" | cut -d' ' -f1)
+  # Upstream's image: ENTRYPOINT ["/pause"], USER 65535:65535.
+  printf '{"architecture":"amd64","os":"linux","config":{"User":"65535:65535","Entrypoint":["/pause"],"WorkingDir":"/"},"rootfs":{"type":"layers","diff_ids":["sha256:%s"]},"history":[{"created_by":"gcc -static build/pause/linux/pause.c (scripts/vm-node/ensure-tools.sh)"}]}\n' \
+    "$layer_sha" > "$work/config.json"
+  config_sha=$(sha256sum "$work/config.json" | cut -d' ' -f1)
+  mkdir -p "$work/archive/$layer_sha"
+  mv "$work/layer.tar" "$work/archive/$layer_sha/layer.tar"
+  mv "$work/config.json" "$work/archive/$config_sha.json"
+  printf '[{"Config":"%s.json","RepoTags":["%s"],"Layers":["%s/layer.tar"]}]\n' "$config_sha" "$PAUSE_IMAGE" "$layer_sha" > "$work/archive/manifest.json"
+  tar --numeric-owner --owner=0 --group=0 -C "$work/archive" -cf "$PAUSE_TAR.tmp" .
+  mv "$PAUSE_TAR.tmp" "$PAUSE_TAR"
+  log "pause image $PAUSE_IMAGE -> $PAUSE_TAR"
+fi
+
+printf '%s\n' "$kernel_vars"
+cat <<EOF
+GUEST_DEBS_ROOT=$DEBS/root
+BIN_DIR=$BIN_DIR
+PAUSE_IMAGE=$PAUSE_IMAGE
+PAUSE_TAR=$PAUSE_TAR
+EOF
