@@ -221,3 +221,34 @@ describe("preflight", () => {
     expect((await failure(driver.preflight())).reason).toBe("HostIOError");
   });
 });
+
+describe("sweepTemporaries", () => {
+  it("removes what an interrupted staging left, keeps staged modules and other files, prunes an emptied directory", async () => {
+    const fix = module();
+    await host.driver.install(fix, { kernelRelease: RELEASE });
+    const leftover = `.livepatch_fix.ko.tmp-4242-0badc0de`;
+    await writeFile(at(`${KDIR}/${leftover}`), fix.subarray(0, 100));
+    await writeFile(at(`${KDIR}/notes.txt`), "an admin's file");
+    // A release directory holding nothing but a temporary file.
+    await mkdir(at("/var/lib/kpatch/6.1.0-57-amd64"), { recursive: true });
+    await writeFile(at("/var/lib/kpatch/6.1.0-57-amd64/.other.ko.tmp-7-deadbeef"), "x");
+
+    const removed = await host.driver.sweepTemporaries();
+
+    expect(removed.sort()).toEqual([`${KDIR}/${leftover}`, "/var/lib/kpatch/6.1.0-57-amd64/.other.ko.tmp-7-deadbeef"]);
+    expect((await readdir(at(KDIR))).sort()).toEqual(["livepatch_fix.ko", "notes.txt"]);
+    expect(existsSync(at("/var/lib/kpatch/6.1.0-57-amd64"))).toBe(false);
+    expect(await host.driver.sweepTemporaries()).toEqual([]);
+  });
+
+  it("leaves names that only look similar, and never follows a symlinked release directory", async () => {
+    await mkdir(at(KDIR), { recursive: true });
+    for (const name of [".fix.ko.tmp-12-xyz", "fix.ko.tmp-12-deadbeef", ".fix.ko"]) await writeFile(at(`${KDIR}/${name}`), "x");
+    const elsewhere = at("/elsewhere");
+    await mkdir(elsewhere);
+    await writeFile(path.join(elsewhere, ".a.ko.tmp-1-deadbeef"), "x");
+    await symlink(elsewhere, at("/var/lib/kpatch/6.1.0-99-amd64"));
+    expect(await host.driver.sweepTemporaries()).toEqual([]);
+    expect(existsSync(path.join(elsewhere, ".a.ko.tmp-1-deadbeef"))).toBe(true);
+  });
+});

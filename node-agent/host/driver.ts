@@ -84,6 +84,8 @@ export interface HostDriver {
   load(target: LoadTarget, options?: TransitionOptions): Promise<LoadResult>;
   unload(name: string, options?: TransitionOptions): Promise<UnloadResult>;
   removeLeftover(name: string): Promise<RemoveLeftoverResult>;
+  /** Removes temporary files of stagings a killed writer left in /var/lib/kpatch; returns them. */
+  sweepTemporaries(): Promise<string[]>;
   /** Loads every module staged for the running release, in file-name order; collects failures. */
   loadAll(options?: TransitionOptions): Promise<LoadAllResult>;
   /** Unloads every livepatch and leftover patch module, in passes until none makes progress. */
@@ -139,6 +141,7 @@ export function createHostDriver(options: HostDriverOptions): HostDriver {
     load: (target, opts) => loadPatch(ctx, target, opts),
     unload: (name, opts) => unloadPatch(ctx, name, opts),
     removeLeftover: (name) => removeLeftover(ctx, name),
+    sweepTemporaries: () => ctx.store.sweepTemporaries(),
 
     async loadAll(opts) {
       const { kernelRelease } = await readPreflight(fs);

@@ -6,6 +6,8 @@ import { parseModule } from "./parse-module.ts";
 import type { HostFs } from "./ports.ts";
 
 export const KPATCH_DIR = "/var/lib/kpatch";
+/** A staging's temporary file: `.<name>.ko.tmp-<pid>-<8 hex>` (see atomicWrite). */
+const TEMPORARY = /^\..+\.ko\.tmp-\d+-[0-9a-f]{8}$/;
 const FILE_MODE = 0o644;
 const DIR_MODE = 0o755;
 
@@ -153,7 +155,35 @@ export class KpatchStore {
     return staged.file;
   }
 
+  /**
+   * Removes the temporary files of stagings that never finished (the writer was killed between
+   * creating the file and renaming it): kpatch's glob ignores them, but nothing else would ever
+   * remove them. Called when the agent starts, before any write of its own; prunes a release
+   * directory left empty. Returns the files removed.
+   */
+  async sweepTemporaries(): Promise<string[]> {
+    const removed: string[] = [];
+    for (const release of await this.releases()) {
+      const dir = this.releaseDir(release);
+      await this.refuseSymlinks(dir);
+      for (const name of (await this.fs.list(dir)) ?? []) {
+        if (!TEMPORARY.test(name)) continue;
+        const file = `${dir}/${name}`;
+        if ((await this.fs.stat(file))?.kind !== "file") continue;
+        await this.fs.unlink(file);
+        removed.push(file);
+      }
+      if (removed.some((f) => f.startsWith(`${dir}/`))) {
+        await this.fs.syncDir(dir);
+        if (await this.fs.rmdir(dir)) await this.fs.syncDir(KPATCH_DIR);
+      }
+    }
+    if (removed.length) this.log.warn({ files: removed }, "removed temporary files of interrupted stagings");
+    return removed;
+  }
+
   private async atomicWrite(dir: string, fileName: string, bytes: Uint8Array): Promise<void> {
+    // Named so that sweepTemporaries() recognizes it (TEMPORARY).
     const temp = `${dir}/.${fileName}.tmp-${process.pid}-${randomBytes(4).toString("hex")}`;
     const file = await this.fs.createExclusive(temp, FILE_MODE);
     let closed = false;

@@ -60,6 +60,8 @@ export class Agent {
   private readonly resolved = new Map<string, Resolved>();
   private readonly log: Logger;
   private readonly now: () => Date;
+  /** Temporary files of interrupted stagings removed (once, before the first pass). */
+  private swept = false;
   /** When the last pass finished (epoch ms; 0: none yet). */
   lastPassAt = 0;
   /** When the run of passes in progress started (epoch ms; undefined: idle). */
@@ -135,6 +137,11 @@ export class Agent {
     let wakeIn = this.deps.resyncMs ?? 60_000;
     this.busySince = Date.now();
     try {
+      if (!this.swept) {
+        // Before any write of its own: what a killed predecessor left half-written goes.
+        await this.deps.driver.sweepTemporaries();
+        this.swept = true;
+      }
       for (let i = 0; i < 1000 && !this.stopped && this.labels !== undefined; i++) {
         this.dirty = false;
         const r = await this.pass();

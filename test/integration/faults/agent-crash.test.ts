@@ -152,10 +152,9 @@ describe("an agent killed at each step", () => {
   });
 
   // A kill in the middle of staging (between the temporary file's creation and its rename, in
-  // node-agent/host/kpatch-store.ts) leaves `.<name>.ko.tmp-<pid>-<hex>` behind, and nothing
-  // removes it: kpatch's glob ignores it, but it stays on the host for good. Host code (not the
-  // loop's): the store should sweep stale temporaries when the agent starts.
-  it.fails("a temporary file left by a kill in the middle of staging is removed by the restarted agent", async () => {
+  // node-agent/host/kpatch-store.ts) leaves `.<name>.ko.tmp-<pid>-<hex>` behind: kpatch's glob
+  // ignores it, and the restarted agent sweeps it before its first pass.
+  it("a temporary file left by a kill in the middle of staging is removed by the restarted agent", async () => {
     const node = NODES.afterLoad;
     const root = roots[node]!;
     await kill(agents[node]!);
