@@ -51,6 +51,16 @@ export const ImageSource = doc(
   "A container image holding the module file; an init container copies it for the agent.",
 );
 
+/**
+ * What makes a kernelReleasePattern mean different things to RE2 (the API server's CEL) and to
+ * JavaScript (the operator and the agents), or only parse in one of them: a non-ASCII character;
+ * `(?` other than `(?:` (flags, named groups, lookarounds); a POSIX class `[[:`; a backslash before
+ * anything but a punctuation character or d D w W s S b B n r t f (RE2's \pN, \z, \A, \Q, \x{..},
+ * octal escapes, JavaScript's \k<..> and \1 backreferences). Written in the syntax it allows, so
+ * RE2 and JavaScript read this expression alike too.
+ */
+export const PORTABLE_PATTERN_VIOLATION = String.raw`[^\x00-\x7f]|\(\?[^:]|\[\[:|\\[^.\\+*?()|\[\]{}^$/\-dDwWsSbBnrtf]`;
+
 const moduleRules: Rule<{
   kernelRelease?: string | undefined;
   kernelReleasePattern?: string | undefined;
@@ -75,6 +85,15 @@ const moduleRules: Rule<{
     message: "kernelReleasePattern must be a valid regular expression",
     fieldPath: ".kernelReleasePattern",
     holds: (m) => m.kernelReleasePattern === undefined || isValidPattern(m.kernelReleasePattern),
+  },
+  {
+    // The API server checks the pattern with RE2 (CEL), the operator and the agents match with
+    // JavaScript's RegExp: only the syntax both read alike is allowed (see PORTABLE_PATTERN_VIOLATION).
+    cel: `!has(self.kernelReleasePattern) || !self.kernelReleasePattern.matches(r'${PORTABLE_PATTERN_VIOLATION}')`,
+    message:
+      "kernelReleasePattern must use the regular-expression syntax RE2 and JavaScript share: ASCII only, no (?...) group other than (?:...), no [[:class:]], and no escape other than \\d \\D \\w \\W \\s \\S \\b \\B \\n \\r \\t \\f or an escaped punctuation character",
+    fieldPath: ".kernelReleasePattern",
+    holds: (m) => m.kernelReleasePattern === undefined || !new RegExp(PORTABLE_PATTERN_VIOLATION).test(m.kernelReleasePattern),
   },
 ];
 

@@ -73,6 +73,11 @@ describe("the KernelLivePatch API on a real API server", () => {
     ["duplicate release", { modules: [good, { ...good, sha256: "c".repeat(64) }] }, "each kernelRelease may appear only once"],
     ["duplicate pattern", { modules: [{ kernelReleasePattern: "6.*", sha256: SHA, url: "https://x/a.ko" }, { kernelReleasePattern: "6.*", sha256: SHA, url: "https://x/b.ko" }] }, "each kernelReleasePattern may appear only once"],
     ["invalid regexp", { modules: [{ kernelReleasePattern: "6.1(", sha256: SHA, url: "https://x/a.ko" }] }, "kernelReleasePattern"],
+    // RE2 (the API server) and JavaScript (operator, agents) would read these differently.
+    ["RE2-only flag group", { modules: [{ kernelReleasePattern: "(?i)6\\.1\\.0-.*-AMD64", sha256: SHA, url: "https://x/a.ko" }] }, "syntax RE2 and JavaScript share"],
+    ["RE2-only named group", { modules: [{ kernelReleasePattern: "(?P<abi>6\\.1\\.0-[0-9]+)-amd64", sha256: SHA, url: "https://x/a.ko" }] }, "syntax RE2 and JavaScript share"],
+    ["POSIX class in a pattern", { modules: [{ kernelReleasePattern: "6\\.1\\.0-[[:digit:]]+-amd64", sha256: SHA, url: "https://x/a.ko" }] }, "syntax RE2 and JavaScript share"],
+    ["Unicode class escape in a pattern", { modules: [{ kernelReleasePattern: "6\\.1\\.0-\\pN+-amd64", sha256: SHA, url: "https://x/a.ko" }] }, "syntax RE2 and JavaScript share"],
     ["http url", { modules: [{ kernelRelease: "r", sha256: SHA, url: "http://x/y.ko" }] }, "spec.modules[0].url"],
     ["release with a slash", { modules: [{ ...good, kernelRelease: "6.1/../x" }] }, "spec.modules[0].kernelRelease"],
     ["module name with a slash", { modules: [{ ...good, moduleName: "../evil" }] }, "spec.modules[0].moduleName"],
