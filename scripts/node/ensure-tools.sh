@@ -89,37 +89,7 @@ fi
 # --- the pause image -------------------------------------------------------------------------
 if [ ! -s "$PAUSE_TAR" ]; then
   [ -z "$check_only" ] || { log "missing $PAUSE_TAR"; exit 3; }
-  mkdir -p "$NODE_CACHE"
-  src=""
-  for d in "$(go env GOMODCACHE 2>/dev/null || true)" "$HOME/go/pkg/mod"; do
-    [ -n "$d" ] && [ -f "$d/k8s.io/kubernetes@$K8S_VERSION/build/pause/linux/pause.c" ] && { src=$d/k8s.io/kubernetes@$K8S_VERSION/build/pause/linux/pause.c; break; }
-  done
-  if [ -z "$src" ]; then
-    log "downloading k8s.io/kubernetes@$K8S_VERSION from the Go module proxy for pause.c"
-    dir=$(GOFLAGS=-mod=mod go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
-    src=$dir/build/pause/linux/pause.c
-    [ -f "$src" ] || die "no build/pause/linux/pause.c in k8s.io/kubernetes@$K8S_VERSION"
-  fi
-  work=$(mktemp -d "$NODE_CACHE/pause.XXXXXX")
-  trap 'rm -rf "$work"' EXIT
-  mkdir -p "$work/rootfs" "$work/archive"
-  # The upstream Makefile's flags (CFLAGS = -Os -Wall -Werror -static -DVERSION=v$(TAG)-$(REV)).
-  gcc -Os -Wall -Werror -static -DVERSION="v$PAUSE_VERSION-klp" -o "$work/rootfs/pause" "$src"
-  strip "$work/rootfs/pause"
-  tar --numeric-owner --owner=0 --group=0 --mtime=@0 -C "$work/rootfs" -cf "$work/layer.tar" pause
-  layer_sha=$(sha256sum "$work/layer.tar" | cut -d' ' -f1)
-  # Upstream's image: ENTRYPOINT ["/pause"], USER 65535:65535.
-  cat >"$work/config.json" <<JSON
-{"architecture":"amd64","os":"linux","config":{"User":"65535:65535","Entrypoint":["/pause"],"WorkingDir":"/"},"rootfs":{"type":"layers","diff_ids":["sha256:$layer_sha"]},"history":[{"created_by":"gcc -static build/pause/linux/pause.c (scripts/node/ensure-tools.sh)"}]}
-JSON
-  config_sha=$(sha256sum "$work/config.json" | cut -d' ' -f1)
-  mkdir -p "$work/archive/$layer_sha"
-  mv "$work/layer.tar" "$work/archive/$layer_sha/layer.tar"
-  mv "$work/config.json" "$work/archive/$config_sha.json"
-  printf '[{"Config":"%s.json","RepoTags":["%s"],"Layers":["%s/layer.tar"]}]\n' "$config_sha" "$PAUSE_IMAGE" "$layer_sha" >"$work/archive/manifest.json"
-  tar --numeric-owner --owner=0 --group=0 -C "$work/archive" -cf "$PAUSE_TAR.tmp" .
-  mv "$PAUSE_TAR.tmp" "$PAUSE_TAR"
-  log "pause image $PAUSE_IMAGE -> $PAUSE_TAR ($(du -h "$PAUSE_TAR" | cut -f1))"
+  K8S_VERSION=$K8S_VERSION PAUSE_VERSION=$PAUSE_VERSION "$REPO_ROOT/scripts/toolchain/build-pause.sh" "$PAUSE_IMAGE" "$PAUSE_TAR"
 fi
 
 cat <<EOF

@@ -88,41 +88,7 @@ BIN_DIR=$("$ROOT/scripts/toolchain/ensure-binaries.sh")
 
 # --- pause image -----------------------------------------------------------------------------------
 PAUSE_TAR=$VM_CACHE/pause-$PAUSE_VERSION.tar
-if [ ! -s "$PAUSE_TAR" ]; then
-  command -v gcc >/dev/null 2>&1 || die "gcc is missing (scripts/kernel/ensure-tools.sh installs gcc-12; apt-get install gcc)"
-  [ -f /usr/lib/x86_64-linux-gnu/libc.a ] || die "libc6-dev is missing (gcc -static needs libc.a)"
-  src=""
-  for d in "$(go env GOMODCACHE 2>/dev/null || true)" "$HOME/go/pkg/mod"; do
-    if [ -n "$d" ] && [ -f "$d/k8s.io/kubernetes@$K8S_VERSION/build/pause/linux/pause.c" ]; then
-      src=$d/k8s.io/kubernetes@$K8S_VERSION/build/pause/linux/pause.c; break
-    fi
-  done
-  if [ -z "$src" ]; then
-    log "downloading k8s.io/kubernetes@$K8S_VERSION from the Go module proxy for pause.c"
-    dir=$(cd "$VM_CACHE" && GOFLAGS=-mod=mod go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
-    src=$dir/build/pause/linux/pause.c
-    [ -f "$src" ] || die "no build/pause/linux/pause.c in k8s.io/kubernetes@$K8S_VERSION"
-  fi
-  work=$(mktemp -d "$VM_CACHE/pause.XXXXXX")
-  trap 'rm -rf "$work"' EXIT
-  mkdir -p "$work/rootfs" "$work/archive"
-  # Upstream's Makefile: CFLAGS = -Os -Wall -Werror -static -DVERSION=v$(TAG)-$(REV)
-  gcc -Os -Wall -Werror -static -DVERSION="v$PAUSE_VERSION-klp" -o "$work/rootfs/pause" "$src"
-  strip "$work/rootfs/pause"
-  tar --numeric-owner --owner=0 --group=0 --mtime=@0 -C "$work/rootfs" -cf "$work/layer.tar" pause
-  layer_sha=$(sha256sum "$work/layer.tar" | cut -d' ' -f1)
-  # Upstream's image: ENTRYPOINT ["/pause"], USER 65535:65535.
-  printf '{"architecture":"amd64","os":"linux","config":{"User":"65535:65535","Entrypoint":["/pause"],"WorkingDir":"/"},"rootfs":{"type":"layers","diff_ids":["sha256:%s"]},"history":[{"created_by":"gcc -static build/pause/linux/pause.c (scripts/vm-node/ensure-tools.sh)"}]}\n' \
-    "$layer_sha" > "$work/config.json"
-  config_sha=$(sha256sum "$work/config.json" | cut -d' ' -f1)
-  mkdir -p "$work/archive/$layer_sha"
-  mv "$work/layer.tar" "$work/archive/$layer_sha/layer.tar"
-  mv "$work/config.json" "$work/archive/$config_sha.json"
-  printf '[{"Config":"%s.json","RepoTags":["%s"],"Layers":["%s/layer.tar"]}]\n' "$config_sha" "$PAUSE_IMAGE" "$layer_sha" > "$work/archive/manifest.json"
-  tar --numeric-owner --owner=0 --group=0 -C "$work/archive" -cf "$PAUSE_TAR.tmp" .
-  mv "$PAUSE_TAR.tmp" "$PAUSE_TAR"
-  log "pause image $PAUSE_IMAGE -> $PAUSE_TAR"
-fi
+K8S_VERSION=$K8S_VERSION PAUSE_VERSION=$PAUSE_VERSION "$ROOT/scripts/toolchain/build-pause.sh" "$PAUSE_IMAGE" "$PAUSE_TAR"
 
 printf '%s\n' "$kernel_vars"
 cat <<EOF
