@@ -521,6 +521,8 @@ describe("the whole stack on a real kernel, inside a VM node", () => {
       const t0 = Date.now();
       const before = await guest();
       const stagedBefore = stagedNames(before).map((f) => f.replace(/\.ko$/, ""));
+      // The pod-log channel is one file across boots: what the agent logs from here on.
+      const logMark = agentLog().length;
       const { bootIdBefore, bootIdAfter } = await node!.reboot();
       expect(bootIdAfter).not.toBe(bootIdBefore);
       const b = node!.boot;
@@ -556,7 +558,9 @@ describe("the whole stack on a real kernel, inside a VM node", () => {
       // One load of v2 in this boot: kpatch.service's. The agent did not load it again.
       expect(enableCount(g, V2)).toBe(1);
       expect(g.dmesg.some((l) => /unpatching/.test(l))).toBe(false);
-      const hostActions = agentLog().filter((l) => ["loaded", "unloaded", "uninstalled", "removed leftover module"].includes(String(l.msg.msg)));
+      // The agent of the new boot did run (its log is here), and did nothing to the host.
+      expect(agentLog().slice(logMark).some((l) => l.msg.msg === "watching KernelLivePatches")).toBe(true);
+      const hostActions = agentLog().slice(logMark).filter((l) => ["loaded", "unloaded", "uninstalled", "removed leftover module"].includes(String(l.msg.msg)));
       expect(hostActions, "agent host actions after the reboot").toEqual([]);
       // Once enabled (before the kubelet started), v2 stayed enabled.
       const fromLive = node!.lpChanges.filter((c) => c.boot === b && c.uptime >= live!.uptime);
