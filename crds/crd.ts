@@ -58,7 +58,9 @@ export function buildCrd(): Record<string, unknown> {
             { name: "Status", type: "string", jsonPath: '.status.conditions[?(@.type=="Ready")].reason' },
             { name: "Targeted", type: "integer", jsonPath: ".status.summary.targeted", priority: 1 },
             { name: "NotApplicable", type: "integer", jsonPath: ".status.summary.notApplicable", priority: 1 },
-            { name: "Admitted", type: "string", jsonPath: ".status.rollout.admitted", priority: 1 },
+            // Counts, not the admitted list: on a fleet of a thousand nodes a list would fill the screen.
+            { name: "Pending", type: "integer", jsonPath: ".status.summary.pending", priority: 1 },
+            { name: "Replaced", type: "integer", jsonPath: ".status.summary.replaced", priority: 1 },
             { name: "Age", type: "date", jsonPath: ".metadata.creationTimestamp" },
           ],
           schema: {

@@ -122,6 +122,9 @@ describe("the controller", () => {
     const get = await (await controlPlane()).kubectl(["get", "klp", "op-p1"]);
     expect(get.stdout).toMatch(/NAME\s+READY\s+FAILED\s+STATE\s+STATUS\s+AGE/);
     expect(get.stdout).toMatch(/op-p1\s+1\/1\s+0\s+Loaded\s+Loaded/);
+    const wide = await (await controlPlane()).kubectl(["get", "klp", "op-p1", "-o", "wide"]);
+    expect(wide.stdout).toMatch(/NAME\s+READY\s+FAILED\s+STATE\s+STATUS\s+TARGETED\s+NOTAPPLICABLE\s+PENDING\s+REPLACED\s+AGE/);
+    expect(wide.stdout).toMatch(/op-p1\s+1\/1\s+0\s+Loaded\s+Loaded\s+2\s+1\s+0\s+0\s/);
   });
 
   it("paces: no more than maxUnavailable admitted at once, none while paused, none once halted", async () => {
