@@ -64,6 +64,16 @@ function setup(lists: Array<() => Promise<{ items: KubernetesObject[]; metadata:
 const listOf = (rv: string, ...items: KubernetesObject[]) => async () => ({ items, metadata: { resourceVersion: rv } });
 
 describe("Informer", () => {
+  it("caches objects without managedFields, from the list and from the watch", async () => {
+    const managed = (name: string, rv: string) => ({ metadata: { name, resourceVersion: rv, managedFields: [{ manager: "kpatch-agent-n1" }] } });
+    const { informer, watch } = setup([listOf("10", managed("a", "1"))]);
+    await informer.start();
+    expect(informer.get("a")?.metadata).toEqual({ name: "a", resourceVersion: "1" });
+    await tick();
+    watch.last.send("ADDED", managed("b", "11"));
+    expect(informer.get("b")?.metadata).toEqual({ name: "b", resourceVersion: "11" });
+  });
+
   it("start resolves only after a list succeeded (a failed first list is retried)", async () => {
     const { informer, events, calls } = setup([
       async () => {
