@@ -153,7 +153,7 @@ export class Agent {
       this.retries = 0;
     } catch (err) {
       this.deps.metrics?.pass(false, this.now());
-      wakeIn = Math.min(60_000, 1000 * 2 ** this.retries++);
+      wakeIn = jittered(Math.min(60_000, 1000 * 2 ** this.retries++));
       this.log.warn({ err, retryInMs: wakeIn }, "agent pass failed; retrying");
     }
     this.busySince = undefined;
@@ -253,7 +253,7 @@ export class Agent {
   private failureOf(err: unknown, sha256: string): EntryUpdate {
     if (err instanceof SourceUnavailable) {
       // Not final: no digest recorded, so the next pass tries again (with the pass backoff).
-      this.later(Math.min(60_000, 5000 * 2 ** this.retries++));
+      this.later(jittered(Math.min(60_000, 5000 * 2 ** this.retries++)));
       return { phase: "Failed", reason: "SourceUnavailable", message: err.message };
     }
     if (isHostError(err)) {
@@ -385,6 +385,14 @@ export class Agent {
     this.log.debug({ patch: patch.metadata.name, phase: entry.phase }, "entry written");
     return true;
   }
+}
+
+/**
+ * A retry delay between half and all of `ms`: the agents of a fleet that failed together (an API
+ * server that timed them all out) do not come back together.
+ */
+function jittered(ms: number): number {
+  return Math.round(ms / 2 + Math.random() * (ms / 2));
 }
 
 /**
