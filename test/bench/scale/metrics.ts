@@ -79,6 +79,21 @@ export function apiCounts(before: readonly Sample[], after: readonly Sample[]): 
   };
 }
 
+/** prom-client's default Node.js memory gauges (the operator registers them). */
+const HEAP_METRICS = new Set(["nodejs_heap_size_used_bytes", "nodejs_heap_size_total_bytes", "nodejs_external_memory_bytes"]);
+
+/** Where the operator's memory is, from its own gauges, in MiB (NaN when not exported). */
+export interface HeapSample {
+  heapUsedMiB: number;
+  heapTotalMiB: number;
+  externalMiB: number;
+}
+
+export function heap(samples: readonly Sample[]): HeapSample {
+  const mib = (name: string) => (samples.find((s) => s.name === name)?.value ?? NaN) / 2 ** 20;
+  return { heapUsedMiB: mib("nodejs_heap_size_used_bytes"), heapTotalMiB: mib("nodejs_heap_size_total_bytes"), externalMiB: mib("nodejs_external_memory_bytes") };
+}
+
 /** The operator's /metrics (plain HTTP). */
 export function scrapeOperator(port: number): Promise<Sample[]> {
   return new Promise((resolve, reject) => {
@@ -86,7 +101,7 @@ export function scrapeOperator(port: number): Promise<Sample[]> {
       let body = "";
       res.setEncoding("utf8");
       res.on("data", (c: string) => (body += c));
-      res.on("end", () => resolve(parsePrometheus(body, (n) => n.startsWith("controller_runtime_reconcile") || n.startsWith("workqueue"))));
+      res.on("end", () => resolve(parsePrometheus(body, (n) => n.startsWith("controller_runtime_reconcile") || n.startsWith("workqueue") || HEAP_METRICS.has(n))));
       res.on("error", reject);
     }).on("error", reject);
   });

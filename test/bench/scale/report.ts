@@ -108,13 +108,14 @@ export function seeded(results: readonly SeedResult[]): string {
       "patch KiB (managedFields; one manager per node)",
       "operator start → all Ready (s)",
       "operator RSS MiB: steady / churn max / peak / after (goal ≤ 150)",
+      "operator V8 heap used / total, external MiB: steady → after",
       "operator CPU s in churn, idle %",
       "agent process RSS MiB idle / peak, CPU s in churn",
       "churn: writes, s, apiserver CPU s per write",
       "KLP watch events (GB)",
       "reconciles: patch / daemonset",
     ]),
-    row(["---", "---", "---:", "---", "---", "---", "---", "---", "---"]),
+    row(["---", "---", "---:", "---", "---", "---", "---", "---", "---", "---"]),
   ];
   for (const r of results) {
     lines.push(
@@ -123,9 +124,10 @@ export function seeded(results: readonly SeedResult[]): string {
         `${n1(r.objectBytes / 1024)} (${n1(r.managedFieldsBytes / 1024)}; ${r.managersPerNode ? "yes" : "no"})`,
         s(r.operatorStartMs),
         [r.operator.steadyMiB, r.operator.churnMaxMiB, r.operator.peakMiB, r.operator.afterMiB].map(n1).join(" / "),
+        [r.operatorHeap.steady, r.operatorHeap.after].map((h) => `${n1(h.heapUsedMiB)} / ${n1(h.heapTotalMiB)}, ${n1(h.externalMiB)}`).join(" → "),
         `${n1(r.operator.churnCpu)}, ${n2(r.operator.idleCpuPct)}`,
         `${n1(r.agentProcess.idleMiB)} / ${n1(r.agentProcess.peakMiB)}, ${n1(r.agentProcess.churnCpu)}`,
-        `${r.churn.writes} (+${r.churn.operatorWrites} operator), ${s(r.churn.ms)}, ${n2(r.churn.apiserverCpu / (r.churn.writes + r.churn.operatorWrites))}`,
+        `${r.churn.writes} (+${r.churn.operatorWrites} operator)${r.churn.failures ? `, ${r.churn.failures} failed attempts (${Object.entries(r.churn.failureKinds).map(([k, v]) => `${v}× ${k}`).join(", ")})${r.churn.givenUp ? `, ${r.churn.givenUp} given up` : ""}` : ""}, ${s(r.churn.ms)}, ${n2(r.churn.apiserverCpu / (r.churn.writes + r.churn.operatorWrites))}`,
         `${r.churn.watchEvents} (${n2(r.churn.watchBytes / 1e9)})`,
         `${r.reconciles.get("kernellivepatch") ?? 0} / ${r.reconciles.get("agent-daemonset") ?? 0}`,
       ]),

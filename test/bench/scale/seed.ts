@@ -18,8 +18,9 @@ import { freePorts } from "../../support/control-plane.ts";
 import { createPatch, httpOk, prepareCluster, RELEASE, REPO, sleep, startOperator, until, type Cluster, type OperatorRunner } from "./cluster.ts";
 import { agentImageFlags, startAgentProcess } from "./fleet.ts";
 import { loadedEntry } from "./floor.ts";
-import { reconciles, scrapeApiServer, scrapeOperator, sumBy, diff } from "./metrics.ts";
+import { heap, reconciles, scrapeApiServer, scrapeOperator, sumBy, diff, type HeapSample } from "./metrics.ts";
 import { cpuBetween, sampleProc } from "./proc.ts";
+import { failureKind } from "./util.ts";
 
 export interface SeedOptions {
   nodes: number;
@@ -42,8 +43,22 @@ export interface SeedResult {
   managedFieldsBytes: number;
   operatorStartMs: number;
   operator: { steadyMiB: number; churnMaxMiB: number; peakMiB: number; afterMiB: number; churnCpu: number; idleCpuPct: number };
+  /** The operator's V8 heap (used / total) and external memory, before the churn and after the idle window. */
+  operatorHeap: { steady: HeapSample; after: HeapSample };
   agentProcess: { idleMiB: number; peakMiB: number; churnCpu: number; idleCpuPct: number };
-  churn: { writes: number; ms: number; apiserverCpu: number; watchEvents: number; watchBytes: number; operatorWrites: number };
+  churn: {
+    /** Churn writes that landed (a failed one is retried like an agent retries its pass; given up after 6 attempts). */
+    writes: number;
+    /** Failed attempts (e.g. the API server's own 60 s request timeout, 504), by kind; and writes given up. */
+    failures: number;
+    failureKinds: Record<string, number>;
+    givenUp: number;
+    ms: number;
+    apiserverCpu: number;
+    watchEvents: number;
+    watchBytes: number;
+    operatorWrites: number;
+  };
   reconciles: Map<string, number>;
 }
 
@@ -144,6 +159,26 @@ export async function runSeeded(opts: SeedOptions): Promise<SeedResult> {
     let churnMaxMiB = steady.op?.rssMiB ?? 0;
     const watch = setInterval(() => (churnMaxMiB = Math.max(churnMaxMiB, sampleProc(opPid)?.rssMiB ?? 0)), 500);
     const log0 = pino({ level: "silent" });
+    // A saturated API server answers a write it could not finish in its own request timeout (60 s)
+    // with a 504: retry it as an agent retries a failed pass (1 s, 2 s, 4 s ...), count it, and give
+    // up on that write after 6 attempts rather than on the whole run.
+    const churnStats = { writes: 0, failures: 0, failureKinds: {} as Record<string, number>, givenUp: 0 };
+    const applyRetrying = async (api: ReturnType<typeof agentApi>, patch: string, entry: Parameters<ReturnType<typeof agentApi>["applyEntry"]>[1]) => {
+      for (let attempt = 0; attempt < 6; attempt++) {
+        try {
+          await api.applyEntry(patch, entry);
+          churnStats.writes++;
+          return;
+        } catch (err) {
+          churnStats.failures++;
+          const kind = failureKind(err);
+          churnStats.failureKinds[kind] = (churnStats.failureKinds[kind] ?? 0) + 1;
+          log(`  churn write to ${patch} failed (${kind}), attempt ${attempt + 1}`);
+          await sleep(Math.min(30_000, 1000 * 2 ** attempt));
+        }
+      }
+      churnStats.givenUp++;
+    };
     const t0 = performance.now();
     await Promise.all(
       cluster.patches.map(async (patch, p) => {
@@ -152,12 +187,13 @@ export async function runSeeded(opts: SeedOptions): Promise<SeedResult> {
           const node = cluster.nodes[1 + ((k * 7919) % (cluster.nodes.length - 1))]!;
           const api = agentApi(cluster.admin, node, log0);
           const entry = loadedEntry(node, RELEASE, cluster.sha256[p]!, `bench_fix_${p}`);
-          await api.applyEntry(patch, { ...entry, phase: "Loading", enabled: false, transition: true });
-          await api.applyEntry(patch, { ...entry, lastTransitionTime: new Date().toISOString() });
+          await applyRetrying(api, patch, { ...entry, phase: "Loading", enabled: false, transition: true });
+          await applyRetrying(api, patch, { ...entry, lastTransitionTime: new Date().toISOString() });
         }
       }),
     );
     const churnMs = performance.now() - t0;
+    log(`churn: ${churnStats.writes} writes landed in ${(churnMs / 1000).toFixed(1)} s, ${churnStats.failures} failed attempts ${JSON.stringify(churnStats.failureKinds)}`);
     await until("every patch Ready again", 1_800_000, () => ready.size === opts.patches, 500);
     clearInterval(watch);
     const afterChurn = { op: sampleProc(opPid), agent: sampleProc(agentPid), api: sampleProc(apiPid) };
@@ -165,9 +201,11 @@ export async function runSeeded(opts: SeedOptions): Promise<SeedResult> {
     const opAfter = await scrapeOperator(op.metricsPort);
     await sleep(opts.idleSeconds * 1000);
     const idle = { op: sampleProc(opPid), agent: sampleProc(agentPid) };
+    const opIdle = await scrapeOperator(op.metricsPort).catch(() => opAfter);
     const d = (name: string, where: (l: Record<string, string>) => boolean) => diff(sumBy(apiBefore, name, undefined, where), sumBy(apiAfter, name, undefined, where)).get("") ?? 0;
     const isPatches = (l: Record<string, string>) => l.resource === "kernellivepatches" || l.kind === "KernelLivePatch";
-    const statusApplies = d("apiserver_request_total", (l) => isPatches(l) && l.subresource === "status" && l.verb === "APPLY");
+    // Successful applies only: a 504 is counted too, and it is no write.
+    const statusApplies = d("apiserver_request_total", (l) => isPatches(l) && l.subresource === "status" && l.verb === "APPLY" && /^2/.test(l.code ?? ""));
 
     return {
       nodes: opts.nodes,
@@ -191,13 +229,14 @@ export async function runSeeded(opts: SeedOptions): Promise<SeedResult> {
         idleCpuPct: (cpuBetween(afterChurn.agent, idle.agent) / opts.idleSeconds) * 100,
       },
       churn: {
-        writes: 2 * Math.ceil(opts.churn / 2),
+        ...churnStats,
         ms: churnMs,
         apiserverCpu: cpuBetween(steady.api, afterChurn.api),
         watchEvents: d("apiserver_watch_events_total", isPatches),
         watchBytes: d("apiserver_watch_events_sizes_sum", isPatches),
-        operatorWrites: statusApplies - 2 * Math.ceil(opts.churn / 2),
+        operatorWrites: statusApplies - churnStats.writes,
       },
+      operatorHeap: { steady: heap(opBefore), after: heap(opIdle) },
       reconciles: reconciles(opBefore, opAfter),
     };
   } finally {
