@@ -34,11 +34,12 @@ export function agentApi(http: KubeHttp, nodeName: string, log: Logger): AgentAp
   };
   return {
     async applyEntry(patch, entry: NodeEntry) {
-      await http.json("PATCH", `${PATCHES_PATH}/${encodeURIComponent(patch)}/status`, {
+      const written = await http.json<{ metadata?: { resourceVersion?: string } } | undefined>("PATCH", `${PATCHES_PATH}/${encodeURIComponent(patch)}/status`, {
         query: { fieldManager: agentFieldManager(nodeName), force: true },
         contentType: "application/apply-patch+yaml",
         body: { apiVersion: API_VERSION, kind: KIND, metadata: { name: patch }, status: { nodes: [entry] } },
       });
+      return written?.metadata?.resourceVersion;
     },
     event(patch, type, reason, message) {
       // Best effort, on both objects: `kubectl describe klp` and `kubectl describe node` show it.

@@ -30,7 +30,10 @@ class FakeCluster implements AgentApi {
   readonly writes: Array<{ patch: string; phase: string }> = [];
   readonly events: Array<{ patch: string; type: string; reason: string }> = [];
   agent: Agent | undefined;
+  /** Every version of every patch, as a watch could deliver it late. */
+  readonly history: KernelLivePatch[] = [];
   private created = 0;
+  private revision = 0;
 
   add(name: string, module: Uint8Array, extra: Partial<KernelLivePatch["spec"]> = {}, admitted = true): void {
     const p: KernelLivePatch = {
@@ -53,7 +56,9 @@ class FakeCluster implements AgentApi {
   change(name: string, f: (p: KernelLivePatch) => void): void {
     const p = structuredClone(this.patches.get(name)!);
     f(p);
+    p.metadata.resourceVersion = String(++this.revision);
     this.patches.set(name, p);
+    this.history.push(structuredClone(p));
     this.push();
   }
 
@@ -61,12 +66,18 @@ class FakeCluster implements AgentApi {
     return this.patches.get(name)?.status?.nodes?.find((e) => e.nodeName === NODE);
   }
 
-  async applyEntry(patch: string, entry: NodeEntry): Promise<void> {
+  async applyEntry(patch: string, entry: NodeEntry): Promise<string | undefined> {
     this.writes.push({ patch, phase: entry.phase });
     this.change(patch, (p) => {
       p.status ??= {};
       p.status.nodes = [...(p.status.nodes ?? []).filter((e) => e.nodeName !== entry.nodeName), entry];
     });
+    return this.patches.get(patch)?.metadata.resourceVersion;
+  }
+
+  /** Delivers an older version of a patch, as a lagging watch does. */
+  replay(version: KernelLivePatch): void {
+    this.agent?.updatePatches(structuredClone([...[...this.patches.values()].filter((p) => p.metadata.name !== version.metadata.name), version]));
   }
 
   event(patch: { name: string }, type: string, reason: string): void {
@@ -135,6 +146,24 @@ describe("agent loop on a simulated host", () => {
     expect(cluster.entry("p1")).toMatchObject({ phase: "Loaded", moduleName: "klp_fix_v1", enabled: true, transition: false, tainted: 45056, taintFlags: "OEK", kernelRelease: RELEASE });
     expect(cluster.writes.map((w) => w.phase)).toEqual(["Loading", "Loaded"]);
     expect(staged("klp_fix_v1") && live("klp_fix_v1")).toBe(true);
+    await agent.stop();
+  });
+
+  it("a watch event older than its own write does not make it write the same entry again", async () => {
+    const { cluster, start, settle } = await setup();
+    const agent = start();
+    cluster.add("p1", v1);
+    await settle(agent);
+    expect(cluster.writes.map((w) => w.phase)).toEqual(["Loading", "Loaded"]);
+    // The version the Loading write produced arrives now, after the Loaded write.
+    const loading = cluster.history.find((p) => p.status?.nodes?.some((e) => e.phase === "Loading"))!;
+    cluster.replay(loading);
+    await settle(agent);
+    expect(cluster.writes.map((w) => w.phase)).toEqual(["Loading", "Loaded"]);
+    // A newer version that no longer has the entry (someone removed it) is believed: written again.
+    cluster.change("p1", (p) => (p.status!.nodes = []));
+    await settle(agent);
+    expect(cluster.writes.map((w) => w.phase)).toEqual(["Loading", "Loaded", "Loaded"]);
     await agent.stop();
   });
 

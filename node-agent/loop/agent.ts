@@ -21,7 +21,8 @@ import { SourceUnavailable, type ModuleSources } from "./sources.ts";
 
 /** The agent's view of the API: what it reads arrives through `update*`; these are its writes. */
 export interface AgentApi {
-  applyEntry(patch: string, entry: NodeEntry): Promise<void>;
+  /** Resolves to the patch's resourceVersion after the write, when the server says it. */
+  applyEntry(patch: string, entry: NodeEntry): Promise<string | undefined | void>;
   event(patch: { name: string; uid?: string | undefined }, type: "Normal" | "Warning", reason: string, message: string): void;
 }
 
@@ -60,6 +61,12 @@ export class Agent {
   private readonly resolved = new Map<string, Resolved>();
   private readonly log: Logger;
   private readonly now: () => Date;
+  /**
+   * This node's entry as last written, per patch uid, with the resourceVersion the write produced:
+   * a watch event older than that still carries the entry from before the write (read-your-writes,
+   * or the agent would write the same entry twice).
+   */
+  private readonly written = new Map<string, { entry: NodeEntry; resourceVersion: number }>();
   /** Temporary files of interrupted stagings removed (once, before the first pass). */
   private swept = false;
   /** When the last pass finished (epoch ms; 0: none yet). */
@@ -76,11 +83,27 @@ export class Agent {
     const parsed: KernelLivePatch[] = [];
     for (const raw of objects) {
       const r = KernelLivePatch.safeParse(raw);
-      if (r.success) parsed.push(r.data);
+      if (r.success) parsed.push(this.withOwnWrites(r.data));
       else this.log.warn({ patch: (raw as { metadata?: { name?: string } }).metadata?.name, issues: r.error.issues.slice(0, 3) }, "ignoring a KernelLivePatch the agent cannot parse");
     }
+    const present = new Set(parsed.map(writeKey));
+    for (const k of this.written.keys()) if (!present.has(k)) this.written.delete(k);
     this.patches = parsed.sort(byCreation);
     this.kick();
+  }
+
+  /** The patch with this node's entry as last written when the event predates that write. */
+  private withOwnWrites(p: KernelLivePatch): KernelLivePatch {
+    const mine = this.written.get(writeKey(p));
+    if (!mine) return p;
+    const rv = Number(p.metadata.resourceVersion);
+    if (!Number.isSafeInteger(rv)) return p;
+    if (rv >= mine.resourceVersion) {
+      this.written.delete(writeKey(p)); // the watch has caught up with the write
+      return p;
+    }
+    const nodes = (p.status?.nodes ?? []).filter((e) => e.nodeName !== mine.entry.nodeName);
+    return { ...p, status: { ...p.status, nodes: [...nodes, mine.entry] } };
   }
 
   /**
@@ -373,7 +396,8 @@ export class Agent {
     });
     if (current && sameEntry(current, entry)) return false;
     try {
-      await this.deps.api.applyEntry(patch.metadata.name, entry);
+      const resourceVersion = Number(await this.deps.api.applyEntry(patch.metadata.name, entry));
+      if (Number.isSafeInteger(resourceVersion)) this.written.set(writeKey(patch), { entry, resourceVersion });
       this.deps.metrics?.statusWrite(true);
     } catch (err) {
       this.deps.metrics?.statusWrite(false);
@@ -434,6 +458,10 @@ function byCreation(a: KernelLivePatch, b: KernelLivePatch): number {
   const ta = a.metadata.creationTimestamp ?? "";
   const tb = b.metadata.creationTimestamp ?? "";
   return ta === tb ? compare(a.metadata.name, b.metadata.name) : compare(ta, tb);
+}
+
+function writeKey(p: KernelLivePatch): string {
+  return p.metadata.uid ?? p.metadata.name;
 }
 
 function ref(p: KernelLivePatch): { name: string; uid?: string | undefined } {
