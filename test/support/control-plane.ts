@@ -17,6 +17,7 @@ import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { killOnExit } from "./kill-on-exit.ts";
 
 export interface ControlPlaneOptions {
   /** Working directory (certs, etcd data, logs, kubeconfigs). Default: a fresh temp dir. */
@@ -408,52 +409,21 @@ interface Proc {
   exitCode: number | null | undefined; // undefined while running
 }
 
-const live = new Set<ChildProcess>();
-let exitHookInstalled = false;
-function installExitHook() {
-  if (exitHookInstalled) return;
-  exitHookInstalled = true;
-  const killAll = () => {
-    for (const c of live) {
-      try {
-        c.kill("SIGKILL");
-      } catch {
-        /* gone */
-      }
-    }
-  };
-  // Last resort if the owner exits without stop(): never leave an API server behind.
-  process.once("exit", killAll);
-  // SIGTERM/SIGHUP to the owner alone (a CI timeout, a closed terminal) would end it without an
-  // "exit" event. Ctrl-C reaches the whole process group, children included, so SIGINT is left alone.
-  for (const sig of ["SIGTERM", "SIGHUP"] as const) {
-    const onSignal = () => {
-      killAll();
-      process.removeListener(sig, onSignal);
-      if (process.listenerCount(sig) === 0) process.kill(process.pid, sig);
-    };
-    process.on(sig, onSignal);
-  }
-}
-
 async function startProcess(name: string, bin: string, args: string[], logDir: string): Promise<Proc> {
   const logPath = path.join(logDir, `${name}.log`);
   const fh = await open(logPath, "a");
   await fh.write(`\n===== ${new Date().toISOString()} ${bin} ${args.join(" ")}\n`);
   const child = spawn(bin, args, { stdio: ["ignore", fh.fd, fh.fd], env: { ...process.env, KUBECONFIG: "" } });
   await fh.close(); // the child has its own copy of the descriptor
-  installExitHook();
-  live.add(child);
+  killOnExit(child);
   const proc: Proc = { name, child, logPath, exitCode: undefined, exited: Promise.resolve(null) };
   proc.exited = new Promise((resolve) => {
     child.once("error", (err) => {
       proc.exitCode = -1;
-      live.delete(child);
       void writeFile(logPath, `spawn error: ${err.message}\n`, { flag: "a" }).finally(() => resolve(-1));
     });
     child.once("exit", (code, signal) => {
       proc.exitCode = code ?? (signal ? -1 : null);
-      live.delete(child);
       resolve(proc.exitCode);
     });
   });

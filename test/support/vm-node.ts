@@ -23,6 +23,7 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import type { ControlPlaneClient } from "./control-plane.ts";
+import { killOnExit } from "./kill-on-exit.ts";
 
 export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 export const CACHE = process.env.KLP_CACHE ?? path.join(os.homedir(), ".cache/kpatch-operator");
@@ -414,9 +415,7 @@ export class VmNode {
         resolve(code);
       });
     });
-    liveGuests.add(child);
-    installExitHook();
-    child.on("exit", () => liveGuests.delete(child));
+    killOnExit(child);
   }
 
   private onConsoleLine(line: string): void {
@@ -599,32 +598,5 @@ export class VmNode {
       }
     }
     if (!process.env.KLP_KEEP_VM_NODE) await rm(this.dir, { recursive: true, force: true });
-  }
-}
-
-const liveGuests = new Set<ChildProcess>();
-let hooked = false;
-function installExitHook(): void {
-  if (hooked) return;
-  hooked = true;
-  const killAll = () => {
-    for (const c of liveGuests) {
-      try {
-        c.kill("SIGKILL");
-      } catch {
-        /* gone */
-      }
-    }
-  };
-  // Never leave a guest behind when the test process ends without stop(): on exit, and on a
-  // SIGTERM/SIGHUP to this process alone (then re-raised once no other handler is left).
-  process.once("exit", killAll);
-  for (const sig of ["SIGTERM", "SIGHUP"] as const) {
-    const onSignal = () => {
-      killAll();
-      process.removeListener(sig, onSignal);
-      if (process.listenerCount(sig) === 0) process.kill(process.pid, sig);
-    };
-    process.on(sig, onSignal);
   }
 }
