@@ -329,7 +329,7 @@ describe("real kernel: the agent on Debian's kernel under QEMU", () => {
     for (const round of rounds) {
       expect(round.agentLoadRc, JSON.stringify(round)).toBe(0);
       expect(round.agentEnabled).toBe("1");
-      expect(round.bareRc).toBe(0);
+      expect(round.bareRc, JSON.stringify(round)).toBe(0);
       expect(round.bareEnabled).toBe("1");
     }
     const m = obj(d.median);

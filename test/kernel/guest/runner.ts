@@ -132,12 +132,21 @@ function waitFor(pred: () => boolean, timeoutMs: number, stepMs = 5): boolean {
 
 /** Bare kernel interface, no agent: insmod, then poll `transition` until it reads 0. */
 function bareLoad(path: string, name: string): Details {
+  // The previous round's module may still be on its way out of the kernel: wait for it, then
+  // insmod as kpatch does, retrying while the kernel says busy (another transition, a module
+  // still going). Once failed in CI with rc 1 right after the agent's unload of the same module.
+  waitFor(() => !existsSync(`/sys/module/${name}`), 10_000);
   const t0 = performance.now();
-  const r = run("insmod", [path]);
+  let r = run("insmod", [path]);
+  let attempts = 1;
+  for (; r.rc !== 0 && attempts < 5; attempts++) {
+    sleepMs(500);
+    r = run("insmod", [path]);
+  }
   const insmodMs = performance.now() - t0;
   const settled =
     r.rc === 0 && waitFor(() => read(`${LP}/${name}/transition`) === "0", 60_000);
-  return { rc: r.rc, stderr: r.stderr.trim(), settled, insmodMs: Math.round(insmodMs), totalMs: Math.round(performance.now() - t0) };
+  return { rc: r.rc, stderr: r.stderr.trim(), attempts, settled, insmodMs: Math.round(insmodMs), totalMs: Math.round(performance.now() - t0) };
 }
 
 /** Bare unload: enabled=0, wait for the patch to leave sysfs, rmmod. */
@@ -321,7 +330,7 @@ const steps: Record<string, () => Details> = {
         agentInsmodToLoadedMs: insmodToLoaded(timeline), agentKernelTransitionMs: agentKernelMs,
         bareKernelTransitionMs: bareKernelMs,
         agentEnabled: agentFacts.enabled, agentUnloadRc: unload.rc, agentUnloadMs: unload.ms,
-        bareRc: bare.rc, bareSettled: bare.settled, bareLoadMs: bare.totalMs, bareInsmodMs: bare.insmodMs,
+        bareRc: bare.rc, bareStderr: bare.stderr, bareAttempts: bare.attempts, bareSettled: bare.settled, bareLoadMs: bare.totalMs, bareInsmodMs: bare.insmodMs,
         bareEnabled: bareFacts.enabled, bareUnloadMs: bareOff.totalMs,
       });
     }
