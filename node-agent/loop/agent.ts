@@ -149,6 +149,16 @@ export class Agent {
     while (this.running) await this.running;
   }
 
+  /**
+   * The next retry delay: `baseMs` doubling with each consecutive failure up to a minute, then
+   * between half and all of it, so the agents of a fleet that failed together (an API server that
+   * timed them all out) do not come back together.
+   */
+  private backoffMs(baseMs: number): number {
+    const ms = Math.min(60_000, baseMs * 2 ** this.retries++);
+    return Math.round(ms / 2 + Math.random() * (ms / 2));
+  }
+
   private later(ms: number): void {
     if (this.stopped) return;
     if (this.timer) clearTimeout(this.timer);
@@ -176,7 +186,7 @@ export class Agent {
       this.retries = 0;
     } catch (err) {
       this.deps.metrics?.pass(false, this.now());
-      wakeIn = jittered(Math.min(60_000, 1000 * 2 ** this.retries++));
+      wakeIn = this.backoffMs(1000);
       this.log.warn({ err, retryInMs: wakeIn }, "agent pass failed; retrying");
     }
     this.busySince = undefined;
@@ -276,7 +286,7 @@ export class Agent {
   private failureOf(err: unknown, sha256: string): EntryUpdate {
     if (err instanceof SourceUnavailable) {
       // Not final: no digest recorded, so the next pass tries again (with the pass backoff).
-      this.later(jittered(Math.min(60_000, 5000 * 2 ** this.retries++)));
+      this.later(this.backoffMs(5000));
       return { phase: "Failed", reason: "SourceUnavailable", message: err.message };
     }
     if (isHostError(err)) {
@@ -411,13 +421,6 @@ export class Agent {
   }
 }
 
-/**
- * A retry delay between half and all of `ms`: the agents of a fleet that failed together (an API
- * server that timed them all out) do not come back together.
- */
-function jittered(ms: number): number {
-  return Math.round(ms / 2 + Math.random() * (ms / 2));
-}
 
 /**
  * The module names a failed host operation's entry records: the module it acted on, and the
