@@ -149,8 +149,7 @@ export class KpatchStore {
     const staged = await this.find(name, kernelRelease);
     if (!staged) return undefined;
     await this.fs.unlink(staged.file);
-    await this.fs.syncDir(dir);
-    if (await this.fs.rmdir(dir)) await this.fs.syncDir(KPATCH_DIR);
+    await this.syncAndPrune(dir);
     this.log.info({ file: staged.file }, "removed staged patch module");
     return staged.file;
   }
@@ -166,6 +165,7 @@ export class KpatchStore {
     for (const release of await this.releases()) {
       const dir = this.releaseDir(release);
       await this.refuseSymlinks(dir);
+      const before = removed.length;
       for (const name of (await this.fs.list(dir)) ?? []) {
         if (!TEMPORARY.test(name)) continue;
         const file = `${dir}/${name}`;
@@ -173,13 +173,16 @@ export class KpatchStore {
         await this.fs.unlink(file);
         removed.push(file);
       }
-      if (removed.some((f) => f.startsWith(`${dir}/`))) {
-        await this.fs.syncDir(dir);
-        if (await this.fs.rmdir(dir)) await this.fs.syncDir(KPATCH_DIR);
-      }
+      if (removed.length > before) await this.syncAndPrune(dir);
     }
     if (removed.length) this.log.warn({ files: removed }, "removed temporary files of interrupted stagings");
     return removed;
+  }
+
+  /** Makes removals in a release directory durable, and removes the directory once it is empty. */
+  private async syncAndPrune(dir: string): Promise<void> {
+    await this.fs.syncDir(dir);
+    if (await this.fs.rmdir(dir)) await this.fs.syncDir(KPATCH_DIR);
   }
 
   private async atomicWrite(dir: string, fileName: string, bytes: Uint8Array): Promise<void> {
