@@ -1,7 +1,7 @@
 /** Turns the zod schema into a structural CustomResourceDefinition. */
 import { z } from "zod";
 import { stringify } from "yaml";
-import { GROUP, KIND, PLURAL, VERSION, KernelLivePatchSpec, KernelLivePatchStatus } from "./schema.ts";
+import { GROUP, KIND, NODE_KIND, NODE_PLURAL, PLURAL, VERSION, KernelLivePatchNodeSpec, KernelLivePatchNodeStatus, KernelLivePatchSpec, KernelLivePatchStatus } from "./schema.ts";
 
 type JsonSchema = Record<string, unknown>;
 
@@ -21,6 +21,8 @@ export function toStructural(node: unknown): unknown {
     out[k] = k === "default" || k === "x-kubernetes-validations" ? v : toStructural(v);
   }
   if (out.properties !== undefined && out.additionalProperties === false) delete out.additionalProperties;
+  // An opaque object (preserve-unknown-fields) takes no additionalProperties schema.
+  if (out["x-kubernetes-preserve-unknown-fields"] === true) delete out.additionalProperties;
   if (out["x-kubernetes-int-or-string"] === true) {
     delete out.anyOf;
     delete out.type;
@@ -73,7 +75,50 @@ export function buildCrd(): Record<string, unknown> {
                 kind: { type: "string" },
                 metadata: { type: "object" },
                 spec: openApiSchema(KernelLivePatchSpec),
-                status: { ...openApiSchema(KernelLivePatchStatus), description: "Observed state, written by the controller (summary, conditions, rollout) and by each node's agent (its own nodes[] entry)." },
+                status: { ...openApiSchema(KernelLivePatchStatus), description: "Observed state, written by the controller: summary, conditions, rollout, and the nodes[] entries it copies from each node's KernelLivePatchNode." },
+              },
+            },
+          },
+        },
+      ],
+    },
+  };
+}
+
+/** The per-node object: the operator writes its spec, the node's agent its status. */
+export function buildNodeCrd(): Record<string, unknown> {
+  return {
+    apiVersion: "apiextensions.k8s.io/v1",
+    kind: "CustomResourceDefinition",
+    metadata: { name: `${NODE_PLURAL}.${GROUP}` },
+    spec: {
+      group: GROUP,
+      scope: "Cluster",
+      names: { kind: NODE_KIND, listKind: `${NODE_KIND}List`, plural: NODE_PLURAL, singular: "kernellivepatchnode", shortNames: ["klpn"], categories: ["all-livepatch"] },
+      versions: [
+        {
+          name: VERSION,
+          served: true,
+          storage: true,
+          subresources: { status: {} },
+          additionalPrinterColumns: [
+            { name: "Patches", type: "integer", jsonPath: ".spec.patches.length()", description: "Patches that concern this node" },
+            { name: "Phases", type: "string", jsonPath: ".status.entries[*].phase" },
+            { name: "Kernel", type: "string", jsonPath: ".status.entries[0].kernelRelease", priority: 1 },
+            { name: "Tainted", type: "string", jsonPath: ".status.entries[0].taintFlags", priority: 1 },
+            { name: "Age", type: "date", jsonPath: ".metadata.creationTimestamp" },
+          ],
+          schema: {
+            openAPIV3Schema: {
+              type: "object",
+              description:
+                "KernelLivePatchNode (one per Node, named after it) is how the operator and a node's agent talk: the operator writes which patches concern the node and whether its turn has come; the agent writes its entries. Read KernelLivePatch for the fleet view.",
+              properties: {
+                apiVersion: { type: "string" },
+                kind: { type: "string" },
+                metadata: { type: "object" },
+                spec: openApiSchema(KernelLivePatchNodeSpec),
+                status: openApiSchema(KernelLivePatchNodeStatus),
               },
             },
           },

@@ -4,15 +4,17 @@
  */
 import { writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import { buildCrd, crdYaml } from "./crd.ts";
+import { buildCrd, buildNodeCrd, crdYaml } from "./crd.ts";
 
-export const CRD_PATHS = [
-  "crds/livepatch.kpatch.dev_kernellivepatches.yaml",
-  "charts/kpatch-operator/crds/livepatch.kpatch.dev_kernellivepatches.yaml",
+/** Each generated file (in crds/ and in the chart) and the CRD it holds. */
+export const CRD_FILES: ReadonlyArray<readonly [string, () => Record<string, unknown>]> = [
+  ["crds/livepatch.kpatch.dev_kernellivepatches.yaml", buildCrd],
+  ["charts/kpatch-operator/crds/livepatch.kpatch.dev_kernellivepatches.yaml", buildCrd],
+  ["crds/livepatch.kpatch.dev_kernellivepatchnodes.yaml", buildNodeCrd],
+  ["charts/kpatch-operator/crds/livepatch.kpatch.dev_kernellivepatchnodes.yaml", buildNodeCrd],
 ];
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  const text = crdYaml(buildCrd());
-  for (const p of CRD_PATHS) writeFileSync(p, text);
-  console.log(`wrote ${CRD_PATHS.join(", ")}`);
+  for (const [p, build] of CRD_FILES) writeFileSync(p, crdYaml(build()));
+  console.log(`wrote ${CRD_FILES.map(([p]) => p).join(", ")}`);
 }

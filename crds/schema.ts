@@ -411,3 +411,76 @@ export type Condition = z.output<typeof Condition>;
 export type Summary = z.output<typeof Summary>;
 export type RolloutStatus = z.output<typeof RolloutStatus>;
 export type DesiredState = z.output<typeof DesiredState>;
+
+// ---------------------------------------------------------------------------------------------
+// KernelLivePatchNode: one per Node, the only object its agent reads and writes.
+//
+// Why a second kind: when every agent wrote its entry into the patch object and watched every
+// patch, the API server serialised N writers on one object (each retrying the losers) and sent each
+// of N agents every version of an object holding N entries — cost growing with N². Node heartbeats
+// moved to per-node Leases for the same reason; Kernel Module Management keeps a NodeModulesConfig
+// per node. Here the operator projects onto each node's object what that node must do (the patches
+// that concern it, their spec and whether its turn has come), the agent writes its entries into the
+// same object's status, and the operator rolls them up into each patch's status.nodes.
+
+export const NODE_KIND = "KernelLivePatchNode";
+export const NODE_PLURAL = "kernellivepatchnodes";
+
+export const PatchOnNode = z
+  .object({
+    name: doc(z.string().max(253), "The KernelLivePatch."),
+    uid: doc(z.string().max(64), "Its uid: an entry written for another patch of the same name is not this one's."),
+    generation: doc(z.int().min(0), "The patch's metadata.generation this projection carries."),
+    creationTimestamp: doc(z.string().max(64), "When the patch was created: the agent takes patches in creation order."),
+    deletionTimestamp: doc(z.string().max(64).optional(), "Set when the patch is being deleted: the agent unloads and uninstalls its module."),
+    admitted: doc(z.boolean(), "The rollout has admitted this node for this generation: the agent may stage and load."),
+    spec: doc(
+      z.record(z.string(), z.unknown()).meta({ "x-kubernetes-preserve-unknown-fields": true }),
+      "The patch's spec, as the API server validated and defaulted it on the KernelLivePatch.",
+    ),
+  })
+  .strict();
+
+export const NodePatchEntry = NodeEntry.extend({
+  patch: doc(z.string().max(253), "The KernelLivePatch this entry is about."),
+  patchUID: doc(z.string().max(64).optional(), "Its uid when the agent wrote the entry."),
+}).strict();
+
+export const KernelLivePatchNodeSpec = z
+  .object({
+    patches: doc(
+      z
+        .array(PatchOnNode)
+        .max(1000)
+        .default([])
+        .meta({ "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"] }),
+      "The patches that concern this node: those that target it, and those it still has to clean up. Written by the operator.",
+    ),
+  })
+  .strict();
+
+export const KernelLivePatchNodeStatus = z
+  .object({
+    entries: doc(
+      z
+        .array(NodePatchEntry)
+        .max(1000)
+        .optional()
+        .meta({ "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["patch"] }),
+      "This node's entry per patch, written by its agent; the operator copies them into each patch's status.nodes.",
+    ),
+  })
+  .strict();
+
+export const KernelLivePatchNode = z.object({
+  apiVersion: z.literal(API_VERSION),
+  kind: z.literal(NODE_KIND),
+  metadata: ObjectMeta,
+  spec: KernelLivePatchNodeSpec.prefault({}),
+  status: KernelLivePatchNodeStatus.optional(),
+});
+
+export type PatchOnNode = z.output<typeof PatchOnNode>;
+export type NodePatchEntry = z.output<typeof NodePatchEntry>;
+export type KernelLivePatchNode = z.output<typeof KernelLivePatchNode>;
+export type KernelLivePatchNodeSpec = z.output<typeof KernelLivePatchNodeSpec>;

@@ -6,9 +6,10 @@ import { pino, type Logger } from "pino";
 import { loadAgentConfig, type CrashPoint } from "./config.ts";
 import { createLoader } from "./host/create-loader.ts";
 import { createHostDriver } from "./host/driver.ts";
-import { agentApi, watchOwnNode, watchPatches } from "./kube/agent-api.ts";
+import { watchOwnNode } from "./kube/agent-api.ts";
 import { inClusterConnection, kubeconfigConnection } from "./kube/connection.ts";
 import { KubeHttp } from "./kube/http-client.ts";
+import { nodeChannel } from "./kube/node-channel.ts";
 import { Agent } from "./loop/agent.ts";
 import { agentMetrics } from "./loop/agent-metrics.ts";
 import { serveEndpoints } from "./loop/endpoints.ts";
@@ -30,10 +31,12 @@ async function main(): Promise<void> {
   const preflight = await driver.preflight();
   log.info({ kernelRelease: preflight.kernelRelease, bootId: preflight.bootId, loader: loader.kind, blockers: preflight.blockers }, "host read");
 
+  const watch = { timeoutSeconds: cfg.WATCH_TIMEOUT_SECONDS, onRestart: metrics.watchRestart };
+  const channel = nodeChannel(http, cfg.NODE_NAME, log, watch);
   const agent = new Agent({
     nodeName: cfg.NODE_NAME,
     driver,
-    api: agentApi(http, cfg.NODE_NAME, log),
+    api: channel.api,
     sources: moduleSources({ http, imageModulesDir: cfg.KPATCH_IMAGE_MODULES_DIR, maxBytes: cfg.KPATCH_MAX_MODULE_BYTES }),
     log,
     resyncMs: cfg.RESYNC_SECONDS * 1000,
@@ -51,16 +54,14 @@ async function main(): Promise<void> {
       metrics: () => metrics.render(),
     });
   }
-  const watch = { timeoutSeconds: cfg.WATCH_TIMEOUT_SECONDS, onRestart: metrics.watchRestart };
   const nodeWatch = watchOwnNode(http, cfg.NODE_NAME, (labels) => agent.updateNode(labels), log, watch);
-  const patchWatch = watchPatches(http, (objects) => agent.updatePatches(objects), log, { ...watch, ownNode: cfg.NODE_NAME });
-  await Promise.all([nodeWatch.start(), patchWatch.start()]);
-  log.info("watching KernelLivePatches");
+  await Promise.all([nodeWatch.start(), channel.start((patches) => agent.updatePatches(patches))]);
+  log.info("watching this node's KernelLivePatchNode");
 
   const shutdown = async (signal: string) => {
     log.info({ signal }, "stopping; loaded patches stay loaded");
     nodeWatch.stop();
-    patchWatch.stop();
+    channel.stop();
     await agent.stop();
     http.close();
     process.exit(0);

@@ -1,17 +1,16 @@
-/** The agent's API calls over its small HTTP client: status apply, events, and the two watches. */
+/** The agent's API calls over its small HTTP client besides its node object: events and its Node. */
 import type { Logger } from "pino";
-import { API_VERSION, GROUP, KIND, PLURAL, VERSION, type NodeEntry } from "../../crds/schema.ts";
+import { API_VERSION, KIND } from "../../crds/schema.ts";
 import type { AgentApi } from "../loop/agent.ts";
 import type { KubeHttp } from "./http-client.ts";
 import { Watcher, type RestartCause } from "./watcher.ts";
-
-export const PATCHES_PATH = `/apis/${GROUP}/${VERSION}/${PLURAL}`;
 
 export function agentFieldManager(nodeName: string): string {
   return `kpatch-agent/${nodeName}`;
 }
 
-export function agentApi(http: KubeHttp, nodeName: string, log: Logger): AgentApi {
+/** Records an event on the patch and on the Node (best effort). */
+export function agentEvents(http: KubeHttp, nodeName: string, log: Logger): AgentApi["event"] {
   const post = (involvedObject: Record<string, string>, type: string, reason: string, message: string) => {
     const now = new Date().toISOString();
     return http
@@ -32,40 +31,17 @@ export function agentApi(http: KubeHttp, nodeName: string, log: Logger): AgentAp
       })
       .catch((err: unknown) => log.debug({ err: (err as Error).message, reason, kind: involvedObject.kind }, "could not record event"));
   };
-  return {
-    async applyEntry(patch, entry: NodeEntry) {
-      const written = await http.json<{ metadata?: { resourceVersion?: string } } | undefined>("PATCH", `${PATCHES_PATH}/${encodeURIComponent(patch)}/status`, {
-        query: { fieldManager: agentFieldManager(nodeName), force: true },
-        contentType: "application/apply-patch+yaml",
-        body: { apiVersion: API_VERSION, kind: KIND, metadata: { name: patch }, status: { nodes: [entry] } },
-      });
-      return written?.metadata?.resourceVersion;
-    },
-    event(patch, type, reason, message) {
-      // Best effort, on both objects: `kubectl describe klp` and `kubectl describe node` show it.
-      // A Node's events carry the node name as uid, as the kubelet's do (kubectl looks them up so).
-      void post({ apiVersion: API_VERSION, kind: KIND, name: patch.name, ...(patch.uid ? { uid: patch.uid } : {}) }, type, reason, message);
-      void post({ apiVersion: "v1", kind: "Node", name: nodeName, uid: nodeName }, type, reason, `${patch.name}: ${message}`);
-    },
+  // Best effort, on both objects: `kubectl describe klp` and `kubectl describe node` show it.
+  // A Node's events carry the node name as uid, as the kubelet's do (kubectl looks them up so).
+  return (patch, type, reason, message) => {
+    void post({ apiVersion: API_VERSION, kind: KIND, name: patch.name, ...(patch.uid ? { uid: patch.uid } : {}) }, type, reason, message);
+    void post({ apiVersion: "v1", kind: "Node", name: nodeName, uid: nodeName }, type, reason, `${patch.name}: ${message}`);
   };
 }
 
 export interface WatchOptions {
   readonly timeoutSeconds?: number;
   readonly onRestart?: (resource: string, cause: RestartCause) => void;
-  /** Keep only this node's entry of each patch (see ownPart). */
-  readonly ownNode?: string;
-}
-
-export function watchPatches(http: KubeHttp, onChange: (objects: Iterable<unknown>) => void, log: Logger, opts: WatchOptions = {}): Watcher {
-  const own = opts.ownNode;
-  return new Watcher(http, {
-    path: PATCHES_PATH,
-    ...(own ? { transform: (o: unknown) => ownPart(o, own) } : {}),
-    onChange: (m) => onChange(m.values()),
-    onError: (err) => log.warn({ err: (err as Error).message }, "KernelLivePatch watch interrupted; relisting"),
-    ...watchTuning("kernellivepatches", opts),
-  });
 }
 
 /** Delivers the Node's labels, or undefined once the Node is gone. */
@@ -88,33 +64,10 @@ export function watchOwnNode(
   });
 }
 
-function watchTuning(resource: string, opts: WatchOptions): { timeoutSeconds?: number; onRestart?: (cause: RestartCause) => void } {
+export function watchTuning(resource: string, opts: WatchOptions): { timeoutSeconds?: number; onRestart?: (cause: RestartCause) => void } {
   const onRestart = opts.onRestart;
   return {
     ...(opts.timeoutSeconds !== undefined ? { timeoutSeconds: opts.timeoutSeconds } : {}),
     ...(onRestart ? { onRestart: (cause: RestartCause) => onRestart(resource, cause) } : {}),
-  };
-}
-
-interface RawPatch {
-  metadata?: { managedFields?: unknown };
-  status?: { nodes?: Array<{ nodeName?: string }> };
-}
-
-/**
- * What an agent keeps of a patch: everything but the managed fields and the other nodes' entries.
- * A patch rolled across N nodes carries N entries and N field managers, and every agent receives
- * every update; keeping (and parsing) only its own entry keeps an agent's memory and CPU flat as
- * the fleet grows.
- */
-export function ownPart(raw: unknown, nodeName: string): unknown {
-  const p = raw as RawPatch;
-  if (typeof p !== "object" || p === null) return raw;
-  const { managedFields: _, ...metadata } = p.metadata ?? {};
-  const nodes = p.status?.nodes;
-  return {
-    ...p,
-    ...(p.metadata ? { metadata } : {}),
-    ...(p.status && Array.isArray(nodes) ? { status: { ...p.status, nodes: nodes.filter((e) => e?.nodeName === nodeName) } } : {}),
   };
 }

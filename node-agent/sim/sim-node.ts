@@ -6,9 +6,10 @@ import path from "node:path";
 import type { Logger } from "pino";
 import { createLoader } from "../host/create-loader.ts";
 import { createHostDriver } from "../host/driver.ts";
-import { agentApi, watchOwnNode, watchPatches } from "../kube/agent-api.ts";
+import { watchOwnNode } from "../kube/agent-api.ts";
 import { kubeconfigConnection } from "../kube/connection.ts";
 import { KubeHttp } from "../kube/http-client.ts";
+import { nodeChannel } from "../kube/node-channel.ts";
 import { Agent, type AgentDeps } from "../loop/agent.ts";
 import { moduleSources } from "../loop/sources.ts";
 
@@ -30,23 +31,23 @@ export interface RunningSimNode {
 export async function startSimNode(o: SimNodeOptions): Promise<RunningSimNode> {
   const driver = createHostDriver({ hostRoot: o.root, loader: createLoader(o.root, "sim"), log: o.log });
   const http = new KubeHttp(kubeconfigConnection(o.kubeconfig));
+  const channel = nodeChannel(http, o.name, o.log);
   const agent = new Agent({
     nodeName: o.name,
     driver,
-    api: agentApi(http, o.name, o.log),
+    api: channel.api,
     sources: moduleSources({ http, imageModulesDir: path.join(o.root, ".images"), maxBytes: 64 << 20 }),
     log: o.log,
     ...(o.resyncMs !== undefined ? { resyncMs: o.resyncMs } : {}),
     ...(o.onAction ? { onAction: o.onAction } : {}),
   });
   const nodeWatch = watchOwnNode(http, o.name, (labels) => agent.updateNode(labels), o.log);
-  const patchWatch = watchPatches(http, (objects) => agent.updatePatches(objects), o.log);
-  await Promise.all([nodeWatch.start(), patchWatch.start()]);
+  await Promise.all([nodeWatch.start(), channel.start((patches) => agent.updatePatches(patches))]);
   return {
     agent,
     async stop() {
       nodeWatch.stop();
-      patchWatch.stop();
+      channel.stop();
       await agent.stop();
       http.close();
     },

@@ -1,8 +1,12 @@
 /**
- * The controller: informers on KernelLivePatches, Nodes and the agent DaemonSet feed one work
- * queue; each key is reconciled level-based from the caches (never from the event), so replays,
- * resyncs and restarts converge to the same writes. Nothing is reconciled before every cache has
- * listed once: an empty cache would read as "every node is gone".
+ * The controller: informers on KernelLivePatches, Nodes, KernelLivePatchNodes and the agent
+ * DaemonSet feed one work queue; each key is reconciled level-based from the caches (never from the
+ * event), so replays, resyncs and restarts converge to the same writes. Nothing is reconciled
+ * before every cache has listed once: an empty cache would read as "every node is gone".
+ *
+ * Three kinds of key: `patch/<name>` (admission, roll-up of the node objects' entries into the
+ * patch's status, finalizer), `node/<name>` (the projection onto that node's KernelLivePatchNode)
+ * and the agent DaemonSet.
  */
 import { createHash } from "node:crypto";
 import {
@@ -19,14 +23,16 @@ import {
 } from "@kubernetes/client-node";
 import type { Logger } from "pino";
 import { selectorMatches } from "../../crds/label-selector.ts";
-import { FINALIZER, GROUP, KernelLivePatch, PLURAL, VERSION, type KernelLivePatchStatus, type NodeEntry } from "../../crds/schema.ts";
+import { FINALIZER, GROUP, KernelLivePatch, NODE_PLURAL, PLURAL, VERSION, type KernelLivePatchStatus, type NodeEntry } from "../../crds/schema.ts";
 import { AGENT_LABELS, desiredAgentDaemonSet } from "../agents/daemonset.ts";
 import type { OperatorConfig } from "../config.ts";
 import type { EventRecorder } from "../kube/events.ts";
 import { Informer, type InformerOptions } from "../kube/informer.ts";
-import { OPERATOR_FIELD_MANAGER, PatchClient } from "../kube/patches.ts";
+import { cachedNodeObject, NodeObjectClient, PROJECTION_HASH, type NodeObjectView } from "../kube/node-objects.ts";
+import { cachedPatch, OPERATOR_FIELD_MANAGER, PatchClient } from "../kube/patches.ts";
 import { timedKubeConfig } from "../kube/timed-kubeconfig.ts";
 import { removePatchGauges, setPatchGauges, type OperatorMetrics } from "../metrics.ts";
+import { asNodeEntry, CLEAN_PHASES, entryFor, projectNode, targets } from "../nodes/projection.ts";
 import { admit } from "../rollout/admit.ts";
 import { mergeConditions } from "../status/conditions.ts";
 import { patchGauges } from "../status/patch-gauges.ts";
@@ -36,7 +42,8 @@ import { WorkQueue } from "./work-queue.ts";
 const DAEMONSET_KEY = "daemonset";
 const SPEC_HASH = `${GROUP}/agent-spec-hash`;
 const QUEUE = "kernellivepatch";
-const WORKERS = 4;
+/** Node keys are many and cheap (a thousand nodes when a patch is applied): enough workers to write their objects in parallel. */
+const WORKERS = 16;
 
 /** Timings with production defaults; tests shorten them. */
 export interface ControllerTimings {
@@ -48,6 +55,11 @@ export interface ControllerTimings {
   readonly staleMs?: number;
   /** Server-side timeout of each watch request (default 300 s). */
   readonly watchTimeoutSeconds?: number;
+  /**
+   * A patch's status is written at most this often (default 500 ms): at scale every agent's write
+   * would otherwise be followed by a rewrite of a status holding a thousand entries.
+   */
+  readonly statusIntervalMs?: number;
 }
 
 export interface ControllerDeps {
@@ -65,7 +77,15 @@ export class Controller {
   private readonly patches: Informer<KubernetesObject>;
   private readonly nodes: Informer<V1Node>;
   private readonly daemonSets: Informer<V1DaemonSet>;
+  private readonly nodeObjects: Informer<KubernetesObject>;
   private readonly patchClient: PatchClient;
+  private readonly nodeObjectClient: NodeObjectClient;
+  /** Parsed patches by name, kept while their resourceVersion holds (node keys read every patch). */
+  private readonly parsed = new Map<string, { resourceVersion: string | undefined; patch: KernelLivePatch | undefined }>();
+  /** What a node's projection depends on, per patch: a change re-projects every node. */
+  private readonly projectionInputs = new Map<string, string>();
+  /** The status last written per patch, so an unchanged one is not written again. */
+  private readonly written = new Map<string, { uid: string | undefined; json: string; at: number }>();
   private readonly apps: AppsV1Api;
   private readonly now: () => Date;
   private resync: NodeJS.Timeout | undefined;
@@ -91,28 +111,32 @@ export class Controller {
     const core = kc.makeApiClient(CoreV1Api);
     this.apps = kc.makeApiClient(AppsV1Api);
     this.patchClient = new PatchClient(custom);
+    this.nodeObjectClient = new NodeObjectClient(custom);
     const watch = new Watch(kc);
-    const informer = <T extends KubernetesObject>(name: string, path: string, list: InformerOptions<T>["list"], labelSelector?: string) =>
+    const informer = <T extends KubernetesObject>(name: string, path: string, list: InformerOptions<T>["list"], more: { labelSelector?: string; transform?: (o: T) => T } = {}) =>
       new Informer<T>({
         name,
         path,
         list,
         watch,
         log,
-        ...(labelSelector ? { labelSelector } : {}),
+        ...more,
         ...(t.relistMs !== undefined ? { relistMs: t.relistMs } : {}),
         ...(t.staleMs !== undefined ? { staleMs: t.staleMs } : {}),
         ...(t.watchTimeoutSeconds !== undefined ? { watchTimeoutSeconds: t.watchTimeoutSeconds } : {}),
         onRelist: (cause) => metrics.informerRelists.inc({ resource: name, cause }),
       });
-    this.patches = informer("kernellivepatches", `/apis/${GROUP}/${VERSION}/${PLURAL}`, () => this.patchClient.list() as never);
+    this.patches = informer("kernellivepatches", `/apis/${GROUP}/${VERSION}/${PLURAL}`, () => this.patchClient.list() as never, { transform: cachedPatch });
+    this.nodeObjects = informer("kernellivepatchnodes", `/apis/${GROUP}/${VERSION}/${NODE_PLURAL}`, () => this.nodeObjectClient.list() as never, {
+      transform: cachedNodeObject,
+    });
     this.nodes = informer("nodes", "/api/v1/nodes", () => core.listNode());
     const selector = Object.entries(AGENT_LABELS).map(([k, v]) => `${k}=${v}`).join(",");
     this.daemonSets = informer(
       "daemonsets",
       `/apis/apps/v1/namespaces/${cfg.KLP_NAMESPACE}/daemonsets`,
       () => this.apps.listNamespacedDaemonSet({ namespace: cfg.KLP_NAMESPACE, labelSelector: selector }),
-      selector,
+      { labelSelector: selector },
     );
     metrics.maxConcurrentReconciles.set({ controller: QUEUE }, WORKERS);
     metrics.samplers.queue = { labels: q, sample: () => this.queue.sample() };
@@ -129,17 +153,33 @@ export class Controller {
 
   async start(): Promise<void> {
     const { log } = this.deps;
-    const onPatch = (obj: KubernetesObject) => {
-      this.queue.add(`patch/${obj.metadata?.name}`);
+    const onPatch = (obj: KubernetesObject, deleted = false) => {
+      const name = obj.metadata?.name ?? "";
+      this.queue.add(`patch/${name}`);
+      this.queue.add(DAEMONSET_KEY);
+      // Status-only changes (the operator's own roll-ups, most of the traffic) leave the projections alone.
+      const inputs = deleted ? undefined : projectionInputs(obj);
+      if (this.projectionInputs.get(name) === inputs) return;
+      if (inputs === undefined) this.projectionInputs.delete(name);
+      else this.projectionInputs.set(name, inputs);
+      this.enqueueNodes();
+    };
+    const onNode = (n: V1Node) => {
+      this.enqueuePatches();
+      this.queue.add(`node/${n.metadata?.name}`);
+    };
+    const onNodeObject = (o: KubernetesObject) => {
+      for (const e of (o as NodeObjectView).status?.entries ?? []) this.queue.add(`patch/${e.patch}`);
+      this.queue.add(`node/${o.metadata?.name}`);
       this.queue.add(DAEMONSET_KEY);
     };
-    const onNode = () => this.enqueueAll();
     for (const verb of ["add", "update", "delete"] as const) {
-      this.patches.on(verb, onPatch);
+      this.patches.on(verb, (o) => onPatch(o, verb === "delete"));
       this.nodes.on(verb, onNode);
+      this.nodeObjects.on(verb, onNodeObject);
       this.daemonSets.on(verb, () => this.queue.add(DAEMONSET_KEY));
     }
-    await Promise.all([this.patches.start(), this.nodes.start(), this.daemonSets.start()]);
+    await Promise.all([this.patches.start(), this.nodes.start(), this.nodeObjects.start(), this.daemonSets.start()]);
     if (this.stopped) return;
     this.synced = true;
     this.resync = setInterval(() => this.enqueueAll(), this.deps.cfg.KLP_RESYNC_SECONDS * 1000);
@@ -154,21 +194,38 @@ export class Controller {
     this.queue.stop();
     this.patches.stop();
     this.nodes.stop();
+    this.nodeObjects.stop();
     this.daemonSets.stop();
   }
 
   private enqueueAll(): void {
+    this.enqueuePatches();
+    this.enqueueNodes();
+  }
+
+  private enqueuePatches(): void {
     for (const p of this.patches.list()) this.queue.add(`patch/${p.metadata?.name}`);
     this.queue.add(DAEMONSET_KEY);
   }
 
+  /** Every Node, and every node object (one whose Node is gone is deleted by its reconcile). */
+  private enqueueNodes(): void {
+    for (const n of this.nodes.list()) this.queue.add(`node/${n.metadata?.name}`);
+    for (const o of this.nodeObjects.list()) this.queue.add(`node/${o.metadata?.name}`);
+  }
+
   private async reconcile(key: string): Promise<{ requeueAfterMs?: number | undefined } | void> {
     const { metrics } = this.deps;
-    const controller = key === DAEMONSET_KEY ? "agent-daemonset" : "kernellivepatch";
+    const controller = key === DAEMONSET_KEY ? "agent-daemonset" : key.startsWith("node/") ? "kernellivepatchnode" : "kernellivepatch";
     const end = metrics.reconcileTime.startTimer({ controller });
     metrics.activeWorkers.inc({ controller });
     try {
-      const r = key === DAEMONSET_KEY ? await this.reconcileDaemonSet() : await this.reconcilePatch(key.slice("patch/".length));
+      const r =
+        key === DAEMONSET_KEY
+          ? await this.reconcileDaemonSet()
+          : key.startsWith("node/")
+            ? await this.reconcileNode(key.slice("node/".length))
+            : await this.reconcilePatch(key.slice("patch/".length));
       metrics.reconcileTotal.inc({ controller, result: r?.requeueAfterMs !== undefined ? "requeue_after" : "success" });
       return r;
     } catch (err) {
@@ -184,10 +241,19 @@ export class Controller {
 
   private parsedPatches(): KernelLivePatch[] {
     return this.patches.list().flatMap((raw) => {
-      const r = KernelLivePatch.safeParse(raw);
-      if (!r.success) this.deps.log.error({ patch: raw.metadata?.name, issues: r.error.issues }, "cannot parse KernelLivePatch");
-      return r.success ? [r.data] : [];
+      const p = this.parse(raw);
+      return p ? [p] : [];
     });
+  }
+
+  private parse(raw: KubernetesObject): KernelLivePatch | undefined {
+    const name = raw.metadata?.name ?? "";
+    const known = this.parsed.get(name);
+    if (known && known.resourceVersion === raw.metadata?.resourceVersion) return known.patch;
+    const r = KernelLivePatch.safeParse(raw);
+    if (!r.success) this.deps.log.error({ patch: name, issues: r.error.issues }, "cannot parse KernelLivePatch");
+    this.parsed.set(name, { resourceVersion: raw.metadata?.resourceVersion, patch: r.success ? r.data : undefined });
+    return r.success ? r.data : undefined;
   }
 
   private targetedNodes(patch: KernelLivePatch): Set<string> {
@@ -195,12 +261,44 @@ export class Controller {
     return new Set(
       this.nodes
         .list()
-        .filter((n) => {
-          const labels = n.metadata?.labels ?? {};
-          return selectorMatches(patch.spec.nodeSelector, labels) && selectorMatches({ matchLabels: global }, labels);
-        })
+        .filter((n) => targets(patch, n.metadata?.labels ?? {}, global))
         .map((n) => n.metadata!.name!),
     );
+  }
+
+  /** The patch's entries as the nodes' agents wrote them into their node objects. */
+  private entriesOf(patch: KernelLivePatch): NodeEntry[] {
+    const out: NodeEntry[] = [];
+    for (const o of this.nodeObjects.list() as NodeObjectView[]) {
+      const e = entryFor(o.status?.entries ?? [], patch);
+      if (e) out.push({ ...asNodeEntry(e), nodeName: o.metadata?.name ?? e.nodeName });
+    }
+    return out.sort((a, b) => (a.nodeName < b.nodeName ? -1 : a.nodeName > b.nodeName ? 1 : 0));
+  }
+
+  /** Writes what concerns this node onto its KernelLivePatchNode (or deletes it: nothing does, or the Node is gone). */
+  private async reconcileNode(name: string): Promise<void> {
+    const node = this.nodes.get(name);
+    const current = this.nodeObjects.get(name) as NodeObjectView | undefined;
+    const desired = node
+      ? projectNode({
+          nodeName: name,
+          labels: node.metadata?.labels ?? {},
+          globalSelector: this.deps.cfg.KLP_AGENT_NODE_SELECTOR,
+          patches: this.parsedPatches(),
+          entries: current?.status?.entries ?? [],
+        })
+      : [];
+    if (desired.length === 0) {
+      if (current) {
+        await this.nodeObjectClient.delete(name);
+        this.deps.log.debug({ node: name }, node ? "no patch concerns the node; its object deleted" : "the Node is gone; its object deleted");
+      }
+      return;
+    }
+    const hash = createHash("sha256").update(JSON.stringify(desired)).digest("hex").slice(0, 16);
+    if (current?.metadata?.annotations?.[PROJECTION_HASH] === hash) return;
+    await this.nodeObjectClient.applySpec({ name, uid: node!.metadata!.uid! }, desired, hash);
   }
 
   private existingNodes(): Set<string> {
@@ -211,6 +309,8 @@ export class Controller {
     const raw = this.patches.get(name);
     if (!raw) {
       removePatchGauges(this.deps.metrics, name);
+      this.written.delete(name);
+      this.parsed.delete(name);
       return;
     }
     const parsed = KernelLivePatch.safeParse(raw);
@@ -223,7 +323,7 @@ export class Controller {
     const generation = patch.metadata.generation ?? 0;
     const deleting = patch.metadata.deletionTimestamp !== undefined;
     const finalizers = patch.metadata.finalizers ?? [];
-    const entries = patch.status?.nodes ?? [];
+    const entries = this.entriesOf(patch);
     const existing = this.existingNodes();
     const targeted = this.targetedNodes(patch);
     const now = this.now();
@@ -250,29 +350,29 @@ export class Controller {
       return; // the update event brings us back with the new resourceVersion
     }
 
-    const stale = staleEntries(entries, existing, targeted);
-    if (stale.length > 0) {
-      await this.patchClient.removeEntries(patch, stale);
-      log.info({ nodes: stale }, "removed entries of nodes that are gone or no longer targeted");
-      return;
-    }
-
-    const status: Omit<KernelLivePatchStatus, "nodes"> = {
+    // Entries of nodes that are gone, or no longer targeted and clean, are not shown.
+    const stale = new Set(staleEntries(entries, existing, targeted));
+    const status: KernelLivePatchStatus = {
       observedGeneration: generation,
       conditions: mergeConditions(patch.status?.conditions, rolled.conditions, now),
       summary: rolled.summary,
       rollout: admitted.rollout,
+      nodes: entries.filter((e) => !stale.has(e.nodeName)),
     };
-    const before = patch.status;
-    if (JSON.stringify(controllerPart(before)) !== JSON.stringify(status)) {
-      await this.patchClient.applyStatus(name, status);
-      this.announce(patch, before, status);
-      if (admitted.newlyAdmitted.length > 0) log.info({ nodes: admitted.newlyAdmitted }, "admitted nodes");
-    }
-    return admitted.requeueAfterMs !== undefined ? { requeueAfterMs: admitted.requeueAfterMs + 100 } : undefined;
+    const soak = admitted.requeueAfterMs !== undefined ? { requeueAfterMs: admitted.requeueAfterMs + 100 } : undefined;
+    const json = JSON.stringify(status);
+    const last = this.written.get(name);
+    if (last && last.uid === patch.metadata.uid && last.json === json) return soak;
+    const wait = last ? last.at + (this.deps.timings?.statusIntervalMs ?? 500) - Date.now() : 0;
+    if (wait > 0) return { requeueAfterMs: Math.min(wait, soak?.requeueAfterMs ?? Infinity) };
+    await this.patchClient.applyStatus(name, status);
+    this.written.set(name, { uid: patch.metadata.uid, json, at: Date.now() });
+    this.announce(patch, patch.status, status);
+    if (admitted.newlyAdmitted.length > 0) log.info({ nodes: admitted.newlyAdmitted }, "admitted nodes");
+    return soak;
   }
 
-  private announce(patch: KernelLivePatch, before: KernelLivePatchStatus | undefined, after: Omit<KernelLivePatchStatus, "nodes">): void {
+  private announce(patch: KernelLivePatch, before: KernelLivePatchStatus | undefined, after: KernelLivePatchStatus): void {
     const was = (t: string) => before?.conditions?.find((c) => c.type === t);
     const is = (t: string) => after.conditions?.find((c) => c.type === t);
     const ref = { name: patch.metadata.name, uid: patch.metadata.uid };
@@ -286,10 +386,11 @@ export class Controller {
     const { cfg, log } = this.deps;
     const patches = this.parsedPatches();
     const existing = this.existingNodes();
-    const clean = new Set(["Unloaded", "NotApplicable", "Pending"]);
     const stillToClean = patches.flatMap((p) => {
       const targeted = this.targetedNodes(p);
-      return (p.status?.nodes ?? []).filter((e) => existing.has(e.nodeName) && !targeted.has(e.nodeName) && !clean.has(e.phase)).map((e) => e.nodeName);
+      return this.entriesOf(p)
+        .filter((e) => existing.has(e.nodeName) && !targeted.has(e.nodeName) && !CLEAN_PHASES.includes(e.phase))
+        .map((e) => e.nodeName);
     });
     const desired = desiredAgentDaemonSet(patches, cfg, stillToClean);
     const current = this.daemonSets.get(cfg.KLP_AGENT_DAEMONSET, cfg.KLP_NAMESPACE);
@@ -311,8 +412,11 @@ export class Controller {
   }
 }
 
-function controllerPart(s: KernelLivePatchStatus | undefined): Omit<KernelLivePatchStatus, "nodes"> {
-  return { observedGeneration: s?.observedGeneration, conditions: s?.conditions, summary: s?.summary, rollout: s?.rollout };
+/** What the projections read of a patch: not its status, but for the rollout's admission. */
+function projectionInputs(obj: KubernetesObject): string {
+  const p = obj as KubernetesObject & { spec?: unknown; status?: { rollout?: unknown } };
+  const m = p.metadata ?? {};
+  return JSON.stringify([m.uid, m.generation, m.deletionTimestamp, m.creationTimestamp, p.spec, p.status?.rollout]);
 }
 
 function ignore404(err: unknown): void {

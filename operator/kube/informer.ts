@@ -40,6 +40,8 @@ export interface InformerOptions<T> {
   /** Server-side timeout of each watch request (default 300 s). */
   readonly watchTimeoutSeconds?: number;
   readonly onRelist?: (cause: RelistCause) => void;
+  /** Applied to every object before it is cached (after managedFields are dropped): keep only what is read. */
+  readonly transform?: (obj: T) => T;
   /** First delay after a failure, doubling up to 30 s (default 500 ms). */
   readonly backoffBaseMs?: number;
   readonly now?: () => number;
@@ -180,7 +182,7 @@ export class Informer<T extends KubernetesObject> {
   private async relist(generation: number): Promise<string | undefined> {
     const list = await this.opts.list();
     if (!this.alive(generation)) return undefined;
-    const fresh = new Map(list.items.map((o) => [key(o.metadata?.name ?? "", o.metadata?.namespace), withoutManagedFields(o)]));
+    const fresh = new Map(list.items.map((o) => [key(o.metadata?.name ?? "", o.metadata?.namespace), this.cached(o)]));
     const before = this.objects;
     this.objects = fresh;
     for (const [k, o] of fresh) {
@@ -222,14 +224,15 @@ export class Informer<T extends KubernetesObject> {
         }
         last = obj.metadata?.resourceVersion ?? last;
         if (phase === "BOOKMARK") return;
-        const k = key(obj.metadata?.name ?? "", obj.metadata?.namespace);
+        const kept = this.cached(obj);
+        const k = key(kept.metadata?.name ?? "", kept.metadata?.namespace);
         if (phase === "DELETED") {
           this.objects.delete(k);
-          this.emit("delete", obj);
+          this.emit("delete", kept);
         } else {
           const had = this.objects.has(k);
-          this.objects.set(k, obj);
-          this.emit(had ? "update" : "add", obj);
+          this.objects.set(k, kept);
+          this.emit(had ? "update" : "add", kept);
         }
       };
       this.opts.watch.watch(this.opts.path, query, onEvent, done).then(
@@ -243,6 +246,11 @@ export class Informer<T extends KubernetesObject> {
         done,
       );
     });
+  }
+
+  private cached(o: T): T {
+    const stripped = withoutManagedFields(o);
+    return this.opts.transform ? this.opts.transform(stripped) : stripped;
   }
 
   private emit(verb: InformerVerb, obj: T): void {

@@ -11,8 +11,8 @@ export class PatchClient {
     return (await this.api.listClusterCustomObject({ group: GROUP, version: VERSION, plural: PLURAL })) as never;
   }
 
-  /** Server-side apply of the controller-owned part of status; agents own their nodes[] entries. */
-  async applyStatus(name: string, status: Omit<KernelLivePatchStatus, "nodes">): Promise<void> {
+  /** Server-side apply of the whole status: the controller alone writes it (entries come from the node objects). */
+  async applyStatus(name: string, status: KernelLivePatchStatus): Promise<void> {
     await this.api.patchClusterCustomObjectStatus(
       {
         group: GROUP,
@@ -24,27 +24,6 @@ export class PatchClient {
         force: true,
       },
       setHeaderOptions("Content-Type", PatchStrategy.ServerSideApply),
-    );
-  }
-
-  /**
-   * Removes node entries by name. A JSON patch with a `test` per entry, so an entry that moved (an
-   * agent wrote meanwhile) makes the whole patch fail and the reconcile retry on fresh data.
-   */
-  async removeEntries(patch: KernelLivePatch, nodeNames: readonly string[]): Promise<void> {
-    const nodes = patch.status?.nodes ?? [];
-    const ops = nodes
-      .map((e, i) => ({ e, i }))
-      .filter(({ e }) => nodeNames.includes(e.nodeName))
-      .sort((a, b) => b.i - a.i)
-      .flatMap(({ e, i }) => [
-        { op: "test", path: `/status/nodes/${i}/nodeName`, value: e.nodeName },
-        { op: "remove", path: `/status/nodes/${i}` },
-      ]);
-    if (ops.length === 0) return;
-    await this.api.patchClusterCustomObjectStatus(
-      { group: GROUP, version: VERSION, plural: PLURAL, name: patch.metadata.name, body: ops, fieldManager: OPERATOR_FIELD_MANAGER },
-      setHeaderOptions("Content-Type", PatchStrategy.JsonPatch),
     );
   }
 
@@ -62,4 +41,15 @@ export class PatchClient {
       setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
     );
   }
+}
+
+/**
+ * The cache's copy of a patch, without status.nodes: the controller rebuilds the entries from the
+ * node objects, and at scale they are most of the object.
+ */
+export function cachedPatch<T>(o: T): T {
+  const p = o as { status?: { nodes?: unknown } };
+  if (!p.status || !("nodes" in p.status)) return o;
+  const { nodes: _, ...status } = p.status;
+  return { ...p, status } as T;
 }

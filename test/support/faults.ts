@@ -15,7 +15,8 @@ import { CoreV1Api, KubeConfig } from "@kubernetes/client-node";
 import { API_VERSION, GROUP, KIND, PLURAL, VERSION, type KernelLivePatch, type NodeEntry } from "../../crds/schema.ts";
 import { createLoader } from "../../node-agent/host/create-loader.ts";
 import { createHostDriver } from "../../node-agent/host/driver.ts";
-import { agentApi, watchOwnNode, watchPatches } from "../../node-agent/kube/agent-api.ts";
+import { watchOwnNode } from "../../node-agent/kube/agent-api.ts";
+import { nodeChannel } from "../../node-agent/kube/node-channel.ts";
 import { kubeconfigConnection } from "../../node-agent/kube/connection.ts";
 import { KubeHttp, KubeApiError } from "../../node-agent/kube/http-client.ts";
 import { Watcher } from "../../node-agent/kube/watcher.ts";
@@ -338,19 +339,19 @@ export async function startAgentAt(
   const driver = createHostDriver({ hostRoot: o.root, loader: createLoader(o.root, "sim"), log });
   const http = new KubeHttp(kubeconfigConnection(kubeconfig), { requestTimeoutMs: o.requestTimeoutMs ?? 30_000 });
   const metrics = agentMetrics(o.name);
+  const watch = { ...(o.watchTimeoutSeconds ? { timeoutSeconds: o.watchTimeoutSeconds } : {}), onRestart: metrics.watchRestart };
+  const channel = nodeChannel(http, o.name, log, watch);
   const agent = new Agent({
     nodeName: o.name,
     driver,
-    api: agentApi(http, o.name, log),
+    api: channel.api,
     sources: moduleSources({ http, imageModulesDir: path.join(o.root, ".images"), maxBytes: 64 << 20 }),
     log,
     metrics,
     resyncMs: o.resyncMs ?? 5_000,
   });
-  const watch = { ...(o.watchTimeoutSeconds ? { timeoutSeconds: o.watchTimeoutSeconds } : {}), onRestart: metrics.watchRestart };
   const nodeWatch = watchOwnNode(http, o.name, (labels) => agent.updateNode(labels), log, watch);
-  const patchWatch = watchPatches(http, (objects) => agent.updatePatches(objects), log, { ...watch, ownNode: o.name });
-  await Promise.all([nodeWatch.start(), patchWatch.start()]);
+  await Promise.all([nodeWatch.start(), channel.start((patches) => agent.updatePatches(patches))]);
   return {
     name: o.name,
     root: o.root,
@@ -358,7 +359,7 @@ export async function startAgentAt(
     metrics,
     async stop() {
       nodeWatch.stop();
-      patchWatch.stop();
+      channel.stop();
       await agent.stop();
       http.close();
     },

@@ -1,0 +1,169 @@
+/**
+ * The agent's one channel to the API for its patches: its node's KernelLivePatchNode. The operator
+ * writes there which patches concern the node (their spec, whether the node's turn has come); the
+ * agent watches that one object (a field selector on its name, so it never receives another node's
+ * traffic) and writes its entries into the object's status.
+ *
+ * The agent loop keeps reasoning in KernelLivePatch terms: each projected patch is handed to it as
+ * a patch-shaped object holding only this node's entry and admission.
+ */
+import type { Logger } from "pino";
+import { API_VERSION, GROUP, KIND, NODE_KIND, NODE_PLURAL, VERSION, type NodeEntry, type NodePatchEntry } from "../../crds/schema.ts";
+import type { AgentApi } from "../loop/agent.ts";
+import { agentEvents, agentFieldManager, watchTuning, type WatchOptions } from "./agent-api.ts";
+import type { KubeHttp } from "./http-client.ts";
+import { Watcher } from "./watcher.ts";
+
+export const NODE_OBJECTS_PATH = `/apis/${GROUP}/${VERSION}/${NODE_PLURAL}`;
+
+interface RawProjection {
+  name: string;
+  uid: string;
+  generation: number;
+  creationTimestamp: string;
+  deletionTimestamp?: string;
+  admitted: boolean;
+  spec: unknown;
+}
+
+interface RawNodeObject {
+  metadata?: { name?: string; resourceVersion?: string };
+  spec?: { patches?: RawProjection[] };
+  status?: { entries?: NodePatchEntry[] };
+}
+
+export interface NodeChannel {
+  /** The agent's writes: its entries (into the node object's status) and events. */
+  readonly api: AgentApi;
+  /** Lists, then watches; `onPatches` receives the projected patches on every change. */
+  start(onPatches: (patches: unknown[]) => void): Promise<void>;
+  stop(): void;
+}
+
+/**
+ * The node's object, watched: the projected patches on every change (none while the object does
+ * not exist: the operator creates it once a patch concerns the node).
+ */
+export function nodeChannel(http: KubeHttp, nodeName: string, log: Logger, opts: WatchOptions = {}): NodeChannel {
+  const writer = new EntryWriter(http, nodeName, log);
+  let onPatches: (patches: unknown[]) => void = () => undefined;
+  const watcher = new Watcher(http, {
+    path: NODE_OBJECTS_PATH,
+    query: { fieldSelector: `metadata.name=${nodeName}` },
+    transform: (o) => {
+      const { managedFields: _, ...metadata } = (o as { metadata?: Record<string, unknown> }).metadata ?? {};
+      return { ...(o as object), metadata };
+    },
+    onChange: (m) => {
+      const obj = m.get(nodeName) as RawNodeObject | undefined;
+      writer.observe(obj);
+      onPatches(obj ? projectedPatches(obj, nodeName) : []);
+    },
+    onError: (err) => log.warn({ err: (err as Error).message }, "KernelLivePatchNode watch interrupted; relisting"),
+    ...watchTuning(NODE_PLURAL, opts),
+  });
+  const events = agentEvents(http, nodeName, log);
+  return {
+    api: { applyEntry: (patch, entry) => writer.apply(patch, entry), event: events },
+    start: (f) => {
+      onPatches = f;
+      return watcher.start();
+    },
+    stop: () => watcher.stop(),
+  };
+}
+
+/** The projected patches as the agent loop reads patches: this node's entry and admission only. */
+export function projectedPatches(obj: RawNodeObject, nodeName: string): unknown[] {
+  const entries = obj.status?.entries ?? [];
+  return (obj.spec?.patches ?? []).map((p) => {
+    const own = entries.find((e) => e.patch === p.name && (e.patchUID === undefined || e.patchUID === p.uid));
+    return {
+      apiVersion: API_VERSION,
+      kind: KIND,
+      metadata: {
+        name: p.name,
+        uid: p.uid,
+        generation: p.generation,
+        creationTimestamp: p.creationTimestamp,
+        // The node object's version: the agent's read-your-writes compares it with its own writes'.
+        resourceVersion: obj.metadata?.resourceVersion,
+        ...(p.deletionTimestamp ? { deletionTimestamp: p.deletionTimestamp } : {}),
+      },
+      spec: p.spec,
+      status: {
+        rollout: { generation: p.generation, admitted: p.admitted ? [nodeName] : [], halted: false },
+        nodes: own ? [entryOf(own)] : [],
+      },
+    };
+  });
+}
+
+function entryOf(e: NodePatchEntry): NodeEntry {
+  const { patch: _p, patchUID: _u, ...entry } = e;
+  return entry;
+}
+
+/**
+ * This node's entries, written as one set by server-side apply under the agent's field manager
+ * (a field it stops sending is removed, so every write carries every entry). Writes never overlap:
+ * one waits for the one in flight, and entries set meanwhile go out together in the next.
+ */
+class EntryWriter {
+  /** Undefined until the object was first seen: the set starts from what is already written. */
+  private entries: Map<string, NodePatchEntry> | undefined;
+  private projected = new Map<string, string>();
+  private inFlight: Promise<string | undefined> | undefined;
+  private queued: Promise<string | undefined> | undefined;
+
+  constructor(
+    private readonly http: KubeHttp,
+    private readonly nodeName: string,
+    private readonly log: Logger,
+  ) {}
+
+  observe(obj: RawNodeObject | undefined): void {
+    this.projected = new Map((obj?.spec?.patches ?? []).map((p) => [p.name, p.uid]));
+    if (!obj) return;
+    const written = obj.status?.entries ?? [];
+    this.entries ??= new Map(written.map((e) => [e.patch, e]));
+    // Entries of patches that no longer concern the node (deleted, or cleaned up elsewhere) go.
+    if (written.some((e) => !this.projected.has(e.patch)) && !this.queued) {
+      this.flush().catch((err: unknown) => this.log.debug({ err: (err as Error).message }, "could not drop stale entries"));
+    }
+  }
+
+  /** Resolves to the node object's resourceVersion after the write that carried this entry. */
+  apply(patch: string, entry: NodeEntry): Promise<string | undefined> {
+    const uid = this.projected.get(patch);
+    (this.entries ??= new Map()).set(patch, { ...entry, patch, ...(uid ? { patchUID: uid } : {}) });
+    return this.flush();
+  }
+
+  private flush(): Promise<string | undefined> {
+    if (this.queued) return this.queued;
+    const before = this.inFlight ?? Promise.resolve(undefined);
+    const next: Promise<string | undefined> = before
+      .catch(() => undefined)
+      .then(() => {
+        this.queued = undefined;
+        this.inFlight = next;
+        return this.send();
+      })
+      .finally(() => {
+        if (this.inFlight === next) this.inFlight = undefined;
+      });
+    this.queued = next;
+    return next;
+  }
+
+  private async send(): Promise<string | undefined> {
+    const entries = [...(this.entries?.values() ?? [])].filter((e) => this.projected.has(e.patch)).sort((a, b) => (a.patch < b.patch ? -1 : a.patch > b.patch ? 1 : 0));
+    const written = await this.http.json<{ metadata?: { resourceVersion?: string } } | undefined>("PATCH", `${NODE_OBJECTS_PATH}/${encodeURIComponent(this.nodeName)}/status`, {
+      query: { fieldManager: agentFieldManager(this.nodeName), force: true },
+      contentType: "application/apply-patch+yaml",
+      body: { apiVersion: API_VERSION, kind: NODE_KIND, metadata: { name: this.nodeName }, status: { entries } },
+    });
+    return written?.metadata?.resourceVersion;
+  }
+}

@@ -1,0 +1,63 @@
+/** Thin adapter over the API server for KernelLivePatchNode objects: the operator writes their spec. */
+import { CustomObjectsApi, PatchStrategy, setHeaderOptions } from "@kubernetes/client-node";
+import { API_VERSION, GROUP, NODE_KIND, NODE_PLURAL, VERSION, type NodePatchEntry, type PatchOnNode } from "../../crds/schema.ts";
+import { OPERATOR_FIELD_MANAGER } from "./patches.ts";
+
+/** Annotation holding the hash of the projection last written, so the cache need not keep the spec. */
+export const PROJECTION_HASH = `${GROUP}/projection-hash`;
+
+/** What the operator's cache keeps of a node object: no spec, only the hash of it and the entries. */
+export interface NodeObjectView {
+  apiVersion?: string;
+  kind?: string;
+  metadata?: { name?: string; resourceVersion?: string; annotations?: Record<string, string> };
+  status?: { entries?: NodePatchEntry[] };
+}
+
+export class NodeObjectClient {
+  constructor(private readonly api: CustomObjectsApi) {}
+
+  async list(): Promise<{ items: unknown[]; metadata?: { resourceVersion?: string } }> {
+    return (await this.api.listClusterCustomObject({ group: GROUP, version: VERSION, plural: NODE_PLURAL })) as never;
+  }
+
+  /**
+   * Creates or updates the node's object by server-side apply. Owned by the Node, so the garbage
+   * collector removes it with the Node even when the operator is not running.
+   */
+  async applySpec(node: { name: string; uid: string }, patches: PatchOnNode[], hash: string): Promise<void> {
+    await this.api.patchClusterCustomObject(
+      {
+        group: GROUP,
+        version: VERSION,
+        plural: NODE_PLURAL,
+        name: node.name,
+        body: {
+          apiVersion: API_VERSION,
+          kind: NODE_KIND,
+          metadata: {
+            name: node.name,
+            annotations: { [PROJECTION_HASH]: hash },
+            ownerReferences: [{ apiVersion: "v1", kind: "Node", name: node.name, uid: node.uid }],
+          },
+          spec: { patches },
+        },
+        fieldManager: OPERATOR_FIELD_MANAGER,
+        force: true,
+      },
+      setHeaderOptions("Content-Type", PatchStrategy.ServerSideApply),
+    );
+  }
+
+  async delete(name: string): Promise<void> {
+    await this.api.deleteClusterCustomObject({ group: GROUP, version: VERSION, plural: NODE_PLURAL, name }).catch((err: unknown) => {
+      if ((err as { code?: number }).code !== 404) throw err;
+    });
+  }
+}
+
+/** The cache's copy: the spec (a thousand copies of every patch's spec at scale) reduced to its hash. */
+export function cachedNodeObject<T>(o: T): T {
+  const { spec: _, ...rest } = o as { spec?: unknown };
+  return rest as T;
+}

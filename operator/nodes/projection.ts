@@ -1,0 +1,63 @@
+/**
+ * What the operator writes onto a node's KernelLivePatchNode: the patches that concern the node,
+ * each with its spec and whether the rollout has admitted the node. Pure; the controller writes it.
+ */
+import { selectorMatches } from "../../crds/label-selector.ts";
+import type { KernelLivePatch, NodeEntry, NodePatchEntry, NodePhase, PatchOnNode } from "../../crds/schema.ts";
+
+/** Phases in which a node holds nothing of a patch: one that stops targeting it can let it go. */
+export const CLEAN_PHASES: readonly NodePhase[] = ["Unloaded", "NotApplicable", "Pending"];
+
+/** Whether the patch targets a node with these labels (its nodeSelector and the agents' global one). */
+export function targets(patch: KernelLivePatch, labels: Readonly<Record<string, string>>, globalSelector: Readonly<Record<string, string>>): boolean {
+  return selectorMatches(patch.spec.nodeSelector, labels) && selectorMatches({ matchLabels: { ...globalSelector } }, labels);
+}
+
+export interface NodeProjectionInput {
+  readonly nodeName: string;
+  readonly labels: Readonly<Record<string, string>>;
+  readonly globalSelector: Readonly<Record<string, string>>;
+  readonly patches: readonly KernelLivePatch[];
+  /** What the node's agent has written, per patch. */
+  readonly entries: readonly NodePatchEntry[];
+}
+
+/**
+ * A patch concerns a node while it targets the node, and after that while the node still holds
+ * something of it (the agent must unload and uninstall it first). Sorted by name: the same input
+ * gives the same object, so an unchanged projection is never written again.
+ */
+export function projectNode(input: NodeProjectionInput): PatchOnNode[] {
+  const { nodeName, labels, globalSelector } = input;
+  return input.patches
+    .filter((p) => {
+      if (targets(p, labels, globalSelector)) return true;
+      const entry = entryFor(input.entries, p);
+      return entry !== undefined && !CLEAN_PHASES.includes(entry.phase);
+    })
+    .map((p): PatchOnNode => {
+      const generation = p.metadata.generation ?? 0;
+      const rollout = p.status?.rollout;
+      return {
+        name: p.metadata.name,
+        uid: p.metadata.uid ?? "",
+        generation,
+        creationTimestamp: p.metadata.creationTimestamp ?? "",
+        ...(p.metadata.deletionTimestamp ? { deletionTimestamp: p.metadata.deletionTimestamp } : {}),
+        admitted: rollout?.generation === generation && rollout.admitted.includes(nodeName),
+        spec: p.spec as unknown as Record<string, unknown>,
+      };
+    })
+    .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+}
+
+/** The node's entry for this patch (not one left by an earlier patch of the same name). */
+export function entryFor(entries: readonly NodePatchEntry[], patch: KernelLivePatch): NodePatchEntry | undefined {
+  return entries.find((e) => e.patch === patch.metadata.name && (e.patchUID === undefined || e.patchUID === patch.metadata.uid));
+}
+
+/** A node-object entry as the patch's status.nodes shows it. */
+export function asNodeEntry(e: NodePatchEntry): NodeEntry {
+  const { patch: _p, patchUID: _u, ...entry } = e;
+  return entry;
+}
