@@ -21,7 +21,7 @@ import path from "node:path";
 import { parseArgs } from "node:util";
 import { CoreV1Api, CustomObjectsApi, KubeConfig } from "@kubernetes/client-node";
 import { pino } from "pino";
-import { GROUP, PLURAL, VERSION, type KernelLivePatch } from "../crds/schema.ts";
+import { GROUP, NODE_PLURAL, PLURAL, VERSION, type KernelLivePatch } from "../crds/schema.ts";
 import { loadOperatorConfig } from "../operator/config.ts";
 import { Controller } from "../operator/controller/controller.ts";
 import { eventRecorder } from "../operator/kube/events.ts";
@@ -75,9 +75,9 @@ async function embedded(nodeCount: number, exitWhenReady: boolean): Promise<void
   process.on("SIGTERM", () => void stop(0));
 
   try {
-    const crd = await cp.kubectl(["apply", "--server-side", "-f", path.join(REPO, "crds/livepatch.kpatch.dev_kernellivepatches.yaml")]);
+    const crd = await cp.kubectl(["apply", "--server-side", "-f", path.join(REPO, "crds/livepatch.kpatch.dev_kernellivepatches.yaml"), "-f", path.join(REPO, "crds/livepatch.kpatch.dev_kernellivepatchnodes.yaml")]);
     if (crd.code !== 0) throw new Error(crd.stderr);
-    await cp.kubectl(["wait", "--for=condition=Established", `crd/${PLURAL}.${GROUP}`, "--timeout=60s"]);
+    await cp.kubectl(["wait", "--for=condition=Established", `crd/${PLURAL}.${GROUP}`, `crd/${NODE_PLURAL}.${GROUP}`, "--timeout=60s"]);
     await cp.kubectl(["create", "namespace", "kpatch-system"]);
 
     const kc = new KubeConfig();

@@ -3,7 +3,9 @@
  *   1. a bare Node process;
  *   2. a Node process that imported @kubernetes/client-node (what the agent would cost with it);
  *   3. the bundled agent (dist/node-agent.mjs), connected to a real API server, watching its Node
- *      and N KernelLivePatches (one loaded on its simulated host), after it has gone idle.
+ *      and its KernelLivePatchNode projecting N KernelLivePatches (one loaded on its simulated
+ *      host), after it has gone idle. No operator runs: the benchmark writes the node object's
+ *      projection as the operator would (its own projectNode), every patch admitted.
  * Prints RSS in MiB and the agent's CPU over the idle window.
  */
 import { spawn, type ChildProcess } from "node:child_process";
@@ -12,6 +14,8 @@ import { readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import { GROUP, KernelLivePatch, NODE_KIND, API_VERSION } from "../../crds/schema.ts";
+import { projectNode } from "../../operator/nodes/projection.ts";
 import { buildSimModule } from "../../node-agent/sim/build-module.ts";
 import { layoutSimHost } from "../../node-agent/sim/layout.ts";
 import { ensureBinaries, startControlPlane } from "../support/control-plane.ts";
@@ -53,19 +57,29 @@ async function main(): Promise<void> {
   const dir = await mkdtemp(path.join(tmpdir(), "klp-bench-rss-"));
   const cp = await startControlPlane({ dir, binDir, controllers: false, log: () => undefined });
   try {
-    await cp.kubectl(["apply", "--server-side", "-f", path.join(REPO, "crds/livepatch.kpatch.dev_kernellivepatches.yaml")]);
-    await cp.kubectl(["wait", "--for=condition=Established", "crd/kernellivepatches.livepatch.kpatch.dev"]);
+    for (const plural of ["kernellivepatches", "kernellivepatchnodes"]) {
+      await cp.kubectl(["apply", "--server-side", "-f", path.join(REPO, `crds/${GROUP}_${plural}.yaml`)]);
+      await cp.kubectl(["wait", "--for=condition=Established", `crd/${plural}.${GROUP}`]);
+    }
     await cp.kubectl(["apply", "-f", "-"], { input: JSON.stringify({ apiVersion: "v1", kind: "Node", metadata: { name: "bench-node", labels: { bench: "yes" } } }) });
     const module = buildSimModule({ name: "bench_fix", vermagic: "6.1.0-56-amd64" });
     const sha = createHash("sha256").update(module).digest("hex");
     await cp.kubectl(["create", "namespace", "bench"]);
     await cp.kubectl(["apply", "-f", "-"], { input: JSON.stringify({ apiVersion: "v1", kind: "ConfigMap", metadata: { name: "mods", namespace: "bench" }, binaryData: { "m.ko": module.toString("base64") } }) });
+    const patches: KernelLivePatch[] = [];
     for (let i = 0; i < PATCHES; i++) {
       const spec = { modules: [{ kernelRelease: i === 0 ? "6.1.0-56-amd64" : `5.10.0-${i}-amd64`, sha256: sha, configMap: { namespace: "bench", name: "mods", key: "m.ko" } }], rollout: { maxUnavailable: "100%" } };
-      await cp.kubectl(["apply", "-f", "-"], { input: JSON.stringify({ apiVersion: "livepatch.kpatch.dev/v1alpha1", kind: "KernelLivePatch", metadata: { name: `bench-${i}` }, spec }) });
-      // No operator here: admit the node by hand, as the controller would.
-      await cp.kubectl(["patch", "klp", `bench-${i}`, "--subresource=status", "--type=merge", "-p", JSON.stringify({ status: { rollout: { generation: 1, admitted: ["bench-node"], halted: false } } })]);
+      await cp.kubectl(["apply", "-f", "-"], { input: JSON.stringify({ apiVersion: API_VERSION, kind: "KernelLivePatch", metadata: { name: `bench-${i}` }, spec }) });
+      const got = await cp.kubectl(["get", "klp", `bench-${i}`, "-o", "json"]);
+      const p = KernelLivePatch.parse(JSON.parse(got.stdout));
+      // No operator here: the node admitted, as the controller would admit it.
+      patches.push({ ...p, status: { rollout: { generation: p.metadata.generation ?? 0, admitted: ["bench-node"], halted: false } } });
     }
+    // ... and its projection onto the node's KernelLivePatchNode, as the controller writes it.
+    const projection = projectNode({ nodeName: "bench-node", labels: { bench: "yes" }, globalSelector: {}, patches, entries: [] });
+    const nodeObject = { apiVersion: API_VERSION, kind: NODE_KIND, metadata: { name: "bench-node" }, spec: { patches: projection } };
+    const applied = await cp.kubectl(["apply", "--server-side", "--field-manager=kpatch-operator", "-f", "-"], { input: JSON.stringify(nodeObject) });
+    if (applied.code !== 0) throw new Error(applied.stderr);
     const root = path.join(dir, "host");
     await layoutSimHost(root, { kernelRelease: "6.1.0-56-amd64", transitionMs: 200 });
     // The agent runs with the flags of its image's CMD (images/agent.Dockerfile); AGENT_NODE_FLAGS
@@ -77,7 +91,7 @@ async function main(): Promise<void> {
     });
     const start = Date.now();
     for (;;) {
-      const r = await cp.kubectl(["get", "klp", "bench-0", "-o", "jsonpath={.status.nodes[0].phase}"]);
+      const r = await cp.kubectl(["get", "kernellivepatchnodes", "bench-node", "-o", `jsonpath={.status.entries[?(@.patch=="bench-0")].phase}`]);
       if (r.stdout === "Loaded") break;
       if (Date.now() - start > 60_000) throw new Error("the agent did not load the bench patch");
       await new Promise((r) => setTimeout(r, 200));
@@ -91,7 +105,7 @@ async function main(): Promise<void> {
     console.log("\nagent idle memory (Node " + process.version + ")");
     console.log(`  bare node process                   ${mib(bareRss).padStart(7)} MiB`);
     console.log(`  node + @kubernetes/client-node      ${mib(clientRss).padStart(7)} MiB`);
-    console.log(`  kpatch agent${flags.length ? ` (${flags.join(" ")})` : ""}, watching ${String(PATCHES).padStart(3)} patches  ${mib(after.rssKiB).padStart(7)} MiB   cpu ${cpuPct.toFixed(2)}% over ${IDLE_MS / 1000} s idle   (goal: <= 64 MiB)`);
+    console.log(`  kpatch agent${flags.length ? ` (${flags.join(" ")})` : ""}, ${String(PATCHES).padStart(3)} patches on its node object  ${mib(after.rssKiB).padStart(7)} MiB   cpu ${cpuPct.toFixed(2)}% over ${IDLE_MS / 1000} s idle   (goal: <= 64 MiB)`);
   } finally {
     await cp.stop();
     await rm(dir, { recursive: true, force: true });

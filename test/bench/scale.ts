@@ -4,18 +4,19 @@
  *
  *   --nodes 10,100,1000     fleet sizes (default 10,100)
  *   --patches 1             patches applied at once (10 for the operator-memory goal)
- *   --watch auto            per-agent | shared | auto (per-agent up to 200 nodes, shared above;
- *                           see scale/fleet.ts for what each means)
  *   --operator tsx          tsx (node --import tsx operator/main.ts) | bundle (the image's esbuild bundle)
  *   --transition-ms 0       the simulated kernel's transition time
  *   --idle-seconds 10       window for idle RSS/CPU after Ready
  *   --timeout-seconds 900   apply → Ready limit per run
- *   --floor-timeout-seconds 600
+ *   --floor-timeout-seconds 600   limit of each floor measurement
  *   --seed                  instead of a rollout: the operator's and one agent's memory at the
  *                           size a rollout ends at (scale/seed.ts), with --churn writes (default 200)
  *   --out file.json         also write the raw results
  *
- * Prints, per run: floor and apply → Ready, API requests per node by verb (from the API server's
+ * Every in-process agent watches its own KernelLivePatchNode and its own Node, as in production
+ * (scale/fleet.ts). Prints, per run: apply → Ready and the floor it is compared with (scale/floor.ts:
+ * the same number of bare status writes as the run made, at the same concurrency, measured after the
+ * rollout on the same API server), API requests per node by verb (from the API server's
  * apiserver_request_total), status writes per node, operator and agent RSS/CPU, and where the
  * time goes. The tables are Markdown (docs/benchmarks.md holds the last results).
  */
@@ -26,7 +27,7 @@ import { parseArgs } from "node:util";
 import { z } from "zod";
 import { bundle } from "../../scripts/bundle.ts";
 import { ensureBinaries } from "../support/control-plane.ts";
-import { headline, requestsPerNode, seeded, toJson, whereTimeGoes } from "./scale/report.ts";
+import { floors, headline, requestsPerNode, seeded, toJson, whereTimeGoes, writesPerNode } from "./scale/report.ts";
 import { runOnce, type RunResult } from "./scale/run.ts";
 import { runSeeded, type SeedResult } from "./scale/seed.ts";
 
@@ -37,7 +38,6 @@ const Args = z.object({
     .transform((s) => s.split(",").map((n) => Number(n.trim())))
     .pipe(z.array(z.int().min(2).max(5000)).min(1)),
   patches: z.coerce.number().int().min(1).max(50).default(1),
-  watch: z.enum(["auto", "per-agent", "shared"]).default("auto"),
   operator: z.enum(["tsx", "bundle"]).default("tsx"),
   "transition-ms": z.coerce.number().int().min(0).default(0),
   "idle-seconds": z.coerce.number().int().min(1).default(10),
@@ -49,7 +49,7 @@ const Args = z.object({
 });
 
 async function main(): Promise<void> {
-  const strings = ["nodes", "patches", "watch", "operator", "transition-ms", "idle-seconds", "timeout-seconds", "floor-timeout-seconds", "churn", "out"];
+  const strings = ["nodes", "patches", "operator", "transition-ms", "idle-seconds", "timeout-seconds", "floor-timeout-seconds", "churn", "out"];
   const { values } = parseArgs({
     options: { ...Object.fromEntries(strings.map((k) => [k, { type: "string" as const }])), seed: { type: "boolean" as const } },
   });
@@ -76,12 +76,10 @@ async function main(): Promise<void> {
         await write();
         continue;
       }
-      const mode = args.watch === "auto" ? (nodes <= 200 ? "per-agent" : "shared") : args.watch;
-      log(`=== ${nodes} nodes × ${args.patches} patch(es), ${mode} watch`);
+      log(`=== ${nodes} nodes × ${args.patches} patch(es)`);
       const r = await runOnce({
         nodes,
         patches: args.patches,
-        mode,
         transitionMs: args["transition-ms"],
         idleSeconds: args["idle-seconds"],
         timeoutSeconds: args["timeout-seconds"],
@@ -102,6 +100,10 @@ async function main(): Promise<void> {
   console.log(`\n## Results (operator: ${args.operator}, transition ${args["transition-ms"]} ms)\n`);
   if (results.length) {
     console.log(headline(results));
+    console.log("\n### The floor (bare status applies to N KernelLivePatchNodes, N writers at once; measured after the rollout)\n");
+    console.log(floors(results));
+    console.log("\n### Writes per node (versions seen by the benchmark's watches; API server APPLY counts)\n");
+    console.log(writesPerNode(results));
     console.log("\n### API requests per node, by verb (apply → idle)\n");
     console.log(requestsPerNode(results));
     console.log("\n### Where the time goes\n");

@@ -1,11 +1,10 @@
 // The Helm chart against the real control plane of the integration global setup: lint, what it
-// renders, install / upgrade / uninstall, and the admission policy that keeps each agent to its
-// own node's status entry (with tokens bound to a Pod on a Node, as the kubelet would project them).
-// No kubelet runs here: the operator pod stays Pending, which these tests do not need.
-import { mkdtemp, readFile, writeFile } from "node:fs/promises";
+// renders, install / upgrade / uninstall, the agents' RBAC, and the admission policy that keeps each
+// agent to the status of its own node's KernelLivePatchNode (with tokens bound to a Pod on a Node,
+// as the kubelet would project them). No kubelet runs here: the operator pod stays Pending, which
+// these tests do not need; the node objects the operator would write are written by the test.
+import { readFile } from "node:fs/promises";
 import https from "node:https";
-import os from "node:os";
-import path from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { OperatorConfig } from "../../operator/config.ts";
 import { desiredAgentDaemonSet } from "../../operator/agents/daemonset.ts";
@@ -19,11 +18,11 @@ const nodeA = `helm-a-${suffix}`;
 const nodeB = `helm-b-${suffix}`;
 const agentPod = `agent-on-a-${suffix}`;
 const patchName = `helm-vap-${suffix}`;
-const bigPatchName = `helm-vap-big-${suffix}`;
 const clusterName = `${release}-${ns}`;
 const agentUser = `system:serviceaccount:${ns}:kpatch-agent`;
-const KLP_PATH = "/apis/livepatch.kpatch.dev/v1alpha1/kernellivepatches";
-const BIG_STATUS_NODES = 10_000;
+const API_VERSION = "livepatch.kpatch.dev/v1alpha1";
+const KLP_PATH = `/apis/${API_VERSION}/kernellivepatches`;
+const KLPN_PATH = `/apis/${API_VERSION}/kernellivepatchnodes`;
 
 let cp: ControlPlaneClient;
 let helm: Helm;
@@ -99,15 +98,44 @@ function api(method: string, path: string, token: string, body?: unknown, conten
   });
 }
 
-/** What an agent does: server-side apply of its own entry into status.nodes (one field manager per node). */
-function applyStatusEntries(token: string, name: string, manager: string, nodes: object[], extraStatus: object = {}) {
+/**
+ * What an agent does: server-side apply of its entries into the status of the KernelLivePatchNode
+ * `node` (its own, when it behaves), under the field manager of the node it runs on.
+ */
+function applyNodeEntries(token: string, node: string, manager: string, entries: object[], extra: object = {}) {
   return api(
     "PATCH",
-    `${KLP_PATH}/${name}/status?fieldManager=${encodeURIComponent(manager)}&force=true`,
+    `${KLPN_PATH}/${node}/status?fieldManager=${encodeURIComponent(manager)}&force=true`,
     token,
-    { apiVersion: "livepatch.kpatch.dev/v1alpha1", kind: "KernelLivePatch", metadata: { name }, status: { nodes, ...extraStatus } },
+    { apiVersion: API_VERSION, kind: "KernelLivePatchNode", metadata: { name: node }, status: { entries }, ...extra },
     "application/apply-patch+yaml",
   );
+}
+
+const entry = (node: string, phase: string, more: object = {}) => ({ patch: patchName, nodeName: node, phase, ...more });
+
+/** What the operator does (no operator runs here): server-side apply of a node object's spec, owned by the Node. */
+async function applyNodeObject(node: string): Promise<void> {
+  const n = await kubectlJson(["get", "node", node]);
+  const klp = await kubectlJson(["get", "kernellivepatch", patchName]);
+  const obj = {
+    apiVersion: API_VERSION,
+    kind: "KernelLivePatchNode",
+    metadata: { name: node, ownerReferences: [{ apiVersion: "v1", kind: "Node", name: node, uid: n.metadata.uid }] },
+    spec: {
+      patches: [
+        {
+          name: patchName,
+          uid: klp.metadata.uid,
+          generation: klp.metadata.generation,
+          creationTimestamp: klp.metadata.creationTimestamp,
+          admitted: true,
+          spec: klp.spec,
+        },
+      ],
+    },
+  };
+  await kubectlOk(["apply", "--server-side", "--field-manager=kpatch-operator", "--force-conflicts", "-f", "-"], JSON.stringify(obj));
 }
 
 function kernelLivePatch(name: string): object {
@@ -158,7 +186,8 @@ beforeAll(async () => {
 afterAll(async () => {
   if (!cp) return;
   await helm?.run(["uninstall", release, "-n", ns, "--wait=false"]);
-  await cp.kubectl(["delete", "kernellivepatches", patchName, bigPatchName, "--ignore-not-found", "--wait=false"]);
+  await cp.kubectl(["delete", "kernellivepatches", patchName, "--ignore-not-found", "--wait=false"]);
+  await cp.kubectl(["delete", "kernellivepatchnodes", nodeA, nodeB, "--ignore-not-found", "--wait=false"]);
   await cp.kubectl(["delete", "namespace", ns, `klp-helm-restricted-${suffix}`, "--ignore-not-found", "--wait=false"]);
   await cp.kubectl(["delete", "node", nodeA, nodeB, "--ignore-not-found", "--wait=false"]);
 });
@@ -250,7 +279,9 @@ describe("install, admission policy, upgrade, uninstall", () => {
     await helm.ok(["install", release, CHART_DIR, "-n", ns, ...setArgs({ "operator.image.tag": "dev", "agent.image.tag": "dev" })]);
     // Helm applies crds/ on a first install only when the CRD is absent; apply it anyway (idempotent).
     await kubectlOk(["apply", "--server-side", "--force-conflicts", "-f", CHART_CRDS_DIR]);
-    await kubectlOk(["wait", "--for=condition=Established", "crd/kernellivepatches.livepatch.kpatch.dev", "--timeout=60s"]);
+    for (const crd of ["kernellivepatches", "kernellivepatchnodes"]) {
+      await kubectlOk(["wait", "--for=condition=Established", `crd/${crd}.livepatch.kpatch.dev`, "--timeout=60s"]);
+    }
 
     const deploy = await kubectlJson(["get", "deployment", release, "-n", ns]);
     expect(deploy.spec.template.spec.serviceAccountName).toBe("kpatch-operator");
@@ -261,6 +292,7 @@ describe("install, admission policy, upgrade, uninstall", () => {
     }
     const vap = await kubectlJson(["get", "validatingadmissionpolicy", `${clusterName}-agent-status`]);
     expect(vap.spec.matchConditions[0].expression).toContain(agentUser);
+    expect(vap.spec.matchConstraints.resourceRules.map((r: { resources: string[] }) => r.resources).flat()).toEqual(["kernellivepatchnodes/status"]);
     const binding = await kubectlJson(["get", "validatingadmissionpolicybinding", `${clusterName}-agent-status`]);
     expect(binding.spec.validationActions).toEqual(["Deny"]);
 
@@ -292,21 +324,34 @@ describe("install, admission policy, upgrade, uninstall", () => {
   });
 
   it("gives the agent's ServiceAccount least privilege", async () => {
-    const can = async (verb: string, resource: string, extra: string[] = []) =>
-      (await cp.kubectl(["auth", "can-i", verb, resource, `--as=${agentUser}`, ...extra])).stdout.trim();
-    expect(await can("list", "kernellivepatches.livepatch.kpatch.dev")).toBe("yes");
-    expect(await can("patch", "kernellivepatches.livepatch.kpatch.dev", ["--subresource=status"])).toBe("yes");
+    const can = async (verb: string, resource: string, extra: string[] = [], as = `--as=${agentUser}`) =>
+      (await cp.kubectl(["auth", "can-i", verb, resource, as, ...extra])).stdout.trim();
+    const KLPN = "kernellivepatchnodes.livepatch.kpatch.dev";
+    const KLP = "kernellivepatches.livepatch.kpatch.dev";
+    for (const verb of ["get", "list", "watch"]) expect(await can(verb, KLPN), `${verb} ${KLPN}`).toBe("yes");
+    expect(await can("patch", KLPN, ["--subresource=status"])).toBe("yes");
     expect(await can("get", "configmaps", ["-n", "default"])).toBe("yes");
     expect(await can("create", "events", ["-n", "default"])).toBe("yes");
-    for (const [verb, res] of [["delete", "kernellivepatches.livepatch.kpatch.dev"], ["patch", "kernellivepatches.livepatch.kpatch.dev"], ["get", "secrets"], ["list", "configmaps"], ["patch", "nodes"], ["create", "pods"]] as const) {
-      expect(await can(verb, res, ["-n", "default"]), `${verb} ${res}`).toBe("no");
-    }
-    // The operator may manage DaemonSets and Leases only in its own namespace.
+    const denied: Array<[string, string, string[]?]> = [
+      // The agent no longer touches KernelLivePatches at all: the operator rolls its entries up.
+      ["get", KLP], ["list", KLP], ["watch", KLP], ["patch", KLP, ["--subresource=status"]], ["update", KLP, ["--subresource=status"]],
+      ["patch", KLP], ["delete", KLP],
+      // Its node object: status only; the spec, its creation and deletion are the operator's.
+      ["create", KLPN], ["patch", KLPN], ["update", KLPN], ["delete", KLPN], ["update", KLPN, ["--subresource=status"]],
+      ["get", "secrets", ["-n", "default"]], ["list", "configmaps", ["-n", "default"]], ["patch", "nodes"], ["create", "pods", ["-n", "default"]],
+    ];
+    for (const [verb, res, extra = []] of denied) expect(await can(verb, res, extra), `${verb} ${res} ${extra.join(" ")}`).toBe("no");
+    // The operator writes the node objects (server-side apply creates them: create + patch) and deletes
+    // them, but not their status, which is the agents'.
     const op = `--as=system:serviceaccount:${ns}:kpatch-operator`;
-    expect((await cp.kubectl(["auth", "can-i", "create", "daemonsets.apps", "-n", ns, op])).stdout.trim()).toBe("yes");
-    expect((await cp.kubectl(["auth", "can-i", "create", "daemonsets.apps", "-n", "default", op])).stdout.trim()).toBe("no");
-    expect((await cp.kubectl(["auth", "can-i", "update", "leases.coordination.k8s.io", "-n", ns, op])).stdout.trim()).toBe("yes");
-    expect((await cp.kubectl(["auth", "can-i", "get", "secrets", "-n", ns, op])).stdout.trim()).toBe("no");
+    for (const verb of ["list", "watch", "create", "patch", "delete"]) expect(await can(verb, KLPN, [], op), `operator ${verb} ${KLPN}`).toBe("yes");
+    expect(await can("patch", KLPN, ["--subresource=status"], op)).toBe("no");
+    expect(await can("patch", KLP, ["--subresource=status"], op)).toBe("yes");
+    // The operator may manage DaemonSets and Leases only in its own namespace.
+    expect(await can("create", "daemonsets.apps", ["-n", ns], op)).toBe("yes");
+    expect(await can("create", "daemonsets.apps", ["-n", "default"], op)).toBe("no");
+    expect(await can("update", "leases.coordination.k8s.io", ["-n", ns], op)).toBe("yes");
+    expect(await can("get", "secrets", ["-n", ns], op)).toBe("no");
   });
 
   it("binds an agent token to a Pod on node A: the token names node A", async () => {
@@ -328,83 +373,114 @@ describe("install, admission policy, upgrade, uninstall", () => {
     expect(who.status.userInfo.username).toBe(agentUser);
     expect(who.status.userInfo.extra["authentication.kubernetes.io/node-name"]).toEqual([nodeA]);
 
-    for (const name of [patchName, bigPatchName]) await kubectlOk(["create", "-f", "-"], JSON.stringify(kernelLivePatch(name)));
+    await kubectlOk(["create", "-f", "-"], JSON.stringify(kernelLivePatch(patchName)));
+    // Before the operator has written its node's object, the agent cannot bring it into being: a
+    // status write never creates (and RBAC gives the agent no create).
+    const early = await applyNodeEntries(boundToken, nodeA, `kpatch-agent/${nodeA}`, [entry(nodeA, "Pending")]);
+    expect(early.status, JSON.stringify(early.body)).toBe(404);
+    expect((await cp.kubectl(["get", "kernellivepatchnode", nodeA])).code).not.toBe(0);
+    for (const n of [nodeA, nodeB]) await applyNodeObject(n);
   });
 
-  it("denies the agent of node A writing node B's status entry, with the policy's message", async () => {
-    const r = await applyStatusEntries(boundToken, patchName, `kpatch-agent/${nodeA}`, [{ nodeName: nodeB, phase: "Loaded" }]);
+  it("lets the agent of node A read its node object as the agent does (field selector on its name)", async () => {
+    const r = await api("GET", `${KLPN_PATH}?fieldSelector=${encodeURIComponent(`metadata.name=${nodeA}`)}`, boundToken);
+    expect(r.status, JSON.stringify(r.body)).toBe(200);
+    expect(r.body.items.map((o: { metadata: { name: string } }) => o.metadata.name)).toEqual([nodeA]);
+    expect(r.body.items[0].spec.patches.map((p: { name: string }) => p.name)).toEqual([patchName]);
+  });
+
+  it("allows the agent of node A writing the status of its own node object, and nothing else of it", async () => {
+    // Node B's agent (admin here) has written its entry.
+    await kubectlOk(["patch", "kernellivepatchnode", nodeB, "--subresource=status", "--type=merge", "-p", JSON.stringify({ status: { entries: [entry(nodeB, "Pending")] } })]);
+
+    const r = await applyNodeEntries(boundToken, nodeA, `kpatch-agent/${nodeA}`, [entry(nodeA, "Loaded", { kernelRelease: "6.1.0-56-amd64" })]);
+    expect(r.status, JSON.stringify(r.body)).toBe(200);
+    let a = await kubectlJson(["get", "kernellivepatchnode", nodeA]);
+    expect(a.status.entries).toEqual([entry(nodeA, "Loaded", { kernelRelease: "6.1.0-56-amd64" })]);
+    // Changing its entries again is the agent's own business too, with any patch type.
+    expect((await applyNodeEntries(boundToken, nodeA, `kpatch-agent/${nodeA}`, [entry(nodeA, "Unloaded")])).status).toBe(200);
+    const merge = await api("PATCH", `${KLPN_PATH}/${nodeA}/status`, boundToken, { status: { entries: [entry(nodeA, "Staged")] } }, "application/merge-patch+json");
+    expect(merge.status, JSON.stringify(merge.body)).toBe(200);
+
+    // A spec sent to the status subresource is dropped: the operator's projection stays as it was.
+    const withSpec = await applyNodeEntries(boundToken, nodeA, `kpatch-agent/${nodeA}`, [entry(nodeA, "Loaded")], { spec: { patches: [] } });
+    expect(withSpec.status, JSON.stringify(withSpec.body)).toBe(200);
+    a = await kubectlJson(["get", "kernellivepatchnode", nodeA]);
+    expect(a.spec.patches.map((p: { name: string }) => p.name)).toEqual([patchName]);
+    expect(a.status.entries).toEqual([entry(nodeA, "Loaded")]);
+    // Node B's object is untouched.
+    expect((await kubectlJson(["get", "kernellivepatchnode", nodeB])).status.entries).toEqual([entry(nodeB, "Pending")]);
+  });
+
+  it("denies the agent of node A writing node B's object, with the policy's message", async () => {
+    const r = await applyNodeEntries(boundToken, nodeB, `kpatch-agent/${nodeA}`, [entry(nodeB, "Failed", { reason: "Forged" })]);
     expect(r.status, JSON.stringify(r.body)).toBe(403);
     expect(r.body.message).toContain(`ValidatingAdmissionPolicy '${clusterName}-agent-status'`);
     expect(r.body.message).toContain(`the agent of node ${nodeA} denied`);
-    expect(r.body.message).toContain(`touches the entries of ${nodeB}`);
-  });
-
-  it("allows the agent of node A writing its own entry, leaving others' entries alone", async () => {
-    // The controller (admin here) wrote node B's entry and the operator fields first.
-    await kubectlOk([
-      "patch", "kernellivepatch", patchName, "--subresource=status", "--type=merge", "-p",
-      JSON.stringify({ status: { observedGeneration: 1, nodes: [{ nodeName: nodeB, phase: "Pending" }] } }),
-    ]);
-    const r = await applyStatusEntries(boundToken, patchName, `kpatch-agent/${nodeA}`, [{ nodeName: nodeA, phase: "Loaded", kernelRelease: "6.1.0-56-amd64" }]);
-    expect(r.status, JSON.stringify(r.body)).toBe(200);
-    const klp = await kubectlJson(["get", "kernellivepatch", patchName]);
-    expect(klp.status.nodes).toEqual(
-      expect.arrayContaining([{ nodeName: nodeB, phase: "Pending" }, { nodeName: nodeA, phase: "Loaded", kernelRelease: "6.1.0-56-amd64" }]),
-    );
-    expect(klp.status.observedGeneration).toBe(1);
-    // Changing its own entry again, and removing it, are the agent's own business too.
-    expect((await applyStatusEntries(boundToken, patchName, `kpatch-agent/${nodeA}`, [{ nodeName: nodeA, phase: "Unloaded" }])).status).toBe(200);
-    // A mere reordering changes no entry (the policy's exact, order-insensitive path).
-    const reordered = await api(
-      "PATCH",
-      `${KLP_PATH}/${patchName}/status`,
-      boundToken,
-      { status: { nodes: [{ nodeName: nodeA, phase: "Unloaded" }, { nodeName: nodeB, phase: "Pending" }] } },
-      "application/merge-patch+json",
-    );
-    expect(reordered.status, JSON.stringify(reordered.body)).toBe(200);
-  });
-
-  it("denies the agent changing the operator's status fields or removing another node's entry", async () => {
-    const r = await applyStatusEntries(boundToken, patchName, `kpatch-agent/${nodeA}`, [{ nodeName: nodeA, phase: "Loaded" }], { observedGeneration: 7 });
-    expect(r.status).toBe(403);
-    expect(r.body.message).toContain("it changes status.observedGeneration, which only the operator writes");
-
-    // A JSON merge patch replaces the whole list: dropping node B's entry is a foreign change.
-    const merge = await api("PATCH", `${KLP_PATH}/${patchName}/status`, boundToken, { status: { nodes: [{ nodeName: nodeA, phase: "Loaded" }] } }, "application/merge-patch+json");
-    expect(merge.status).toBe(403);
-    expect(merge.body.message).toContain(`touches the entries of ${nodeB}`);
+    expect(r.body.message).toContain(`tried to write kernellivepatchnodes/${nodeB}`);
+    expect(r.body.message).toContain(`only the status of the object of its own node, kernellivepatchnodes/${nodeA}`);
+    // Whatever the patch type, and even under node B's own field manager.
+    const merge = await api("PATCH", `${KLPN_PATH}/${nodeB}/status`, boundToken, { status: { entries: [] } }, "application/merge-patch+json");
+    expect(merge.status, JSON.stringify(merge.body)).toBe(403);
+    expect(merge.body.message).toContain(`tried to write kernellivepatchnodes/${nodeB}`);
+    const asB = await applyNodeEntries(boundToken, nodeB, `kpatch-agent/${nodeB}`, [entry(nodeB, "Failed")]);
+    expect(asB.status).toBe(403);
+    expect((await kubectlJson(["get", "kernellivepatchnode", nodeB])).status.entries).toEqual([entry(nodeB, "Pending")]);
   });
 
   it("denies an agent token that is not bound to a Pod (no node claim)", async () => {
     const unbound = await agentToken();
-    const r = await applyStatusEntries(unbound, patchName, "kpatch-agent/unbound", [{ nodeName: nodeA, phase: "Loaded" }]);
+    const r = await applyNodeEntries(unbound, nodeA, "kpatch-agent/unbound", [entry(nodeA, "Loaded")]);
     expect(r.status).toBe(403);
+    expect(r.body.message).toContain(`kernellivepatchnodes/${nodeA} by ${agentUser} denied`);
     expect(r.body.message).toContain("authentication.kubernetes.io/node-name");
     expect(r.body.message).toContain("not exactly one");
   });
 
-  it("forbids the agent deleting a KernelLivePatch (RBAC)", async () => {
-    const r = await api("DELETE", `${KLP_PATH}/${patchName}`, boundToken);
-    expect(r.status).toBe(403);
-    expect(r.body.reason).toBe("Forbidden");
-    expect(r.body.message).toContain(`User "${agentUser}" cannot delete resource "kernellivepatches"`);
-    await kubectlOk(["get", "kernellivepatch", patchName]);
-  });
+  it("forbids the agent writing KernelLivePatches, or its node object other than its status (RBAC)", async () => {
+    const forbidden = (r: ApiResponse, verb: string, resource: string) => {
+      expect(r.status, JSON.stringify(r.body)).toBe(403);
+      expect(r.body.reason).toBe("Forbidden");
+      expect(r.body.message).toContain(`User "${agentUser}" cannot ${verb} resource "${resource}"`);
+    };
+    // The old model's write, an entry in the patch's status.nodes: gone with the agent's access to patches.
+    forbidden(
+      await api(
+        "PATCH",
+        `${KLP_PATH}/${patchName}/status?fieldManager=${encodeURIComponent(`kpatch-agent/${nodeA}`)}&force=true`,
+        boundToken,
+        { apiVersion: API_VERSION, kind: "KernelLivePatch", metadata: { name: patchName }, status: { nodes: [{ nodeName: nodeA, phase: "Loaded" }] } },
+        "application/apply-patch+yaml",
+      ),
+      "patch",
+      "kernellivepatches/status",
+    );
+    forbidden(await api("GET", KLP_PATH, boundToken), "list", "kernellivepatches");
+    forbidden(await api("DELETE", `${KLP_PATH}/${patchName}`, boundToken), "delete", "kernellivepatches");
 
-  it("stays within the CEL cost budget on a status with thousands of node entries", async () => {
-    // Status plus managedFields of this many minimal entries is ~1 MiB, near what etcd stores for one
-    // object (1.5 MiB): far below the CRD's maxItems, which the API server cannot reach in practice.
-    const others = Array.from({ length: BIG_STATUS_NODES }, (_, i) => ({ nodeName: `n-${String(i).padStart(5, "0")}`, phase: "Loaded" }));
-    const patchFile = path.join(await mkdtemp(path.join(os.tmpdir(), "klp-helm-")), "status.json");
-    await writeFile(patchFile, JSON.stringify({ status: { nodes: others } }));
-    await kubectlOk(["patch", "kernellivepatch", bigPatchName, "--subresource=status", "--type=merge", "--patch-file", patchFile]);
-    const own = await applyStatusEntries(boundToken, bigPatchName, `kpatch-agent/${nodeA}`, [{ nodeName: nodeA, phase: "Loaded" }]);
-    expect(own.status, JSON.stringify(own.body).slice(0, 500)).toBe(200);
-    // The exact (map-building) path runs when the cheap ones fail, and still names the entry.
-    const foreign = await applyStatusEntries(boundToken, bigPatchName, `kpatch-agent/${nodeA}`, [{ nodeName: "n-00042", phase: "Failed" }]);
-    expect(foreign.status).toBe(403);
-    expect(foreign.body.message).toContain("touches the entries of n-00042");
+    // Its own node object's spec (the operator's projection): neither update, patch nor apply; nor delete.
+    const own = await kubectlJson(["get", "kernellivepatchnode", nodeA]);
+    forbidden(await api("PUT", `${KLPN_PATH}/${nodeA}`, boundToken, { ...own, spec: { patches: [] } }), "update", "kernellivepatchnodes");
+    forbidden(await api("PATCH", `${KLPN_PATH}/${nodeA}`, boundToken, { spec: { patches: [] } }, "application/merge-patch+json"), "patch", "kernellivepatchnodes");
+    forbidden(
+      await api(
+        "PATCH",
+        `${KLPN_PATH}/${nodeA}?fieldManager=${encodeURIComponent(`kpatch-agent/${nodeA}`)}&force=true`,
+        boundToken,
+        { apiVersion: API_VERSION, kind: "KernelLivePatchNode", metadata: { name: nodeA }, spec: { patches: [] } },
+        "application/apply-patch+yaml",
+      ),
+      "patch",
+      "kernellivepatchnodes",
+    );
+    forbidden(await api("DELETE", `${KLPN_PATH}/${nodeA}`, boundToken), "delete", "kernellivepatchnodes");
+    forbidden(
+      await api("POST", KLPN_PATH, boundToken, { apiVersion: API_VERSION, kind: "KernelLivePatchNode", metadata: { name: `forged-${suffix}` }, spec: { patches: [] } }),
+      "create",
+      "kernellivepatchnodes",
+    );
+    expect((await kubectlJson(["get", "kernellivepatchnode", nodeA])).spec.patches.map((p: { name: string }) => p.name)).toEqual([patchName]);
+    await kubectlOk(["get", "kernellivepatch", patchName]);
   });
 
   it("upgrades with a changed value", async () => {
@@ -418,7 +494,7 @@ describe("install, admission policy, upgrade, uninstall", () => {
     expect(history.at(-1)).toMatchObject({ revision: 2, status: "deployed" });
   });
 
-  it("uninstalls leaving no object of the chart behind except the CRD", async () => {
+  it("uninstalls leaving no object of the chart behind except the CRDs", async () => {
     await helm.ok(["uninstall", release, "-n", ns, "--wait"]);
     const left = await kubectlOk([
       "get", "deployments,serviceaccounts,roles,rolebindings,services", "-n", ns, "-l", `app.kubernetes.io/instance=${release}`, "-o", "name",
@@ -430,8 +506,9 @@ describe("install, admission policy, upgrade, uninstall", () => {
       .split("\n")
       .filter((n) => n.includes(clusterName));
     expect(clusterLeft).toEqual([]);
-    // By Helm's design the CRD (and so every KernelLivePatch) survives an uninstall.
-    await kubectlOk(["get", "crd", "kernellivepatches.livepatch.kpatch.dev"]);
+    // By Helm's design the CRDs (and so every KernelLivePatch and node object) survive an uninstall.
+    await kubectlOk(["get", "crd", "kernellivepatches.livepatch.kpatch.dev", "kernellivepatchnodes.livepatch.kpatch.dev"]);
     await kubectlOk(["get", "kernellivepatch", patchName]);
+    await kubectlOk(["get", "kernellivepatchnode", nodeA, nodeB]);
   });
 });

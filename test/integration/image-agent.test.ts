@@ -127,7 +127,7 @@ describe.skipIf(!engine.ok)(`agent image ${AGENT_IMAGE}`, () => {
       ])
       .withEnvironment({ NODE_NAME: nodeName, KPATCH_HOST_ROOT: "/host", KPATCH_LOADER: "sim", KUBECONFIG: "/etc/kpatch-agent/kubeconfig", LOG_LEVEL: "debug" })
       .withLogConsumer((stream) => stream.on("data", (c: Buffer | string) => (agentLogs = (agentLogs + c.toString()).slice(-200_000))))
-      .withWaitStrategy(Wait.forLogMessage(/watching KernelLivePatches/))
+      .withWaitStrategy(Wait.forLogMessage(/watching this node's KernelLivePatchNode/))
       .withStartupTimeout(60_000)
       .start();
   });

@@ -2,15 +2,17 @@
  * Least privilege, enforced by the API server: after `helm install`, the operator and two agents
  * run as local processes with tokens issued through the TokenRequest API for the chart's own
  * ServiceAccounts (agent tokens bound to Pods on their nodes, so they carry the node-name claim).
- * The chart's RBAC and admission policy are what is exercised: a normal rollout completes, and an
- * agent writing another node's entry is denied by the API server.
+ * The chart's RBAC and admission policy are what is exercised: a normal rollout completes (the
+ * operator writes each node's KernelLivePatchNode and rolls the agents' entries up into the patch's
+ * status), and an agent forging another node's entry is denied by the API server, both in that
+ * node's object (the admission policy) and in the patch's status (RBAC).
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtemp } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { API_VERSION, GROUP, KIND, PLURAL, VERSION } from "../../crds/schema.ts";
+import { API_VERSION, GROUP, KIND, NODE_KIND, NODE_PLURAL, PLURAL, VERSION, type NodePatchEntry } from "../../crds/schema.ts";
 import { kubeconfigConnection } from "../../node-agent/kube/connection.ts";
 import { KubeApiError, KubeHttp } from "../../node-agent/kube/http-client.ts";
 import { buildSimModule } from "../../node-agent/sim/build-module.ts";
@@ -57,7 +59,7 @@ beforeAll(async () => {
   await cluster.ensureNamespace(NS);
   await helm.ok(["install", RELEASE, CHART_DIR, "-n", NS, ...setArgs({ "operator.replicas": "0" })]);
   await cp.kubectl(["apply", "--server-side", "--force-conflicts", "-f", path.join(CHART_DIR, "crds")]);
-  await cp.kubectl(["wait", "--for=condition=Established", `crd/${PLURAL}.${GROUP}`, "--timeout=60s"]);
+  for (const plural of [PLURAL, NODE_PLURAL]) await cp.kubectl(["wait", "--for=condition=Established", `crd/${plural}.${GROUP}`, "--timeout=60s"]);
   await cluster.putModuleConfigMap(NS, "modules", { "fix.ko": module });
   for (const n of NODES) {
     await cluster.createNode(n, { "klp-test/suite": `lp-${suffix}` });
@@ -74,6 +76,7 @@ afterAll(async () => {
   await cluster.forceDeletePatch(`lp-fix-${suffix}`);
   await helm.run(["uninstall", RELEASE, "-n", NS, "--wait"]);
   for (const n of NODES) await cluster.deleteNode(n);
+  await cp.kubectl(["delete", NODE_PLURAL, ...NODES, "--ignore-not-found", "--wait=false"]);
   await cluster.core.deleteNamespace({ name: NS }).catch(() => undefined);
   for (const r of roots) await removeTree(r);
 });
@@ -118,20 +121,60 @@ describe("the chart's least privilege, with the real processes", () => {
 
   it("an agent's write of another node's entry is denied by the API server", async () => {
     const [a, b] = NODES as [string, string];
+    const patch = `lp-fix-${suffix}`;
+    const nodeObjectEntry = async (node: string) =>
+      ((await cluster.custom.getClusterCustomObject({ group: GROUP, version: VERSION, plural: NODE_PLURAL, name: node })) as { status?: { entries?: NodePatchEntry[] } }).status
+        ?.entries?.find((e) => e.patch === patch);
+    expect(await nodeObjectEntry(b)).toMatchObject({ phase: "Loaded" });
     const http = new KubeHttp(kubeconfigConnection(await cp.tokenKubeconfig(await token("kpatch-agent", `agent-${a}`))));
-    const err = await http
-      .json("PATCH", `/apis/${GROUP}/${VERSION}/${PLURAL}/lp-fix-${suffix}/status`, {
-        query: { fieldManager: `kpatch-agent/${a}`, force: true },
-        contentType: "application/apply-patch+yaml",
-        body: { apiVersion: API_VERSION, kind: KIND, metadata: { name: `lp-fix-${suffix}` }, status: { nodes: [{ nodeName: b, phase: "Failed", reason: "Forged" }] } },
-      })
-      .then(() => undefined, (e: unknown) => e);
-    http.close();
-    expect(err).toBeInstanceOf(KubeApiError);
-    // A ValidatingAdmissionPolicy denial is a 403 naming the policy and its message.
-    expect((err as KubeApiError).code).toBe(403);
-    expect((err as KubeApiError).message).toContain("ValidatingAdmissionPolicy");
-    expect((err as KubeApiError).message).toContain(b);
-    expect(entryOf(await cluster.getPatch(`lp-fix-${suffix}`), b)?.phase).toBe("Loaded");
+    const unbound = new KubeHttp(kubeconfigConnection(await cp.tokenKubeconfig(await token("kpatch-agent"))));
+    const denied = (client: KubeHttp, path: string, body: object, manager = `kpatch-agent/${a}`) =>
+      client
+        .json("PATCH", path, { query: { fieldManager: manager, force: true }, contentType: "application/apply-patch+yaml", body })
+        .then(() => undefined, (e: unknown) => e);
+    const forged = { patch, nodeName: b, phase: "Failed", reason: "Forged" };
+    const nodeStatusPath = (n: string) => `/apis/${GROUP}/${VERSION}/${NODE_PLURAL}/${n}/status`;
+    const nodeObject = (n: string, entries: object[]) => ({ apiVersion: API_VERSION, kind: NODE_KIND, metadata: { name: n }, status: { entries } });
+    try {
+      // Into node B's object, where the operator reads node B's entries: the admission policy.
+      const intoNode = await denied(http, nodeStatusPath(b), nodeObject(b, [forged]));
+      expect(intoNode).toBeInstanceOf(KubeApiError);
+      // A ValidatingAdmissionPolicy denial is a 403 naming the policy and its message.
+      expect((intoNode as KubeApiError).code).toBe(403);
+      expect((intoNode as KubeApiError).message).toContain("ValidatingAdmissionPolicy");
+      expect((intoNode as KubeApiError).message).toContain(`the agent of node ${a} denied: it tried to write ${NODE_PLURAL}/${b}`);
+
+      // Into the patch's status directly, as agents did before node objects: RBAC.
+      const intoPatch = await denied(http, `/apis/${GROUP}/${VERSION}/${PLURAL}/${patch}/status`, {
+        apiVersion: API_VERSION,
+        kind: KIND,
+        metadata: { name: patch },
+        status: { nodes: [{ nodeName: b, phase: "Failed", reason: "Forged" }] },
+      });
+      expect(intoPatch).toBeInstanceOf(KubeApiError);
+      expect((intoPatch as KubeApiError).code).toBe(403);
+      expect((intoPatch as KubeApiError).message).toContain(`cannot patch resource "${PLURAL}/status"`);
+
+      // Into node B's object's spec, or its own (the operator's projection): RBAC.
+      for (const n of [b, a]) {
+        const intoSpec = await denied(http, `/apis/${GROUP}/${VERSION}/${NODE_PLURAL}/${n}`, { apiVersion: API_VERSION, kind: NODE_KIND, metadata: { name: n }, spec: { patches: [] } });
+        expect(intoSpec).toBeInstanceOf(KubeApiError);
+        expect((intoSpec as KubeApiError).code).toBe(403);
+        expect((intoSpec as KubeApiError).message).toContain(`cannot patch resource "${NODE_PLURAL}"`);
+      }
+
+      // With a token that names no node (not bound to a Pod), not even into node A's object.
+      const noClaim = await denied(unbound, nodeStatusPath(a), nodeObject(a, [{ patch, nodeName: a, phase: "Failed", reason: "Forged" }]));
+      expect(noClaim).toBeInstanceOf(KubeApiError);
+      expect((noClaim as KubeApiError).code).toBe(403);
+      expect((noClaim as KubeApiError).message).toContain("not exactly one");
+    } finally {
+      http.close();
+      unbound.close();
+    }
+    expect(await nodeObjectEntry(b)).toMatchObject({ phase: "Loaded" });
+    expect(await nodeObjectEntry(a)).toMatchObject({ phase: "Loaded" });
+    const p = await cluster.getPatch(patch);
+    for (const n of NODES) expect(entryOf(p, n)?.phase).toBe("Loaded");
   });
 });

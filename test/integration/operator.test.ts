@@ -4,7 +4,7 @@
  * agents write them, pacing, and the finalizer.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { API_VERSION, GROUP, KIND, PLURAL, VERSION, type NodeEntry } from "../../crds/schema.ts";
+import { API_VERSION, GROUP, NODE_KIND, NODE_PLURAL, VERSION, type NodeEntry, type NodePatchEntry } from "../../crds/schema.ts";
 import { KubeHttp } from "../../node-agent/kube/http-client.ts";
 import { kubeconfigConnection } from "../../node-agent/kube/connection.ts";
 import { agentFieldManager } from "../../node-agent/kube/agent-api.ts";
@@ -18,18 +18,25 @@ const cluster = new Cluster();
 let operator: Awaited<ReturnType<typeof startOperator>>;
 let http: KubeHttp;
 
-/** Writes a node's entry exactly as an agent does: server-side apply under the node's manager. */
+/**
+ * Writes a node's entry exactly as an agent does: once the operator has made the node's
+ * KernelLivePatchNode and projected the patch onto it, a server-side apply of all the node's
+ * entries under the node's field manager.
+ */
 async function agentWrites(patch: string, entry: Partial<NodeEntry> & { nodeName: string; phase: NodeEntry["phase"] }): Promise<void> {
   const p = await cluster.getPatch(patch);
-  await http.json("PATCH", `/apis/${GROUP}/${VERSION}/${PLURAL}/${patch}/status`, {
+  const path = `/apis/${GROUP}/${VERSION}/${NODE_PLURAL}/${entry.nodeName}`;
+  type NodeObject = { spec?: { patches?: Array<{ name: string }> }; status?: { entries?: NodePatchEntry[] } };
+  const obj = await until(`${patch} projected onto ${entry.nodeName}'s KernelLivePatchNode`, async () => {
+    const o = await http.json<NodeObject>("GET", path).catch(() => undefined);
+    return o?.spec?.patches?.some((x) => x.name === patch) ? o : undefined;
+  });
+  const others = (obj.status?.entries ?? []).filter((e) => e.patch !== patch);
+  const mine = { patch, patchUID: p?.metadata.uid, observedGeneration: p?.metadata.generation ?? 1, lastTransitionTime: new Date().toISOString(), ...entry };
+  await http.json("PATCH", `${path}/status`, {
     query: { fieldManager: agentFieldManager(entry.nodeName), force: true },
     contentType: "application/apply-patch+yaml",
-    body: {
-      apiVersion: API_VERSION,
-      kind: KIND,
-      metadata: { name: patch },
-      status: { nodes: [{ observedGeneration: p?.metadata.generation ?? 1, lastTransitionTime: new Date().toISOString(), ...entry }] },
-    },
+    body: { apiVersion: API_VERSION, kind: NODE_KIND, metadata: { name: entry.nodeName }, status: { entries: [...others, mine] } },
   });
 }
 
@@ -178,10 +185,18 @@ describe("the controller", () => {
     await until("the patch gone", async () => (await cluster.getPatch("op-del")) === undefined);
   });
 
-  it("removes the entry of a node that was deleted", async () => {
-    await agentWrites("op-p1", { nodeName: "op-gone", phase: "Loaded" });
+  it("removes the entry and the KernelLivePatchNode of a node that was deleted", async () => {
     await cluster.createNode("op-gone", { "klp-test/pool": "a" });
+    await agentWrites("op-p1", { nodeName: "op-gone", phase: "Loaded" });
+    await until("the entry shown on the patch", async () => entryOf(await cluster.getPatch("op-p1"), "op-gone")?.phase === "Loaded");
     await cluster.deleteNode("op-gone");
     await until("entry removed", async () => (entryOf(await cluster.getPatch("op-p1"), "op-gone") === undefined ? true : undefined));
+    const gone = await until("the node object deleted", async () =>
+      http.json("GET", `/apis/${GROUP}/${VERSION}/${NODE_PLURAL}/op-gone`).then(
+        () => undefined,
+        (err: { code?: number }) => (err.code === 404 ? true : undefined),
+      ),
+    );
+    expect(gone).toBe(true);
   });
 });

@@ -312,16 +312,16 @@ describe.skipIf(!!unavailable)("the chart on a real node", () => {
     expect(who.status.userInfo.extra["authentication.kubernetes.io/node-name"]).toEqual([realNodeName]);
     expect(who.status.userInfo.extra["authentication.kubernetes.io/pod-name"]).toEqual([pod.metadata.name]);
 
-    // The entry's field manager is the agent of the real node.
-    const p = await kubectlJson(["get", "klp", patchName, "--show-managed-fields"]);
-    expect(p.metadata.managedFields.map((m: any) => m.manager)).toContain(`kpatch-agent/${realNodeName}`);
+    // The entry's field manager is the agent of the real node, on the node's own KernelLivePatchNode.
+    const own = await kubectlJson(["get", "klpn", realNodeName, "--show-managed-fields"]);
+    expect(own.metadata.managedFields.map((m: any) => m.manager)).toContain(`kpatch-agent/${realNodeName}`);
 
-    // With that same token, another node's entry is refused by the chart's policy.
+    // With that same token, another node's object is refused by the chart's policy.
     const foreign = {
       apiVersion: "livepatch.kpatch.dev/v1alpha1",
-      kind: "KernelLivePatch",
-      metadata: { name: patchName },
-      status: { nodes: [{ nodeName: simNodeNames[0], phase: "Failed", observedGeneration: 1, lastTransitionTime: new Date().toISOString() }] },
+      kind: "KernelLivePatchNode",
+      metadata: { name: simNodeNames[0] },
+      status: { entries: [{ patch: patchName, nodeName: simNodeNames[0], phase: "Failed", observedGeneration: 1, lastTransitionTime: new Date().toISOString() }] },
     };
     const denied = await cp.kubectl(
       ["apply", "--server-side", "--subresource=status", `--field-manager=kpatch-agent/${realNodeName}`, "--force-conflicts", "-f", "-"],
@@ -339,7 +339,7 @@ describe.skipIf(!!unavailable)("the chart on a real node", () => {
     const after = await runningAgentPod(150_000, { name: before.metadata.name });
     expect(after.metadata.name).not.toBe(before.metadata.name);
     // The new agent has read the host and the patch (its log says so) and written its entry again.
-    await eventually("the new agent's first pass", 60_000, async () => (await kubectl(["logs", "-n", ns, after.metadata.name, "-c", "agent"])).includes("watching KernelLivePatches"));
+    await eventually("the new agent's first pass", 60_000, async () => (await kubectl(["logs", "-n", ns, after.metadata.name, "-c", "agent"])).includes("watching this node's KernelLivePatchNode"));
     await new Promise((r) => setTimeout(r, 5_000));
     expect((await simState()).insmods[moduleName]).toBe(insmods);
     await expectLoadedOnce();
@@ -357,7 +357,7 @@ describe.skipIf(!!unavailable)("the chart on a real node", () => {
     expect(again.status.containerStatuses[0].lastState.terminated.exitCode).toBe(137);
     const c2 = await node!.container(ns, pod.metadata.name, "agent");
     expect(c2.id).not.toBe(c.id);
-    await eventually("the restarted agent's first pass", 60_000, async () => (await kubectl(["logs", "-n", ns, pod.metadata.name, "-c", "agent"])).includes("watching KernelLivePatches"));
+    await eventually("the restarted agent's first pass", 60_000, async () => (await kubectl(["logs", "-n", ns, pod.metadata.name, "-c", "agent"])).includes("watching this node's KernelLivePatchNode"));
     await new Promise((r) => setTimeout(r, 5_000));
     await expectLoadedOnce();
     expectEntryStayedLoaded();

@@ -10,7 +10,7 @@ import path from "node:path";
 import { AppsV1Api, CoreV1Api, CustomObjectsApi, KubeConfig, PatchStrategy, setHeaderOptions, type V1DaemonSet } from "@kubernetes/client-node";
 import { pino, type Logger } from "pino";
 import { inject } from "vitest";
-import { GROUP, PLURAL, VERSION, type KernelLivePatch, type NodeEntry } from "../../crds/schema.ts";
+import { GROUP, NODE_PLURAL, PLURAL, VERSION, type KernelLivePatch, type NodeEntry, type NodePatchEntry } from "../../crds/schema.ts";
 import { loadOperatorConfig, type OperatorConfig } from "../../operator/config.ts";
 import { Controller } from "../../operator/controller/controller.ts";
 import { eventRecorder } from "../../operator/kube/events.ts";
@@ -60,11 +60,11 @@ export async function until<T>(what: string, f: () => Promise<T | undefined | fa
   }
 }
 
-/** Installs the generated CRD and waits until it is established. */
+/** Installs the generated CRDs (KernelLivePatch, KernelLivePatchNode) and waits until they are established. */
 export async function installCrd(cp: ControlPlaneClient): Promise<void> {
-  const r = await cp.kubectl(["apply", "--server-side", "--force-conflicts", "-f", path.join(REPO, "crds/livepatch.kpatch.dev_kernellivepatches.yaml")]);
+  const r = await cp.kubectl(["apply", "--server-side", "--force-conflicts", "-f", path.join(REPO, "crds/livepatch.kpatch.dev_kernellivepatches.yaml"), "-f", path.join(REPO, "crds/livepatch.kpatch.dev_kernellivepatchnodes.yaml")]);
   if (r.code !== 0) throw new Error(`CRD apply failed: ${r.stderr}`);
-  const w = await cp.kubectl(["wait", "--for=condition=Established", "--timeout=60s", `crd/${PLURAL}.${GROUP}`]);
+  const w = await cp.kubectl(["wait", "--for=condition=Established", "--timeout=60s", `crd/${PLURAL}.${GROUP}`, `crd/${NODE_PLURAL}.${GROUP}`]);
   if (w.code !== 0) throw new Error(`CRD not established: ${w.stderr}`);
 }
 
@@ -225,26 +225,54 @@ export async function removeTree(root: string): Promise<void> {
 }
 
 /**
- * Records every version of a patch's status the API server serves, through a watch, so tests can
- * check sequences (no flapping, never two nodes loading at once).
+ * Every version of a patch as the tests reason about it: the patch's own status (admission,
+ * conditions, summary) with `status.nodes` as the agents wrote them, version by version, into
+ * their KernelLivePatchNodes (the operator's roll-up coalesces, so a short Loading may never show on
+ * the patch itself). A node's last entry is kept after its node object goes.
  */
 export async function recordStatus(name: string): Promise<{ versions: KernelLivePatch[]; stop: () => void }> {
   const http = new KubeHttp(kubeconfigConnection(kubeconfigPath()));
   const versions: KernelLivePatch[] = [];
   const { Watcher } = await import("../../node-agent/kube/watcher.ts");
-  const w = new Watcher(http, {
+  let patch: KernelLivePatch | undefined;
+  const entries = new Map<string, NodeEntry>();
+  const push = () => {
+    if (!patch) return;
+    const nodes = [...entries.values()].sort((a, b) => a.nodeName.localeCompare(b.nodeName));
+    versions.push(structuredClone({ ...patch, status: { ...patch.status, nodes } }));
+  };
+  const patchWatch = new Watcher(http, {
     path: `/apis/${GROUP}/${VERSION}/${PLURAL}`,
     query: { fieldSelector: `metadata.name=${name}` },
     onChange: (m) => {
       const p = m.get(name) as KernelLivePatch | undefined;
-      if (p) versions.push(structuredClone(p));
+      if (!p) return;
+      patch = p;
+      push();
     },
   });
-  await w.start();
+  const nodeWatch = new Watcher(http, {
+    path: `/apis/${GROUP}/${VERSION}/${NODE_PLURAL}`,
+    onChange: (m) => {
+      let changed = false;
+      for (const [node, o] of m) {
+        const e = (o as { status?: { entries?: NodePatchEntry[] } }).status?.entries?.find((x) => x.patch === name && (!patch || !x.patchUID || x.patchUID === patch.metadata.uid));
+        if (!e) continue;
+        const { patch: _p, patchUID: _u, ...entry } = e;
+        const before = entries.get(node);
+        if (before && JSON.stringify(before) === JSON.stringify({ ...entry, nodeName: node })) continue;
+        entries.set(node, { ...entry, nodeName: node });
+        changed = true;
+      }
+      if (changed) push();
+    },
+  });
+  await Promise.all([patchWatch.start(), nodeWatch.start()]);
   return {
     versions,
     stop: () => {
-      w.stop();
+      patchWatch.stop();
+      nodeWatch.stop();
       http.close();
     },
   };

@@ -500,7 +500,7 @@ describe("the whole stack on a real kernel, inside a VM node", () => {
       });
       // The new agent has read the host and started its watches; give it time for its pass.
       await eventually("the new agent watching", 300_000, async () =>
-        agentLog().some((l) => l.pod.includes(fresh.uid) && l.msg.msg === "watching KernelLivePatches"),
+        agentLog().some((l) => l.pod.includes(fresh.uid) && l.msg.msg === "watching this node's KernelLivePatchNode"),
       );
       await new Promise((r) => setTimeout(r, 15_000));
       const g = await guest();
@@ -559,7 +559,7 @@ describe("the whole stack on a real kernel, inside a VM node", () => {
       expect(enableCount(g, V2)).toBe(1);
       expect(g.dmesg.some((l) => /unpatching/.test(l))).toBe(false);
       // The agent of the new boot did run (its log is here), and did nothing to the host.
-      expect(agentLog().slice(logMark).some((l) => l.msg.msg === "watching KernelLivePatches")).toBe(true);
+      expect(agentLog().slice(logMark).some((l) => l.msg.msg === "watching this node's KernelLivePatchNode")).toBe(true);
       const hostActions = agentLog().slice(logMark).filter((l) => ["loaded", "unloaded", "uninstalled", "removed leftover module"].includes(String(l.msg.msg)));
       expect(hostActions, "agent host actions after the reboot").toEqual([]);
       // Once enabled (before the kubelet started), v2 stayed enabled.

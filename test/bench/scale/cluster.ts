@@ -1,14 +1,14 @@
 /**
- * What every benchmark run sets up: its own control plane (no controllers), the CRD, the module
- * ConfigMap, N Node objects, and the operator in its own process.
+ * What every benchmark run sets up: its own control plane (no controllers), both CRDs
+ * (KernelLivePatch and KernelLivePatchNode), the module ConfigMap, N Node objects, and the operator
+ * in its own process.
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { createHash } from "node:crypto";
 import { open } from "node:fs/promises";
 import { get } from "node:http";
 import path from "node:path";
-import { API_VERSION, KIND } from "../../../crds/schema.ts";
-import { PATCHES_PATH } from "../../../node-agent/kube/agent-api.ts";
+import { API_VERSION, GROUP, KIND, PLURAL, VERSION } from "../../../crds/schema.ts";
 import { kubeconfigConnection, type Connection } from "../../../node-agent/kube/connection.ts";
 import { KubeHttp } from "../../../node-agent/kube/http-client.ts";
 import { buildSimModule } from "../../../node-agent/sim/build-module.ts";
@@ -20,6 +20,9 @@ export const REPO = path.resolve(import.meta.dirname, "../../..");
 export const RELEASE = "6.1.0-56-amd64";
 export const NAMESPACE = "kpatch-system";
 
+export const PATCHES_PATH = `/apis/${GROUP}/${VERSION}/${PLURAL}`;
+const CRDS = ["kernellivepatches", "kernellivepatchnodes"];
+
 export type OperatorRunner = { kind: "tsx" } | { kind: "bundle"; file: string };
 
 export interface Cluster {
@@ -27,6 +30,8 @@ export interface Cluster {
   conn: Connection;
   admin: KubeHttp;
   nodes: string[];
+  /** Node uid by name (the operator's node objects are owned by their Node). */
+  nodeUids: Map<string, string>;
   /** Patch names, and the digest of each patch's module. */
   patches: string[];
   sha256: string[];
@@ -63,9 +68,11 @@ export async function prepareCluster(opts: { dir: string; binDir: string; nodes:
     const conn = kubeconfigConnection(cp.kubeconfigPath);
     // The benchmark's own requests (setup, metrics, big objects) may wait long on a saturated API server.
     const admin = new KubeHttp(conn, { requestTimeoutMs: 600_000 });
-    const crd = await cp.kubectl(["apply", "--server-side", "-f", path.join(REPO, "crds/livepatch.kpatch.dev_kernellivepatches.yaml")]);
-    if (crd.code !== 0) throw new Error(crd.stderr);
-    await cp.kubectl(["wait", "--for=condition=Established", "--timeout=60s", "crd/kernellivepatches.livepatch.kpatch.dev"]);
+    for (const plural of CRDS) {
+      const crd = await cp.kubectl(["apply", "--server-side", "-f", path.join(REPO, `crds/${GROUP}_${plural}.yaml`)]);
+      if (crd.code !== 0) throw new Error(crd.stderr);
+      await cp.kubectl(["wait", "--for=condition=Established", "--timeout=60s", `crd/${plural}.${GROUP}`]);
+    }
     await admin.json("POST", "/api/v1/namespaces", { body: { metadata: { name: NAMESPACE } } });
     const modules = Array.from({ length: opts.patches }, (_, i) => buildSimModule({ name: `bench_fix_${i}`, vermagic: RELEASE }));
     await admin.json("POST", `/api/v1/namespaces/${NAMESPACE}/configmaps`, {
@@ -73,12 +80,13 @@ export async function prepareCluster(opts: { dir: string; binDir: string; nodes:
     });
     const nodes = Array.from({ length: opts.nodes }, (_, i) => nodeName(i));
     opts.log(`creating ${opts.nodes} Node objects`);
-    await createNodes(admin, nodes);
+    const nodeUids = await createNodes(admin, nodes);
     return {
       cp,
       conn,
       admin,
       nodes,
+      nodeUids,
       patches: modules.map((_, i) => `bench-patch-${i}`),
       sha256: modules.map((m) => createHash("sha256").update(m).digest("hex")),
     };
@@ -129,4 +137,14 @@ export async function startOperator(runner: OperatorRunner, kubeconfig: string, 
   process.once("exit", () => child.kill("SIGKILL")); // never outlive the benchmark
   await until("the operator", 180_000, async () => (await scrapeOperator(metricsPort)).some((s) => s.name === "controller_runtime_reconcile_total"), 500);
   return { child, metricsPort };
+}
+
+/** SIGTERM, then SIGKILL after `graceMs`; resolves once the process is gone. */
+export async function stopChild(child: ChildProcess, graceMs = 10_000): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((r) => child.once("exit", () => r()));
+  child.kill("SIGTERM");
+  const timer = setTimeout(() => child.kill("SIGKILL"), graceMs);
+  await exited;
+  clearTimeout(timer);
 }

@@ -1,55 +1,59 @@
 /**
  * The simulated fleet: Node objects, one simulated host tree per node (on tmpfs), and the real
- * agent code on each. Agents run in this process (an `Agent` per node, each with its own API
- * connection, as test/support/klp.ts startSimAgent builds them); 1000 agent processes would need
- * ~50 GiB of RAM. One extra node runs the bundled agent as its own process, so one agent's RSS and
- * CPU are measured as they would be on a node.
+ * agent code on each. Agents run in this process, each wired as node-agent/sim/sim-node.ts and
+ * node-agent/main.ts wire it: its own API connection, its own `nodeChannel` (a watch of its own
+ * KernelLivePatchNode by field selector, its entries written into that object's status) and its
+ * own watch of its Node. 1000 agent processes would need ~60 GiB of RAM; one extra node runs the
+ * bundled agent as its own process, so one agent's RSS and CPU are measured as on a node.
  *
- * How the in-process agents receive KernelLivePatches:
- *   - "per-agent": each agent has its own watch, as in production (keeping only its own entry, as
- *     node-agent/main.ts does): every status write reaches every agent through the API server (the
- *     fan-out measured in full).
- *   - "shared": one watch in this process feeds every agent the latest objects (its own part),
- *     coalesced (an agent busy with a pass gets the newest set once it is done). The API server
- *     sends each event a few times instead of N times; the agent process still has its own watch.
+ * There is no shared-watch mode any more: with one small object per node, each agent's watch only
+ * ever carries its own object (no N² fan-out), so every agent watches as in production at every size.
  */
 import { spawn, type ChildProcess } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { mkdir, open } from "node:fs/promises";
 import path from "node:path";
 import { pino, type Logger } from "pino";
 import { createLoader } from "../../../node-agent/host/create-loader.ts";
 import { createHostDriver } from "../../../node-agent/host/driver.ts";
-import { readFileSync } from "node:fs";
-import { agentApi, ownPart, watchOwnNode, watchPatches } from "../../../node-agent/kube/agent-api.ts";
+import { watchOwnNode } from "../../../node-agent/kube/agent-api.ts";
 import type { Connection } from "../../../node-agent/kube/connection.ts";
 import { KubeHttp } from "../../../node-agent/kube/http-client.ts";
+import { nodeChannel, type NodeChannel } from "../../../node-agent/kube/node-channel.ts";
 import type { Watcher } from "../../../node-agent/kube/watcher.ts";
 import { Agent } from "../../../node-agent/loop/agent.ts";
 import { moduleSources } from "../../../node-agent/loop/sources.ts";
 import { layoutSimHost } from "../../../node-agent/sim/layout.ts";
 import { failureKind, pool } from "./util.ts";
 
-export type WatchMode = "per-agent" | "shared";
-
 export const nodeName = (i: number) => `bench-node-${String(i).padStart(4, "0")}`;
 
-export async function createNodes(http: KubeHttp, names: readonly string[]): Promise<void> {
-  await pool(names, 16, (name) =>
-    http.json("POST", "/api/v1/nodes", { body: { apiVersion: "v1", kind: "Node", metadata: { name, labels: { "kubernetes.io/hostname": name, bench: "yes" } } } }),
-  );
+/** Creates the Node objects; their uids by name. */
+export async function createNodes(http: KubeHttp, names: readonly string[]): Promise<Map<string, string>> {
+  const uids = await pool(names, 16, async (name) => {
+    const node = await http.json<{ metadata: { uid: string } }>("POST", "/api/v1/nodes", {
+      body: { apiVersion: "v1", kind: "Node", metadata: { name, labels: { "kubernetes.io/hostname": name, bench: "yes" } } },
+    });
+    return node.metadata.uid;
+  });
+  return new Map(names.map((n, i) => [n, uids[i]!]));
 }
 
 /** Counters of one in-process agent. */
 export interface AgentStats {
-  /** Watch deliveries (per-agent: events; shared: coalesced sets) handed to updatePatches. */
+  /** Deliveries of the node object's projected patches (one per watch event) handed to updatePatches. */
   deliveries: number;
-  /** Status applies and their total latency. */
+  /**
+   * Entries the agent loop handed to its channel (`applyEntry` calls) and their total latency until
+   * the write carrying them landed. The channel coalesces entries set while a write is in flight into
+   * one request, so requests can be fewer (the API server's counters give those).
+   */
   writes: number;
   writeMs: number;
-  /** Failed status applies (the agent's pass fails and is retried with backoff), by kind. */
+  /** Failed entry writes (the agent's pass fails and is retried with backoff), by kind. */
   failures: number;
   failureKinds: Record<string, number>;
-  /** Status applies by the phase written. */
+  /** Entries written, by phase. */
   phases: Record<string, number>;
   /** ms since the benchmark's t0 when each host action finished, by outcome. */
   actions: Array<{ patch: string; op: string; outcome: string; at: number }>;
@@ -59,11 +63,9 @@ interface FleetAgent {
   readonly name: string;
   readonly agent: Agent;
   readonly stats: AgentStats;
-  readonly watchers: Watcher[];
+  readonly channel: NodeChannel;
+  readonly nodeWatch: Watcher;
   readonly http: KubeHttp;
-  /** Shared mode: a delivery is running / another one is due. */
-  busy: boolean;
-  pending: boolean;
 }
 
 export interface FleetOptions {
@@ -71,7 +73,6 @@ export interface FleetOptions {
   readonly hostsDir: string;
   readonly kernelRelease: string;
   readonly transitionMs: number;
-  readonly mode: WatchMode;
   /** Time origin for action timestamps. */
   readonly clock: () => number;
 }
@@ -79,7 +80,6 @@ export interface FleetOptions {
 /** N in-process agents on simulated hosts. */
 export class Fleet {
   readonly agents: FleetAgent[] = [];
-  private latest: unknown[] = [];
   private readonly log: Logger = pino({ level: process.env.KLP_BENCH_LOG ?? "silent" });
 
   constructor(private readonly opts: FleetOptions) {}
@@ -89,17 +89,11 @@ export class Fleet {
     await pool(names, 16, (name) => this.startAgent(name));
   }
 
-  /** Shared mode: the benchmark's own watch hands every change here. */
-  feed(objects: Iterable<unknown>): void {
-    this.latest = [...objects];
-    for (const a of this.agents) this.deliver(a);
-  }
-
   get passesDone(): number {
     return this.agents.filter((a) => a.agent.lastPassAt > 0).length;
   }
 
-  totals(): Omit<AgentStats, "actions"> & { actions: AgentStats["actions"] } {
+  totals(): AgentStats {
     const t: AgentStats = { deliveries: 0, writes: 0, writeMs: 0, failures: 0, failureKinds: {}, phases: {}, actions: [] };
     for (const { stats } of this.agents) {
       t.deliveries += stats.deliveries;
@@ -114,26 +108,31 @@ export class Fleet {
   }
 
   async stop(): Promise<void> {
-    for (const a of this.agents) for (const w of a.watchers) w.stop();
+    for (const a of this.agents) {
+      a.nodeWatch.stop();
+      a.channel.stop();
+    }
     await Promise.all(this.agents.map((a) => a.agent.stop()));
     for (const a of this.agents) a.http.close();
   }
 
+  /** As node-agent/sim/sim-node.ts startSimNode, with counters around the channel's writes. */
   private async startAgent(name: string): Promise<void> {
     const root = path.join(this.opts.hostsDir, name);
     const http = new KubeHttp(this.opts.conn);
     const driver = createHostDriver({ hostRoot: root, loader: createLoader(root, "sim"), log: this.log });
     const stats: AgentStats = { deliveries: 0, writes: 0, writeMs: 0, failures: 0, failureKinds: {}, phases: {}, actions: [] };
-    const api = agentApi(http, name, this.log);
+    const channel = nodeChannel(http, name, this.log);
     const agent = new Agent({
       nodeName: name,
       driver,
       api: {
-        event: api.event,
+        event: channel.api.event,
         applyEntry: async (patch, entry) => {
           const started = performance.now();
+          let rv: string | undefined | void;
           try {
-            await api.applyEntry(patch, entry);
+            rv = await channel.api.applyEntry(patch, entry);
           } catch (err) {
             stats.failures++;
             const kind = failureKind(err);
@@ -143,6 +142,7 @@ export class Fleet {
           stats.writes++;
           stats.writeMs += performance.now() - started;
           stats.phases[entry.phase] = (stats.phases[entry.phase] ?? 0) + 1;
+          return rv;
         },
       },
       sources: moduleSources({ http, imageModulesDir: path.join(root, ".images"), maxBytes: 64 << 20 }),
@@ -150,45 +150,15 @@ export class Fleet {
       resyncMs: 60_000,
       onAction: (patch, action, outcome) => stats.actions.push({ patch, op: action.op, outcome, at: this.opts.clock() }),
     });
-    const a: FleetAgent = { name, agent, stats, http, watchers: [], busy: false, pending: false };
-    a.watchers.push(watchOwnNode(http, name, (labels) => agent.updateNode(labels), this.log));
-    if (this.opts.mode === "per-agent") {
-      a.watchers.push(
-        watchPatches(
-          http,
-          (objects) => {
-            stats.deliveries++;
-            agent.updatePatches(objects);
-          },
-          this.log,
-          { ownNode: name },
-        ),
-      );
-    }
-    this.agents.push(a);
-    await Promise.all(a.watchers.map((w) => w.start()));
-    if (this.opts.mode === "shared") this.deliver(a);
-  }
-
-  /** Coalesced delivery: at most one parse of the newest set per agent pass. */
-  private deliver(a: FleetAgent): void {
-    if (a.busy) {
-      a.pending = true;
-      return;
-    }
-    a.busy = true;
-    setImmediate(async () => {
-      try {
-        do {
-          a.pending = false;
-          a.stats.deliveries++;
-          a.agent.updatePatches(this.latest.map((o) => ownPart(o, a.name)));
-          await a.agent.idle();
-        } while (a.pending);
-      } finally {
-        a.busy = false;
-      }
-    });
+    const nodeWatch = watchOwnNode(http, name, (labels) => agent.updateNode(labels), this.log);
+    this.agents.push({ name, agent, stats, channel, nodeWatch, http });
+    await Promise.all([
+      nodeWatch.start(),
+      channel.start((patches) => {
+        stats.deliveries++;
+        agent.updatePatches(patches);
+      }),
+    ]);
   }
 }
 

@@ -1,25 +1,30 @@
 /**
- * The floor: how long the same API server takes for bare server-side-apply status writes, one per
- * node and patch, with the agents' own request code and body shape (a Loaded entry under the
- * field manager kpatch-agent/<node>), every node writing at once on its own connection (as the
- * agents do), each node's writes to several patches one after another (as an agent's are), a
- * failed write retried with the agent's pass backoff.
+ * The floor: how long the same API server takes for the same number of bare server-side-apply
+ * status writes as the agents make, at the same client concurrency. N KernelLivePatchNode objects
+ * (`bench-floor-<i>`, created first by an admin apply of `spec.patches: []`, not timed), each written
+ * by its own writer on its own connection, all writers at once; each write is the agent's request
+ * (node-agent/kube/node-channel.ts EntryWriter): an apply of `status.entries` (one entry per patch)
+ * to `kernellivepatchnodes/<node>/status` under the field manager `kpatch-agent/<node>`. W writes
+ * are spread over the N writers (W mod N of them write one more), each writer's one after another
+ * (an agent's writes never overlap); a failed write is retried with the agent's pass backoff.
  */
 import { randomUUID } from "node:crypto";
-import { pino } from "pino";
-import { API_VERSION, KIND, type NodeEntry } from "../../../crds/schema.ts";
-import { agentApi, PATCHES_PATH } from "../../../node-agent/kube/agent-api.ts";
+import { API_VERSION, NODE_KIND, type NodeEntry, type NodePatchEntry } from "../../../crds/schema.ts";
+import { agentFieldManager } from "../../../node-agent/kube/agent-api.ts";
 import type { Connection } from "../../../node-agent/kube/connection.ts";
 import { KubeHttp } from "../../../node-agent/kube/http-client.ts";
+import { NODE_OBJECTS_PATH } from "../../../node-agent/kube/node-channel.ts";
 import { failureKind, pool } from "./util.ts";
 
 export interface FloorResult {
+  /** Status writes made (W), by N writers. */
+  writes: number;
+  writers: number;
   /** Until every write landed (undefined: not within the time limit). */
   ms: number | undefined;
-  writes: number;
   /** Writes that landed within the limit. */
   landed: number;
-  /** Failed attempts (retried like an agent retries a failed pass: 1 s, 2 s, 4 s ... 60 s). */
+  /** Failed attempts (retried like an agent retries a failed pass: 1 s, 2 s, 4 s ... 60 s, jittered). */
   failures: number;
   /** Failed attempts by HTTP status. */
   failuresByCode: Record<string, number>;
@@ -42,42 +47,74 @@ export function loadedEntry(node: string, kernelRelease: string, sha256: string,
   };
 }
 
+/** The agent's request: every entry of the node, as one server-side apply of the object's status. */
+export async function applyEntries(http: KubeHttp, node: string, entries: readonly NodePatchEntry[]): Promise<string | undefined> {
+  const written = await http.json<{ metadata?: { resourceVersion?: string } } | undefined>("PATCH", `${NODE_OBJECTS_PATH}/${encodeURIComponent(node)}/status`, {
+    query: { fieldManager: agentFieldManager(node), force: true },
+    contentType: "application/apply-patch+yaml",
+    body: { apiVersion: API_VERSION, kind: NODE_KIND, metadata: { name: node }, status: { entries } },
+  });
+  return written?.metadata?.resourceVersion;
+}
+
+export const floorObject = (i: number) => `bench-floor-${String(i).padStart(4, "0")}`;
+
+/** The floor's N node objects, as an admin creates them: `spec.patches: []` (not timed). */
+export async function createFloorObjects(admin: KubeHttp, writers: number): Promise<string[]> {
+  const names = Array.from({ length: writers }, (_, i) => floorObject(i));
+  await pool(names, 16, (name) =>
+    admin.json("PATCH", `${NODE_OBJECTS_PATH}/${name}`, {
+      query: { fieldManager: "bench-floor", force: true },
+      contentType: "application/apply-patch+yaml",
+      body: { apiVersion: API_VERSION, kind: NODE_KIND, metadata: { name }, spec: { patches: [] } },
+    }),
+  );
+  return names;
+}
+
+/** W writes over the objects `names` (one writer each, all at once); see the module comment. */
 export async function measureFloor(opts: {
   conn: Connection;
-  admin: KubeHttp;
-  nodes: readonly string[];
-  patches: number;
+  names: readonly string[];
+  writes: number;
+  /** One entry per patch in every write. */
+  patches: readonly string[];
   kernelRelease: string;
   sha256: string;
   timeoutMs: number;
 }): Promise<FloorResult> {
-  const names = Array.from({ length: opts.patches }, (_, i) => `bench-floor-${i}`);
-  for (const name of names) {
-    const spec = { modules: [{ kernelRelease: "0.0.0-floor", sha256: opts.sha256, url: "https://example.invalid/floor.ko" }], rollout: { maxUnavailable: "100%" } };
-    await opts.admin.json("POST", PATCHES_PATH, { body: { apiVersion: API_VERSION, kind: KIND, metadata: { name }, spec } });
-  }
-  const log = pino({ level: "silent" });
-  const clients = opts.nodes.map(() => new KubeHttp(opts.conn));
+  const clients = opts.names.map(() => new KubeHttp(opts.conn));
+  const n = opts.names.length;
+  const share = (i: number) => Math.floor(opts.writes / n) + (i < opts.writes % n ? 1 : 0);
   try {
     await pool(clients, 64, (c) => c.json("GET", "/version")); // connections up, as the agents' are
-    const result: FloorResult = { ms: undefined, writes: opts.nodes.length * names.length, landed: 0, failures: 0, failuresByCode: {} };
+    const result: FloorResult = { writes: opts.writes, writers: n, ms: undefined, landed: 0, failures: 0, failuresByCode: {} };
     const started = performance.now();
     const deadline = started + opts.timeoutMs;
     let stop = false;
     const all = Promise.all(
-      opts.nodes.map(async (node, i) => {
-        const api = agentApi(clients[i]!, node, log);
-        for (const patch of names) {
+      opts.names.map(async (node, i) => {
+        const k = share(i);
+        for (let j = 0; j < k && !stop; j++) {
+          // Loading before the last write, Loaded at the last: each write changes the entries, as the agents' do.
+          const entries = opts.patches.map(
+            (patch): NodePatchEntry => ({
+              ...loadedEntry(node, opts.kernelRelease, opts.sha256, "bench_fix"),
+              ...(j < k - 1 ? { phase: "Loading", enabled: false, transition: true } : {}),
+              patch,
+            }),
+          );
           for (let attempt = 0; !stop; attempt++) {
             try {
-              await api.applyEntry(patch, loadedEntry(node, opts.kernelRelease, opts.sha256, "bench_fix"));
+              await applyEntries(clients[i]!, node, entries);
               result.landed++;
               break;
             } catch (err) {
               result.failures++;
               const code = failureKind(err);
               result.failuresByCode[code] = (result.failuresByCode[code] ?? 0) + 1;
-              await new Promise((r) => setTimeout(r, Math.min(60_000, 1000 * 2 ** attempt, Math.max(0, deadline - performance.now()))));
+              const ms = Math.min(60_000, 1000 * 2 ** attempt);
+              await new Promise((r) => setTimeout(r, Math.min(ms / 2 + Math.random() * (ms / 2), Math.max(0, deadline - performance.now()))));
             }
           }
         }
@@ -92,6 +129,5 @@ export async function measureFloor(opts: {
     return result;
   } finally {
     for (const c of clients) c.close();
-    for (const name of names) await opts.admin.json("DELETE", `${PATCHES_PATH}/${name}`).catch(() => undefined);
   }
 }

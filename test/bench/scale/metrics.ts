@@ -59,23 +59,38 @@ export async function scrapeApiServer(http: KubeHttp): Promise<Sample[]> {
 export interface ApiCounts {
   /** Requests by verb (LIST, GET, WATCH, APPLY, PATCH, POST, ...). */
   byVerb: Map<string, number>;
-  /** Server-side applies to kernellivepatches/status. */
-  statusApplies: number;
-  /** Watch events of KernelLivePatches sent to watchers, and their bytes. */
+  /** Server-side applies to kernellivepatchnodes/status (the agents' entry writes), all and successful. */
+  entryApplies: number;
+  entryAppliesOk: number;
+  /** Server-side applies to kernellivepatchnodes (the operator's projections), successful. */
+  projectionApplies: number;
+  /** Server-side applies to kernellivepatches/status (the operator's roll-ups), successful. */
+  patchStatusApplies: number;
+  /** Watch events sent to watchers, and their bytes: KernelLivePatches, KernelLivePatchNodes. */
   patchWatchEvents: number;
   patchWatchBytes: number;
+  nodeObjectWatchEvents: number;
+  nodeObjectWatchBytes: number;
 }
 
 const isPatches = (l: Record<string, string>) => l.resource === "kernellivepatches" || l.kind === "KernelLivePatch";
+const isNodeObjects = (l: Record<string, string>) => l.resource === "kernellivepatchnodes" || l.kind === "KernelLivePatchNode";
+const ok = (l: Record<string, string>) => /^2/.test(l.code ?? "");
 
 export function apiCounts(before: readonly Sample[], after: readonly Sample[]): ApiCounts {
   const d = (name: string, by?: string, where?: (l: Record<string, string>) => boolean) => diff(sumBy(before, name, by, where), sumBy(after, name, by, where));
-  const one = (m: Map<string, number>) => m.get("") ?? 0;
+  const one = (name: string, where: (l: Record<string, string>) => boolean) => d(name, undefined, where).get("") ?? 0;
+  const applies = (l: Record<string, string>) => l.verb === "APPLY";
   return {
     byVerb: d("apiserver_request_total", "verb"),
-    statusApplies: one(d("apiserver_request_total", undefined, (l) => isPatches(l) && l.subresource === "status" && l.verb === "APPLY")),
-    patchWatchEvents: one(d("apiserver_watch_events_total", undefined, isPatches)),
-    patchWatchBytes: one(d("apiserver_watch_events_sizes_sum", undefined, isPatches)),
+    entryApplies: one("apiserver_request_total", (l) => isNodeObjects(l) && l.subresource === "status" && applies(l)),
+    entryAppliesOk: one("apiserver_request_total", (l) => isNodeObjects(l) && l.subresource === "status" && applies(l) && ok(l)),
+    projectionApplies: one("apiserver_request_total", (l) => isNodeObjects(l) && !l.subresource && applies(l) && ok(l)),
+    patchStatusApplies: one("apiserver_request_total", (l) => isPatches(l) && l.subresource === "status" && applies(l) && ok(l)),
+    patchWatchEvents: one("apiserver_watch_events_total", isPatches),
+    patchWatchBytes: one("apiserver_watch_events_sizes_sum", isPatches),
+    nodeObjectWatchEvents: one("apiserver_watch_events_total", isNodeObjects),
+    nodeObjectWatchBytes: one("apiserver_watch_events_sizes_sum", isNodeObjects),
   };
 }
 

@@ -1,5 +1,6 @@
 /** The benchmark's tables (Markdown, so they paste into docs/benchmarks.md). */
-import type { RunResult } from "./run.ts";
+import type { FloorResult } from "./floor.ts";
+import { runStatusWrites, type RunResult } from "./run.ts";
 import type { SeedResult } from "./seed.ts";
 
 const s = (ms: number | undefined) => (ms === undefined || Number.isNaN(ms) ? "—" : (ms / 1000).toFixed(1));
@@ -9,44 +10,94 @@ const label = (r: { nodes: number; patches: number }) => `${r.nodes} × ${r.patc
 const row = (cells: Array<string | number>) => `| ${cells.join(" | ")} |`;
 const VERBS = ["LIST", "GET", "WATCH", "APPLY", "PATCH", "POST", "PUT", "DELETE"];
 
-function floorCell(r: RunResult): string {
-  const f = r.floor;
+function floorCell(f: FloorResult | undefined): string {
+  if (!f) return "(same)";
   const failed = f.failures ? `, ${f.failures} failed attempts (${Object.entries(f.failuresByCode).map(([k, v]) => `${v}× ${k}`).join(", ")})` : "";
   return f.ms === undefined ? `> limit: ${f.landed}/${f.writes} landed${failed}` : `${s(f.ms)}${failed}`;
 }
+
+/** The floor the ratio uses: the run's own number of status writes (one per node when that is what the run made). */
+export const floorUsed = (r: RunResult): FloorResult => r.floorRunWrites ?? r.floorOnePerNode;
+
+const perNode = (r: RunResult, x: number) => x / (r.nodes * r.patches);
 
 export function headline(results: readonly RunResult[]): string {
   const lines = [
     row([
       "nodes × patches",
-      "agents' watch",
       "load avg",
-      "floor (s)",
       "apply → Ready (s)",
+      "floor: the run's W status writes (s)",
       "÷ floor (goal ≤ 1.5)",
       "status writes / node: agents + operator (goal ≤ 2)",
-      "status apply requests / node (incl. failed)",
       "operator RSS / peak MiB",
-      "agent process RSS MiB, idle CPU %",
+      "operator CPU s (rollout), idle %",
+      "agent process idle RSS MiB, idle CPU %",
     ]),
-    row(["---", "---", "---", "---", "---:", "---:", "---", "---:", "---:", "---:"]),
+    row(["---", "---", "---:", "---", "---:", "---", "---:", "---", "---"]),
   ];
   for (const r of results) {
-    const agents = r.agentWrites / ((r.nodes - 1) * r.patches);
-    const operator = r.versions.operator / (r.nodes * r.patches);
+    const f = floorUsed(r);
     const ready = r.readyMs === undefined ? `not Ready (${r.loadedAtEnd}/${r.nodes} Loaded)` : s(r.readyMs);
     lines.push(
       row([
         label(r),
-        r.mode,
         `${n1(r.load[0])}–${n1(r.load[1])}`,
-        floorCell(r),
         ready,
-        r.readyMs === undefined || r.floor.ms === undefined ? "—" : n1(r.readyMs / r.floor.ms),
-        `${n2(agents + operator)} = ${n2(agents)} + ${n2(operator)}`,
-        n2(r.api.statusApplies / (r.nodes * r.patches)),
+        `W = ${f.writes}: ${floorCell(f)}`,
+        r.readyMs === undefined || f.ms === undefined ? "—" : n2(r.readyMs / f.ms),
+        `${n2(perNode(r, runStatusWrites(r)))} = ${n2(perNode(r, r.versions.agents))} + ${n2(perNode(r, r.versions.operatorStatus))}`,
         `${n1(r.operator.rssMiB)} / ${n1(r.operator.peakMiB)}`,
+        `${n1(r.operator.rolloutCpu)}, ${n2(r.operator.idleCpuPct)}`,
         `${n1(r.agentProcess.rssMiB)}, ${n2(r.agentProcess.idleCpuPct)}`,
+      ]),
+    );
+  }
+  return lines.join("\n");
+}
+
+export function floors(results: readonly RunResult[]): string {
+  const lines = [
+    row(["nodes × patches", "load avg", "writers", "one write per node: writes, s", "the run's status writes: writes, s (the ratio's)"]),
+    row(["---", "---", "---:", "---", "---"]),
+  ];
+  for (const r of results) {
+    lines.push(
+      row([
+        label(r),
+        `${n1(r.floorLoad[0])}–${n1(r.floorLoad[1])}`,
+        r.floorOnePerNode.writers,
+        `${r.floorOnePerNode.writes}: ${floorCell(r.floorOnePerNode)}`,
+        r.floorRunWrites ? `${r.floorRunWrites.writes}: ${floorCell(r.floorRunWrites)}` : "(the same: one per node)",
+      ]),
+    );
+  }
+  return lines.join("\n");
+}
+
+export function writesPerNode(results: readonly RunResult[]): string {
+  const lines = [
+    row([
+      "nodes × patches",
+      "status writes / node: agents + operator",
+      "operator projection writes / node (node objects' spec)",
+      "operator finalizer writes",
+      "entry applies / node: all (successful)",
+      "projection applies / node",
+      "patch status applies",
+    ]),
+    row(["---", "---", "---:", "---:", "---", "---:", "---:"]),
+  ];
+  for (const r of results) {
+    lines.push(
+      row([
+        label(r),
+        `${n2(perNode(r, runStatusWrites(r)))} = ${n2(perNode(r, r.versions.agents))} + ${n2(perNode(r, r.versions.operatorStatus))}`,
+        n2(r.versions.operatorSpec / r.nodes),
+        r.versions.operatorMeta,
+        `${n2(perNode(r, r.api.entryApplies))} (${n2(perNode(r, r.api.entryAppliesOk))})`,
+        n2(r.api.projectionApplies / r.nodes),
+        r.api.patchStatusApplies,
       ]),
     );
   }
@@ -67,15 +118,15 @@ export function whereTimeGoes(results: readonly RunResult[]): string {
   const lines = [
     row([
       "nodes × patches",
-      "finalizer / admitted / first Loaded / all Loaded / Ready (s)",
+      "finalizer / projected / admitted / projected admitted / first Loaded / all Loaded / rolled up / Ready (s)",
       "agent loads done p50 / p90 / max (s)",
       "CPU s: apiserver / etcd / operator / in-process agents / agent process",
-      "reconciles: patch / daemonset",
-      "KLP watch events sent (GB)",
+      "reconciles: patch / node / daemonset",
+      "watch events sent: KLP (MB) / KLPN (MB)",
       "updatePatches per agent",
-      "patch KiB (managedFields)",
-      "agent apply: mean ms, failed",
-      "agent writes by phase",
+      "KiB: patch / node object",
+      "agent entries: mean ms until written, failed",
+      "agent entries by phase",
     ]),
     row(["---", "---", "---", "---", "---", "---", "---:", "---", "---", "---"]),
   ];
@@ -84,13 +135,13 @@ export function whereTimeGoes(results: readonly RunResult[]): string {
     lines.push(
       row([
         label(r),
-        [t.finalizerMs, t.admittedMs, t.firstLoadedMs, t.allLoadedMs, t.readyMs].map(s).join(" / "),
+        [t.finalizerMs, t.projectedMs, t.admittedMs, t.projectedAdmittedMs, t.firstLoadedMs, t.allLoadedMs, t.rolledUpMs, t.readyMs].map(s).join(" / "),
         [r.loadDone.p50, r.loadDone.p90, r.loadDone.max].map(s).join(" / "),
         [r.cpu.apiserver, r.cpu.etcd, r.cpu.operator, r.cpu.inProcessAgents, r.cpu.agentProcess].map(n1).join(" / "),
-        `${r.reconciles.get("kernellivepatch") ?? 0} / ${r.reconciles.get("agent-daemonset") ?? 0}`,
-        `${r.api.patchWatchEvents} (${n2(r.api.patchWatchBytes / 1e9)})`,
+        `${r.reconciles.get("kernellivepatch") ?? 0} / ${r.reconciles.get("kernellivepatchnode") ?? 0} / ${r.reconciles.get("agent-daemonset") ?? 0}`,
+        `${r.api.patchWatchEvents} (${n1(r.api.patchWatchBytes / 1e6)}) / ${r.api.nodeObjectWatchEvents} (${n1(r.api.nodeObjectWatchBytes / 1e6)})`,
         n1(r.deliveries / Math.max(1, r.nodes - 1)),
-        `${n1(r.objectBytes / 1024)} (${n1(r.managedFieldsBytes / 1024)})`,
+        `${n1(r.patchBytes / 1024)} / ${n1(r.nodeObjectBytes / 1024)}`,
         `${n1(r.agentWriteMeanMs)}, ${r.agentWriteFailures}${r.agentWriteFailures ? ` (${Object.entries(r.agentWriteFailureKinds).map(([k, v]) => `${v}× ${k}`).join(", ")})` : ""}`,
         Object.entries(r.agentWritePhases)
           .map(([phase, count]) => `${phase} ${count}`)
@@ -105,31 +156,32 @@ export function seeded(results: readonly SeedResult[]): string {
   const lines = [
     row([
       "nodes × patches (seeded)",
-      "patch KiB (managedFields; one manager per node)",
-      "operator start → all Ready (s)",
+      "KiB (managedFields): patch / node object",
+      "operator start → all Ready (s); its writes: projections, patch statuses",
       "operator RSS MiB: steady / churn max / peak / after (goal ≤ 150)",
       "operator V8 heap used / total, external MiB: steady → after",
       "operator CPU s in churn, idle %",
       "agent process RSS MiB idle / peak, CPU s in churn",
-      "churn: writes, s, apiserver CPU s per write",
-      "KLP watch events (GB)",
-      "reconciles: patch / daemonset",
+      "churn: writes (+ operator status, projection writes), s, apiserver CPU s per write",
+      "watch events: KLP (MB) / KLPN (MB)",
+      "reconciles: patch / node / daemonset",
     ]),
-    row(["---", "---", "---:", "---", "---", "---", "---", "---", "---", "---"]),
+    row(["---", "---", "---", "---", "---", "---", "---", "---", "---", "---"]),
   ];
   for (const r of results) {
+    const c = r.churn;
     lines.push(
       row([
         label(r),
-        `${n1(r.objectBytes / 1024)} (${n1(r.managedFieldsBytes / 1024)}; ${r.managersPerNode ? "yes" : "no"})`,
-        s(r.operatorStartMs),
+        `${n1(r.patchBytes / 1024)} (${n1(r.patchManagedFieldsBytes / 1024)}) / ${n1(r.nodeObjectBytes / 1024)} (${n1(r.nodeObjectManagedFieldsBytes / 1024)})`,
+        `${s(r.operatorStartMs)}; ${r.startWrites.projections}, ${r.startWrites.patchStatuses}`,
         [r.operator.steadyMiB, r.operator.churnMaxMiB, r.operator.peakMiB, r.operator.afterMiB].map(n1).join(" / "),
         [r.operatorHeap.steady, r.operatorHeap.after].map((h) => `${n1(h.heapUsedMiB)} / ${n1(h.heapTotalMiB)}, ${n1(h.externalMiB)}`).join(" → "),
         `${n1(r.operator.churnCpu)}, ${n2(r.operator.idleCpuPct)}`,
         `${n1(r.agentProcess.idleMiB)} / ${n1(r.agentProcess.peakMiB)}, ${n1(r.agentProcess.churnCpu)}`,
-        `${r.churn.writes} (+${r.churn.operatorWrites} operator)${r.churn.failures ? `, ${r.churn.failures} failed attempts (${Object.entries(r.churn.failureKinds).map(([k, v]) => `${v}× ${k}`).join(", ")})${r.churn.givenUp ? `, ${r.churn.givenUp} given up` : ""}` : ""}, ${s(r.churn.ms)}, ${n2(r.churn.apiserverCpu / (r.churn.writes + r.churn.operatorWrites))}`,
-        `${r.churn.watchEvents} (${n2(r.churn.watchBytes / 1e9)})`,
-        `${r.reconciles.get("kernellivepatch") ?? 0} / ${r.reconciles.get("agent-daemonset") ?? 0}`,
+        `${c.writes} (+${c.operatorStatusWrites}, ${c.operatorProjectionWrites})${c.failures ? `, ${c.failures} failed attempts (${Object.entries(c.failureKinds).map(([k, v]) => `${v}× ${k}`).join(", ")})${c.givenUp ? `, ${c.givenUp} given up` : ""}` : ""}, ${s(c.ms)}, ${n2(c.apiserverCpu / (c.writes + c.operatorStatusWrites + c.operatorProjectionWrites))}`,
+        `${c.patchWatchEvents} (${n1(c.patchWatchBytes / 1e6)}) / ${c.nodeObjectWatchEvents} (${n1(c.nodeObjectWatchBytes / 1e6)})`,
+        `${r.reconciles.get("kernellivepatch") ?? 0} / ${r.reconciles.get("kernellivepatchnode") ?? 0} / ${r.reconciles.get("agent-daemonset") ?? 0}`,
       ]),
     );
   }

@@ -1,26 +1,28 @@
 /**
- * One rollout run: its own control plane, N Node objects and simulated hosts, the floor, the
- * operator in its own process, the fleet of agents, P patches applied at once (maxUnavailable
- * 100%), then figures from the API server's metrics, the operator's metrics and /proc.
+ * One rollout run: its own control plane, N Node objects and simulated hosts, the operator in its
+ * own process, the fleet of agents, P patches applied at once (maxUnavailable 100%), then figures
+ * from the API server's metrics, the operator's metrics, the benchmark's own watches and /proc.
+ * Last, with the operator and every agent stopped, the floor on the same API server: the same
+ * number of bare status writes at the same concurrency (floor.ts), once with one write per node and
+ * once with as many writes as the rollout made.
  */
 import type { ChildProcess } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
 import { loadavg } from "node:os";
 import path from "node:path";
-import { PATCHES_PATH } from "../../../node-agent/kube/agent-api.ts";
+import { NODE_OBJECTS_PATH } from "../../../node-agent/kube/node-channel.ts";
 import { Watcher } from "../../../node-agent/kube/watcher.ts";
 import { freePorts } from "../../support/control-plane.ts";
-import { createPatch, httpOk, prepareCluster, RELEASE, REPO, sleep, startOperator, until, type Cluster, type OperatorRunner } from "./cluster.ts";
-import { agentImageFlags, Fleet, startAgentProcess, type WatchMode } from "./fleet.ts";
-import { measureFloor, type FloorResult } from "./floor.ts";
+import { createPatch, httpOk, PATCHES_PATH, prepareCluster, RELEASE, REPO, sleep, startOperator, stopChild, until, type Cluster, type OperatorRunner } from "./cluster.ts";
+import { agentImageFlags, Fleet, startAgentProcess } from "./fleet.ts";
+import { createFloorObjects, measureFloor, type FloorResult } from "./floor.ts";
 import { apiCounts, reconciles, scrapeApiServer, scrapeOperator, type ApiCounts } from "./metrics.ts";
 import { cpuBetween, sampleProc, type ProcSample } from "./proc.ts";
-import { Tracker, type Timeline } from "./tracker.ts";
+import { Tracker, withoutManagedFields, type Timeline } from "./tracker.ts";
 
 export interface RunOptions {
   nodes: number;
   patches: number;
-  mode: WatchMode;
   transitionMs: number;
   idleSeconds: number;
   timeoutSeconds: number;
@@ -35,36 +37,40 @@ export interface RunOptions {
 export interface RunResult {
   nodes: number;
   patches: number;
-  mode: WatchMode;
-  /** 1-minute load average of the machine at the start and the end of the rollout. */
+  /** 1-minute load average of the machine at the start and the end of the rollout, and during the floors. */
   load: [number, number];
-  floor: FloorResult;
+  floorLoad: [number, number];
+  /** The floor with one write per node (N·… = N writes), and with the run's own number of status writes (when that differs). */
+  floorOnePerNode: FloorResult;
+  floorRunWrites: FloorResult | undefined;
   readyMs: number | undefined;
-  /** Nodes Loaded (fewest over the patches) when the run ended: N when Ready. */
+  /** Nodes Loaded (fewest over the patches) when the run ended, in the node objects: N when Ready. */
   loadedAtEnd: number;
   timeline: Timeline;
   /** Completion of each in-process agent's load, ms after apply. */
   loadDone: { p50: number; p90: number; max: number };
   api: ApiCounts;
-  /** Versions of the patches the benchmark's watch saw, by writer. */
-  versions: { agents: number; operator: number };
-  agentWrites: number;
-  /** Failed status applies of the in-process agents (each fails the agent's pass; it retries). */
+  /** Versions seen by the benchmark's watches, by writer (tracker.ts). */
+  versions: { operatorStatus: number; operatorMeta: number; operatorSpec: number; agents: number };
+  /** In-process agents: entries handed to their channels, failed, by phase, mean ms until written. */
+  agentEntries: number;
   agentWriteFailures: number;
   agentWriteFailureKinds: Record<string, number>;
-  /** In-process agents' status applies by the phase written. */
   agentWritePhases: Record<string, number>;
   agentWriteMeanMs: number;
-  /** updatePatches calls of the in-process agents (per-agent: watch events; shared: coalesced sets). */
+  /** updatePatches calls of the in-process agents (one per event of their node object's watch). */
   deliveries: number;
   reconciles: Map<string, number>;
   cpu: { apiserver: number; etcd: number; operator: number; inProcessAgents: number; agentProcess: number };
-  operator: { rssMiB: number; peakMiB: number; idleCpuPct: number };
+  operator: { rssMiB: number; peakMiB: number; rolloutCpu: number; idleCpuPct: number };
   agentProcess: { rssMiB: number; peakMiB: number; idleCpuPct: number };
-  /** JSON size of one patch at the end, and the share of metadata.managedFields in it. */
-  objectBytes: number;
-  managedFieldsBytes: number;
+  /** JSON size (without managedFields) of one patch and one node object at the end. */
+  patchBytes: number;
+  nodeObjectBytes: number;
 }
+
+/** The status writes the run made: the agents' entry writes and the operator's patch-status writes. */
+export const runStatusWrites = (r: Pick<RunResult, "versions">) => r.versions.agents + r.versions.operatorStatus;
 
 const percentile = (xs: number[], p: number) => (xs.length ? [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))]! : NaN);
 
@@ -88,35 +94,28 @@ export async function runOnce(opts: RunOptions): Promise<RunResult> {
   let operator: ChildProcess | undefined;
   let agentProc: ChildProcess | undefined;
   let fleet: Fleet | undefined;
-  let watcher: Watcher | undefined;
+  const watchers: Watcher[] = [];
   try {
     c = await prepareCluster({ dir, binDir: opts.binDir, nodes: opts.nodes, patches: opts.patches, log });
     const cluster = c;
-
-    log(`floor: ${opts.nodes * opts.patches} bare status applies, ${opts.nodes} writers at once (limit ${opts.floorTimeoutSeconds} s)`);
-    const floor = await measureFloor({ conn: c.conn, admin: c.admin, nodes: c.nodes, patches: opts.patches, kernelRelease: RELEASE, sha256: c.sha256[0]!, timeoutMs: opts.floorTimeoutSeconds * 1000 });
-    log(`floor: ${floor.ms === undefined ? `not done (${floor.landed}/${floor.writes})` : `${Math.round(floor.ms)} ms`}, ${floor.failures} failed attempts ${JSON.stringify(floor.failuresByCode)}`);
 
     log(`starting the operator (${opts.operator.kind})`);
     const op = await startOperator(opts.operator, c.cp.kubeconfigPath, path.join(dir, "operator.log"));
     operator = op.child;
 
-    // The benchmark's own watch: the timeline, and in shared mode the feed of the in-process agents.
+    // The benchmark's own watches: the timeline, and who wrote each version.
     let t0 = 0;
     const elapsed = () => performance.now() - t0;
     const tracker = new Tracker(c.patches, opts.nodes, elapsed);
-    fleet = new Fleet({ conn: c.conn, hostsDir, kernelRelease: RELEASE, transitionMs: opts.transitionMs, mode: opts.mode, clock: elapsed });
-    const f = fleet;
-    watcher = new Watcher(c.admin, {
-      path: PATCHES_PATH,
-      onChange: (objects) => {
-        if (opts.mode === "shared") f.feed(objects.values());
-        if (t0 > 0) tracker.observe(objects);
-      },
-    });
-    await watcher.start();
+    watchers.push(
+      new Watcher(c.admin, { path: PATCHES_PATH, transform: withoutManagedFields, onChange: (objects) => tracker.observePatches(objects) }),
+      new Watcher(c.admin, { path: NODE_OBJECTS_PATH, transform: withoutManagedFields, onChange: (objects) => tracker.observeNodeObjects(objects) }),
+    );
+    await Promise.all(watchers.map((w) => w.start()));
 
-    log(`starting ${opts.nodes - 1} in-process agents (${opts.mode} watch) and one agent process`);
+    log(`starting ${opts.nodes - 1} in-process agents and one agent process`);
+    fleet = new Fleet({ conn: c.conn, hostsDir, kernelRelease: RELEASE, transitionMs: opts.transitionMs, clock: elapsed });
+    const f = fleet;
     const [agentPort] = (await freePorts(1)) as [number];
     agentProc = await startAgentProcess({
       bundle: opts.agentBundle,
@@ -140,13 +139,14 @@ export async function runOnce(opts: RunOptions): Promise<RunResult> {
     const p0 = procs();
     const load0 = loadavg()[0]!;
     log(`applying ${opts.patches} patch(es) to ${opts.nodes} nodes`);
+    tracker.startCounting();
     t0 = performance.now();
     for (let i = 0; i < opts.patches; i++) await createPatch(cluster, i);
-    const progress = setInterval(() => log(`  ${(elapsed() / 1000).toFixed(0)} s: ${tracker.loaded}/${opts.nodes} Loaded`), 30_000);
+    const progress = setInterval(() => log(`  ${(elapsed() / 1000).toFixed(0)} s: ${tracker.loaded}/${opts.nodes} Loaded (node objects), ${tracker.rolledUp}/${opts.nodes} rolled up`), 30_000);
     try {
       await until("Ready", opts.timeoutSeconds * 1000, () => tracker.ready);
     } catch {
-      log(`  not Ready after ${opts.timeoutSeconds} s: ${tracker.loaded}/${opts.nodes} Loaded`);
+      log(`  not Ready after ${opts.timeoutSeconds} s: ${tracker.loaded}/${opts.nodes} Loaded, ${tracker.rolledUp}/${opts.nodes} rolled up`);
     } finally {
       clearInterval(progress);
     }
@@ -163,23 +163,50 @@ export async function runOnce(opts: RunOptions): Promise<RunResult> {
     const apiAfter = await scrapeApiServer(c.admin).catch((err: unknown) => (log(`API server metrics unavailable: ${String(err)}`), apiBefore));
     const opAfter = await scrapeOperator(op.metricsPort).catch(() => opBefore);
     const idlePct = (k: string) => (cpuBetween(p2[k], p3[k]) / opts.idleSeconds) * 100;
-
-    const one = await c.admin.json<{ metadata: { managedFields?: unknown[] } }>("GET", `${PATCHES_PATH}/${c.patches[0]}`).catch(() => ({ metadata: { managedFields: [] as unknown[] } }));
     const totals = fleet.totals();
     const loads = totals.actions.filter((a) => a.op === "installAndLoad" && a.outcome === "ok").map((a) => a.at);
+    const versions = { ...tracker.versions };
+    const sizes = tracker.sizes();
+
+    // --- the floor, on the same API server with nothing else running
+    for (const w of watchers.splice(0)) w.stop();
+    await fleet.stop();
+    fleet = undefined;
+    await stopChild(agentProc);
+    await stopChild(operator);
+    const runWrites = runStatusWrites({ versions });
+    const floorLoad0 = loadavg()[0]!;
+    log(`floor: creating ${opts.nodes} node objects (not timed)`);
+    const names = await createFloorObjects(c.admin, opts.nodes);
+    const floor = (writes: number) =>
+      measureFloor({ conn: cluster.conn, names, writes, patches: cluster.patches, kernelRelease: RELEASE, sha256: cluster.sha256[0]!, timeoutMs: opts.floorTimeoutSeconds * 1000 });
+    const show = (r: FloorResult) =>
+      `${r.ms === undefined ? `not done (${r.landed}/${r.writes})` : `${Math.round(r.ms)} ms`}, ${r.failures} failed attempts ${JSON.stringify(r.failuresByCode)}`;
+    log(`floor: ${opts.nodes} bare status applies (one per node), ${opts.nodes} writers at once (limit ${opts.floorTimeoutSeconds} s)`);
+    const floorOnePerNode = await floor(opts.nodes);
+    log(`floor, one write per node: ${show(floorOnePerNode)}`);
+    let floorRunWrites: FloorResult | undefined;
+    if (runWrites !== opts.nodes && runWrites > 0) {
+      log(`floor: ${runWrites} bare status applies (the run's status writes), ${opts.nodes} writers at once`);
+      floorRunWrites = await floor(runWrites);
+      log(`floor, the run's writes: ${show(floorRunWrites)}`);
+    }
+    const floorLoad1 = loadavg()[0]!;
+
     return {
       nodes: opts.nodes,
       patches: opts.patches,
-      mode: opts.mode,
       load: [load0, load1],
-      floor,
+      floorLoad: [floorLoad0, floorLoad1],
+      floorOnePerNode,
+      floorRunWrites,
       readyMs: tracker.timeline.readyMs,
       loadedAtEnd: tracker.loaded,
       timeline: tracker.timeline,
       loadDone: { p50: percentile(loads, 50), p90: percentile(loads, 90), max: percentile(loads, 100) },
       api: apiCounts(apiBefore, apiAfter),
-      versions: tracker.versions,
-      agentWrites: totals.writes,
+      versions,
+      agentEntries: totals.writes,
       agentWriteFailures: totals.failures,
       agentWriteFailureKinds: totals.failureKinds,
       agentWritePhases: totals.phases,
@@ -193,13 +220,12 @@ export async function runOnce(opts: RunOptions): Promise<RunResult> {
         inProcessAgents: cpuBetween(p0.bench, p1.bench),
         agentProcess: cpuBetween(p0.agent, p1.agent),
       },
-      operator: { rssMiB: p3.operator?.rssMiB ?? NaN, peakMiB: p3.operator?.peakMiB ?? NaN, idleCpuPct: idlePct("operator") },
+      operator: { rssMiB: p3.operator?.rssMiB ?? NaN, peakMiB: p3.operator?.peakMiB ?? NaN, rolloutCpu: cpuBetween(p0.operator, p1.operator), idleCpuPct: idlePct("operator") },
       agentProcess: { rssMiB: p3.agent?.rssMiB ?? NaN, peakMiB: p3.agent?.peakMiB ?? NaN, idleCpuPct: idlePct("agent") },
-      objectBytes: JSON.stringify(one).length,
-      managedFieldsBytes: JSON.stringify(one.metadata.managedFields ?? []).length,
+      ...sizes,
     };
   } finally {
-    watcher?.stop();
+    for (const w of watchers) w.stop();
     await fleet?.stop().catch(() => undefined);
     agentProc?.kill("SIGTERM");
     operator?.kill("SIGTERM");

@@ -1,26 +1,35 @@
 /**
  * `--seed`: the operator's and one agent's memory at the size a rollout ends at, without paying
- * for the rollout (at 1000 nodes × 10 patches that is 20,000 status writes of ~1 MiB objects).
- * Each patch is created with N Loaded entries in one status apply; the entries' managedFields are
- * then split into one manager per node (kpatch-agent/<node>, as agents leave them) when the API
- * server accepts that, so the objects the operator caches have their real size. Then the operator
- * starts on that state, one agent process starts, and a churn of agent-like writes (a node going
- * Loading → Loaded again, as after a reboot) runs through every patch.
+ * for the rollout. The state a finished rollout leaves is written directly:
+ *   - P patches, each with the operator's finalizer and the status.rollout it leaves (generation 1,
+ *     every node admitted; the rest of the status the operator rewrites once on start anyway);
+ *   - N KernelLivePatchNodes, each with the projection the operator would write (computed by the
+ *     operator's own projectNode and hashed as the controller hashes it, under its field manager,
+ *     owned by the Node) and P `Loaded` entries in its status under the agent's field manager.
+ * Then the operator starts on that state (its spec and status writes during the start are counted:
+ * 0 projection writes means it found every projection as it would have written it), one agent
+ * process starts, and a churn of agent-like writes (a node going Loading → Loaded again on one patch,
+ * as after a reboot: each write carries the node's P entries, as the agent's do) runs.
  */
 import type { ChildProcess } from "node:child_process";
+import { createHash } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
 import path from "node:path";
-import { pino } from "pino";
-import { API_VERSION, KIND } from "../../../crds/schema.ts";
-import { agentApi, agentFieldManager, PATCHES_PATH } from "../../../node-agent/kube/agent-api.ts";
+import { API_VERSION, FINALIZER, KernelLivePatch, KIND, NODE_KIND, type NodePatchEntry } from "../../../crds/schema.ts";
+import { KubeHttp } from "../../../node-agent/kube/http-client.ts";
+import { NODE_OBJECTS_PATH } from "../../../node-agent/kube/node-channel.ts";
 import { Watcher } from "../../../node-agent/kube/watcher.ts";
+import { PROJECTION_HASH } from "../../../operator/kube/node-objects.ts";
+import { OPERATOR_FIELD_MANAGER } from "../../../operator/kube/patches.ts";
+import { projectNode } from "../../../operator/nodes/projection.ts";
 import { freePorts } from "../../support/control-plane.ts";
-import { createPatch, httpOk, prepareCluster, RELEASE, REPO, sleep, startOperator, until, type Cluster, type OperatorRunner } from "./cluster.ts";
+import { httpOk, PATCHES_PATH, patchObject, prepareCluster, RELEASE, REPO, sleep, startOperator, until, type Cluster, type OperatorRunner } from "./cluster.ts";
 import { agentImageFlags, startAgentProcess } from "./fleet.ts";
-import { loadedEntry } from "./floor.ts";
-import { heap, reconciles, scrapeApiServer, scrapeOperator, sumBy, diff, type HeapSample } from "./metrics.ts";
+import { applyEntries, loadedEntry } from "./floor.ts";
+import { apiCounts, heap, reconciles, scrapeApiServer, scrapeOperator, type HeapSample } from "./metrics.ts";
 import { cpuBetween, sampleProc } from "./proc.ts";
-import { failureKind } from "./util.ts";
+import { withoutManagedFields } from "./tracker.ts";
+import { failureKind, pool } from "./util.ts";
 
 export interface SeedOptions {
   nodes: number;
@@ -37,11 +46,14 @@ export interface SeedOptions {
 export interface SeedResult {
   nodes: number;
   patches: number;
-  /** The API server took one managedFields entry per node (else: one for all, a smaller object). */
-  managersPerNode: boolean;
-  objectBytes: number;
-  managedFieldsBytes: number;
+  /** JSON size of one patch (its status holds N entries once the operator rolled up) and of one node object, with managedFields; and theirs. */
+  patchBytes: number;
+  patchManagedFieldsBytes: number;
+  nodeObjectBytes: number;
+  nodeObjectManagedFieldsBytes: number;
   operatorStartMs: number;
+  /** The operator's successful writes from its start to every patch Ready: node-object projections, patch statuses. */
+  startWrites: { projections: number; patchStatuses: number };
   operator: { steadyMiB: number; churnMaxMiB: number; peakMiB: number; afterMiB: number; churnCpu: number; idleCpuPct: number };
   /** The operator's V8 heap (used / total) and external memory, before the churn and after the idle window. */
   operatorHeap: { steady: HeapSample; after: HeapSample };
@@ -55,45 +67,62 @@ export interface SeedResult {
     givenUp: number;
     ms: number;
     apiserverCpu: number;
-    watchEvents: number;
-    watchBytes: number;
-    operatorWrites: number;
+    /** Watch events sent (all watchers): KernelLivePatches, KernelLivePatchNodes; and their bytes. */
+    patchWatchEvents: number;
+    patchWatchBytes: number;
+    nodeObjectWatchEvents: number;
+    nodeObjectWatchBytes: number;
+    /** The operator's successful patch-status writes and node-object projection writes during the churn. */
+    operatorStatusWrites: number;
+    operatorProjectionWrites: number;
   };
   reconciles: Map<string, number>;
 }
 
-interface Managed {
-  manager: string;
-  operation: string;
-  subresource?: string;
-  fieldsV1?: { "f:status"?: { "f:nodes"?: Record<string, unknown> } };
-  [k: string]: unknown;
+/** The agent's entries of one node: a Loaded entry per patch (or `phase` for patch `which`). */
+function entriesOf(c: Cluster, uids: readonly string[], node: string, which?: { patch: number; loading: boolean }): NodePatchEntry[] {
+  return c.patches.map((patch, i): NodePatchEntry => {
+    const e = loadedEntry(node, RELEASE, c.sha256[i]!, `bench_fix_${i}`);
+    const loading = which?.patch === i && which.loading ? { phase: "Loading" as const, enabled: false, transition: true } : {};
+    return { ...e, ...loading, patch, patchUID: uids[i]! };
+  });
 }
 
-/** Seeds one patch: N Loaded entries in one apply, then one managedFields entry per node. */
-async function seedPatch(c: Cluster, i: number): Promise<boolean> {
-  const name = c.patches[i]!;
-  await createPatch(c, i);
-  const entries = c.nodes.map((n) => loadedEntry(n, RELEASE, c.sha256[i]!, `bench_fix_${i}`));
-  await c.admin.json("PATCH", `${PATCHES_PATH}/${name}/status`, {
-    query: { fieldManager: "bench-seed", force: true },
-    contentType: "application/apply-patch+yaml",
-    body: { apiVersion: API_VERSION, kind: KIND, metadata: { name }, status: { nodes: entries } },
-  });
-  const obj = await c.admin.json<{ metadata: { managedFields: Managed[] } & Record<string, unknown> } & Record<string, unknown>>("GET", `${PATCHES_PATH}/${name}`);
-  const seed = obj.metadata.managedFields.find((m) => m.manager === "bench-seed");
-  const keys = seed?.fieldsV1?.["f:status"]?.["f:nodes"];
-  if (!seed || !keys) return false;
-  const perNode = Object.entries(keys)
-    .filter(([k]) => k.startsWith("k:"))
-    .map(([k, v]): Managed => {
-      const node = (JSON.parse(k.slice(2)) as { nodeName: string }).nodeName;
-      return { ...seed, manager: agentFieldManager(node), fieldsV1: { "f:status": { "f:nodes": { [k]: v } } } };
+/** Seeds the patches, then every node object (projection, then entries). Returns the patch uids. */
+async function seedState(c: Cluster, log: (l: string) => void): Promise<string[]> {
+  const patches: KernelLivePatch[] = [];
+  for (let i = 0; i < c.patches.length; i++) {
+    const name = c.patches[i]!;
+    const body = patchObject(c, i) as { metadata: Record<string, unknown> };
+    await c.admin.json("POST", PATCHES_PATH, { body: { ...body, metadata: { ...body.metadata, finalizers: [FINALIZER] } } });
+    const created = await c.admin.json<{ metadata: { generation: number } }>("GET", `${PATCHES_PATH}/${name}`);
+    const generation = created.metadata.generation;
+    const written = await c.admin.json<unknown>("PATCH", `${PATCHES_PATH}/${name}/status`, {
+      query: { fieldManager: OPERATOR_FIELD_MANAGER, force: true },
+      contentType: "application/apply-patch+yaml",
+      body: { apiVersion: API_VERSION, kind: KIND, metadata: { name }, status: { observedGeneration: generation, rollout: { generation, admitted: [...c.nodes].sort(), halted: false } } },
     });
-  const managedFields = [...obj.metadata.managedFields.filter((m) => m !== seed), ...perNode];
-  await c.admin.json("PUT", `${PATCHES_PATH}/${name}`, { body: { ...obj, metadata: { ...obj.metadata, managedFields } } });
-  const after = await c.admin.json<{ metadata: { managedFields: Managed[] } }>("GET", `${PATCHES_PATH}/${name}`);
-  return after.metadata.managedFields.filter((m) => m.manager.startsWith("kpatch-agent/")).length === c.nodes.length;
+    patches.push(KernelLivePatch.parse(written));
+  }
+  log(`seeding ${c.nodes.length} node objects: the operator's projection, then ${c.patches.length} Loaded entries each`);
+  const uids = patches.map((p) => p.metadata.uid ?? "");
+  await pool(c.nodes, 16, async (node) => {
+    // As the controller's reconcileNode computes and writes it (operator/controller/controller.ts).
+    const desired = projectNode({ nodeName: node, labels: { "kubernetes.io/hostname": node, bench: "yes" }, globalSelector: {}, patches, entries: [] });
+    const hash = createHash("sha256").update(JSON.stringify(desired)).digest("hex").slice(0, 16);
+    await c.admin.json("PATCH", `${NODE_OBJECTS_PATH}/${node}`, {
+      query: { fieldManager: OPERATOR_FIELD_MANAGER, force: true },
+      contentType: "application/apply-patch+yaml",
+      body: {
+        apiVersion: API_VERSION,
+        kind: NODE_KIND,
+        metadata: { name: node, annotations: { [PROJECTION_HASH]: hash }, ownerReferences: [{ apiVersion: "v1", kind: "Node", name: node, uid: c.nodeUids.get(node)! }] },
+        spec: { patches: desired },
+      },
+    });
+    await applyEntries(c.admin, node, entriesOf(c, uids, node));
+  });
+  return uids;
 }
 
 export async function runSeeded(opts: SeedOptions): Promise<SeedResult> {
@@ -104,34 +133,39 @@ export async function runSeeded(opts: SeedOptions): Promise<SeedResult> {
   let operator: ChildProcess | undefined;
   let agent: ChildProcess | undefined;
   let watcher: Watcher | undefined;
+  const writers: KubeHttp[] = [];
   try {
     c = await prepareCluster({ dir, binDir: opts.binDir, nodes: opts.nodes, patches: opts.patches, log });
     const cluster = c;
-    log(`seeding ${opts.patches} patch(es) with ${opts.nodes} Loaded entries each`);
-    let managersPerNode = true;
-    for (let i = 0; i < opts.patches; i++) managersPerNode = (await seedPatch(cluster, i)) && managersPerNode;
-    const one = await c.admin.json<{ metadata: { managedFields?: unknown[] } }>("GET", `${PATCHES_PATH}/${c.patches[0]}`);
-    log(`seeded: one patch is ${(JSON.stringify(one).length / 1024).toFixed(0)} KiB, one manager per node: ${managersPerNode}`);
+    log(`seeding ${opts.patches} patch(es) (finalizer, status.rollout admitting every node)`);
+    const uids = await seedState(c, log);
 
     // Ready = every patch rolled up by the operator.
     const ready = new Set<string>();
     watcher = new Watcher(c.admin, {
       path: PATCHES_PATH,
+      transform: withoutManagedFields,
       onChange: (objects) => {
         for (const [name, o] of objects) {
-          const s = (o as { status?: { conditions?: Array<{ type: string; status: string }> } }).status;
-          if (s?.conditions?.some((x) => x.type === "Ready" && x.status === "True")) ready.add(name);
+          const s = (o as { status?: { conditions?: Array<{ type: string; status: string }>; summary?: { ready?: string } } }).status;
+          if (s?.conditions?.some((x) => x.type === "Ready" && x.status === "True") && s.summary?.ready === `${opts.nodes}/${opts.nodes}`) ready.add(name);
           else ready.delete(name);
         }
       },
     });
     await watcher.start();
     log(`starting the operator (${opts.operator.kind}) on that state`);
+    const apiStart = await scrapeApiServer(c.admin);
     const started = performance.now();
     const op = await startOperator(opts.operator, c.cp.kubeconfigPath, path.join(dir, "operator.log"));
     operator = op.child;
     await until("every patch Ready", 1_800_000, () => ready.size === opts.patches, 500);
     const operatorStartMs = performance.now() - started;
+    await sleep(2000); // the node keys' reconciles that follow
+    const startCounts = apiCounts(apiStart, await scrapeApiServer(c.admin));
+    log(`operator: every patch Ready ${(operatorStartMs / 1000).toFixed(1)} s after its start; writes: ${startCounts.projectionApplies} projections, ${startCounts.patchStatusApplies} patch statuses`);
+    const onePatch = await c.admin.json<{ metadata: { managedFields?: unknown[] } }>("GET", `${PATCHES_PATH}/${c.patches[0]}`);
+    const oneNode = await c.admin.json<{ metadata: { managedFields?: unknown[] } }>("GET", `${NODE_OBJECTS_PATH}/${c.nodes[1]}`);
 
     const [port] = (await freePorts(1)) as [number];
     agent = await startAgentProcess({
@@ -158,22 +192,21 @@ export async function runSeeded(opts: SeedOptions): Promise<SeedResult> {
     const opBefore = await scrapeOperator(op.metricsPort);
     let churnMaxMiB = steady.op?.rssMiB ?? 0;
     const watch = setInterval(() => (churnMaxMiB = Math.max(churnMaxMiB, sampleProc(opPid)?.rssMiB ?? 0)), 500);
-    const log0 = pino({ level: "silent" });
     // A saturated API server answers a write it could not finish in its own request timeout (60 s)
     // with a 504: retry it as an agent retries a failed pass (1 s, 2 s, 4 s ...), count it, and give
     // up on that write after 6 attempts rather than on the whole run.
     const churnStats = { writes: 0, failures: 0, failureKinds: {} as Record<string, number>, givenUp: 0 };
-    const applyRetrying = async (api: ReturnType<typeof agentApi>, patch: string, entry: Parameters<ReturnType<typeof agentApi>["applyEntry"]>[1]) => {
+    const applyRetrying = async (http: KubeHttp, node: string, entries: NodePatchEntry[]) => {
       for (let attempt = 0; attempt < 6; attempt++) {
         try {
-          await api.applyEntry(patch, entry);
+          await applyEntries(http, node, entries);
           churnStats.writes++;
           return;
         } catch (err) {
           churnStats.failures++;
           const kind = failureKind(err);
           churnStats.failureKinds[kind] = (churnStats.failureKinds[kind] ?? 0) + 1;
-          log(`  churn write to ${patch} failed (${kind}), attempt ${attempt + 1}`);
+          log(`  churn write to ${node} failed (${kind}), attempt ${attempt + 1}`);
           await sleep(Math.min(30_000, 1000 * 2 ** attempt));
         }
       }
@@ -181,20 +214,22 @@ export async function runSeeded(opts: SeedOptions): Promise<SeedResult> {
     };
     const t0 = performance.now();
     await Promise.all(
-      cluster.patches.map(async (patch, p) => {
-        // Pairs: one node goes Loading, then Loaded again (each write a new version).
+      cluster.patches.map(async (_, p) => {
+        // One writer per patch, as before; pairs: one node goes Loading on this patch, then Loaded again.
+        const http = new KubeHttp(cluster.conn);
+        writers.push(http);
         for (let k = p; k < opts.churn / 2; k += opts.patches) {
           const node = cluster.nodes[1 + ((k * 7919) % (cluster.nodes.length - 1))]!;
-          const api = agentApi(cluster.admin, node, log0);
-          const entry = loadedEntry(node, RELEASE, cluster.sha256[p]!, `bench_fix_${p}`);
-          await applyRetrying(api, patch, { ...entry, phase: "Loading", enabled: false, transition: true });
-          await applyRetrying(api, patch, { ...entry, lastTransitionTime: new Date().toISOString() });
+          await applyRetrying(http, node, entriesOf(cluster, uids, node, { patch: p, loading: true }));
+          await applyRetrying(http, node, entriesOf(cluster, uids, node));
         }
       }),
     );
     const churnMs = performance.now() - t0;
     log(`churn: ${churnStats.writes} writes landed in ${(churnMs / 1000).toFixed(1)} s, ${churnStats.failures} failed attempts ${JSON.stringify(churnStats.failureKinds)}`);
+    await sleep(1000); // the operator's roll-up of the last write (it writes a status at most every 500 ms)
     await until("every patch Ready again", 1_800_000, () => ready.size === opts.patches, 500);
+    await sleep(2000);
     clearInterval(watch);
     const afterChurn = { op: sampleProc(opPid), agent: sampleProc(agentPid), api: sampleProc(apiPid) };
     const apiAfter = await scrapeApiServer(c.admin);
@@ -202,18 +237,17 @@ export async function runSeeded(opts: SeedOptions): Promise<SeedResult> {
     await sleep(opts.idleSeconds * 1000);
     const idle = { op: sampleProc(opPid), agent: sampleProc(agentPid) };
     const opIdle = await scrapeOperator(op.metricsPort).catch(() => opAfter);
-    const d = (name: string, where: (l: Record<string, string>) => boolean) => diff(sumBy(apiBefore, name, undefined, where), sumBy(apiAfter, name, undefined, where)).get("") ?? 0;
-    const isPatches = (l: Record<string, string>) => l.resource === "kernellivepatches" || l.kind === "KernelLivePatch";
-    // Successful applies only: a 504 is counted too, and it is no write.
-    const statusApplies = d("apiserver_request_total", (l) => isPatches(l) && l.subresource === "status" && l.verb === "APPLY" && /^2/.test(l.code ?? ""));
+    const churnCounts = apiCounts(apiBefore, apiAfter);
 
     return {
       nodes: opts.nodes,
       patches: opts.patches,
-      managersPerNode,
-      objectBytes: JSON.stringify(one).length,
-      managedFieldsBytes: JSON.stringify(one.metadata.managedFields ?? []).length,
+      patchBytes: JSON.stringify(onePatch).length,
+      patchManagedFieldsBytes: JSON.stringify(onePatch.metadata.managedFields ?? []).length,
+      nodeObjectBytes: JSON.stringify(oneNode).length,
+      nodeObjectManagedFieldsBytes: JSON.stringify(oneNode.metadata.managedFields ?? []).length,
       operatorStartMs,
+      startWrites: { projections: startCounts.projectionApplies, patchStatuses: startCounts.patchStatusApplies },
       operator: {
         steadyMiB: steady.op?.rssMiB ?? NaN,
         churnMaxMiB,
@@ -232,15 +266,19 @@ export async function runSeeded(opts: SeedOptions): Promise<SeedResult> {
         ...churnStats,
         ms: churnMs,
         apiserverCpu: cpuBetween(steady.api, afterChurn.api),
-        watchEvents: d("apiserver_watch_events_total", isPatches),
-        watchBytes: d("apiserver_watch_events_sizes_sum", isPatches),
-        operatorWrites: statusApplies - churnStats.writes,
+        patchWatchEvents: churnCounts.patchWatchEvents,
+        patchWatchBytes: churnCounts.patchWatchBytes,
+        nodeObjectWatchEvents: churnCounts.nodeObjectWatchEvents,
+        nodeObjectWatchBytes: churnCounts.nodeObjectWatchBytes,
+        operatorStatusWrites: churnCounts.patchStatusApplies,
+        operatorProjectionWrites: churnCounts.projectionApplies,
       },
       operatorHeap: { steady: heap(opBefore), after: heap(opIdle) },
       reconciles: reconciles(opBefore, opAfter),
     };
   } finally {
     watcher?.stop();
+    for (const w of writers) w.close();
     agent?.kill("SIGTERM");
     operator?.kill("SIGTERM");
     c?.admin.close();

@@ -1,11 +1,28 @@
-/** Follows the benchmark's patches through its own watch: the rollout's timeline and who wrote each version. */
+/**
+ * Follows the rollout through the benchmark's own watches: the KernelLivePatches (the operator's
+ * finalizer, admission, roll-up and Ready) and the KernelLivePatchNodes (the operator's projections
+ * onto them, the agents' entries). Every version is attributed to its writer: a node object's
+ * version whose spec changed is the operator's (the agents write only the status subresource), one
+ * whose status changed an agent's; a patch's version whose status changed is the operator's (it
+ * alone writes that status now), one whose metadata changed the operator's finalizer write.
+ */
 import { FINALIZER } from "../../../crds/schema.ts";
 
 export interface Timeline {
+  /** Patch: the operator's finalizer on every patch. */
   finalizerMs?: number;
+  /** Node objects: every node object exists (the operator's first projection). */
+  projectedMs?: number;
+  /** Patch: status.rollout admits every node, for every patch. */
   admittedMs?: number;
+  /** Node objects: every node's projection says admitted, for every patch. */
+  projectedAdmittedMs?: number;
+  /** Node objects: the first agent entry Loaded / every node's entries Loaded. */
   firstLoadedMs?: number;
   allLoadedMs?: number;
+  /** Patch: status.nodes shows every node Loaded, for every patch (the operator's roll-up). */
+  rolledUpMs?: number;
+  /** Patch: Ready with summary.ready N/N, for every patch. */
   readyMs?: number;
 }
 
@@ -20,12 +37,29 @@ interface PatchView {
   };
 }
 
-/** Follows the patches through the benchmark's own watch: timeline and who wrote each version. */
+interface NodeObjectView {
+  metadata?: { name?: string; resourceVersion?: string; annotations?: Record<string, string> };
+  spec?: { patches?: Array<{ name: string; admitted: boolean }> };
+  status?: { entries?: Array<{ patch: string; phase: string }> };
+}
+
+/** What the benchmark keeps of a watched object: not managedFields. */
+export function withoutManagedFields(o: unknown): unknown {
+  const { managedFields: _, ...metadata } = (o as { metadata?: Record<string, unknown> }).metadata ?? {};
+  return { ...(o as object), metadata };
+}
+
 export class Tracker {
   readonly timeline: Timeline = {};
-  readonly versions = { agents: 0, operator: 0 };
+  /** Versions by writer: the operator's patch status and finalizer writes, its node-object spec writes, the agents' entry writes. */
+  readonly versions = { operatorStatus: 0, operatorMeta: 0, operatorSpec: 0, agents: 0 };
+  /** Fewest nodes Loaded over the patches: in the node objects (agents), and in the patches' status (roll-up). */
   loaded = 0;
-  private readonly seen = new Map<string, { rv: string | undefined; signature: string }>();
+  rolledUp = 0;
+  private readonly seenPatches = new Map<string, { rv: string | undefined; meta: string; status: string }>();
+  private readonly seenNodes = new Map<string, { rv: string | undefined; spec: string; status: string }>();
+  private patches: ReadonlyMap<string, unknown> = new Map();
+  private nodeObjects: ReadonlyMap<string, unknown> = new Map();
 
   constructor(
     private readonly names: readonly string[],
@@ -37,22 +71,30 @@ export class Tracker {
     return this.timeline.readyMs !== undefined;
   }
 
-  observe(objects: ReadonlyMap<string, unknown>): void {
+  /** Node objects' writes per node, between the start of counting and now. */
+  private counting = false;
+
+  /** Versions seen before this call only set the baseline. */
+  startCounting(): void {
+    this.counting = true;
+  }
+
+  private mark(key: keyof Timeline, cond: boolean): void {
+    if (this.counting && cond && this.timeline[key] === undefined) this.timeline[key] = this.elapsed();
+  }
+
+  observePatches(objects: ReadonlyMap<string, unknown>): void {
+    this.patches = objects;
     const views = this.names.map((n) => objects.get(n) as PatchView | undefined);
-    for (const p of views) if (p) this.attribute(p);
+    for (const p of views) if (p) this.attributePatch(p);
     if (views.some((v) => v === undefined)) return;
     const ps = views as PatchView[];
-    const at = this.elapsed();
-    const mark = (key: keyof Timeline, cond: boolean) => {
-      if (cond && this.timeline[key] === undefined) this.timeline[key] = at;
-    };
     const loaded = ps.map((p) => (p.status?.nodes ?? []).filter((e) => e.phase === "Loaded").length);
-    this.loaded = Math.min(...loaded);
-    mark("finalizerMs", ps.every((p) => p.metadata.finalizers?.includes(FINALIZER)));
-    mark("admittedMs", ps.every((p) => p.status?.rollout?.generation === p.metadata.generation && p.status?.rollout?.admitted.length === this.nodes));
-    mark("firstLoadedMs", loaded.some((n) => n > 0));
-    mark("allLoadedMs", this.loaded === this.nodes);
-    mark(
+    this.rolledUp = Math.min(...loaded);
+    this.mark("finalizerMs", ps.every((p) => p.metadata.finalizers?.includes(FINALIZER)));
+    this.mark("admittedMs", ps.every((p) => p.status?.rollout?.generation === p.metadata.generation && p.status?.rollout?.admitted.length === this.nodes));
+    this.mark("rolledUpMs", this.rolledUp === this.nodes);
+    this.mark(
       "readyMs",
       ps.every(
         (p) =>
@@ -63,17 +105,48 @@ export class Tracker {
     );
   }
 
-  /** A version whose controller-owned part changed was written by the operator, any other by an agent. */
-  private attribute(p: PatchView): void {
-    const last = this.seen.get(p.metadata.name);
+  observeNodeObjects(objects: ReadonlyMap<string, unknown>): void {
+    this.nodeObjects = objects;
+    let admitted = 0;
+    const loadedPerPatch = new Map<string, number>(this.names.map((n) => [n, 0]));
+    for (const o of objects.values() as Iterable<NodeObjectView>) {
+      this.attributeNode(o);
+      const projected = o.spec?.patches ?? [];
+      if (this.names.every((n) => projected.some((p) => p.name === n && p.admitted))) admitted++;
+      for (const e of o.status?.entries ?? []) if (e.phase === "Loaded" && loadedPerPatch.has(e.patch)) loadedPerPatch.set(e.patch, loadedPerPatch.get(e.patch)! + 1);
+    }
+    this.loaded = Math.min(...loadedPerPatch.values());
+    this.mark("projectedMs", objects.size >= this.nodes);
+    this.mark("projectedAdmittedMs", admitted >= this.nodes);
+    this.mark("firstLoadedMs", [...loadedPerPatch.values()].some((n) => n > 0));
+    this.mark("allLoadedMs", this.loaded === this.nodes);
+  }
+
+  /** The JSON size of one patch and one node object as last seen (without managedFields). */
+  sizes(): { patchBytes: number; nodeObjectBytes: number } {
+    const first = <T>(m: ReadonlyMap<string, T>) => m.values().next().value;
+    return { patchBytes: JSON.stringify(this.patches.get(this.names[0]!) ?? {}).length, nodeObjectBytes: JSON.stringify(first(this.nodeObjects) ?? {}).length };
+  }
+
+  private attributePatch(p: PatchView): void {
+    const last = this.seenPatches.get(p.metadata.name);
     if (last?.rv === p.metadata.resourceVersion) return;
-    const s = p.status;
-    const signature = JSON.stringify([p.metadata.finalizers, s?.observedGeneration, s?.conditions, s?.summary, s?.rollout?.generation, s?.rollout?.halted, s?.rollout?.admitted.length]);
-    this.seen.set(p.metadata.name, { rv: p.metadata.resourceVersion, signature });
-    if (last === undefined) return;
-    // One write is one manager's: the operator's changes the controller-owned part, an agent's its entry.
-    if (last.signature !== signature) this.versions.operator++;
-    else this.versions.agents++;
+    const seen = { rv: p.metadata.resourceVersion, meta: JSON.stringify(p.metadata.finalizers ?? []), status: JSON.stringify(p.status ?? {}) };
+    this.seenPatches.set(p.metadata.name, seen);
+    if (!this.counting || last === undefined) return;
+    if (last.status !== seen.status) this.versions.operatorStatus++;
+    if (last.meta !== seen.meta) this.versions.operatorMeta++;
+  }
+
+  private attributeNode(o: NodeObjectView): void {
+    const name = o.metadata?.name ?? "";
+    const last = this.seenNodes.get(name);
+    if (last?.rv === o.metadata?.resourceVersion) return;
+    const seen = { rv: o.metadata?.resourceVersion, spec: JSON.stringify([o.spec ?? {}, o.metadata?.annotations ?? {}]), status: JSON.stringify(o.status ?? {}) };
+    this.seenNodes.set(name, seen);
+    if (!this.counting) return;
+    // A new object is the operator's first projection (it creates the object by applying its spec).
+    if (last === undefined || last.spec !== seen.spec) this.versions.operatorSpec++;
+    if (last !== undefined ? last.status !== seen.status : seen.status !== "{}") this.versions.agents++;
   }
 }
-
