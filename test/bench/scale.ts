@@ -5,6 +5,8 @@
  *   --nodes 10,100,1000     fleet sizes (default 10,100)
  *   --patches 1             patches applied at once (10 for the operator-memory goal)
  *   --operator tsx          tsx (node --import tsx operator/main.ts) | bundle (the image's esbuild bundle)
+ *   --operator-node-flags ""  node flags for the operator process (the image's CMD has none), e.g.
+ *                           "--max-semi-space-size=1" to see what a V8 setting does to its memory
  *   --transition-ms 0       the simulated kernel's transition time
  *   --idle-seconds 10       window for idle RSS/CPU after Ready
  *   --timeout-seconds 900   apply → Ready limit per run
@@ -28,6 +30,7 @@ import { z } from "zod";
 import { bundle } from "../../scripts/bundle.ts";
 import { ensureBinaries } from "../support/control-plane.ts";
 import { floors, headline, requestsPerNode, seeded, toJson, whereTimeGoes, writesPerNode } from "./scale/report.ts";
+import type { OperatorRunner } from "./scale/cluster.ts";
 import { runOnce, type RunResult } from "./scale/run.ts";
 import { runSeeded, type SeedResult } from "./scale/seed.ts";
 
@@ -39,6 +42,7 @@ const Args = z.object({
     .pipe(z.array(z.int().min(2).max(5000)).min(1)),
   patches: z.coerce.number().int().min(1).max(50).default(1),
   operator: z.enum(["tsx", "bundle"]).default("tsx"),
+  "operator-node-flags": z.string().default(""),
   "transition-ms": z.coerce.number().int().min(0).default(0),
   "idle-seconds": z.coerce.number().int().min(1).default(10),
   "timeout-seconds": z.coerce.number().int().min(10).default(900),
@@ -49,7 +53,7 @@ const Args = z.object({
 });
 
 async function main(): Promise<void> {
-  const strings = ["nodes", "patches", "operator", "transition-ms", "idle-seconds", "timeout-seconds", "floor-timeout-seconds", "churn", "out"];
+  const strings = ["nodes", "patches", "operator", "operator-node-flags", "transition-ms", "idle-seconds", "timeout-seconds", "floor-timeout-seconds", "churn", "out"];
   const { values } = parseArgs({
     options: { ...Object.fromEntries(strings.map((k) => [k, { type: "string" as const }])), seed: { type: "boolean" as const } },
   });
@@ -62,7 +66,8 @@ async function main(): Promise<void> {
   const operatorBundle = path.join(workDir, "operator.mjs");
   if (args.operator === "bundle") await bundle("operator/main.ts", operatorBundle);
 
-  const operator = args.operator === "tsx" ? ({ kind: "tsx" } as const) : ({ kind: "bundle", file: operatorBundle } as const);
+  const nodeFlags = args["operator-node-flags"].split(" ").filter(Boolean);
+  const operator: OperatorRunner = args.operator === "tsx" ? { kind: "tsx", nodeFlags } : { kind: "bundle", file: operatorBundle, nodeFlags };
   const results: RunResult[] = [];
   const seededResults: SeedResult[] = [];
   const write = async () => args.out && (await writeFile(args.out, JSON.stringify([...results, ...seededResults].map(toJson), null, 2) + "\n"));
@@ -97,7 +102,7 @@ async function main(): Promise<void> {
   } finally {
     if (!process.env.KLP_BENCH_KEEP) await rm(workDir, { recursive: true, force: true });
   }
-  console.log(`\n## Results (operator: ${args.operator}, transition ${args["transition-ms"]} ms)\n`);
+  console.log(`\n## Results (operator: ${args.operator}${nodeFlags.length ? ` with ${nodeFlags.join(" ")}` : ""}, transition ${args["transition-ms"]} ms)\n`);
   if (results.length) {
     console.log(headline(results));
     console.log("\n### The floor (bare status applies to N KernelLivePatchNodes, N writers at once; measured after the rollout)\n");

@@ -19,7 +19,6 @@ import { watchOwnNode } from "../../node-agent/kube/agent-api.ts";
 import { nodeChannel } from "../../node-agent/kube/node-channel.ts";
 import { kubeconfigConnection } from "../../node-agent/kube/connection.ts";
 import { KubeHttp, KubeApiError } from "../../node-agent/kube/http-client.ts";
-import { Watcher } from "../../node-agent/kube/watcher.ts";
 import { Agent } from "../../node-agent/loop/agent.ts";
 import { agentMetrics, type AgentMetrics } from "../../node-agent/loop/agent-metrics.ts";
 import { moduleSources } from "../../node-agent/loop/sources.ts";
@@ -29,7 +28,7 @@ import { Controller, type ControllerTimings } from "../../operator/controller/co
 import { eventRecorder } from "../../operator/kube/events.ts";
 import { operatorMetrics, type OperatorMetrics } from "../../operator/metrics.ts";
 import { freePorts } from "./control-plane.ts";
-import { REPO, testLog, until } from "./klp.ts";
+import { recordStatus, REPO, testLog, until } from "./klp.ts";
 
 export { freePorts };
 export const RELEASE = "6.1.0-56-amd64";
@@ -152,26 +151,9 @@ export async function deleteAndWaitGone(api: TestApi, name: string, timeoutMs = 
  * Every version of a patch the API server shows through a watch (relisting after breaks), to
  * check sequences: how many nodes were changing at once.
  */
-export async function recordVersions(kubeconfig: string, name: string): Promise<{ versions: KernelLivePatch[]; stop: () => void }> {
-  const http = new KubeHttp(kubeconfigConnection(kubeconfig), { requestTimeoutMs: 5000 });
-  const versions: KernelLivePatch[] = [];
-  const w = new Watcher(http, {
-    path: PATCHES,
-    query: { fieldSelector: `metadata.name=${name}` },
-    timeoutSeconds: 30,
-    onChange: (m) => {
-      const p = m.get(name) as KernelLivePatch | undefined;
-      if (p && p.metadata.resourceVersion !== versions.at(-1)?.metadata.resourceVersion) versions.push(structuredClone(p));
-    },
-  });
-  await w.start();
-  return {
-    versions,
-    stop: () => {
-      w.stop();
-      http.close();
-    },
-  };
+/** Every version of a patch, entries as the agents wrote them (see recordStatus), against this control plane. */
+export function recordVersions(kubeconfig: string, name: string): Promise<{ versions: KernelLivePatch[]; stop: () => void }> {
+  return recordStatus(name, { kubeconfig, requestTimeoutMs: 5000, watchTimeoutSeconds: 30 });
 }
 
 /** The most nodes any recorded version shows changing (Staging, Loading, Unloading) at once. */

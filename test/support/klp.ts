@@ -230,8 +230,12 @@ export async function removeTree(root: string): Promise<void> {
  * their KernelLivePatchNodes (the operator's roll-up coalesces, so a short Loading may never show on
  * the patch itself). A node's last entry is kept after its node object goes.
  */
-export async function recordStatus(name: string): Promise<{ versions: KernelLivePatch[]; stop: () => void }> {
-  const http = new KubeHttp(kubeconfigConnection(kubeconfigPath()));
+export async function recordStatus(
+  name: string,
+  o: { kubeconfig?: string; requestTimeoutMs?: number; watchTimeoutSeconds?: number } = {},
+): Promise<{ versions: KernelLivePatch[]; stop: () => void }> {
+  const http = new KubeHttp(kubeconfigConnection(o.kubeconfig ?? kubeconfigPath()), o.requestTimeoutMs ? { requestTimeoutMs: o.requestTimeoutMs } : {});
+  const timeouts = o.watchTimeoutSeconds ? { timeoutSeconds: o.watchTimeoutSeconds } : {};
   const versions: KernelLivePatch[] = [];
   const { Watcher } = await import("../../node-agent/kube/watcher.ts");
   let patch: KernelLivePatch | undefined;
@@ -244,15 +248,17 @@ export async function recordStatus(name: string): Promise<{ versions: KernelLive
   const patchWatch = new Watcher(http, {
     path: `/apis/${GROUP}/${VERSION}/${PLURAL}`,
     query: { fieldSelector: `metadata.name=${name}` },
+    ...timeouts,
     onChange: (m) => {
       const p = m.get(name) as KernelLivePatch | undefined;
-      if (!p) return;
+      if (!p || p.metadata.resourceVersion === patch?.metadata.resourceVersion) return;
       patch = p;
       push();
     },
   });
   const nodeWatch = new Watcher(http, {
     path: `/apis/${GROUP}/${VERSION}/${NODE_PLURAL}`,
+    ...timeouts,
     onChange: (m) => {
       let changed = false;
       for (const [node, o] of m) {

@@ -23,7 +23,8 @@ export const NAMESPACE = "kpatch-system";
 export const PATCHES_PATH = `/apis/${GROUP}/${VERSION}/${PLURAL}`;
 const CRDS = ["kernellivepatches", "kernellivepatchnodes"];
 
-export type OperatorRunner = { kind: "tsx" } | { kind: "bundle"; file: string };
+/** How the operator runs, with extra node flags (the image's CMD has none). */
+export type OperatorRunner = ({ kind: "tsx" } | { kind: "bundle"; file: string }) & { nodeFlags?: readonly string[] };
 
 export interface Cluster {
   cp: ControlPlane;
@@ -117,7 +118,7 @@ export async function createPatch(c: Cluster, i: number): Promise<void> {
 export async function startOperator(runner: OperatorRunner, kubeconfig: string, logFile: string): Promise<{ child: ChildProcess; metricsPort: number }> {
   const [metricsPort, healthPort] = (await freePorts(2)) as [number, number];
   const log = await open(logFile, "a");
-  const args = runner.kind === "tsx" ? ["--import", "tsx", path.join(REPO, "operator/main.ts")] : [runner.file];
+  const args = [...(runner.nodeFlags ?? []), ...(runner.kind === "tsx" ? ["--import", "tsx", path.join(REPO, "operator/main.ts")] : [runner.file])];
   const child = spawn(process.execPath, args, {
     cwd: REPO,
     env: {

@@ -127,8 +127,9 @@ export function whereTimeGoes(results: readonly RunResult[]): string {
       "KiB: patch / node object",
       "agent entries: mean ms until written, failed",
       "agent entries by phase",
+      "operator V8 heap used / total, external MiB: Ready → idle",
     ]),
-    row(["---", "---", "---", "---", "---", "---", "---:", "---", "---", "---"]),
+    row(["---", "---", "---", "---", "---", "---", "---:", "---", "---", "---", "---"]),
   ];
   for (const r of results) {
     const t = r.timeline;
@@ -146,6 +147,7 @@ export function whereTimeGoes(results: readonly RunResult[]): string {
         Object.entries(r.agentWritePhases)
           .map(([phase, count]) => `${phase} ${count}`)
           .join(", "),
+        [r.operatorHeap.ready, r.operatorHeap.idle].map((h) => `${n1(h.heapUsedMiB)} / ${n1(h.heapTotalMiB)}, ${n1(h.externalMiB)}`).join(" → "),
       ]),
     );
   }

@@ -16,7 +16,7 @@ import { freePorts } from "../../support/control-plane.ts";
 import { createPatch, httpOk, PATCHES_PATH, prepareCluster, RELEASE, REPO, sleep, startOperator, stopChild, until, type Cluster, type OperatorRunner } from "./cluster.ts";
 import { agentImageFlags, Fleet, startAgentProcess } from "./fleet.ts";
 import { createFloorObjects, measureFloor, type FloorResult } from "./floor.ts";
-import { apiCounts, reconciles, scrapeApiServer, scrapeOperator, type ApiCounts } from "./metrics.ts";
+import { apiCounts, heap, reconciles, scrapeApiServer, scrapeOperator, type ApiCounts, type HeapSample } from "./metrics.ts";
 import { cpuBetween, sampleProc, type ProcSample } from "./proc.ts";
 import { Tracker, withoutManagedFields, type Timeline } from "./tracker.ts";
 
@@ -63,6 +63,8 @@ export interface RunResult {
   reconciles: Map<string, number>;
   cpu: { apiserver: number; etcd: number; operator: number; inProcessAgents: number; agentProcess: number };
   operator: { rssMiB: number; peakMiB: number; rolloutCpu: number; idleCpuPct: number };
+  /** The operator's V8 heap (used / total) and external memory, at Ready and after the idle window. */
+  operatorHeap: { ready: HeapSample; idle: HeapSample };
   agentProcess: { rssMiB: number; peakMiB: number; idleCpuPct: number };
   /** JSON size (without managedFields) of one patch and one node object at the end. */
   patchBytes: number;
@@ -152,6 +154,7 @@ export async function runOnce(opts: RunOptions): Promise<RunResult> {
     }
     const p1 = procs();
     const load1 = loadavg()[0]!;
+    const opReady = await scrapeOperator(op.metricsPort).catch(() => opBefore);
     log(`Ready in ${tracker.timeline.readyMs === undefined ? "—" : `${Math.round(tracker.timeline.readyMs)} ms`}; idle window ${opts.idleSeconds} s`);
 
     // --- idle: what the rollout caused has landed; the operator's and one agent's idle cost
@@ -221,6 +224,7 @@ export async function runOnce(opts: RunOptions): Promise<RunResult> {
         agentProcess: cpuBetween(p0.agent, p1.agent),
       },
       operator: { rssMiB: p3.operator?.rssMiB ?? NaN, peakMiB: p3.operator?.peakMiB ?? NaN, rolloutCpu: cpuBetween(p0.operator, p1.operator), idleCpuPct: idlePct("operator") },
+      operatorHeap: { ready: heap(opReady), idle: heap(opAfter) },
       agentProcess: { rssMiB: p3.agent?.rssMiB ?? NaN, peakMiB: p3.agent?.peakMiB ?? NaN, idleCpuPct: idlePct("agent") },
       ...sizes,
     };

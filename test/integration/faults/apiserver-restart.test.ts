@@ -6,7 +6,6 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { inject } from "vitest";
-import path from "node:path";
 import { buildSimModule } from "../../../node-agent/sim/build-module.ts";
 import { startControlPlane, type ControlPlane } from "../../support/control-plane.ts";
 import {
@@ -28,7 +27,7 @@ import {
   waitReady,
   type InProcessAgent,
 } from "../../support/faults.ts";
-import { REPO, sha256, until } from "../../support/klp.ts";
+import { installCrd, sha256, until } from "../../support/klp.ts";
 
 const NS = "klp-fault-apiserver";
 const MODULE = "klp_restart_fix";
@@ -42,9 +41,7 @@ let operator: Awaited<ReturnType<typeof startOperatorAt>>;
 
 beforeAll(async () => {
   cp = await startControlPlane({ controllers: false, binDir: inject("binDir") });
-  const crd = await cp.kubectl(["apply", "--server-side", "-f", path.join(REPO, "crds/livepatch.kpatch.dev_kernellivepatches.yaml")]);
-  if (crd.code !== 0) throw new Error(crd.stderr);
-  await cp.kubectl(["wait", "--for=condition=Established", "--timeout=60s", "crd/kernellivepatches.livepatch.kpatch.dev"]);
+  await installCrd(cp);
   api = new TestApi(cp.kubeconfigPath);
   await api.putConfigMap(NS, "modules", { "fix.ko": module });
   for (const node of NODES) {

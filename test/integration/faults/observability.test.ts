@@ -91,7 +91,7 @@ describe("after a rollout", () => {
     expect(sampleValue(op, "kpatch_transitions_stalled", { patch: "ob-fix" })).toBe(0);
     expect(sampleValue(op, "controller_runtime_reconcile_total", { controller: "kernellivepatch", result: "success" })).toBeGreaterThan(0);
     expect(sampleSum(op, "controller_runtime_reconcile_time_seconds_count", { controller: "kernellivepatch" })).toBeGreaterThan(0);
-    expect(sampleValue(op, "controller_runtime_max_concurrent_reconciles", { controller: "kernellivepatch" })).toBe(4);
+    expect(sampleValue(op, "controller_runtime_max_concurrent_reconciles", { controller: "kernellivepatch" })).toBe(16);
     expect(sampleValue(op, "workqueue_adds_total", { name: "kernellivepatch", controller: "kernellivepatch" })).toBeGreaterThan(0);
     expect(sampleValue(op, "workqueue_depth", { name: "kernellivepatch", controller: "kernellivepatch" })).toBeDefined();
     expect(sampleSum(op, "workqueue_work_duration_seconds_count")).toBeGreaterThan(0);

@@ -102,7 +102,7 @@ describe("watches that go silent", () => {
     }
     // The second agent was admitted while its watch was frozen: its watchdog found the silence.
     const restarts = agents.find((a) => a.name === second)!.metrics.render();
-    expect(sampleValue(restarts, "kpatch_agent_watch_restarts_total", { resource: "kernellivepatches", cause: "silent" })).toBeGreaterThanOrEqual(1);
+    expect(sampleValue(restarts, "kpatch_agent_watch_restarts_total", { resource: "kernellivepatchnodes", cause: "silent" })).toBeGreaterThanOrEqual(1);
 
     await deleteAndWaitGone(api, PATCH, 90_000);
     console.log(`silent-watch fault: ${Date.now() - started} ms (${Date.now() - frozenAt} ms after freezing ${frozen} connections)`);
