@@ -1,0 +1,84 @@
+import { pino } from "pino";
+import { describe, expect, it } from "vitest";
+import type { KubeHttp } from "./http-client.ts";
+import { nodeChannel, projectedPatches } from "./node-channel.ts";
+
+const projection = (name: string, o: { admitted?: boolean; uid?: string; deleting?: boolean } = {}) => ({
+  name,
+  uid: o.uid ?? `uid-${name}`,
+  generation: 2,
+  creationTimestamp: "2026-11-27T00:00:00Z",
+  admitted: o.admitted ?? false,
+  ...(o.deleting ? { deletionTimestamp: "2026-11-27T01:00:00Z" } : {}),
+  spec: { state: "Loaded" },
+});
+
+describe("projectedPatches", () => {
+  it("hands the agent patch-shaped objects with this node's entry and admission only", () => {
+    const obj = {
+      metadata: { name: "n1", resourceVersion: "42" },
+      spec: { patches: [projection("a", { admitted: true }), projection("b", { deleting: true })] },
+      status: { entries: [{ patch: "a", patchUID: "uid-a", nodeName: "n1", phase: "Loading" as const }, { patch: "b", patchUID: "old", nodeName: "n1", phase: "Loaded" as const }] },
+    };
+    const [a, b] = projectedPatches(obj, "n1") as any[];
+    expect(a.metadata).toEqual({ name: "a", uid: "uid-a", generation: 2, creationTimestamp: "2026-11-27T00:00:00Z", resourceVersion: "42" });
+    expect(a.status).toEqual({ rollout: { generation: 2, admitted: ["n1"], halted: false }, nodes: [{ nodeName: "n1", phase: "Loading" }] });
+    // b's entry belongs to an earlier patch of the same name: not this one's.
+    expect(b.status.nodes).toEqual([]);
+    expect(b.status.rollout.admitted).toEqual([]);
+    expect(b.metadata.deletionTimestamp).toBe("2026-11-27T01:00:00Z");
+  });
+});
+
+/** A fake API: records each status apply, answers after `delayMs`, and serves one list. */
+function fakeHttp(obj: unknown, delayMs = 20) {
+  const applies: Array<{ entries: Array<{ patch: string; phase: string }> }> = [];
+  let rv = 100;
+  let inFlight = 0;
+  let maxInFlight = 0;
+  const http = {
+    async json(method: string, _path: string, opts: { body?: { status?: { entries: Array<{ patch: string; phase: string }> } } }) {
+      if (method === "GET") return { items: [obj], metadata: { resourceVersion: "1" } };
+      inFlight++;
+      maxInFlight = Math.max(maxInFlight, inFlight);
+      applies.push(structuredClone(opts.body!.status!));
+      await new Promise((r) => setTimeout(r, delayMs));
+      inFlight--;
+      return { metadata: { resourceVersion: String(++rv) } };
+    },
+    stream: () => new Promise(() => undefined),
+  };
+  return { http: http as unknown as KubeHttp, applies, maxInFlight: () => maxInFlight };
+}
+
+describe("nodeChannel writes", () => {
+  const log = pino({ level: "silent" });
+  const obj = {
+    metadata: { name: "n1", resourceVersion: "1" },
+    spec: { patches: [projection("a"), projection("b")] },
+    status: { entries: [{ patch: "b", patchUID: "uid-b", nodeName: "n1", phase: "Loaded" }, { patch: "gone", nodeName: "n1", phase: "Unloaded" }] },
+  };
+
+  it("sends every entry of the node in each write, never two at once, coalescing what was set meanwhile", async () => {
+    const f = fakeHttp(obj);
+    const ch = nodeChannel(f.http, "n1", log);
+    let seen: unknown[] = [];
+    await ch.start((p) => (seen = p));
+    ch.stop();
+    expect(seen).toHaveLength(2);
+    // The stale entry of a patch no longer projected was dropped by a write of its own.
+    await new Promise((r) => setTimeout(r, 50));
+    expect(f.applies[0]!.entries.map((e) => e.patch)).toEqual(["b"]);
+
+    const first = ch.api.applyEntry("a", { nodeName: "n1", phase: "Loading" });
+    await new Promise((r) => setTimeout(r, 5)); // in flight now
+    const second = ch.api.applyEntry("a", { nodeName: "n1", phase: "Loaded" });
+    const third = ch.api.applyEntry("b", { nodeName: "n1", phase: "Unloading" });
+    const rvs = await Promise.all([first, second, third]);
+    expect(f.maxInFlight()).toBe(1);
+    // The first went alone; the next two, set while it was in flight, went together after it.
+    expect(f.applies.slice(1).map((s) => s.entries.map((e) => `${e.patch}:${e.phase}`))).toEqual([["a:Loading", "b:Loaded"], ["a:Loaded", "b:Unloading"]]);
+    expect(rvs[1]).toBe(rvs[2]);
+    expect(Number(rvs[1])).toBeGreaterThan(Number(rvs[0]));
+  });
+});
