@@ -5,8 +5,8 @@
  *   --nodes 10,100,1000     fleet sizes (default 10,100)
  *   --patches 1             patches applied at once (10 for the operator-memory goal)
  *   --operator tsx          tsx (node --import tsx operator/main.ts) | bundle (the image's esbuild bundle)
- *   --operator-node-flags ""  node flags for the operator process (the image's CMD has none), e.g.
- *                           "--max-semi-space-size=1" to see what a V8 setting does to its memory
+ *   --operator-node-flags=""  node flags for the operator process (the image's CMD has none), e.g.
+ *                           --operator-node-flags="--max-semi-space-size=1" to see what a V8 setting does to its memory
  *   --transition-ms 0       the simulated kernel's transition time
  *   --idle-seconds 10       window for idle RSS/CPU after Ready
  *   --timeout-seconds 900   apply → Ready limit per run

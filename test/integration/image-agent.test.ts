@@ -60,7 +60,30 @@ async function eventually<T>(what: string, timeoutMs: number, fn: () => Promise<
   }
 }
 
-const entryOf = (klp: any) => (klp.status?.nodes ?? []).find((e: any) => e.nodeName === nodeName);
+/** The agent's entry for a patch, as it wrote it into its node's KernelLivePatchNode. */
+async function entryOf(patch: string): Promise<any> {
+  const r = await cp.kubectl(["get", "kernellivepatchnode", nodeName, "-o", "json"]);
+  if (r.code !== 0) return undefined;
+  return (JSON.parse(r.stdout).status?.entries ?? []).find((e: any) => e.patch === patch);
+}
+
+/**
+ * Plays the operator's part (no operator runs here): projects both patches onto the node's
+ * KernelLivePatchNode, the applicable one admitted or not.
+ */
+async function project(admitted: boolean): Promise<void> {
+  const projection = async (name: string, admit: boolean) => {
+    const p = await getPatch(name);
+    return { name, uid: p.metadata.uid, generation: p.metadata.generation, creationTimestamp: p.metadata.creationTimestamp, admitted: admit, spec: p.spec };
+  };
+  const obj = {
+    apiVersion: "livepatch.kpatch.dev/v1alpha1",
+    kind: "KernelLivePatchNode",
+    metadata: { name: nodeName },
+    spec: { patches: [await projection(applicable, admitted), await projection(notApplicable, false)] },
+  };
+  await kubectlOk(["apply", "--server-side", "--field-manager=kpatch-operator", "--force-conflicts", "-f", "-"], JSON.stringify(obj));
+}
 
 describe.skipIf(!engine.ok)(`agent image ${AGENT_IMAGE}`, () => {
   beforeAll(async () => {
@@ -75,7 +98,7 @@ describe.skipIf(!engine.ok)(`agent image ${AGENT_IMAGE}`, () => {
     await kubectlOk(["label", "namespace", ns, "pod-security.kubernetes.io/enforce=privileged"]);
     await helm.ok(["install", release, CHART_DIR, "-n", ns, ...setArgs({ "operator.image.tag": "dev", "agent.image.tag": "dev", "agent.loader": "sim" })]);
     await kubectlOk(["apply", "--server-side", "--force-conflicts", "-f", CHART_CRDS_DIR]);
-    await kubectlOk(["wait", "--for=condition=Established", "crd/kernellivepatches.livepatch.kpatch.dev", "--timeout=60s"]);
+    await kubectlOk(["wait", "--for=condition=Established", "crd/kernellivepatches.livepatch.kpatch.dev", "crd/kernellivepatchnodes.livepatch.kpatch.dev", "--timeout=60s"]);
 
     // The Node, and the agent Pod object the token is bound to (the container plays that pod).
     await kubectlOk(["create", "-f", "-"], JSON.stringify({ apiVersion: "v1", kind: "Node", metadata: { name: nodeName, labels: { "kubernetes.io/hostname": nodeName } } }));
@@ -106,6 +129,7 @@ describe.skipIf(!engine.ok)(`agent image ${AGENT_IMAGE}`, () => {
     });
     await kubectlOk(["create", "-f", "-"], JSON.stringify(patch(applicable, kernelRelease)));
     await kubectlOk(["create", "-f", "-"], JSON.stringify(patch(notApplicable, "5.10.0-99-amd64")));
+    await project(false);
 
     // The simulated host, made by the image's own CLI.
     const { GenericContainer, Wait } = await import("testcontainers");
@@ -139,13 +163,14 @@ describe.skipIf(!engine.ok)(`agent image ${AGENT_IMAGE}`, () => {
       await cp.kubectl(["delete", "kernellivepatches", applicable, notApplicable, "--ignore-not-found", "--wait=false"]);
       await cp.kubectl(["delete", "namespace", ns, "--ignore-not-found", "--wait=false"]);
       await cp.kubectl(["delete", "node", nodeName, "--ignore-not-found", "--wait=false"]);
+      await cp.kubectl(["delete", "kernellivepatchnode", nodeName, "--ignore-not-found", "--wait=false"]);
     }
     if (work) await rm(work, { recursive: true, force: true });
   });
 
   it("reports NotApplicable for a patch without a module for its kernel", async () => {
     const entry = await eventually("NotApplicable entry", 60_000, async () => {
-      const e = entryOf(await getPatch(notApplicable));
+      const e = await entryOf(notApplicable);
       return e?.phase === "NotApplicable" ? e : undefined;
     });
     expect(entry.kernelRelease).toBe(kernelRelease);
@@ -153,15 +178,11 @@ describe.skipIf(!engine.ok)(`agent image ${AGENT_IMAGE}`, () => {
 
   it("writes its node's entry on an applicable patch once admitted, and loads the module", async () => {
     // Not admitted: the agent holds still and writes nothing (Pending is the controller's to report).
-    expect(entryOf(await getPatch(applicable))).toBeUndefined();
+    expect(await entryOf(applicable)).toBeUndefined();
     // Play the operator: admit the node for the current generation.
-    const klp = await getPatch(applicable);
-    await kubectlOk([
-      "patch", "kernellivepatch", applicable, "--subresource=status", "--type=merge", "-p",
-      JSON.stringify({ status: { rollout: { generation: klp.metadata.generation, admitted: [nodeName], halted: false } } }),
-    ]);
+    await project(true);
     const loaded = await eventually("Loaded entry", 90_000, async () => {
-      const e = entryOf(await getPatch(applicable));
+      const e = await entryOf(applicable);
       return e?.phase === "Loaded" ? e : undefined;
     });
     expect(loaded).toMatchObject({ nodeName, phase: "Loaded", kernelRelease, enabled: true });

@@ -46,7 +46,14 @@ export function diff(before: Map<string, number>, after: Map<string, number>): M
   return out;
 }
 
-const API_METRICS = new Set(["apiserver_request_total", "apiserver_watch_events_total", "apiserver_watch_events_sizes_sum", "apiserver_watch_events_sizes_count"]);
+const API_METRICS = new Set([
+  "apiserver_request_total",
+  "apiserver_request_duration_seconds_sum",
+  "apiserver_request_duration_seconds_count",
+  "apiserver_watch_events_total",
+  "apiserver_watch_events_sizes_sum",
+  "apiserver_watch_events_sizes_count",
+]);
 
 /** The API server's counters the benchmark reads. */
 export async function scrapeApiServer(http: KubeHttp): Promise<Sample[]> {
@@ -71,6 +78,8 @@ export interface ApiCounts {
   patchWatchBytes: number;
   nodeObjectWatchEvents: number;
   nodeObjectWatchBytes: number;
+  /** Mean server-side latency (ms, apiserver_request_duration_seconds) of: entry applies, projection applies, patch status applies, event POSTs. */
+  latencyMs: { entry: number; projection: number; patchStatus: number; events: number };
 }
 
 const isPatches = (l: Record<string, string>) => l.resource === "kernellivepatches" || l.kind === "KernelLivePatch";
@@ -91,7 +100,20 @@ export function apiCounts(before: readonly Sample[], after: readonly Sample[]): 
     patchWatchBytes: one("apiserver_watch_events_sizes_sum", isPatches),
     nodeObjectWatchEvents: one("apiserver_watch_events_total", isNodeObjects),
     nodeObjectWatchBytes: one("apiserver_watch_events_sizes_sum", isNodeObjects),
+    latencyMs: {
+      entry: meanMs(before, after, (l) => isNodeObjects(l) && l.subresource === "status" && applies(l)),
+      projection: meanMs(before, after, (l) => isNodeObjects(l) && !l.subresource && applies(l)),
+      patchStatus: meanMs(before, after, (l) => isPatches(l) && l.subresource === "status" && applies(l)),
+      events: meanMs(before, after, (l) => l.resource === "events" && l.verb === "POST"),
+    },
   };
+}
+
+/** Mean server-side request duration in ms of the requests matching `where`, between two scrapes (NaN: none). */
+export function meanMs(before: readonly Sample[], after: readonly Sample[], where: (l: Record<string, string>) => boolean): number {
+  const d = (name: string) => diff(sumBy(before, name, undefined, where), sumBy(after, name, undefined, where)).get("") ?? 0;
+  const count = d("apiserver_request_duration_seconds_count");
+  return count > 0 ? (d("apiserver_request_duration_seconds_sum") / count) * 1000 : NaN;
 }
 
 /** prom-client's default Node.js memory gauges (the operator registers them). */
@@ -125,4 +147,10 @@ export function scrapeOperator(port: number): Promise<Sample[]> {
 /** Reconciles per controller between two operator scrapes. */
 export function reconciles(before: readonly Sample[], after: readonly Sample[]): Map<string, number> {
   return diff(sumBy(before, "controller_runtime_reconcile_total", "controller"), sumBy(after, "controller_runtime_reconcile_total", "controller"));
+}
+
+/** Seconds spent in reconciles per controller between two operator scrapes (wall time, API calls included). */
+export function reconcileSeconds(before: readonly Sample[], after: readonly Sample[]): Map<string, number> {
+  const name = "controller_runtime_reconcile_time_seconds_sum";
+  return diff(sumBy(before, name, "controller"), sumBy(after, name, "controller"));
 }

@@ -58,8 +58,17 @@ export function headline(results: readonly RunResult[]): string {
 
 export function floors(results: readonly RunResult[]): string {
   const lines = [
-    row(["nodes × patches", "load avg", "writers", "one write per node: writes, s", "the run's status writes: writes, s (the ratio's)"]),
-    row(["---", "---", "---:", "---", "---"]),
+    row([
+      "nodes × patches",
+      "load avg",
+      "writers",
+      "one write per node: writes, s",
+      "the run's status writes: writes, s (the ratio's)",
+      "API server CPU s: one per node / the run's",
+      "server-side ms per apply: one per node / the run's",
+      "the rollout's API server CPU s (apply → Ready)",
+    ]),
+    row(["---", "---", "---:", "---", "---", "---", "---", "---:"]),
   ];
   for (const r of results) {
     lines.push(
@@ -69,6 +78,9 @@ export function floors(results: readonly RunResult[]): string {
         r.floorOnePerNode.writers,
         `${r.floorOnePerNode.writes}: ${floorCell(r.floorOnePerNode)}`,
         r.floorRunWrites ? `${r.floorRunWrites.writes}: ${floorCell(r.floorRunWrites)}` : "(the same: one per node)",
+        `${n1(r.floorApiserverCpu.onePerNode)} / ${r.floorApiserverCpu.runWrites === undefined ? "—" : n1(r.floorApiserverCpu.runWrites)}`,
+        `${n1(r.floorLatencyMs.onePerNode)} / ${r.floorLatencyMs.runWrites === undefined ? "—" : n1(r.floorLatencyMs.runWrites)}`,
+        n1(r.cpu.apiserver),
       ]),
     );
   }
@@ -85,8 +97,9 @@ export function writesPerNode(results: readonly RunResult[]): string {
       "entry applies / node: all (successful)",
       "projection applies / node",
       "patch status applies",
+      "server-side ms per request: entry apply / projection apply / patch status apply / event POST",
     ]),
-    row(["---", "---", "---:", "---:", "---", "---:", "---:"]),
+    row(["---", "---", "---:", "---:", "---", "---:", "---:", "---"]),
   ];
   for (const r of results) {
     lines.push(
@@ -98,6 +111,7 @@ export function writesPerNode(results: readonly RunResult[]): string {
         `${n2(perNode(r, r.api.entryApplies))} (${n2(perNode(r, r.api.entryAppliesOk))})`,
         n2(r.api.projectionApplies / r.nodes),
         r.api.patchStatusApplies,
+        [r.api.latencyMs.entry, r.api.latencyMs.projection, r.api.latencyMs.patchStatus, r.api.latencyMs.events].map(n1).join(" / "),
       ]),
     );
   }
@@ -121,7 +135,7 @@ export function whereTimeGoes(results: readonly RunResult[]): string {
       "finalizer / projected / admitted / projected admitted / first Loaded / all Loaded / rolled up / Ready (s)",
       "agent loads done p50 / p90 / max (s)",
       "CPU s: apiserver / etcd / operator / in-process agents / agent process",
-      "reconciles: patch / node / daemonset",
+      "reconciles: patch / node / daemonset (their s, apply → Ready)",
       "watch events sent: KLP (MB) / KLPN (MB)",
       "updatePatches per agent",
       "KiB: patch / node object",
@@ -139,7 +153,7 @@ export function whereTimeGoes(results: readonly RunResult[]): string {
         [t.finalizerMs, t.projectedMs, t.admittedMs, t.projectedAdmittedMs, t.firstLoadedMs, t.allLoadedMs, t.rolledUpMs, t.readyMs].map(s).join(" / "),
         [r.loadDone.p50, r.loadDone.p90, r.loadDone.max].map(s).join(" / "),
         [r.cpu.apiserver, r.cpu.etcd, r.cpu.operator, r.cpu.inProcessAgents, r.cpu.agentProcess].map(n1).join(" / "),
-        `${r.reconciles.get("kernellivepatch") ?? 0} / ${r.reconciles.get("kernellivepatchnode") ?? 0} / ${r.reconciles.get("agent-daemonset") ?? 0}`,
+        `${r.reconciles.get("kernellivepatch") ?? 0} / ${r.reconciles.get("kernellivepatchnode") ?? 0} / ${r.reconciles.get("agent-daemonset") ?? 0} (${["kernellivepatch", "kernellivepatchnode", "agent-daemonset"].map((k) => n1(r.reconcileSeconds.get(k) ?? 0)).join(" / ")})`,
         `${r.api.patchWatchEvents} (${n1(r.api.patchWatchBytes / 1e6)}) / ${r.api.nodeObjectWatchEvents} (${n1(r.api.nodeObjectWatchBytes / 1e6)})`,
         n1(r.deliveries / Math.max(1, r.nodes - 1)),
         `${n1(r.patchBytes / 1024)} / ${n1(r.nodeObjectBytes / 1024)}`,
@@ -162,7 +176,7 @@ export function seeded(results: readonly SeedResult[]): string {
       "operator start → all Ready (s); its writes: projections, patch statuses",
       "operator RSS MiB: steady / churn max / peak / after (goal ≤ 150)",
       "operator V8 heap used / total, external MiB: steady → after",
-      "operator CPU s in churn, idle %",
+      "operator CPU s in churn; idle % before / after it (reconciles in the idle window after: patch / node / daemonset)",
       "agent process RSS MiB idle / peak, CPU s in churn",
       "churn: writes (+ operator status, projection writes), s, apiserver CPU s per write",
       "watch events: KLP (MB) / KLPN (MB)",
@@ -179,7 +193,7 @@ export function seeded(results: readonly SeedResult[]): string {
         `${s(r.operatorStartMs)}; ${r.startWrites.projections}, ${r.startWrites.patchStatuses}`,
         [r.operator.steadyMiB, r.operator.churnMaxMiB, r.operator.peakMiB, r.operator.afterMiB].map(n1).join(" / "),
         [r.operatorHeap.steady, r.operatorHeap.after].map((h) => `${n1(h.heapUsedMiB)} / ${n1(h.heapTotalMiB)}, ${n1(h.externalMiB)}`).join(" → "),
-        `${n1(r.operator.churnCpu)}, ${n2(r.operator.idleCpuPct)}`,
+        `${n1(r.operator.churnCpu)}; ${n2(r.operator.idleBeforeCpuPct)} / ${n2(r.operator.idleCpuPct)} (${r.idleReconciles.get("kernellivepatch") ?? 0} / ${r.idleReconciles.get("kernellivepatchnode") ?? 0} / ${r.idleReconciles.get("agent-daemonset") ?? 0})`,
         `${n1(r.agentProcess.idleMiB)} / ${n1(r.agentProcess.peakMiB)}, ${n1(r.agentProcess.churnCpu)}`,
         `${c.writes} (+${c.operatorStatusWrites}, ${c.operatorProjectionWrites})${c.failures ? `, ${c.failures} failed attempts (${Object.entries(c.failureKinds).map(([k, v]) => `${v}× ${k}`).join(", ")})${c.givenUp ? `, ${c.givenUp} given up` : ""}` : ""}, ${s(c.ms)}, ${n2(c.apiserverCpu / (c.writes + c.operatorStatusWrites + c.operatorProjectionWrites))}`,
         `${c.patchWatchEvents} (${n1(c.patchWatchBytes / 1e6)}) / ${c.nodeObjectWatchEvents} (${n1(c.nodeObjectWatchBytes / 1e6)})`,
@@ -194,7 +208,8 @@ export function seeded(results: readonly SeedResult[]): string {
 export function toJson(r: RunResult | SeedResult): unknown {
   return {
     ...r,
-    ...("api" in r ? { api: { ...r.api, byVerb: Object.fromEntries(r.api.byVerb) } } : {}),
+    ...("api" in r ? { api: { ...r.api, byVerb: Object.fromEntries(r.api.byVerb) }, reconcileSeconds: Object.fromEntries(r.reconcileSeconds) } : {}),
     reconciles: Object.fromEntries(r.reconciles),
+    ...("idleReconciles" in r ? { idleReconciles: Object.fromEntries(r.idleReconciles) } : {}),
   };
 }

@@ -16,7 +16,7 @@ import { freePorts } from "../../support/control-plane.ts";
 import { createPatch, httpOk, PATCHES_PATH, prepareCluster, RELEASE, REPO, sleep, startOperator, stopChild, until, type Cluster, type OperatorRunner } from "./cluster.ts";
 import { agentImageFlags, Fleet, startAgentProcess } from "./fleet.ts";
 import { createFloorObjects, measureFloor, type FloorResult } from "./floor.ts";
-import { apiCounts, heap, reconciles, scrapeApiServer, scrapeOperator, type ApiCounts, type HeapSample } from "./metrics.ts";
+import { apiCounts, heap, meanMs, reconciles, reconcileSeconds, scrapeApiServer, scrapeOperator, type ApiCounts, type HeapSample } from "./metrics.ts";
 import { cpuBetween, sampleProc, type ProcSample } from "./proc.ts";
 import { Tracker, withoutManagedFields, type Timeline } from "./tracker.ts";
 
@@ -61,6 +61,12 @@ export interface RunResult {
   /** updatePatches calls of the in-process agents (one per event of their node object's watch). */
   deliveries: number;
   reconciles: Map<string, number>;
+  /** Seconds in reconciles per controller, apply → Ready (wall time of the reconciles, API calls included; they overlap, 16 workers). */
+  reconcileSeconds: Map<string, number>;
+  /** API server CPU s during each floor. */
+  floorApiserverCpu: { onePerNode: number; runWrites: number | undefined };
+  /** Mean server-side latency (ms) of the floor's applies: one per node, the run's. */
+  floorLatencyMs: { onePerNode: number; runWrites: number | undefined };
   cpu: { apiserver: number; etcd: number; operator: number; inProcessAgents: number; agentProcess: number };
   operator: { rssMiB: number; peakMiB: number; rolloutCpu: number; idleCpuPct: number };
   /** The operator's V8 heap (used / total) and external memory, at Ready and after the idle window. */
@@ -186,12 +192,22 @@ export async function runOnce(opts: RunOptions): Promise<RunResult> {
     const show = (r: FloorResult) =>
       `${r.ms === undefined ? `not done (${r.landed}/${r.writes})` : `${Math.round(r.ms)} ms`}, ${r.failures} failed attempts ${JSON.stringify(r.failuresByCode)}`;
     log(`floor: ${opts.nodes} bare status applies (one per node), ${opts.nodes} writers at once (limit ${opts.floorTimeoutSeconds} s)`);
+    const apiPid = c.cp.pids()["kube-apiserver"]!;
+    const isFloorWrite = (l: Record<string, string>) => l.resource === "kernellivepatchnodes" && l.subresource === "status" && l.verb === "APPLY";
+    const m0 = await scrapeApiServer(c.admin);
+    const f0 = sampleProc(apiPid);
     const floorOnePerNode = await floor(opts.nodes);
+    const f1 = sampleProc(apiPid);
+    const m1 = await scrapeApiServer(c.admin);
+    let floorRunLatency: number | undefined;
     log(`floor, one write per node: ${show(floorOnePerNode)}`);
     let floorRunWrites: FloorResult | undefined;
+    let floorRunCpu: number | undefined;
     if (runWrites !== opts.nodes && runWrites > 0) {
       log(`floor: ${runWrites} bare status applies (the run's status writes), ${opts.nodes} writers at once`);
       floorRunWrites = await floor(runWrites);
+      floorRunCpu = cpuBetween(f1, sampleProc(apiPid));
+      floorRunLatency = meanMs(m1, await scrapeApiServer(c.admin), isFloorWrite);
       log(`floor, the run's writes: ${show(floorRunWrites)}`);
     }
     const floorLoad1 = loadavg()[0]!;
@@ -216,6 +232,9 @@ export async function runOnce(opts: RunOptions): Promise<RunResult> {
       agentWriteMeanMs: totals.writes ? totals.writeMs / totals.writes : 0,
       deliveries: totals.deliveries,
       reconciles: reconciles(opBefore, opAfter),
+      reconcileSeconds: reconcileSeconds(opBefore, opReady),
+      floorApiserverCpu: { onePerNode: cpuBetween(f0, f1), runWrites: floorRunCpu },
+      floorLatencyMs: { onePerNode: meanMs(m0, m1, isFloorWrite), runWrites: floorRunLatency },
       cpu: {
         apiserver: cpuBetween(p0.apiserver, p1.apiserver),
         etcd: cpuBetween(p0.etcd, p1.etcd),

@@ -54,7 +54,10 @@ export interface SeedResult {
   operatorStartMs: number;
   /** The operator's successful writes from its start to every patch Ready: node-object projections, patch statuses. */
   startWrites: { projections: number; patchStatuses: number };
-  operator: { steadyMiB: number; churnMaxMiB: number; peakMiB: number; afterMiB: number; churnCpu: number; idleCpuPct: number };
+  /** idleBeforeCpuPct: CPU % in the idle window before the churn (after its start); idleCpuPct: in the one after. */
+  operator: { steadyMiB: number; churnMaxMiB: number; peakMiB: number; afterMiB: number; churnCpu: number; idleBeforeCpuPct: number; idleCpuPct: number };
+  /** Reconciles per controller in the idle window after the churn. */
+  idleReconciles: Map<string, number>;
   /** The operator's V8 heap (used / total) and external memory, before the churn and after the idle window. */
   operatorHeap: { steady: HeapSample; after: HeapSample };
   agentProcess: { idleMiB: number; peakMiB: number; churnCpu: number; idleCpuPct: number };
@@ -180,8 +183,9 @@ export async function runSeeded(opts: SeedOptions): Promise<SeedResult> {
       logFile: path.join(dir, "agent.log"),
     });
     await until("the agent's first pass", 300_000, () => httpOk(port, "/readyz"), 500);
-    await sleep(opts.idleSeconds * 1000);
     const opPid = operator.pid!;
+    const beforeIdle = sampleProc(opPid);
+    await sleep(opts.idleSeconds * 1000);
     const agentPid = agent.pid!;
     const apiPid = c.cp.pids()["kube-apiserver"]!;
     const steady = { op: sampleProc(opPid), agent: sampleProc(agentPid), api: sampleProc(apiPid) };
@@ -237,6 +241,7 @@ export async function runSeeded(opts: SeedOptions): Promise<SeedResult> {
     await sleep(opts.idleSeconds * 1000);
     const idle = { op: sampleProc(opPid), agent: sampleProc(agentPid) };
     const opIdle = await scrapeOperator(op.metricsPort).catch(() => opAfter);
+    const idleReconciles = reconciles(opAfter, opIdle);
     const churnCounts = apiCounts(apiBefore, apiAfter);
 
     return {
@@ -254,8 +259,10 @@ export async function runSeeded(opts: SeedOptions): Promise<SeedResult> {
         peakMiB: idle.op?.peakMiB ?? NaN,
         afterMiB: idle.op?.rssMiB ?? NaN,
         churnCpu: cpuBetween(steady.op, afterChurn.op),
+        idleBeforeCpuPct: (cpuBetween(beforeIdle, steady.op) / opts.idleSeconds) * 100,
         idleCpuPct: (cpuBetween(afterChurn.op, idle.op) / opts.idleSeconds) * 100,
       },
+      idleReconciles,
       agentProcess: {
         idleMiB: steady.agent?.rssMiB ?? NaN,
         peakMiB: idle.agent?.peakMiB ?? NaN,
