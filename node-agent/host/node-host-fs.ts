@@ -3,7 +3,12 @@ import path from "node:path";
 import { hostError } from "./host-error.ts";
 import type { FileStat, HostFs, WritableFile } from "./ports.ts";
 
-const MISSING = new Set(["ENOENT", "ENOTDIR"]);
+/**
+ * Errors that mean "not there". ENODEV: a sysfs attribute read while the kernel removes its
+ * object (a livepatch's /sys/kernel/livepatch/<m>/transition as its unpatching completes) fails so,
+ * between the open and the read, instead of ENOENT.
+ */
+const MISSING = new Set(["ENOENT", "ENOTDIR", "ENODEV"]);
 
 function errnoOf(error: unknown): string | undefined {
   return typeof error === "object" && error !== null && "code" in error ? String(error.code) : undefined;
