@@ -85,7 +85,7 @@ export class Controller {
   /** What a node's projection depends on, per patch: a change re-projects every node. */
   private readonly projectionInputs = new Map<string, string>();
   /** The status last written per patch, so an unchanged one is not written again. */
-  private readonly written = new Map<string, { uid: string | undefined; json: string; at: number }>();
+  private readonly written = new Map<string, { uid: string | undefined; json: string; at: number; tookMs: number }>();
   private readonly apps: AppsV1Api;
   private readonly now: () => Date;
   private resync: NodeJS.Timeout | undefined;
@@ -363,10 +363,13 @@ export class Controller {
     const json = JSON.stringify(status);
     const last = this.written.get(name);
     if (last && last.uid === patch.metadata.uid && last.json === json) return soak;
-    const wait = last ? last.at + (this.deps.timings?.statusIntervalMs ?? 500) - Date.now() : 0;
+    // At most one write per interval, and never more than every other moment: a status holding a
+    // thousand entries takes the API server seconds to apply under load.
+    const wait = last ? last.at + Math.max(this.deps.timings?.statusIntervalMs ?? 500, 2 * last.tookMs) - Date.now() : 0;
     if (wait > 0) return { requeueAfterMs: Math.min(wait, soak?.requeueAfterMs ?? Infinity) };
+    const at = Date.now();
     await this.patchClient.applyStatus(name, status);
-    this.written.set(name, { uid: patch.metadata.uid, json, at: Date.now() });
+    this.written.set(name, { uid: patch.metadata.uid, json, at, tookMs: Date.now() - at });
     this.announce(patch, patch.status, status);
     if (admitted.newlyAdmitted.length > 0) log.info({ nodes: admitted.newlyAdmitted }, "admitted nodes");
     return soak;

@@ -25,7 +25,8 @@ describe("projectNode", () => {
   it.each([
     ["a targeting patch, not admitted", [patch("p", { selector: { pool: "a" } })], [], [["p", false]]],
     ["a targeting patch, admitted", [patch("p", { admitted: ["n1"] })], [], [["p", true]]],
-    ["admission of another generation does not count", [patch("p", { admitted: ["n1"], generation: 2 })], [], [["p", false]]],
+    ["admission of another generation does not count", [patch("p", { admitted: ["n1"], generation: 2 })], [entry("p", "Loaded")], [["p", false]]],
+    ["a new patch before its rollout is decided: not yet", [patch("p", { admitted: ["n1"], generation: 2 })], [], []],
     ["a patch for another pool, nothing on the node", [patch("p", { selector: { pool: "b" } })], [], []],
     ["a patch for another pool, still loaded here", [patch("p", { selector: { pool: "b" } })], [entry("p", "Loaded")], [["p", false]]],
     ["a patch for another pool, unloaded here", [patch("p", { selector: { pool: "b" } })], [entry("p", "Unloaded")], []],
@@ -41,7 +42,7 @@ describe("projectNode", () => {
   });
 
   it("carries uid, generation, deletion and the spec", () => {
-    const [p] = projectNode({ ...base, patches: [patch("p", { deleting: true, generation: 3 })] });
+    const [p] = projectNode({ ...base, patches: [patch("p", { deleting: true, generation: 3 })], entries: [entry("p", "Loaded")] });
     expect(p).toMatchObject({ name: "p", uid: "uid-p", generation: 3, deletionTimestamp: "2026-11-27T01:00:00Z", spec: { state: "Loaded" } });
   });
 });

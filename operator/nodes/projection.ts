@@ -24,15 +24,18 @@ export interface NodeProjectionInput {
 
 /**
  * A patch concerns a node while it targets the node, and after that while the node still holds
- * something of it (the agent must unload and uninstall it first). Sorted by name: the same input
- * gives the same object, so an unchanged projection is never written again.
+ * something of it (the agent must unload and uninstall it first). A new patch is projected only
+ * once its rollout has been decided for its generation: projecting it unadmitted first would write
+ * every node's object twice at the start of a rollout, the first time for nothing. Sorted by name:
+ * the same input gives the same object, so an unchanged projection is never written again.
  */
 export function projectNode(input: NodeProjectionInput): PatchOnNode[] {
   const { nodeName, labels, globalSelector } = input;
   return input.patches
     .filter((p) => {
-      if (targets(p, labels, globalSelector)) return true;
       const entry = entryFor(input.entries, p);
+      if (entry === undefined && p.status?.rollout?.generation !== (p.metadata.generation ?? 0)) return false;
+      if (targets(p, labels, globalSelector)) return true;
       return entry !== undefined && !CLEAN_PHASES.includes(entry.phase);
     })
     .map((p): PatchOnNode => {

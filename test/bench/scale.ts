@@ -5,8 +5,8 @@
  *   --nodes 10,100,1000     fleet sizes (default 10,100)
  *   --patches 1             patches applied at once (10 for the operator-memory goal)
  *   --operator tsx          tsx (node --import tsx operator/main.ts) | bundle (the image's esbuild bundle)
- *   --operator-node-flags=""  node flags for the operator process (the image's CMD has none), e.g.
- *                           --operator-node-flags="--max-semi-space-size=1" to see what a V8 setting does to its memory
+ *   --operator-node-flags=".."  node flags for the operator process (default: those of the operator
+ *                           image's CMD, images/operator.Dockerfile), e.g. "" to see what they change
  *   --transition-ms 0       the simulated kernel's transition time
  *   --idle-seconds 10       window for idle RSS/CPU after Ready
  *   --timeout-seconds 900   apply → Ready limit per run
@@ -29,6 +29,8 @@ import { parseArgs } from "node:util";
 import { z } from "zod";
 import { bundle } from "../../scripts/bundle.ts";
 import { ensureBinaries } from "../support/control-plane.ts";
+import { imageNodeFlags } from "./scale/fleet.ts";
+import { REPO } from "./scale/cluster.ts";
 import { floors, headline, requestsPerNode, seeded, toJson, whereTimeGoes, writesPerNode } from "./scale/report.ts";
 import type { OperatorRunner } from "./scale/cluster.ts";
 import { runOnce, type RunResult } from "./scale/run.ts";
@@ -42,7 +44,7 @@ const Args = z.object({
     .pipe(z.array(z.int().min(2).max(5000)).min(1)),
   patches: z.coerce.number().int().min(1).max(50).default(1),
   operator: z.enum(["tsx", "bundle"]).default("tsx"),
-  "operator-node-flags": z.string().default(""),
+  "operator-node-flags": z.string().optional(),
   "transition-ms": z.coerce.number().int().min(0).default(0),
   "idle-seconds": z.coerce.number().int().min(1).default(10),
   "timeout-seconds": z.coerce.number().int().min(10).default(900),
@@ -66,7 +68,8 @@ async function main(): Promise<void> {
   const operatorBundle = path.join(workDir, "operator.mjs");
   if (args.operator === "bundle") await bundle("operator/main.ts", operatorBundle);
 
-  const nodeFlags = args["operator-node-flags"].split(" ").filter(Boolean);
+  // Unless told otherwise, the flags of the operator image's CMD: the operator as deployed.
+  const nodeFlags = args["operator-node-flags"] !== undefined ? args["operator-node-flags"].split(" ").filter(Boolean) : imageNodeFlags(REPO, "operator");
   const operator: OperatorRunner = args.operator === "tsx" ? { kind: "tsx", nodeFlags } : { kind: "bundle", file: operatorBundle, nodeFlags };
   const results: RunResult[] = [];
   const seededResults: SeedResult[] = [];

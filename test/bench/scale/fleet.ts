@@ -162,9 +162,9 @@ export class Fleet {
   }
 }
 
-/** The node flags of the agent image's CMD (images/agent.Dockerfile), so the agent runs as deployed. */
-export function agentImageFlags(repo: string): string[] {
-  const cmd = /^CMD (\[.*\])$/m.exec(readFileSync(path.join(repo, "images/agent.Dockerfile"), "utf8"))?.[1];
+/** The node flags of an image's CMD (images/<image>.Dockerfile), so the process runs as deployed. */
+export function imageNodeFlags(repo: string, image: "agent" | "operator"): string[] {
+  const cmd = /^CMD (\[.*\])$/m.exec(readFileSync(path.join(repo, `images/${image}.Dockerfile`), "utf8"))?.[1];
   const argv = cmd ? (JSON.parse(cmd) as string[]) : [];
   return argv.slice(1).filter((a) => a.startsWith("--"));
 }

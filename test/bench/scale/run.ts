@@ -14,7 +14,7 @@ import { NODE_OBJECTS_PATH } from "../../../node-agent/kube/node-channel.ts";
 import { Watcher } from "../../../node-agent/kube/watcher.ts";
 import { freePorts } from "../../support/control-plane.ts";
 import { createPatch, httpOk, PATCHES_PATH, prepareCluster, RELEASE, REPO, sleep, startOperator, stopChild, until, type Cluster, type OperatorRunner } from "./cluster.ts";
-import { agentImageFlags, Fleet, startAgentProcess } from "./fleet.ts";
+import { imageNodeFlags, Fleet, startAgentProcess } from "./fleet.ts";
 import { createFloorObjects, measureFloor, type FloorResult } from "./floor.ts";
 import { apiCounts, heap, meanMs, reconciles, reconcileSeconds, scrapeApiServer, scrapeOperator, type ApiCounts, type HeapSample } from "./metrics.ts";
 import { cpuBetween, sampleProc, type ProcSample } from "./proc.ts";
@@ -127,7 +127,7 @@ export async function runOnce(opts: RunOptions): Promise<RunResult> {
     const [agentPort] = (await freePorts(1)) as [number];
     agentProc = await startAgentProcess({
       bundle: opts.agentBundle,
-      flags: agentImageFlags(REPO),
+      flags: imageNodeFlags(REPO, "agent"),
       name: c.nodes[0]!,
       root: path.join(hostsDir, c.nodes[0]!),
       kubeconfig: c.cp.kubeconfigPath,

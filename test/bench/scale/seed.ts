@@ -24,7 +24,7 @@ import { OPERATOR_FIELD_MANAGER } from "../../../operator/kube/patches.ts";
 import { projectNode } from "../../../operator/nodes/projection.ts";
 import { freePorts } from "../../support/control-plane.ts";
 import { httpOk, PATCHES_PATH, patchObject, prepareCluster, RELEASE, REPO, sleep, startOperator, until, type Cluster, type OperatorRunner } from "./cluster.ts";
-import { agentImageFlags, startAgentProcess } from "./fleet.ts";
+import { imageNodeFlags, startAgentProcess } from "./fleet.ts";
 import { applyEntries, loadedEntry } from "./floor.ts";
 import { apiCounts, heap, reconciles, scrapeApiServer, scrapeOperator, type HeapSample } from "./metrics.ts";
 import { cpuBetween, sampleProc } from "./proc.ts";
@@ -173,7 +173,7 @@ export async function runSeeded(opts: SeedOptions): Promise<SeedResult> {
     const [port] = (await freePorts(1)) as [number];
     agent = await startAgentProcess({
       bundle: opts.agentBundle,
-      flags: agentImageFlags(REPO),
+      flags: imageNodeFlags(REPO, "agent"),
       name: c.nodes[0]!,
       root: path.join(hostsDir, c.nodes[0]!),
       kubeconfig: c.cp.kubeconfigPath,
