@@ -335,10 +335,28 @@ export class Controller {
     const ready = rolled.conditions.find((c) => c.type === "Ready")?.status === "True";
     setPatchGauges(this.deps.metrics, name, patchGauges(entries, targeted, ready, admitted.rollout.halted));
 
+    // Entries of nodes that are gone, or no longer targeted and clean, are not shown.
+    const stale = new Set(staleEntries(entries, existing, targeted));
+    const status: KernelLivePatchStatus = {
+      observedGeneration: generation,
+      conditions: mergeConditions(patch.status?.conditions, rolled.conditions, now),
+      summary: rolled.summary,
+      rollout: admitted.rollout,
+      nodes: entries.filter((e) => !stale.has(e.nodeName)),
+    };
     if (deleting) {
       if (!finalizers.includes(FINALIZER)) return;
       const { done, waitingFor } = unloadComplete(entries, existing);
       if (done) {
+        // The last status first, so the patch is seen Unloaded everywhere before it goes. The
+        // finalizer write is guarded by the resourceVersion this moves: it follows on the update.
+        const json = JSON.stringify(status);
+        const last = this.written.get(name);
+        if (!(last && last.uid === patch.metadata.uid && last.json === json)) {
+          await this.patchClient.applyStatus(name, status);
+          this.written.set(name, { uid: patch.metadata.uid, json, at: Date.now(), tookMs: 0 });
+          return;
+        }
         await this.patchClient.setFinalizers(patch, finalizers.filter((f) => f !== FINALIZER));
         this.deps.events.patchEvent({ name, uid: patch.metadata.uid }, "Normal", "Unloaded", "Unloaded from every node; finalizer removed");
         log.info("unloaded everywhere; finalizer removed");
@@ -350,15 +368,6 @@ export class Controller {
       return; // the update event brings us back with the new resourceVersion
     }
 
-    // Entries of nodes that are gone, or no longer targeted and clean, are not shown.
-    const stale = new Set(staleEntries(entries, existing, targeted));
-    const status: KernelLivePatchStatus = {
-      observedGeneration: generation,
-      conditions: mergeConditions(patch.status?.conditions, rolled.conditions, now),
-      summary: rolled.summary,
-      rollout: admitted.rollout,
-      nodes: entries.filter((e) => !stale.has(e.nodeName)),
-    };
     const soak = admitted.requeueAfterMs !== undefined ? { requeueAfterMs: admitted.requeueAfterMs + 100 } : undefined;
     const json = JSON.stringify(status);
     const last = this.written.get(name);
