@@ -349,13 +349,13 @@ export class Controller {
       const { done, waitingFor } = unloadComplete(entries, existing);
       if (done) {
         // The last status first, so the patch is seen Unloaded everywhere before it goes. The
-        // finalizer write is guarded by the resourceVersion this moves: it follows on the update.
+        // finalizer write is guarded by the resourceVersion this moves: it follows, on fresh data.
         const json = JSON.stringify(status);
         const last = this.written.get(name);
         if (!(last && last.uid === patch.metadata.uid && last.json === json)) {
           await this.patchClient.applyStatus(name, status);
           this.written.set(name, { uid: patch.metadata.uid, json, at: Date.now(), tookMs: 0 });
-          return;
+          return { requeueAfterMs: 200 }; // also when the write changed nothing (no update event then)
         }
         await this.patchClient.setFinalizers(patch, finalizers.filter((f) => f !== FINALIZER));
         this.deps.events.patchEvent({ name, uid: patch.metadata.uid }, "Normal", "Unloaded", "Unloaded from every node; finalizer removed");
