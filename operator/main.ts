@@ -1,27 +1,23 @@
 /** Entry point of the operator: configuration, dependencies, leader election, then the controller. */
 import { hostname } from "node:os";
-import { CoordinationV1Api, CoreV1Api, KubeConfig } from "@kubernetes/client-node";
 import { pino } from "pino";
 import { loadOperatorConfig } from "./config.ts";
 import { Controller } from "./controller/controller.ts";
 import { serveHealth, serveMetrics } from "./health.ts";
-import { eventRecorder } from "./kube/events.ts";
-import { timedKubeConfig } from "./kube/timed-kubeconfig.ts";
+import { defaultConnection, operatorHttp } from "./kube/api-client.ts";
 import { LeaderElector } from "./leader/elector.ts";
 import { operatorMetrics } from "./metrics.ts";
 
 async function main(): Promise<void> {
   const cfg = loadOperatorConfig(process.env);
   const log = pino({ level: cfg.KLP_LOG_LEVEL, base: { component: "kpatch-operator" } });
-  const kc = new KubeConfig();
-  kc.loadFromDefault();
+  const connection = defaultConnection(process.env);
   const metrics = operatorMetrics();
-  const events = eventRecorder(timedKubeConfig(kc, 30_000).makeApiClient(CoreV1Api), "kpatch-operator", log);
-  const controller = new Controller({ kc, cfg, log, metrics, events });
+  const controller = new Controller({ connection, cfg, log, metrics });
   const identity = cfg.KLP_POD_NAME || `${hostname()}-${process.pid}`;
   // Lease calls time out well within the renew deadline (2/3 of the 15 s lease).
   const elector = new LeaderElector(
-    timedKubeConfig(kc, 5_000).makeApiClient(CoordinationV1Api),
+    operatorHttp(connection, 5_000),
     {
       namespace: cfg.KLP_NAMESPACE,
       name: cfg.KLP_LEASE_NAME,

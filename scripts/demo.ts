@@ -24,7 +24,7 @@ import { pino } from "pino";
 import { GROUP, NODE_PLURAL, PLURAL, VERSION, type KernelLivePatch } from "../crds/schema.ts";
 import { loadOperatorConfig } from "../operator/config.ts";
 import { Controller } from "../operator/controller/controller.ts";
-import { eventRecorder } from "../operator/kube/events.ts";
+import { kubeconfigConnection } from "../node-agent/kube/connection.ts";
 import { operatorMetrics } from "../operator/metrics.ts";
 import { buildSimModule } from "../node-agent/sim/build-module.ts";
 import { layoutSimHost } from "../node-agent/sim/layout.ts";
@@ -92,7 +92,7 @@ async function embedded(nodeCount: number, exitWhenReady: boolean): Promise<void
     await core.createNamespacedConfigMap({ namespace: "kpatch-system", body: { metadata: { name: "patch-modules" }, binaryData: { "livepatch-cve-2024-1086.ko": module.toString("base64") } } });
 
     const cfg = loadOperatorConfig({ KLP_NAMESPACE: "kpatch-system", KLP_LEADER_ELECTION: "false", KLP_LOG_LEVEL: "warn" });
-    const controller = new Controller({ kc, cfg, log: log.child({ component: "operator" }), metrics: operatorMetrics(), events: eventRecorder(core, "kpatch-operator", log) });
+    const controller = new Controller({ connection: kubeconfigConnection(cp.kubeconfigPath), cfg, log: log.child({ component: "operator" }), metrics: operatorMetrics() });
     await controller.start();
     stoppers.push(() => controller.stop());
 

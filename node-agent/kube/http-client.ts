@@ -28,22 +28,28 @@ export interface KubeHttpOptions {
    * wait forever and take the agent's loop with it. Watches have their own silence watchdog.
    */
   readonly requestTimeoutMs?: number;
+  /** Connections to the API server at most (default 4); every open watch holds one. */
+  readonly maxSockets?: number;
+  /** The User-Agent header (default kpatch-agent). */
+  readonly userAgent?: string;
 }
 
 export class KubeHttp {
   private readonly agent: Agent;
   private readonly base: URL;
   private readonly requestTimeoutMs: number;
+  private readonly userAgent: string;
 
   constructor(
     private readonly conn: Connection,
     opts: KubeHttpOptions = {},
   ) {
     this.requestTimeoutMs = opts.requestTimeoutMs ?? 30_000;
+    this.userAgent = opts.userAgent ?? "kpatch-agent";
     this.base = new URL(conn.server);
     this.agent = new Agent({
       keepAlive: true,
-      maxSockets: 4,
+      maxSockets: opts.maxSockets ?? 4,
       ...(conn.ca ? { ca: conn.ca } : {}),
       ...(conn.cert ? { cert: conn.cert } : {}),
       ...(conn.key ? { key: conn.key } : {}),
@@ -85,7 +91,7 @@ export class KubeHttp {
           agent: this.agent,
           headers: {
             accept: "application/json",
-            "user-agent": "kpatch-agent",
+            "user-agent": this.userAgent,
             ...(token ? { authorization: `Bearer ${token}` } : {}),
             ...(body !== undefined ? { "content-type": opts.contentType ?? "application/json", "content-length": Buffer.byteLength(body) } : {}),
           },

@@ -9,28 +9,20 @@
  * and the agent DaemonSet.
  */
 import { createHash } from "node:crypto";
-import {
-  AppsV1Api,
-  CoreV1Api,
-  CustomObjectsApi,
-  KubeConfig,
-  PatchStrategy,
-  Watch,
-  setHeaderOptions,
-  type KubernetesObject,
-  type V1DaemonSet,
-  type V1Node,
-} from "@kubernetes/client-node";
+import type { KubernetesObject, V1DaemonSet, V1Node } from "@kubernetes/client-node";
+import type { Connection } from "../../node-agent/kube/connection.ts";
+import type { KubeHttp } from "../../node-agent/kube/http-client.ts";
 import type { Logger } from "pino";
 import { selectorMatches } from "../../crds/label-selector.ts";
 import { FINALIZER, GROUP, KernelLivePatch, NODE_PLURAL, PLURAL, VERSION, type KernelLivePatchStatus, type NodeEntry } from "../../crds/schema.ts";
 import { AGENT_LABELS, desiredAgentDaemonSet } from "../agents/daemonset.ts";
 import type { OperatorConfig } from "../config.ts";
-import type { EventRecorder } from "../kube/events.ts";
+import { eventRecorder, type EventRecorder } from "../kube/events.ts";
 import { Informer, type InformerOptions } from "../kube/informer.ts";
-import { cachedNodeObject, NodeObjectClient, PROJECTION_HASH, type NodeObjectView } from "../kube/node-objects.ts";
-import { cachedPatch, OPERATOR_FIELD_MANAGER, PatchClient } from "../kube/patches.ts";
-import { timedKubeConfig } from "../kube/timed-kubeconfig.ts";
+import { APPLY, ignoreNotFound, operatorHttp } from "../kube/api-client.ts";
+import { httpWatch } from "../kube/http-watch.ts";
+import { cachedNodeObject, NODE_OBJECTS_PATH, NodeObjectClient, PROJECTION_HASH, type NodeObjectView } from "../kube/node-objects.ts";
+import { cachedPatch, OPERATOR_FIELD_MANAGER, PATCHES_PATH, PatchClient } from "../kube/patches.ts";
 import { removePatchGauges, setPatchGauges, type OperatorMetrics } from "../metrics.ts";
 import { asNodeEntry, CLEAN_PHASES, entryFor, projectNode, targets } from "../nodes/projection.ts";
 import { admit } from "../rollout/admit.ts";
@@ -63,11 +55,13 @@ export interface ControllerTimings {
 }
 
 export interface ControllerDeps {
-  readonly kc: KubeConfig;
+  /** Where the API server is and who the operator is there (see kube/api-client.ts). */
+  readonly connection: Connection;
   readonly cfg: OperatorConfig;
   readonly log: Logger;
   readonly metrics: OperatorMetrics;
-  readonly events: EventRecorder;
+  /** Default: Events recorded through the controller's own client. */
+  readonly events?: EventRecorder;
   readonly now?: () => Date;
   readonly timings?: ControllerTimings;
 }
@@ -80,13 +74,14 @@ export class Controller {
   private readonly nodeObjects: Informer<KubernetesObject>;
   private readonly patchClient: PatchClient;
   private readonly nodeObjectClient: NodeObjectClient;
+  private readonly http: KubeHttp;
+  private readonly events: EventRecorder;
   /** Parsed patches by name, kept while their resourceVersion holds (node keys read every patch). */
   private readonly parsed = new Map<string, { resourceVersion: string | undefined; patch: KernelLivePatch | undefined }>();
   /** What a node's projection depends on, per patch: a change re-projects every node. */
   private readonly projectionInputs = new Map<string, string>();
   /** The status last written per patch, so an unchanged one is not written again. */
   private readonly written = new Map<string, { uid: string | undefined; json: string; at: number; tookMs: number }>();
-  private readonly apps: AppsV1Api;
   private readonly now: () => Date;
   private resync: NodeJS.Timeout | undefined;
   private synced = false;
@@ -106,18 +101,17 @@ export class Controller {
         worked: (s) => metrics.workqueueWorkDuration.observe(q, s),
       },
     });
-    const kc = timedKubeConfig(deps.kc, t.requestTimeoutMs ?? 60_000);
-    const custom = kc.makeApiClient(CustomObjectsApi);
-    const core = kc.makeApiClient(CoreV1Api);
-    this.apps = kc.makeApiClient(AppsV1Api);
-    this.patchClient = new PatchClient(custom);
-    this.nodeObjectClient = new NodeObjectClient(custom);
-    const watch = new Watch(kc);
-    const informer = <T extends KubernetesObject>(name: string, path: string, list: InformerOptions<T>["list"], more: { labelSelector?: string; transform?: (o: T) => T } = {}) =>
+    this.http = operatorHttp(deps.connection, t.requestTimeoutMs ?? 60_000);
+    const http = this.http;
+    this.patchClient = new PatchClient(http);
+    this.nodeObjectClient = new NodeObjectClient(http);
+    this.events = deps.events ?? eventRecorder(http, "kpatch-operator", log);
+    const watch = httpWatch(http);
+    const informer = <T extends KubernetesObject>(name: string, path: string, more: { labelSelector?: string; transform?: (o: T) => T } = {}) =>
       new Informer<T>({
         name,
         path,
-        list,
+        list: () => http.json("GET", path, { query: more.labelSelector ? { labelSelector: more.labelSelector } : {} }),
         watch,
         log,
         ...more,
@@ -126,18 +120,11 @@ export class Controller {
         ...(t.watchTimeoutSeconds !== undefined ? { watchTimeoutSeconds: t.watchTimeoutSeconds } : {}),
         onRelist: (cause) => metrics.informerRelists.inc({ resource: name, cause }),
       });
-    this.patches = informer("kernellivepatches", `/apis/${GROUP}/${VERSION}/${PLURAL}`, () => this.patchClient.list() as never, { transform: cachedPatch });
-    this.nodeObjects = informer("kernellivepatchnodes", `/apis/${GROUP}/${VERSION}/${NODE_PLURAL}`, () => this.nodeObjectClient.list() as never, {
-      transform: cachedNodeObject,
-    });
-    this.nodes = informer("nodes", "/api/v1/nodes", () => core.listNode());
+    this.patches = informer("kernellivepatches", PATCHES_PATH, { transform: cachedPatch });
+    this.nodeObjects = informer("kernellivepatchnodes", NODE_OBJECTS_PATH, { transform: cachedNodeObject });
+    this.nodes = informer("nodes", "/api/v1/nodes");
     const selector = Object.entries(AGENT_LABELS).map(([k, v]) => `${k}=${v}`).join(",");
-    this.daemonSets = informer(
-      "daemonsets",
-      `/apis/apps/v1/namespaces/${cfg.KLP_NAMESPACE}/daemonsets`,
-      () => this.apps.listNamespacedDaemonSet({ namespace: cfg.KLP_NAMESPACE, labelSelector: selector }),
-      { labelSelector: selector },
-    );
+    this.daemonSets = informer(daemonSetsPath(cfg.KLP_NAMESPACE).name, daemonSetsPath(cfg.KLP_NAMESPACE).path, { labelSelector: selector });
     metrics.maxConcurrentReconciles.set({ controller: QUEUE }, WORKERS);
     metrics.samplers.queue = { labels: q, sample: () => this.queue.sample() };
   }
@@ -196,6 +183,7 @@ export class Controller {
     this.nodes.stop();
     this.nodeObjects.stop();
     this.daemonSets.stop();
+    this.http.close();
   }
 
   private enqueueAll(): void {
@@ -358,7 +346,7 @@ export class Controller {
           return { requeueAfterMs: 200 }; // also when the write changed nothing (no update event then)
         }
         await this.patchClient.setFinalizers(patch, finalizers.filter((f) => f !== FINALIZER));
-        this.deps.events.patchEvent({ name, uid: patch.metadata.uid }, "Normal", "Unloaded", "Unloaded from every node; finalizer removed");
+        this.events.patchEvent({ name, uid: patch.metadata.uid }, "Normal", "Unloaded", "Unloaded from every node; finalizer removed");
         log.info("unloaded everywhere; finalizer removed");
         return;
       }
@@ -389,9 +377,9 @@ export class Controller {
     const is = (t: string) => after.conditions?.find((c) => c.type === t);
     const ref = { name: patch.metadata.name, uid: patch.metadata.uid };
     const ready = is("Ready");
-    if (ready?.status === "True" && was("Ready")?.status !== "True") this.deps.events.patchEvent(ref, "Normal", "RolloutComplete", ready.message);
+    if (ready?.status === "True" && was("Ready")?.status !== "True") this.events.patchEvent(ref, "Normal", "RolloutComplete", ready.message);
     if (after.rollout?.halted && !before?.rollout?.halted)
-      this.deps.events.patchEvent(ref, "Warning", "RolloutHalted", is("Degraded")?.message ?? "failure threshold reached");
+      this.events.patchEvent(ref, "Warning", "RolloutHalted", is("Degraded")?.message ?? "failure threshold reached");
   }
 
   private async reconcileDaemonSet(): Promise<void> {
@@ -408,7 +396,7 @@ export class Controller {
     const current = this.daemonSets.get(cfg.KLP_AGENT_DAEMONSET, cfg.KLP_NAMESPACE);
     if (!desired) {
       if (current) {
-        await this.apps.deleteNamespacedDaemonSet({ name: cfg.KLP_AGENT_DAEMONSET, namespace: cfg.KLP_NAMESPACE }).catch(ignore404);
+        await ignoreNotFound(this.http.json("DELETE", `${daemonSetsPath(cfg.KLP_NAMESPACE).path}/${cfg.KLP_AGENT_DAEMONSET}`));
         log.info("no KernelLivePatch left; agent DaemonSet deleted");
       }
       return;
@@ -416,10 +404,11 @@ export class Controller {
     const hash = createHash("sha256").update(JSON.stringify(desired)).digest("hex").slice(0, 16);
     if (current?.metadata?.annotations?.[SPEC_HASH] === hash) return;
     desired.metadata!.annotations = { [SPEC_HASH]: hash };
-    await this.apps.patchNamespacedDaemonSet(
-      { name: cfg.KLP_AGENT_DAEMONSET, namespace: cfg.KLP_NAMESPACE, body: desired, fieldManager: OPERATOR_FIELD_MANAGER, force: true },
-      setHeaderOptions("Content-Type", PatchStrategy.ServerSideApply),
-    );
+    await this.http.json("PATCH", `${daemonSetsPath(cfg.KLP_NAMESPACE).path}/${cfg.KLP_AGENT_DAEMONSET}`, {
+      query: { fieldManager: OPERATOR_FIELD_MANAGER, force: true },
+      contentType: APPLY,
+      body: desired,
+    });
     log.info({ hash, created: !current }, "agent DaemonSet applied");
   }
 }
@@ -431,6 +420,6 @@ function projectionInputs(obj: KubernetesObject): string {
   return JSON.stringify([m.uid, m.generation, m.deletionTimestamp, m.creationTimestamp, p.spec, p.status?.rollout]);
 }
 
-function ignore404(err: unknown): void {
-  if ((err as { code?: number }).code !== 404) throw err;
+function daemonSetsPath(namespace: string): { name: string; path: string } {
+  return { name: "daemonsets", path: `/apis/apps/v1/namespaces/${namespace}/daemonsets` };
 }

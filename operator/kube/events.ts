@@ -1,19 +1,18 @@
 /** Kubernetes Events on KernelLivePatches (cluster-scoped objects' events live in `default`). */
-import { CoreV1Api } from "@kubernetes/client-node";
 import type { Logger } from "pino";
+import type { KubeHttp } from "../../node-agent/kube/http-client.ts";
 import { API_VERSION, KIND } from "../../crds/schema.ts";
 
 export interface EventRecorder {
   patchEvent(patch: { name: string; uid?: string | undefined }, type: "Normal" | "Warning", reason: string, message: string): void;
 }
 
-export function eventRecorder(core: CoreV1Api, component: string, log: Logger): EventRecorder {
+export function eventRecorder(http: KubeHttp, component: string, log: Logger): EventRecorder {
   return {
     patchEvent(patch, type, reason, message) {
-      const now = new Date();
-      core
-        .createNamespacedEvent({
-          namespace: "default",
+      const now = new Date().toISOString();
+      http
+        .json("POST", "/api/v1/namespaces/default/events", {
           body: {
             metadata: { generateName: `${patch.name}.`, namespace: "default" },
             involvedObject: { apiVersion: API_VERSION, kind: KIND, name: patch.name, ...(patch.uid ? { uid: patch.uid } : {}) },

@@ -1,7 +1,10 @@
 /** Thin adapter over the API server for KernelLivePatchNode objects: the operator writes their spec. */
-import { CustomObjectsApi, PatchStrategy, setHeaderOptions } from "@kubernetes/client-node";
+import type { KubeHttp } from "../../node-agent/kube/http-client.ts";
 import { API_VERSION, GROUP, NODE_KIND, NODE_PLURAL, VERSION, type NodePatchEntry, type PatchOnNode } from "../../crds/schema.ts";
+import { APPLY, ignoreNotFound } from "./api-client.ts";
 import { OPERATOR_FIELD_MANAGER } from "./patches.ts";
+
+export const NODE_OBJECTS_PATH = `/apis/${GROUP}/${VERSION}/${NODE_PLURAL}`;
 
 /** Annotation holding the hash of the projection last written, so the cache need not keep the spec. */
 export const PROJECTION_HASH = `${GROUP}/projection-hash`;
@@ -15,10 +18,10 @@ export interface NodeObjectView {
 }
 
 export class NodeObjectClient {
-  constructor(private readonly api: CustomObjectsApi) {}
+  constructor(private readonly http: KubeHttp) {}
 
-  async list(): Promise<{ items: unknown[]; metadata?: { resourceVersion?: string } }> {
-    return (await this.api.listClusterCustomObject({ group: GROUP, version: VERSION, plural: NODE_PLURAL })) as never;
+  list(): Promise<{ items: unknown[]; metadata?: { resourceVersion?: string } }> {
+    return this.http.json("GET", NODE_OBJECTS_PATH);
   }
 
   /**
@@ -26,33 +29,24 @@ export class NodeObjectClient {
    * collector removes it with the Node even when the operator is not running.
    */
   async applySpec(node: { name: string; uid: string }, patches: PatchOnNode[], hash: string): Promise<void> {
-    await this.api.patchClusterCustomObject(
-      {
-        group: GROUP,
-        version: VERSION,
-        plural: NODE_PLURAL,
-        name: node.name,
-        body: {
-          apiVersion: API_VERSION,
-          kind: NODE_KIND,
-          metadata: {
-            name: node.name,
-            annotations: { [PROJECTION_HASH]: hash },
-            ownerReferences: [{ apiVersion: "v1", kind: "Node", name: node.name, uid: node.uid }],
-          },
-          spec: { patches },
+    await this.http.json("PATCH", `${NODE_OBJECTS_PATH}/${encodeURIComponent(node.name)}`, {
+      query: { fieldManager: OPERATOR_FIELD_MANAGER, force: true },
+      contentType: APPLY,
+      body: {
+        apiVersion: API_VERSION,
+        kind: NODE_KIND,
+        metadata: {
+          name: node.name,
+          annotations: { [PROJECTION_HASH]: hash },
+          ownerReferences: [{ apiVersion: "v1", kind: "Node", name: node.name, uid: node.uid }],
         },
-        fieldManager: OPERATOR_FIELD_MANAGER,
-        force: true,
+        spec: { patches },
       },
-      setHeaderOptions("Content-Type", PatchStrategy.ServerSideApply),
-    );
+    });
   }
 
   async delete(name: string): Promise<void> {
-    await this.api.deleteClusterCustomObject({ group: GROUP, version: VERSION, plural: NODE_PLURAL, name }).catch((err: unknown) => {
-      if ((err as { code?: number }).code !== 404) throw err;
-    });
+    await ignoreNotFound(this.http.json("DELETE", `${NODE_OBJECTS_PATH}/${encodeURIComponent(name)}`));
   }
 }
 

@@ -1,45 +1,34 @@
 /** Thin adapter over the API server for KernelLivePatch objects: the operator's only writes to them. */
-import { CustomObjectsApi, PatchStrategy, setHeaderOptions } from "@kubernetes/client-node";
+import type { KubeHttp } from "../../node-agent/kube/http-client.ts";
 import { API_VERSION, GROUP, KIND, PLURAL, VERSION, type KernelLivePatch, type KernelLivePatchStatus } from "../../crds/schema.ts";
+import { APPLY, MERGE } from "./api-client.ts";
 
 export const OPERATOR_FIELD_MANAGER = "kpatch-operator";
+export const PATCHES_PATH = `/apis/${GROUP}/${VERSION}/${PLURAL}`;
 
 export class PatchClient {
-  constructor(private readonly api: CustomObjectsApi) {}
+  constructor(private readonly http: KubeHttp) {}
 
-  async list(): Promise<{ items: unknown[]; metadata?: { resourceVersion?: string } }> {
-    return (await this.api.listClusterCustomObject({ group: GROUP, version: VERSION, plural: PLURAL })) as never;
+  list(): Promise<{ items: unknown[]; metadata?: { resourceVersion?: string } }> {
+    return this.http.json("GET", PATCHES_PATH);
   }
 
   /** Server-side apply of the whole status: the controller alone writes it (entries come from the node objects). */
   async applyStatus(name: string, status: KernelLivePatchStatus): Promise<void> {
-    await this.api.patchClusterCustomObjectStatus(
-      {
-        group: GROUP,
-        version: VERSION,
-        plural: PLURAL,
-        name,
-        body: { apiVersion: API_VERSION, kind: KIND, metadata: { name }, status },
-        fieldManager: OPERATOR_FIELD_MANAGER,
-        force: true,
-      },
-      setHeaderOptions("Content-Type", PatchStrategy.ServerSideApply),
-    );
+    await this.http.json("PATCH", `${PATCHES_PATH}/${encodeURIComponent(name)}/status`, {
+      query: { fieldManager: OPERATOR_FIELD_MANAGER, force: true },
+      contentType: APPLY,
+      body: { apiVersion: API_VERSION, kind: KIND, metadata: { name }, status },
+    });
   }
 
   /** Replaces the finalizer list, guarded by resourceVersion (409 when the object moved). */
   async setFinalizers(patch: KernelLivePatch, finalizers: string[]): Promise<void> {
-    await this.api.patchClusterCustomObject(
-      {
-        group: GROUP,
-        version: VERSION,
-        plural: PLURAL,
-        name: patch.metadata.name,
-        body: { metadata: { finalizers, resourceVersion: patch.metadata.resourceVersion } },
-        fieldManager: OPERATOR_FIELD_MANAGER,
-      },
-      setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
-    );
+    await this.http.json("PATCH", `${PATCHES_PATH}/${encodeURIComponent(patch.metadata.name)}`, {
+      query: { fieldManager: OPERATOR_FIELD_MANAGER },
+      contentType: MERGE,
+      body: { metadata: { finalizers, resourceVersion: patch.metadata.resourceVersion } },
+    });
   }
 }
 

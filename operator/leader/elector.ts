@@ -3,7 +3,9 @@
  * ever stops renewing in time (the caller exits, as controller-runtime does: a fresh process is
  * simpler to reason about than a controller that stops and restarts its informers).
  */
-import { CoordinationV1Api, PatchStrategy, setHeaderOptions, type V1Lease } from "@kubernetes/client-node";
+import type { V1Lease } from "@kubernetes/client-node";
+import type { KubeHttp } from "../../node-agent/kube/http-client.ts";
+import { MERGE } from "../kube/api-client.ts";
 import type { Logger } from "pino";
 import { leaseAction, microTime } from "./lease-decision.ts";
 
@@ -24,7 +26,7 @@ export class LeaderElector {
   private renewing = false;
 
   constructor(
-    private readonly api: CoordinationV1Api,
+    private readonly http: KubeHttp,
     private readonly opts: ElectorOptions,
     private readonly log: Logger,
   ) {}
@@ -50,12 +52,13 @@ export class LeaderElector {
     if (this.timer) clearInterval(this.timer);
     if (!this.leading) return;
     this.leading = false;
-    await this.api
-      .patchNamespacedLease(
-        { name: this.opts.name, namespace: this.opts.namespace, body: { spec: { holderIdentity: null, renewTime: null } } },
-        setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
-      )
+    await this.http
+      .json("PATCH", this.leasePath(), { contentType: MERGE, body: { spec: { holderIdentity: null, renewTime: null } } })
       .catch((err: unknown) => this.log.warn({ err }, "could not release the lease"));
+  }
+
+  private leasePath(): string {
+    return `/apis/coordination.k8s.io/v1/namespaces/${this.opts.namespace}/leases/${this.opts.name}`;
   }
 
   private get retryMs(): number {
@@ -91,7 +94,7 @@ export class LeaderElector {
     const { namespace, name, identity } = this.opts;
     let lease: V1Lease | undefined;
     try {
-      lease = await this.api.readNamespacedLease({ name, namespace });
+      lease = await this.http.json<V1Lease>("GET", this.leasePath());
     } catch (err) {
       if ((err as { code?: number }).code !== 404) throw err;
     }
@@ -105,9 +108,8 @@ export class LeaderElector {
     try {
       if (action === "wait") return false;
       if (action === "create") {
-        await this.api.createNamespacedLease({
-          namespace,
-          body: { metadata: { name, namespace }, spec: { holderIdentity: identity, leaseDurationSeconds: this.durationS } },
+        await this.http.json("POST", `/apis/coordination.k8s.io/v1/namespaces/${namespace}/leases`, {
+          body: { apiVersion: "coordination.k8s.io/v1", kind: "Lease", metadata: { name, namespace }, spec: { holderIdentity: identity, leaseDurationSeconds: this.durationS } },
         });
       }
       const body = {
@@ -119,7 +121,7 @@ export class LeaderElector {
           ...(action === "renew" ? {} : { acquireTime: microTime(now), leaseTransitions: (lease?.spec?.leaseTransitions ?? 0) + (lease ? 1 : 0) }),
         },
       };
-      await this.api.patchNamespacedLease({ name, namespace, body }, setHeaderOptions("Content-Type", PatchStrategy.MergePatch));
+      await this.http.json("PATCH", this.leasePath(), { contentType: MERGE, body });
     } catch (err) {
       const code = (err as { code?: number }).code;
       if (code === 409 || code === 404) return false;

@@ -11,7 +11,6 @@ import { get } from "node:http";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { CoreV1Api, KubeConfig } from "@kubernetes/client-node";
 import { API_VERSION, GROUP, KIND, PLURAL, VERSION, type KernelLivePatch, type NodeEntry } from "../../crds/schema.ts";
 import { createLoader } from "../../node-agent/host/create-loader.ts";
 import { createHostDriver } from "../../node-agent/host/driver.ts";
@@ -25,7 +24,6 @@ import { moduleSources } from "../../node-agent/loop/sources.ts";
 import { layoutSimHost } from "../../node-agent/sim/layout.ts";
 import { loadOperatorConfig } from "../../operator/config.ts";
 import { Controller, type ControllerTimings } from "../../operator/controller/controller.ts";
-import { eventRecorder } from "../../operator/kube/events.ts";
 import { operatorMetrics, type OperatorMetrics } from "../../operator/metrics.ts";
 import { freePorts } from "./control-plane.ts";
 import { recordStatus, REPO, testLog, until } from "./klp.ts";
@@ -295,11 +293,9 @@ export async function startOperatorAt(
   name = "operator",
 ): Promise<{ controller: Controller; metrics: OperatorMetrics; stop: () => Promise<void> }> {
   const cfg = loadOperatorConfig({ KLP_NAMESPACE: "kpatch-system", KLP_LEADER_ELECTION: "false", KLP_RESYNC_SECONDS: "10", KLP_AGENT_LOADER: "sim", ...overrides });
-  const kc = new KubeConfig();
-  kc.loadFromFile(kubeconfig);
   const log = testLog(name);
   const metrics = operatorMetrics();
-  const controller = new Controller({ kc, cfg, log, metrics, events: eventRecorder(kc.makeApiClient(CoreV1Api), "kpatch-operator", log), timings });
+  const controller = new Controller({ connection: kubeconfigConnection(kubeconfig), cfg, log, metrics, timings });
   await controller.start();
   return { controller, metrics, stop: () => controller.stop() };
 }

@@ -13,7 +13,6 @@ import { inject } from "vitest";
 import { GROUP, NODE_PLURAL, PLURAL, VERSION, type KernelLivePatch, type NodeEntry, type NodePatchEntry } from "../../crds/schema.ts";
 import { loadOperatorConfig, type OperatorConfig } from "../../operator/config.ts";
 import { Controller } from "../../operator/controller/controller.ts";
-import { eventRecorder } from "../../operator/kube/events.ts";
 import { operatorMetrics } from "../../operator/metrics.ts";
 import { kubeconfigConnection } from "../../node-agent/kube/connection.ts";
 import { KubeHttp } from "../../node-agent/kube/http-client.ts";
@@ -185,9 +184,8 @@ export function condition(p: KernelLivePatch | undefined, type: string): { statu
 /** The operator, as its main.ts builds it, in this process (without leader election). */
 export async function startOperator(overrides: Record<string, string> = {}, name = "operator"): Promise<{ controller: Controller; cfg: OperatorConfig; stop: () => Promise<void> }> {
   const cfg = loadOperatorConfig({ KLP_NAMESPACE: "kpatch-system", KLP_LEADER_ELECTION: "false", KLP_RESYNC_SECONDS: "30", ...overrides });
-  const kc = kubeConfig();
   const log = testLog(name);
-  const controller = new Controller({ kc, cfg, log, metrics: operatorMetrics(), events: eventRecorder(kc.makeApiClient(CoreV1Api), "kpatch-operator", log) });
+  const controller = new Controller({ connection: kubeconfigConnection(kubeconfigPath()), cfg, log, metrics: operatorMetrics() });
   await controller.start();
   return { controller, cfg, stop: () => controller.stop() };
 }

@@ -1,0 +1,32 @@
+/**
+ * The operator's connection to the API server: the agents' small HTTP client (see http-watch.ts
+ * for why not @kubernetes/client-node). In a pod, the ServiceAccount token; elsewhere, $KUBECONFIG.
+ */
+import { inClusterConnection, kubeconfigConnection, type Connection } from "../../node-agent/kube/connection.ts";
+import { KubeHttp } from "../../node-agent/kube/http-client.ts";
+
+export function defaultConnection(env: NodeJS.ProcessEnv): Connection {
+  return env.KUBECONFIG ? kubeconfigConnection(env.KUBECONFIG) : inClusterConnection(env);
+}
+
+/**
+ * A client whose calls give up after `requestTimeoutMs`: one sent on a connection that died without
+ * a FIN or RST must not hold a reconcile worker. Enough connections for the informers' watches
+ * (each holds one) beside the workers' requests.
+ */
+export function operatorHttp(connection: Connection, requestTimeoutMs: number): KubeHttp {
+  return new KubeHttp(connection, { requestTimeoutMs, maxSockets: 32, userAgent: "kpatch-operator" });
+}
+
+/** Resolves undefined on 404. */
+export async function ignoreNotFound<T>(p: Promise<T>): Promise<T | undefined> {
+  try {
+    return await p;
+  } catch (err) {
+    if ((err as { code?: number }).code === 404) return undefined;
+    throw err;
+  }
+}
+
+export const APPLY = "application/apply-patch+yaml";
+export const MERGE = "application/merge-patch+json";
