@@ -84,6 +84,7 @@ export class Controller {
   private readonly written = new Map<string, { uid: string | undefined; json: string; at: number; tookMs: number }>();
   private readonly now: () => Date;
   private resync: NodeJS.Timeout | undefined;
+  private daemonSetTimer: NodeJS.Timeout | undefined;
   private synced = false;
   private stopped = false;
 
@@ -158,7 +159,9 @@ export class Controller {
     const onNodeObject = (o: KubernetesObject) => {
       for (const e of (o as NodeObjectView).status?.entries ?? []) this.queue.add(`patch/${e.patch}`);
       this.queue.add(`node/${o.metadata?.name}`);
-      this.queue.add(DAEMONSET_KEY);
+      // The DaemonSet depends on entries only where a patch no longer targets the node (a node
+      // still to clean): at most once a second, not once per agent write during a rollout.
+      this.daemonSetSoon();
     };
     for (const verb of ["add", "update", "delete"] as const) {
       this.patches.on(verb, (o) => onPatch(o, verb === "delete"));
@@ -178,12 +181,21 @@ export class Controller {
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.resync) clearInterval(this.resync);
+    if (this.daemonSetTimer) clearTimeout(this.daemonSetTimer);
     this.queue.stop();
     this.patches.stop();
     this.nodes.stop();
     this.nodeObjects.stop();
     this.daemonSets.stop();
     this.http.close();
+  }
+
+  private daemonSetSoon(): void {
+    if (this.daemonSetTimer) return;
+    this.daemonSetTimer = setTimeout(() => {
+      this.daemonSetTimer = undefined;
+      this.queue.add(DAEMONSET_KEY);
+    }, 1000);
   }
 
   private enqueueAll(): void {
