@@ -313,12 +313,17 @@ export class Controller {
       this.parsed.delete(name);
       return;
     }
-    const parsed = KernelLivePatch.safeParse(raw);
-    if (!parsed.success) {
-      this.deps.log.error({ patch: name, issues: parsed.error.issues }, "cannot parse KernelLivePatch");
-      return;
+    const patch = this.parse(raw); // logs what it cannot parse
+    if (!patch) return;
+    // At most one status write per interval, and never more than every other moment: a status
+    // holding a thousand entries takes the API server seconds to apply under load. Checked first:
+    // during a rollout every agent write brings the patch back here, and the roll-up below reads
+    // every node object.
+    const previous = this.written.get(name);
+    if (previous && previous.uid === patch.metadata.uid) {
+      const wait = previous.at + Math.max(this.deps.timings?.statusIntervalMs ?? 500, 2 * previous.tookMs) - Date.now();
+      if (wait > 0) return { requeueAfterMs: wait };
     }
-    const patch = parsed.data;
     const log = this.deps.log.child({ patch: name });
     const generation = patch.metadata.generation ?? 0;
     const deleting = patch.metadata.deletionTimestamp !== undefined;
@@ -372,10 +377,6 @@ export class Controller {
     const json = JSON.stringify(status);
     const last = this.written.get(name);
     if (last && last.uid === patch.metadata.uid && last.json === json) return soak;
-    // At most one write per interval, and never more than every other moment: a status holding a
-    // thousand entries takes the API server seconds to apply under load.
-    const wait = last ? last.at + Math.max(this.deps.timings?.statusIntervalMs ?? 500, 2 * last.tookMs) - Date.now() : 0;
-    if (wait > 0) return { requeueAfterMs: Math.min(wait, soak?.requeueAfterMs ?? Infinity) };
     const at = Date.now();
     await this.patchClient.applyStatus(name, status);
     this.written.set(name, { uid: patch.metadata.uid, json, at, tookMs: Date.now() - at });
