@@ -4,6 +4,7 @@ import { pino } from "pino";
 import { loadOperatorConfig } from "./config.ts";
 import { Controller } from "./controller/controller.ts";
 import { serveHealth, serveMetrics } from "./health.ts";
+import { fullCollection, idleCollector } from "../node-agent/loop/lean-runtime.ts";
 import { defaultConnection, operatorHttp } from "./kube/api-client.ts";
 import { LeaderElector } from "./leader/elector.ts";
 import { operatorMetrics } from "./metrics.ts";
@@ -13,7 +14,9 @@ async function main(): Promise<void> {
   const log = pino({ level: cfg.KLP_LOG_LEVEL, base: { component: "kpatch-operator" } });
   const connection = defaultConnection(process.env);
   const metrics = operatorMetrics();
-  const controller = new Controller({ connection, cfg, log, metrics });
+  // After each burst of work (a rollout's roll-ups, a relist), once quiet for 5 s: a full
+  // collection, so the RSS between bursts is what the caches hold, not what the burst left.
+  const controller = new Controller({ connection, cfg, log, metrics, onIdle: idleCollector(fullCollection()) });
   const identity = cfg.KLP_POD_NAME || `${hostname()}-${process.pid}`;
   // Lease calls time out well within the renew deadline (2/3 of the 15 s lease).
   const elector = new LeaderElector(

@@ -64,6 +64,8 @@ export interface ControllerDeps {
   readonly events?: EventRecorder;
   readonly now?: () => Date;
   readonly timings?: ControllerTimings;
+  /** Called whenever the work queue empties (main.ts collects garbage once it stays empty a while). */
+  readonly onIdle?: () => void;
 }
 
 export class Controller {
@@ -95,7 +97,10 @@ export class Controller {
     const q = { name: QUEUE, controller: QUEUE };
     this.queue = new WorkQueue({
       observer: {
-        depth: (d) => metrics.workqueueDepth.set(q, d),
+        depth: (d) => {
+          metrics.workqueueDepth.set(q, d);
+          if (d === 0) deps.onIdle?.();
+        },
         added: () => metrics.workqueueAdds.inc(q),
         retried: () => metrics.workqueueRetries.inc(q),
         queued: (s) => metrics.workqueueQueueDuration.observe(q, s),
