@@ -24,7 +24,7 @@ import { httpWatch } from "../kube/http-watch.ts";
 import { cachedNodeObject, NODE_OBJECTS_PATH, NodeObjectClient, PROJECTION_HASH, type NodeObjectView } from "../kube/node-objects.ts";
 import { cachedPatch, OPERATOR_FIELD_MANAGER, PATCHES_PATH, PatchClient } from "../kube/patches.ts";
 import { removePatchGauges, setPatchGauges, type OperatorMetrics } from "../metrics.ts";
-import { asNodeEntry, CLEAN_PHASES, entryFor, projectNode, targets } from "../nodes/projection.ts";
+import { CLEAN_PHASES, projectNode, targets } from "../nodes/projection.ts";
 import { admit } from "../rollout/admit.ts";
 import { mergeConditions } from "../status/conditions.ts";
 import { patchGauges } from "../status/patch-gauges.ts";
@@ -275,8 +275,9 @@ export class Controller {
   private entriesOf(patch: KernelLivePatch): NodeEntry[] {
     const out: NodeEntry[] = [];
     for (const o of this.nodeObjects.list() as NodeObjectView[]) {
-      const e = entryFor(o.status?.entries ?? [], patch);
-      if (e) out.push({ ...asNodeEntry(e), nodeName: o.metadata?.name ?? e.nodeName });
+      const hit = o.byPatch?.get(patch.metadata.name);
+      // Not an entry left by an earlier patch of the same name.
+      if (hit && (hit.uid === undefined || hit.uid === patch.metadata.uid)) out.push(hit.entry);
     }
     return out.sort((a, b) => (a.nodeName < b.nodeName ? -1 : a.nodeName > b.nodeName ? 1 : 0));
   }

@@ -1,6 +1,6 @@
 /** Thin adapter over the API server for KernelLivePatchNode objects: the operator writes their spec. */
 import type { KubeHttp } from "../../node-agent/kube/http-client.ts";
-import { API_VERSION, GROUP, NODE_KIND, NODE_PLURAL, VERSION, type NodePatchEntry, type PatchOnNode } from "../../crds/schema.ts";
+import { API_VERSION, GROUP, NODE_KIND, NODE_PLURAL, VERSION, type NodeEntry, type NodePatchEntry, type PatchOnNode } from "../../crds/schema.ts";
 import { APPLY, ignoreNotFound } from "./api-client.ts";
 import { OPERATOR_FIELD_MANAGER } from "./patches.ts";
 
@@ -9,12 +9,17 @@ export const NODE_OBJECTS_PATH = `/apis/${GROUP}/${VERSION}/${NODE_PLURAL}`;
 /** Annotation holding the hash of the projection last written, so the cache need not keep the spec. */
 export const PROJECTION_HASH = `${GROUP}/projection-hash`;
 
-/** What the operator's cache keeps of a node object: no spec, only the hash of it and the entries. */
+/**
+ * What the operator's cache keeps of a node object: no spec, only the hash of it, the agent's
+ * entries, and those entries as each patch's status.nodes shows them, indexed by patch (converted
+ * once per version of the object, not once per roll-up: a roll-up reads every node object).
+ */
 export interface NodeObjectView {
   apiVersion?: string;
   kind?: string;
   metadata?: { name?: string; resourceVersion?: string; annotations?: Record<string, string> };
   status?: { entries?: NodePatchEntry[] };
+  byPatch?: ReadonlyMap<string, { readonly uid: string | undefined; readonly entry: NodeEntry }>;
 }
 
 export class NodeObjectClient {
@@ -52,6 +57,13 @@ export class NodeObjectClient {
 
 /** The cache's copy: the spec (a thousand copies of every patch's spec at scale) reduced to its hash. */
 export function cachedNodeObject<T>(o: T): T {
-  const { spec: _, ...rest } = o as { spec?: unknown };
-  return rest as T;
+  const { spec: _, ...rest } = o as NodeObjectView & { spec?: unknown };
+  const nodeName = rest.metadata?.name ?? "";
+  const byPatch = new Map(
+    (rest.status?.entries ?? []).map((e) => {
+      const { patch, patchUID, ...entry } = e;
+      return [patch, { uid: patchUID, entry: { ...entry, nodeName } }] as const;
+    }),
+  );
+  return { ...rest, byPatch } as T;
 }

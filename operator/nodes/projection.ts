@@ -3,7 +3,7 @@
  * each with its spec and whether the rollout has admitted the node. Pure; the controller writes it.
  */
 import { selectorMatches } from "../../crds/label-selector.ts";
-import type { KernelLivePatch, NodeEntry, NodePatchEntry, NodePhase, PatchOnNode } from "../../crds/schema.ts";
+import type { KernelLivePatch, NodePatchEntry, NodePhase, PatchOnNode } from "../../crds/schema.ts";
 
 /** Phases in which a node holds nothing of a patch: one that stops targeting it can let it go. */
 export const CLEAN_PHASES: readonly NodePhase[] = ["Unloaded", "NotApplicable", "Pending"];
@@ -57,10 +57,4 @@ export function projectNode(input: NodeProjectionInput): PatchOnNode[] {
 /** The node's entry for this patch (not one left by an earlier patch of the same name). */
 export function entryFor(entries: readonly NodePatchEntry[], patch: KernelLivePatch): NodePatchEntry | undefined {
   return entries.find((e) => e.patch === patch.metadata.name && (e.patchUID === undefined || e.patchUID === patch.metadata.uid));
-}
-
-/** A node-object entry as the patch's status.nodes shows it. */
-export function asNodeEntry(e: NodePatchEntry): NodeEntry {
-  const { patch: _p, patchUID: _u, ...entry } = e;
-  return entry;
 }
