@@ -38,44 +38,46 @@ export function openApiSchema(schema: z.ZodType): JsonSchema {
   return toStructural(z.toJSONSchema(schema, { io: "input", target: "openapi-3.0" })) as JsonSchema;
 }
 
-export function buildCrd(): Record<string, unknown> {
+interface ClusterCrd {
+  readonly kind: string;
+  readonly plural: string;
+  readonly singular: string;
+  readonly shortName: string;
+  readonly columns: ReadonlyArray<Record<string, unknown>>;
+  readonly description: string;
+  readonly required?: readonly string[];
+  readonly spec: JsonSchema;
+  readonly status: JsonSchema;
+}
+
+/** A cluster-scoped CRD of this group: one served and stored version with a status subresource. */
+function clusterCrd(c: ClusterCrd): Record<string, unknown> {
   return {
     apiVersion: "apiextensions.k8s.io/v1",
     kind: "CustomResourceDefinition",
-    metadata: { name: `${PLURAL}.${GROUP}` },
+    metadata: { name: `${c.plural}.${GROUP}` },
     spec: {
       group: GROUP,
       scope: "Cluster",
-      names: { kind: KIND, listKind: `${KIND}List`, plural: PLURAL, singular: "kernellivepatch", shortNames: ["klp"], categories: ["all-livepatch"] },
+      names: { kind: c.kind, listKind: `${c.kind}List`, plural: c.plural, singular: c.singular, shortNames: [c.shortName], categories: ["all-livepatch"] },
       versions: [
         {
           name: VERSION,
           served: true,
           storage: true,
           subresources: { status: {} },
-          additionalPrinterColumns: [
-            { name: "Ready", type: "string", jsonPath: ".status.summary.ready", description: "Nodes in the desired state / targeted applicable nodes" },
-            { name: "Failed", type: "integer", jsonPath: ".status.summary.failed" },
-            { name: "State", type: "string", jsonPath: ".spec.state" },
-            { name: "Status", type: "string", jsonPath: '.status.conditions[?(@.type=="Ready")].reason' },
-            { name: "Targeted", type: "integer", jsonPath: ".status.summary.targeted", priority: 1 },
-            { name: "NotApplicable", type: "integer", jsonPath: ".status.summary.notApplicable", priority: 1 },
-            // Counts, not the admitted list: on a fleet of a thousand nodes a list would fill the screen.
-            { name: "Pending", type: "integer", jsonPath: ".status.summary.pending", priority: 1 },
-            { name: "Replaced", type: "integer", jsonPath: ".status.summary.replaced", priority: 1 },
-            { name: "Age", type: "date", jsonPath: ".metadata.creationTimestamp" },
-          ],
+          additionalPrinterColumns: c.columns,
           schema: {
             openAPIV3Schema: {
               type: "object",
-              description: "KernelLivePatch rolls a kpatch live patch module across the nodes it targets and reports, node by node, what the kernel says.",
-              required: ["spec"],
+              description: c.description,
+              ...(c.required ? { required: c.required } : {}),
               properties: {
                 apiVersion: { type: "string" },
                 kind: { type: "string" },
                 metadata: { type: "object" },
-                spec: openApiSchema(KernelLivePatchSpec),
-                status: { ...openApiSchema(KernelLivePatchStatus), description: "Observed state, written by the controller: summary, conditions, rollout, and the nodes[] entries it copies from each node's KernelLivePatchNode." },
+                spec: c.spec,
+                status: c.status,
               },
             },
           },
@@ -85,47 +87,53 @@ export function buildCrd(): Record<string, unknown> {
   };
 }
 
+export function buildCrd(): Record<string, unknown> {
+  return clusterCrd({
+    kind: KIND,
+    plural: PLURAL,
+    singular: "kernellivepatch",
+    shortName: "klp",
+    columns: [
+      { name: "Ready", type: "string", jsonPath: ".status.summary.ready", description: "Nodes in the desired state / targeted applicable nodes" },
+      { name: "Failed", type: "integer", jsonPath: ".status.summary.failed" },
+      { name: "State", type: "string", jsonPath: ".spec.state" },
+      { name: "Status", type: "string", jsonPath: '.status.conditions[?(@.type=="Ready")].reason' },
+      { name: "Targeted", type: "integer", jsonPath: ".status.summary.targeted", priority: 1 },
+      { name: "NotApplicable", type: "integer", jsonPath: ".status.summary.notApplicable", priority: 1 },
+      // Counts, not the admitted list: on a fleet of a thousand nodes a list would fill the screen.
+      { name: "Pending", type: "integer", jsonPath: ".status.summary.pending", priority: 1 },
+      { name: "Replaced", type: "integer", jsonPath: ".status.summary.replaced", priority: 1 },
+      { name: "Age", type: "date", jsonPath: ".metadata.creationTimestamp" },
+    ],
+    description: "KernelLivePatch rolls a kpatch live patch module across the nodes it targets and reports, node by node, what the kernel says.",
+    required: ["spec"],
+    spec: openApiSchema(KernelLivePatchSpec),
+    status: {
+      ...openApiSchema(KernelLivePatchStatus),
+      description: "Observed state, written by the controller: summary, conditions, rollout, and the nodes[] entries it copies from each node's KernelLivePatchNode.",
+    },
+  });
+}
+
 /** The per-node object: the operator writes its spec, the node's agent its status. */
 export function buildNodeCrd(): Record<string, unknown> {
-  return {
-    apiVersion: "apiextensions.k8s.io/v1",
-    kind: "CustomResourceDefinition",
-    metadata: { name: `${NODE_PLURAL}.${GROUP}` },
-    spec: {
-      group: GROUP,
-      scope: "Cluster",
-      names: { kind: NODE_KIND, listKind: `${NODE_KIND}List`, plural: NODE_PLURAL, singular: "kernellivepatchnode", shortNames: ["klpn"], categories: ["all-livepatch"] },
-      versions: [
-        {
-          name: VERSION,
-          served: true,
-          storage: true,
-          subresources: { status: {} },
-          additionalPrinterColumns: [
-            { name: "Patches", type: "integer", jsonPath: ".spec.patches.length()", description: "Patches that concern this node" },
-            { name: "Phases", type: "string", jsonPath: ".status.entries[*].phase" },
-            { name: "Kernel", type: "string", jsonPath: ".status.entries[0].kernelRelease", priority: 1 },
-            { name: "Tainted", type: "string", jsonPath: ".status.entries[0].taintFlags", priority: 1 },
-            { name: "Age", type: "date", jsonPath: ".metadata.creationTimestamp" },
-          ],
-          schema: {
-            openAPIV3Schema: {
-              type: "object",
-              description:
-                "KernelLivePatchNode (one per Node, named after it) is how the operator and a node's agent talk: the operator writes which patches concern the node and whether its turn has come; the agent writes its entries. Read KernelLivePatch for the fleet view.",
-              properties: {
-                apiVersion: { type: "string" },
-                kind: { type: "string" },
-                metadata: { type: "object" },
-                spec: openApiSchema(KernelLivePatchNodeSpec),
-                status: openApiSchema(KernelLivePatchNodeStatus),
-              },
-            },
-          },
-        },
-      ],
-    },
-  };
+  return clusterCrd({
+    kind: NODE_KIND,
+    plural: NODE_PLURAL,
+    singular: "kernellivepatchnode",
+    shortName: "klpn",
+    columns: [
+      { name: "Patches", type: "integer", jsonPath: ".spec.patches.length()", description: "Patches that concern this node" },
+      { name: "Phases", type: "string", jsonPath: ".status.entries[*].phase" },
+      { name: "Kernel", type: "string", jsonPath: ".status.entries[0].kernelRelease", priority: 1 },
+      { name: "Tainted", type: "string", jsonPath: ".status.entries[0].taintFlags", priority: 1 },
+      { name: "Age", type: "date", jsonPath: ".metadata.creationTimestamp" },
+    ],
+    description:
+      "KernelLivePatchNode (one per Node, named after it) is how the operator and a node's agent talk: the operator writes which patches concern the node and whether its turn has come; the agent writes its entries. Read KernelLivePatch for the fleet view.",
+    spec: openApiSchema(KernelLivePatchNodeSpec),
+    status: openApiSchema(KernelLivePatchNodeStatus),
+  });
 }
 
 export function crdYaml(crd: Record<string, unknown>): string {
