@@ -361,13 +361,7 @@ export class Controller {
       if (done) {
         // The last status first, so the patch is seen Unloaded everywhere before it goes. The
         // finalizer write is guarded by the resourceVersion this moves: it follows, on fresh data.
-        const json = JSON.stringify(status);
-        const last = this.written.get(name);
-        if (!(last && last.uid === patch.metadata.uid && last.json === json)) {
-          await this.patchClient.applyStatus(name, status);
-          this.written.set(name, { uid: patch.metadata.uid, json, at: Date.now(), tookMs: 0 });
-          return { requeueAfterMs: 200 }; // also when the write changed nothing (no update event then)
-        }
+        if (await this.writeStatus(patch, status)) return { requeueAfterMs: 200 }; // also when the write changed nothing (no update event then)
         await this.patchClient.setFinalizers(patch, finalizers.filter((f) => f !== FINALIZER));
         this.events.patchEvent({ name, uid: patch.metadata.uid }, "Normal", "Unloaded", "Unloaded from every node; finalizer removed");
         log.info("unloaded everywhere; finalizer removed");
@@ -380,15 +374,22 @@ export class Controller {
     }
 
     const soak = admitted.requeueAfterMs !== undefined ? { requeueAfterMs: admitted.requeueAfterMs + 100 } : undefined;
-    const json = JSON.stringify(status);
-    const last = this.written.get(name);
-    if (last && last.uid === patch.metadata.uid && last.json === json) return soak;
-    const at = Date.now();
-    await this.patchClient.applyStatus(name, status);
-    this.written.set(name, { uid: patch.metadata.uid, json, at, tookMs: Date.now() - at });
+    if (!(await this.writeStatus(patch, status))) return soak;
     this.announce(patch, patch.status, status);
     if (admitted.newlyAdmitted.length > 0) log.info({ nodes: admitted.newlyAdmitted }, "admitted nodes");
     return soak;
+  }
+
+  /** Writes the status unless it is what this operator last wrote for this patch; true when it wrote. */
+  private async writeStatus(patch: KernelLivePatch, status: KernelLivePatchStatus): Promise<boolean> {
+    const { name, uid } = patch.metadata;
+    const json = JSON.stringify(status);
+    const last = this.written.get(name);
+    if (last && last.uid === uid && last.json === json) return false;
+    const at = Date.now();
+    await this.patchClient.applyStatus(name, status);
+    this.written.set(name, { uid, json, at, tookMs: Date.now() - at });
+    return true;
   }
 
   private announce(patch: KernelLivePatch, before: KernelLivePatchStatus | undefined, after: KernelLivePatchStatus): void {
