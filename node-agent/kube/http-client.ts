@@ -3,6 +3,20 @@ import type { IncomingMessage } from "node:http";
 import { Agent, request } from "node:https";
 import type { Connection } from "./connection.ts";
 
+/** Content types of the patches the API server takes. */
+export const APPLY = "application/apply-patch+yaml";
+export const MERGE = "application/merge-patch+json";
+
+/** Resolves undefined on 404. */
+export async function ignoreNotFound<T>(p: Promise<T>): Promise<T | undefined> {
+  try {
+    return await p;
+  } catch (err) {
+    if ((err as { code?: number }).code === 404) return undefined;
+    throw err;
+  }
+}
+
 export class KubeApiError extends Error {
   override readonly name = "KubeApiError";
   constructor(

@@ -11,7 +11,7 @@ import type { Logger } from "pino";
 import { API_VERSION, GROUP, KIND, NODE_KIND, NODE_PLURAL, VERSION, type NodeEntry, type NodePatchEntry } from "../../crds/schema.ts";
 import type { AgentApi } from "../loop/agent.ts";
 import { agentEvents, agentFieldManager, watchTuning, type WatchOptions } from "./agent-api.ts";
-import type { KubeHttp } from "./http-client.ts";
+import { APPLY, type KubeHttp } from "./http-client.ts";
 import { Watcher } from "./watcher.ts";
 
 export const NODE_OBJECTS_PATH = `/apis/${GROUP}/${VERSION}/${NODE_PLURAL}`;
@@ -161,7 +161,7 @@ class EntryWriter {
     const entries = [...(this.entries?.values() ?? [])].filter((e) => this.projected.has(e.patch)).sort((a, b) => (a.patch < b.patch ? -1 : a.patch > b.patch ? 1 : 0));
     const written = await this.http.json<{ metadata?: { resourceVersion?: string } } | undefined>("PATCH", `${NODE_OBJECTS_PATH}/${encodeURIComponent(this.nodeName)}/status`, {
       query: { fieldManager: agentFieldManager(this.nodeName), force: true },
-      contentType: "application/apply-patch+yaml",
+      contentType: APPLY,
       body: { apiVersion: API_VERSION, kind: NODE_KIND, metadata: { name: this.nodeName }, status: { entries } },
     });
     return written?.metadata?.resourceVersion;

@@ -11,7 +11,6 @@
 import { createHash } from "node:crypto";
 import type { KubernetesObject, V1DaemonSet, V1Node } from "@kubernetes/client-node";
 import type { Connection } from "../../node-agent/kube/connection.ts";
-import type { KubeHttp } from "../../node-agent/kube/http-client.ts";
 import type { Logger } from "pino";
 import { selectorMatches } from "../../crds/label-selector.ts";
 import { FINALIZER, GROUP, KernelLivePatch, NODE_PLURAL, PLURAL, VERSION, type KernelLivePatchStatus, type NodeEntry } from "../../crds/schema.ts";
@@ -19,7 +18,8 @@ import { AGENT_LABELS, desiredAgentDaemonSet } from "../agents/daemonset.ts";
 import type { OperatorConfig } from "../config.ts";
 import { eventRecorder, type EventRecorder } from "../kube/events.ts";
 import { Informer, type InformerOptions } from "../kube/informer.ts";
-import { APPLY, ignoreNotFound, operatorHttp } from "../kube/api-client.ts";
+import { APPLY, ignoreNotFound, type KubeHttp } from "../../node-agent/kube/http-client.ts";
+import { operatorHttp } from "../kube/api-client.ts";
 import { httpWatch } from "../kube/http-watch.ts";
 import { cachedNodeObject, NODE_OBJECTS_PATH, NodeObjectClient, PROJECTION_HASH, type NodeObjectView } from "../kube/node-objects.ts";
 import { cachedPatch, OPERATOR_FIELD_MANAGER, PATCHES_PATH, PatchClient } from "../kube/patches.ts";

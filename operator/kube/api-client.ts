@@ -17,16 +17,3 @@ export function defaultConnection(env: NodeJS.ProcessEnv): Connection {
 export function operatorHttp(connection: Connection, requestTimeoutMs: number): KubeHttp {
   return new KubeHttp(connection, { requestTimeoutMs, maxSockets: 32, userAgent: "kpatch-operator" });
 }
-
-/** Resolves undefined on 404. */
-export async function ignoreNotFound<T>(p: Promise<T>): Promise<T | undefined> {
-  try {
-    return await p;
-  } catch (err) {
-    if ((err as { code?: number }).code === 404) return undefined;
-    throw err;
-  }
-}
-
-export const APPLY = "application/apply-patch+yaml";
-export const MERGE = "application/merge-patch+json";
