@@ -1,4 +1,4 @@
-import { promises as fs } from "node:fs";
+import { promises as fs, readFileSync } from "node:fs";
 import type { SimConfig } from "./sim-config.ts";
 import { moduleTaint, refcnt, simTasks, type SimState } from "./sim-kernel.ts";
 import { simPath } from "./sim-files.ts";
@@ -10,7 +10,12 @@ import { simPath } from "./sim-files.ts";
 
 async function put(root: string, hostPath: string, text: string): Promise<void> {
   const file = simPath(root, hostPath);
-  const current = await fs.readFile(file, "utf8").catch(() => undefined);
+  let current: string | undefined;
+  try {
+    current = readFileSync(file, "utf8"); // small tmpfs file, as in sim-files.ts
+  } catch {
+    current = undefined;
+  }
   if (current === text) return;
   await fs.mkdir(simPath(root, hostPath.slice(0, hostPath.lastIndexOf("/"))), { recursive: true });
   await fs.writeFile(file, text);

@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { promises as fs } from "node:fs";
+import { promises as fs, readFileSync } from "node:fs";
 import path from "node:path";
 import { SIM_CONFIG_FILE, SIM_DIR, SIM_STATE_FILE, SimConfigSchema, type SimConfig } from "./sim-config.ts";
 import { SimStateSchema, type SimState } from "./sim-kernel.ts";
@@ -21,12 +21,15 @@ export async function isSimHost(root: string): Promise<boolean> {
   }
 }
 
+// Config and state are read synchronously: small files on tmpfs, read on every loader call (a
+// thousand simulated hosts in one benchmark process spent more CPU on the promise API's
+// open/fstat/read/close round trips than on the simulation itself).
 export async function readSimConfig(root: string): Promise<SimConfig> {
-  return SimConfigSchema.parse(JSON.parse(await fs.readFile(simPath(root, SIM_CONFIG_FILE), "utf8")));
+  return SimConfigSchema.parse(JSON.parse(readFileSync(simPath(root, SIM_CONFIG_FILE), "utf8")));
 }
 
 export async function readSimState(root: string): Promise<SimState> {
-  return SimStateSchema.parse(JSON.parse(await fs.readFile(simPath(root, SIM_STATE_FILE), "utf8")));
+  return SimStateSchema.parse(JSON.parse(readFileSync(simPath(root, SIM_STATE_FILE), "utf8")));
 }
 
 /** Writes a file atomically (temp file + rename) so another process never reads half of it. */
