@@ -14,7 +14,7 @@ export function agentEvents(http: KubeHttp, nodeName: string, log: Logger): Agen
   const post = (involvedObject: Record<string, string>, type: string, reason: string, message: string) => {
     const now = new Date().toISOString();
     return http
-      .json("POST", "/api/v1/namespaces/default/events", {
+      .send("POST", "/api/v1/namespaces/default/events", {
         body: {
           metadata: { generateName: `${involvedObject.name}.`, namespace: "default" },
           involvedObject,

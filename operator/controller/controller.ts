@@ -21,6 +21,7 @@ import { Informer, type InformerOptions } from "../kube/informer.ts";
 import { APPLY, ignoreNotFound, type KubeHttp } from "../../node-agent/kube/http-client.ts";
 import { operatorHttp } from "../kube/api-client.ts";
 import { httpWatch } from "../kube/http-watch.ts";
+import { pagedList } from "../kube/paged-list.ts";
 import { cachedNodeObject, NODE_OBJECTS_PATH, NodeObjectClient, PROJECTION_HASH, type NodeObjectView } from "../kube/node-objects.ts";
 import { cachedPatch, OPERATOR_FIELD_MANAGER, PATCHES_PATH, PatchClient } from "../kube/patches.ts";
 import { removePatchGauges, setPatchGauges, type OperatorMetrics } from "../metrics.ts";
@@ -117,7 +118,7 @@ export class Controller {
       new Informer<T>({
         name,
         path,
-        list: () => http.json("GET", path, { query: more.labelSelector ? { labelSelector: more.labelSelector } : {} }),
+        list: (keep) => pagedList(http, path, more.labelSelector ? { labelSelector: more.labelSelector } : {}, keep),
         watch,
         log,
         ...more,

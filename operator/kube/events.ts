@@ -12,7 +12,7 @@ export function eventRecorder(http: KubeHttp, component: string, log: Logger): E
     patchEvent(patch, type, reason, message) {
       const now = new Date().toISOString();
       http
-        .json("POST", "/api/v1/namespaces/default/events", {
+        .send("POST", "/api/v1/namespaces/default/events", {
           body: {
             metadata: { generateName: `${patch.name}.`, namespace: "default" },
             involvedObject: { apiVersion: API_VERSION, kind: KIND, name: patch.name, ...(patch.uid ? { uid: patch.uid } : {}) },

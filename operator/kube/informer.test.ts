@@ -74,6 +74,24 @@ describe("Informer", () => {
     expect(informer.get("b")?.metadata).toEqual({ name: "b", resourceVersion: "11" });
   });
 
+  it("takes the list's items as they were kept while it read them, transforming each once", async () => {
+    const transformed: string[] = [];
+    informer = new Informer<KubernetesObject>({
+      name: "things",
+      path: "/things",
+      list: async (keep) => ({ items: [keep(obj("a", "1")), keep(obj("b", "2"))], metadata: { resourceVersion: "5" } }),
+      watch: new FakeWatch(),
+      log: pino({ level: "silent" }),
+      transform: (o) => {
+        transformed.push(o.metadata!.name!);
+        return { ...o, metadata: { ...o.metadata, labels: { kept: "yes" } } };
+      },
+    });
+    await informer.start();
+    expect(transformed).toEqual(["a", "b"]);
+    expect(informer.get("b")?.metadata).toEqual({ name: "b", resourceVersion: "2", labels: { kept: "yes" } });
+  });
+
   it("start resolves only after a list succeeded (a failed first list is retried)", async () => {
     const { informer, events, calls } = setup([
       async () => {

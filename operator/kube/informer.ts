@@ -29,7 +29,11 @@ export interface InformerOptions<T> {
   /** For logs and metrics: the resource, e.g. "nodes". */
   readonly name: string;
   readonly path: string;
-  readonly list: () => Promise<{ items: T[]; metadata?: { resourceVersion?: string } }>;
+  /**
+   * Lists the collection. It may pass each item through `keep` (what the cache keeps of an object)
+   * as it arrives, so a paged list never holds a whole collection of full objects at once.
+   */
+  readonly list: (keep: (obj: T) => T) => Promise<{ items: T[]; metadata?: { resourceVersion?: string } }>;
   readonly watch: WatchPort;
   readonly labelSelector?: string;
   readonly log: Logger;
@@ -51,6 +55,8 @@ type Handler<T> = (obj: T) => void;
 
 export class Informer<T extends KubernetesObject> {
   private objects = new Map<string, T>();
+  /** Objects already reduced to what the cache keeps (by the list, as it read them). */
+  private readonly kept = new WeakSet<object>();
   private readonly handlers: Record<InformerVerb, Array<Handler<T>>> = { add: [], update: [], delete: [] };
   private generation = 0;
   private stopped = true;
@@ -180,9 +186,13 @@ export class Informer<T extends KubernetesObject> {
 
   /** Lists and diffs into the cache; undefined when a newer cycle took over meanwhile. */
   private async relist(generation: number): Promise<string | undefined> {
-    const list = await this.opts.list();
+    const list = await this.opts.list((o) => {
+      const c = this.cached(o);
+      this.kept.add(c);
+      return c;
+    });
     if (!this.alive(generation)) return undefined;
-    const fresh = new Map(list.items.map((o) => [key(o.metadata?.name ?? "", o.metadata?.namespace), this.cached(o)]));
+    const fresh = new Map(list.items.map((o) => [key(o.metadata?.name ?? "", o.metadata?.namespace), this.kept.has(o) ? o : this.cached(o)]));
     const before = this.objects;
     this.objects = fresh;
     for (const [k, o] of fresh) {

@@ -33,7 +33,7 @@ export class NodeObjectClient {
    * collector removes it with the Node even when the operator is not running.
    */
   async applySpec(node: { name: string; uid: string }, patches: PatchOnNode[], hash: string): Promise<void> {
-    await this.http.json("PATCH", `${NODE_OBJECTS_PATH}/${encodeURIComponent(node.name)}`, {
+    await this.http.send("PATCH", `${NODE_OBJECTS_PATH}/${encodeURIComponent(node.name)}`, {
       query: { fieldManager: OPERATOR_FIELD_MANAGER, force: true },
       contentType: APPLY,
       body: {

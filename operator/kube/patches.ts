@@ -14,7 +14,7 @@ export class PatchClient {
 
   /** Server-side apply of the whole status: the controller alone writes it (entries come from the node objects). */
   async applyStatus(name: string, status: KernelLivePatchStatus): Promise<void> {
-    await this.http.json("PATCH", `${PATCHES_PATH}/${encodeURIComponent(name)}/status`, {
+    await this.http.send("PATCH", `${PATCHES_PATH}/${encodeURIComponent(name)}/status`, {
       query: { fieldManager: OPERATOR_FIELD_MANAGER, force: true },
       contentType: APPLY,
       body: { apiVersion: API_VERSION, kind: KIND, metadata: { name }, status },
@@ -23,7 +23,7 @@ export class PatchClient {
 
   /** Replaces the finalizer list, guarded by resourceVersion (409 when the object moved). */
   async setFinalizers(patch: KernelLivePatch, finalizers: string[]): Promise<void> {
-    await this.http.json("PATCH", `${PATCHES_PATH}/${encodeURIComponent(patch.metadata.name)}`, {
+    await this.http.send("PATCH", `${PATCHES_PATH}/${encodeURIComponent(patch.metadata.name)}`, {
       query: { fieldManager: OPERATOR_FIELD_MANAGER },
       contentType: MERGE,
       body: { metadata: { finalizers, resourceVersion: patch.metadata.resourceVersion } },

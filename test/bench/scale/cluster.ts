@@ -13,7 +13,7 @@ import { kubeconfigConnection, type Connection } from "../../../node-agent/kube/
 import { KubeHttp } from "../../../node-agent/kube/http-client.ts";
 import { buildSimModule } from "../../../node-agent/sim/build-module.ts";
 import { freePorts, startControlPlane, type ControlPlane } from "../../support/control-plane.ts";
-import { createNodes, nodeName } from "./fleet.ts";
+import { createNodes, imageEnv, nodeName } from "./fleet.ts";
 import { scrapeOperator } from "./metrics.ts";
 
 export const REPO = path.resolve(import.meta.dirname, "../../..");
@@ -122,6 +122,7 @@ export async function startOperator(runner: OperatorRunner, kubeconfig: string, 
   const child = spawn(process.execPath, args, {
     cwd: REPO,
     env: {
+      ...imageEnv(REPO, "operator"),
       PATH: process.env.PATH ?? "",
       HOME: process.env.HOME ?? "/tmp",
       KUBECONFIG: kubeconfig,

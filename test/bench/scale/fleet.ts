@@ -26,6 +26,8 @@ import { moduleSources } from "../../../node-agent/loop/sources.ts";
 import { layoutSimHost } from "../../../node-agent/sim/layout.ts";
 import { failureKind, pool } from "./util.ts";
 
+const REPO_ROOT = path.resolve(import.meta.dirname, "../../..");
+
 export const nodeName = (i: number) => `bench-node-${String(i).padStart(4, "0")}`;
 
 /** Creates the Node objects; their uids by name. */
@@ -169,6 +171,24 @@ export function imageNodeFlags(repo: string, image: "agent" | "operator"): strin
   return argv.slice(1).filter((a) => a.startsWith("--"));
 }
 
+/**
+ * The environment an image's ENV lines set (images/<image>.Dockerfile, `ENV K=V ...` without quotes),
+ * so the bench's processes run as deployed; KLP_BENCH_NO_IMAGE_ENV=1 leaves it out to compare.
+ */
+export function imageEnv(repo: string, image: "agent" | "operator"): Record<string, string> {
+  if (process.env.KLP_BENCH_NO_IMAGE_ENV) return {};
+  const text = readFileSync(path.join(repo, `images/${image}.Dockerfile`), "utf8");
+  const env: Record<string, string> = {};
+  for (const line of text.split("\n")) {
+    if (!line.startsWith("ENV ")) continue;
+    for (const pair of line.slice(4).trim().split(/\s+/)) {
+      const eq = pair.indexOf("=");
+      if (eq > 0) env[pair.slice(0, eq)] = pair.slice(eq + 1);
+    }
+  }
+  return env;
+}
+
 /** One agent as a node runs it: the bundled agent in its own process (the image's node flags), with its own watches. */
 export async function startAgentProcess(opts: {
   bundle: string;
@@ -186,6 +206,7 @@ export async function startAgentProcess(opts: {
   const log = await open(opts.logFile, "a");
   const child = spawn(process.execPath, [...opts.flags, opts.bundle], {
     env: {
+      ...imageEnv(REPO_ROOT, "agent"),
       PATH: process.env.PATH ?? "",
       NODE_NAME: opts.name,
       KPATCH_HOST_ROOT: opts.root,
