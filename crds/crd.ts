@@ -123,8 +123,7 @@ export function buildNodeCrd(): Record<string, unknown> {
     singular: "kernellivepatchnode",
     shortName: "klpn",
     columns: [
-      { name: "Patches", type: "integer", jsonPath: ".spec.patches.length()", description: "Patches that concern this node" },
-      { name: "Phases", type: "string", jsonPath: ".status.entries[*].phase" },
+      { name: "Patches", type: "string", jsonPath: ".status.summary", description: "Each patch's phase on this node" },
       { name: "Kernel", type: "string", jsonPath: ".status.entries[0].kernelRelease", priority: 1 },
       { name: "Tainted", type: "string", jsonPath: ".status.entries[0].taintFlags", priority: 1 },
       { name: "Age", type: "date", jsonPath: ".metadata.creationTimestamp" },

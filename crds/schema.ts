@@ -471,6 +471,10 @@ export const KernelLivePatchNodeStatus = z
         .meta({ "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["patch"] }),
       "This node's entry per patch, written by its agent; the operator copies them into each patch's status.nodes.",
     ),
+    summary: doc(
+      z.string().max(4096).optional(),
+      "The entries in one line, e.g. 'fix-a Loaded, fix-b Loading' (kubectl get cannot join a list's values), written with them.",
+    ),
   })
   .strict();
 

@@ -1,7 +1,7 @@
 import { pino } from "pino";
 import { describe, expect, it } from "vitest";
 import type { KubeHttp } from "./http-client.ts";
-import { nodeChannel, projectedPatches } from "./node-channel.ts";
+import { nodeChannel, projectedPatches, SUMMARY_MAX, summaryOf } from "./node-channel.ts";
 
 const projection = (name: string, o: { admitted?: boolean; uid?: string; deleting?: boolean } = {}) => ({
   name,
@@ -32,7 +32,7 @@ describe("projectedPatches", () => {
 
 /** A fake API: records each status apply, answers after `delayMs`, and serves one list. */
 function fakeHttp(obj: unknown, delayMs = 20) {
-  const applies: Array<{ entries: Array<{ patch: string; phase: string }> }> = [];
+  const applies: Array<{ entries: Array<{ patch: string; phase: string }>; summary?: string }> = [];
   let rv = 100;
   let inFlight = 0;
   let maxInFlight = 0;
@@ -80,5 +80,26 @@ describe("nodeChannel writes", () => {
     expect(f.applies.slice(1).map((s) => s.entries.map((e) => `${e.patch}:${e.phase}`))).toEqual([["a:Loading", "b:Loaded"], ["a:Loaded", "b:Unloading"]]);
     expect(rvs[1]).toBe(rvs[2]);
     expect(Number(rvs[1])).toBeGreaterThan(Number(rvs[0]));
+    // The one-line summary for kubectl get goes with the entries.
+    expect(f.applies.at(-1)!.summary).toBe("a Loaded, b Unloading");
+  });
+});
+
+describe("summaryOf", () => {
+  const entry = (patch: string, phase = "Loaded") => ({ patch, nodeName: "n1", phase }) as Parameters<typeof summaryOf>[0][number];
+
+  it.each([
+    [[], ""],
+    [[entry("a")], "a Loaded"],
+    [[entry("a", "Failed"), entry("b", "Pending")], "a Failed, b Pending"],
+  ])("%j -> %j", (entries, text) => expect(summaryOf(entries)).toBe(text));
+
+  it("stays within the schema's limit, counting what it leaves out", () => {
+    const many = Array.from({ length: 1000 }, (_, i) => entry(`${"p".repeat(60)}-${i}`, "Loading"));
+    const text = summaryOf(many);
+    expect(text.length).toBeLessThanOrEqual(SUMMARY_MAX);
+    const shown = text.split(", ").length - 1;
+    expect(text).toMatch(new RegExp(`, and ${1000 - shown} more$`));
+    expect(text.startsWith(`${"p".repeat(60)}-0 Loading`)).toBe(true);
   });
 });

@@ -162,8 +162,24 @@ class EntryWriter {
     const written = await this.http.json<{ metadata?: { resourceVersion?: string } } | undefined>("PATCH", `${NODE_OBJECTS_PATH}/${encodeURIComponent(this.nodeName)}/status`, {
       query: { fieldManager: agentFieldManager(this.nodeName), force: true },
       contentType: APPLY,
-      body: { apiVersion: API_VERSION, kind: NODE_KIND, metadata: { name: this.nodeName }, status: { entries } },
+      body: { apiVersion: API_VERSION, kind: NODE_KIND, metadata: { name: this.nodeName }, status: { entries, summary: summaryOf(entries) } },
     });
     return written?.metadata?.resourceVersion;
   }
+}
+
+/** The longest summary the schema takes. */
+export const SUMMARY_MAX = 4096;
+
+/**
+ * The entries in one line for `kubectl get klpn` (its columns show only a list's first value),
+ * cut with a count of the rest so it always fits the schema's limit.
+ */
+export function summaryOf(entries: readonly NodePatchEntry[]): string {
+  const parts = entries.map((e) => `${e.patch} ${e.phase}`);
+  let text = parts.join(", ");
+  for (let kept = parts.length - 1; text.length > SUMMARY_MAX && kept >= 0; kept--) {
+    text = `${parts.slice(0, kept).join(", ")}${kept ? ", " : ""}and ${parts.length - kept} more`;
+  }
+  return text;
 }

@@ -64,7 +64,9 @@ export function httpOk(port: number, p: string): Promise<boolean> {
 
 export async function prepareCluster(opts: { dir: string; binDir: string; nodes: number; patches: number; log: (l: string) => void }): Promise<Cluster> {
   opts.log(`starting a control plane (${opts.dir})`);
-  const cp = await startControlPlane({ dir: path.join(opts.dir, "cp"), binDir: opts.binDir, controllers: false, keep: false });
+  // KLP_APISERVER_PROFILING=1: /debug/pprof on the API server, to see where its CPU goes (docs/benchmarks.md).
+  const profiling = process.env.KLP_APISERVER_PROFILING ? ["--profiling=true"] : [];
+  const cp = await startControlPlane({ dir: path.join(opts.dir, "cp"), binDir: opts.binDir, controllers: false, keep: false, extraApiServerArgs: profiling });
   try {
     const conn = kubeconfigConnection(cp.kubeconfigPath);
     // The benchmark's own requests (setup, metrics, big objects) may wait long on a saturated API server.
