@@ -31,10 +31,12 @@ export function agentEvents(http: KubeHttp, nodeName: string, log: Logger): Agen
       })
       .catch((err: unknown) => log.debug({ err: (err as Error).message, reason, kind: involvedObject.kind }, "could not record event"));
   };
-  // Best effort, on both objects: `kubectl describe klp` and `kubectl describe node` show it.
+  // Best effort. On the Node always (`kubectl describe node`); warnings on the patch too
+  // (`kubectl describe klp`). A load or an unload goes on the Node only: the operator announces
+  // those on the patch grouped per status write, not one event per node from a thousand nodes.
   // A Node's events carry the node name as uid, as the kubelet's do (kubectl looks them up so).
   return (patch, type, reason, message) => {
-    void post({ apiVersion: API_VERSION, kind: KIND, name: patch.name, ...(patch.uid ? { uid: patch.uid } : {}) }, type, reason, message);
+    if (type === "Warning") void post({ apiVersion: API_VERSION, kind: KIND, name: patch.name, ...(patch.uid ? { uid: patch.uid } : {}) }, type, reason, message);
     void post({ apiVersion: "v1", kind: "Node", name: nodeName, uid: nodeName }, type, reason, `${patch.name}: ${message}`);
   };
 }

@@ -13,7 +13,7 @@ import type { KubernetesObject, V1DaemonSet, V1Node } from "@kubernetes/client-n
 import type { Connection } from "../../node-agent/kube/connection.ts";
 import type { Logger } from "pino";
 import { selectorMatches } from "../../crds/label-selector.ts";
-import { FINALIZER, GROUP, KernelLivePatch, NODE_PLURAL, PLURAL, VERSION, type KernelLivePatchStatus, type NodeEntry } from "../../crds/schema.ts";
+import { FINALIZER, GROUP, KernelLivePatch, NODE_PLURAL, PLURAL, VERSION, type KernelLivePatchStatus, type NodeEntry, type NodePhase } from "../../crds/schema.ts";
 import { AGENT_LABELS, desiredAgentDaemonSet } from "../agents/daemonset.ts";
 import type { OperatorConfig } from "../config.ts";
 import { eventRecorder, type EventRecorder } from "../kube/events.ts";
@@ -29,6 +29,7 @@ import { CLEAN_PHASES, projectNode, targets } from "../nodes/projection.ts";
 import { admit } from "../rollout/admit.ts";
 import { mergeConditions } from "../status/conditions.ts";
 import { patchGauges } from "../status/patch-gauges.ts";
+import { phasesOf, progressEvents } from "../status/progress-events.ts";
 import { rollup, staleEntries, unloadComplete } from "../status/rollup.ts";
 import { WorkQueue } from "./work-queue.ts";
 
@@ -84,7 +85,7 @@ export class Controller {
   /** What a node's projection depends on, per patch: a change re-projects every node. */
   private readonly projectionInputs = new Map<string, string>();
   /** The status last written per patch, so an unchanged one is not written again. */
-  private readonly written = new Map<string, { uid: string | undefined; json: string; at: number; tookMs: number }>();
+  private readonly written = new Map<string, { uid: string | undefined; json: string; at: number; tookMs: number; phases: Map<string, NodePhase> }>();
   private readonly now: () => Date;
   private resync: NodeJS.Timeout | undefined;
   private daemonSetTimer: NodeJS.Timeout | undefined;
@@ -389,7 +390,11 @@ export class Controller {
     if (last && last.uid === uid && last.json === json) return false;
     const at = Date.now();
     await this.patchClient.applyStatus(name, status);
-    this.written.set(name, { uid, json, at, tookMs: Date.now() - at });
+    const phases = phasesOf(status.nodes ?? []);
+    this.written.set(name, { uid, json, at, tookMs: Date.now() - at, phases });
+    for (const p of progressEvents(last && last.uid === uid ? last.phases : undefined, status.nodes ?? [], status.summary?.targeted ?? 0)) {
+      this.events.patchEvent({ name, uid }, "Normal", p.reason, p.message);
+    }
     return true;
   }
 

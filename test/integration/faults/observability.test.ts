@@ -131,6 +131,9 @@ describe("after a rollout", () => {
       const r = await reasons("ob-fix");
       return r.includes("Loaded") && r.includes("RolloutComplete");
     });
+    // On the patch, loads are the operator's grouped progress event (ob-2 is NotApplicable), not one per node.
+    const onPatch = await api.events("involvedObject.name=ob-fix");
+    expect(onPatch.filter((e) => e.reason === "Loaded").map((e) => e.message)).toEqual([expect.stringMatching(/^klp_\w+ loaded on 1 node \(ob-1\); 1 of 2 targeted nodes loaded$/)]);
     await until("events on ob-bad", async () => {
       const r = await reasons("ob-bad");
       return r.includes("VermagicMismatch") && r.includes("RolloutHalted");
