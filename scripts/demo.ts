@@ -24,7 +24,7 @@ import { pino } from "pino";
 import { GROUP, NODE_PLURAL, PLURAL, VERSION, type KernelLivePatch } from "../crds/schema.ts";
 import { loadOperatorConfig } from "../operator/config.ts";
 import { Controller } from "../operator/controller/controller.ts";
-import { kubeconfigConnection } from "../node-agent/kube/connection.ts";
+import { kubeconfigConnection } from "../kube/connection.ts";
 import { operatorMetrics } from "../operator/metrics.ts";
 import { buildSimModule } from "../node-agent/sim/build-module.ts";
 import { layoutSimHost } from "../node-agent/sim/layout.ts";

@@ -2,7 +2,7 @@
 import type { Logger } from "pino";
 import { API_VERSION, KIND } from "../../crds/schema.ts";
 import type { AgentApi } from "../loop/agent.ts";
-import type { KubeHttp } from "./http-client.ts";
+import type { KubeHttp } from "../../kube/http-client.ts";
 import { Watcher, type RestartCause } from "./watcher.ts";
 
 export function agentFieldManager(nodeName: string): string {

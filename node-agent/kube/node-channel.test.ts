@@ -1,6 +1,6 @@
 import { pino } from "pino";
 import { describe, expect, it } from "vitest";
-import type { KubeHttp } from "./http-client.ts";
+import type { KubeHttp } from "../../kube/http-client.ts";
 import { nodeChannel, projectedPatches, SUMMARY_MAX, summaryOf } from "./node-channel.ts";
 
 const projection = (name: string, o: { admitted?: boolean; uid?: string; deleting?: boolean } = {}) => ({

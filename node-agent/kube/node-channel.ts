@@ -11,7 +11,7 @@ import type { Logger } from "pino";
 import { API_VERSION, GROUP, KIND, NODE_KIND, NODE_PLURAL, VERSION, type NodeEntry, type NodePatchEntry } from "../../crds/schema.ts";
 import type { AgentApi } from "../loop/agent.ts";
 import { agentEvents, agentFieldManager, watchTuning, type WatchOptions } from "./agent-api.ts";
-import { APPLY, type KubeHttp } from "./http-client.ts";
+import { APPLY, type KubeHttp } from "../../kube/http-client.ts";
 import { Watcher } from "./watcher.ts";
 
 export const NODE_OBJECTS_PATH = `/apis/${GROUP}/${VERSION}/${NODE_PLURAL}`;

@@ -4,8 +4,8 @@
  * than the server's own timeout plus a margin (a watch that is held open without events: a frozen
  * connection, a proxy that lost the other side).
  */
-import type { KubeHttp } from "./http-client.ts";
-import { KubeApiError } from "./http-client.ts";
+import type { KubeHttp } from "../../kube/http-client.ts";
+import { KubeApiError } from "../../kube/http-client.ts";
 
 interface Obj {
   metadata?: { name?: string; resourceVersion?: string };

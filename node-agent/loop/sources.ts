@@ -6,7 +6,7 @@ import { readFile } from "node:fs/promises";
 import { get } from "node:https";
 import path from "node:path";
 import type { PatchModule } from "../../crds/schema.ts";
-import type { KubeHttp } from "../kube/http-client.ts";
+import type { KubeHttp } from "../../kube/http-client.ts";
 
 /** The source could not deliver the file (yet): retried with backoff, not a final failure. */
 export class SourceUnavailable extends Error {

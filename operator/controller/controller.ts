@@ -10,7 +10,7 @@
  */
 import { createHash } from "node:crypto";
 import type { KubernetesObject, V1DaemonSet, V1Node } from "@kubernetes/client-node";
-import type { Connection } from "../../node-agent/kube/connection.ts";
+import type { Connection } from "../../kube/connection.ts";
 import type { Logger } from "pino";
 import { selectorMatches } from "../../crds/label-selector.ts";
 import { FINALIZER, GROUP, KernelLivePatch, NODE_PLURAL, PLURAL, VERSION, type KernelLivePatchStatus, type NodeEntry, type NodePhase } from "../../crds/schema.ts";
@@ -18,7 +18,7 @@ import { AGENT_LABELS, desiredAgentDaemonSet } from "../agents/daemonset.ts";
 import type { OperatorConfig } from "../config.ts";
 import { eventRecorder, type EventRecorder } from "../kube/events.ts";
 import { Informer, type InformerOptions } from "../kube/informer.ts";
-import { APPLY, ignoreNotFound, type KubeHttp } from "../../node-agent/kube/http-client.ts";
+import { APPLY, ignoreNotFound, type KubeHttp } from "../../kube/http-client.ts";
 import { operatorHttp } from "../kube/api-client.ts";
 import { httpWatch } from "../kube/http-watch.ts";
 import { pagedList } from "../kube/paged-list.ts";

@@ -2,8 +2,8 @@
  * The operator's connection to the API server: the agents' small HTTP client (see http-watch.ts
  * for why not @kubernetes/client-node). In a pod, the ServiceAccount token; elsewhere, $KUBECONFIG.
  */
-import { inClusterConnection, kubeconfigConnection, type Connection } from "../../node-agent/kube/connection.ts";
-import { KubeHttp } from "../../node-agent/kube/http-client.ts";
+import { inClusterConnection, kubeconfigConnection, type Connection } from "../../kube/connection.ts";
+import { KubeHttp } from "../../kube/http-client.ts";
 
 export function defaultConnection(env: NodeJS.ProcessEnv): Connection {
   return env.KUBECONFIG ? kubeconfigConnection(env.KUBECONFIG) : inClusterConnection(env);

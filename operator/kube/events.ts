@@ -1,6 +1,6 @@
 /** Kubernetes Events on KernelLivePatches (cluster-scoped objects' events live in `default`). */
 import type { Logger } from "pino";
-import type { KubeHttp } from "../../node-agent/kube/http-client.ts";
+import type { KubeHttp } from "../../kube/http-client.ts";
 import { API_VERSION, KIND } from "../../crds/schema.ts";
 
 export interface EventRecorder {

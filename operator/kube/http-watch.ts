@@ -6,7 +6,7 @@
  * As client-node's Watch did, a stream silent for `inactivityMs` ends with a TimeoutError, which
  * the informer answers by watching again from the last resourceVersion.
  */
-import type { KubeHttp } from "../../node-agent/kube/http-client.ts";
+import type { KubeHttp } from "../../kube/http-client.ts";
 import { lines } from "../../node-agent/kube/watcher.ts";
 import type { WatchPort } from "./informer.ts";
 

@@ -1,6 +1,6 @@
 /** Thin adapter over the API server for KernelLivePatchNode objects: the operator writes their spec. */
 import { API_VERSION, GROUP, NODE_KIND, NODE_PLURAL, VERSION, type NodeEntry, type NodePatchEntry, type PatchOnNode } from "../../crds/schema.ts";
-import { APPLY, ignoreNotFound, type KubeHttp } from "../../node-agent/kube/http-client.ts";
+import { APPLY, ignoreNotFound, type KubeHttp } from "../../kube/http-client.ts";
 import { OPERATOR_FIELD_MANAGER } from "./patches.ts";
 
 export const NODE_OBJECTS_PATH = `/apis/${GROUP}/${VERSION}/${NODE_PLURAL}`;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import type { KubeHttp } from "../../node-agent/kube/http-client.ts";
+import type { KubeHttp } from "../../kube/http-client.ts";
 import { pagedList } from "./paged-list.ts";
 
 type Query = Record<string, string | number | undefined>;

@@ -1,4 +1,4 @@
-import type { KubeHttp } from "../../node-agent/kube/http-client.ts";
+import type { KubeHttp } from "../../kube/http-client.ts";
 
 /** Items per page: 1000 node objects of ~16 KiB arrive as four ~4 MB pages, not one 16 MB body. */
 export const PAGE_SIZE = 250;

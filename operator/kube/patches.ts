@@ -1,6 +1,6 @@
 /** Thin adapter over the API server for KernelLivePatch objects: the operator's only writes to them. */
 import { API_VERSION, GROUP, KIND, PLURAL, VERSION, type KernelLivePatch, type KernelLivePatchStatus } from "../../crds/schema.ts";
-import { APPLY, MERGE, type KubeHttp } from "../../node-agent/kube/http-client.ts";
+import { APPLY, MERGE, type KubeHttp } from "../../kube/http-client.ts";
 
 export const OPERATOR_FIELD_MANAGER = "kpatch-operator";
 export const PATCHES_PATH = `/apis/${GROUP}/${VERSION}/${PLURAL}`;

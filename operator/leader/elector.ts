@@ -4,7 +4,7 @@
  * simpler to reason about than a controller that stops and restarts its informers).
  */
 import type { V1Lease } from "@kubernetes/client-node";
-import { MERGE, type KubeHttp } from "../../node-agent/kube/http-client.ts";
+import { MERGE, type KubeHttp } from "../../kube/http-client.ts";
 import type { Logger } from "pino";
 import { leaseAction, microTime } from "./lease-decision.ts";
 

@@ -5,8 +5,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { API_VERSION, GROUP, NODE_KIND, NODE_PLURAL, VERSION, type NodeEntry, type NodePatchEntry } from "../../crds/schema.ts";
-import { KubeHttp } from "../../node-agent/kube/http-client.ts";
-import { kubeconfigConnection } from "../../node-agent/kube/connection.ts";
+import { KubeHttp } from "../../kube/http-client.ts";
+import { kubeconfigConnection } from "../../kube/connection.ts";
 import { agentFieldManager } from "../../node-agent/kube/agent-api.ts";
 import { Cluster, condition, controlPlane, entryOf, installCrd, kubeconfigPath, startOperator, until } from "../support/klp.ts";
 

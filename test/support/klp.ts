@@ -14,8 +14,8 @@ import { GROUP, NODE_PLURAL, PLURAL, VERSION, type KernelLivePatch, type NodeEnt
 import { loadOperatorConfig, type OperatorConfig } from "../../operator/config.ts";
 import { Controller } from "../../operator/controller/controller.ts";
 import { operatorMetrics } from "../../operator/metrics.ts";
-import { kubeconfigConnection } from "../../node-agent/kube/connection.ts";
-import { KubeHttp } from "../../node-agent/kube/http-client.ts";
+import { kubeconfigConnection } from "../../kube/connection.ts";
+import { KubeHttp } from "../../kube/http-client.ts";
 import { Agent } from "../../node-agent/loop/agent.ts";
 import type { Action } from "../../node-agent/loop/plan.ts";
 import { layoutSimHost } from "../../node-agent/sim/layout.ts";

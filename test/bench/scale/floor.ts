@@ -11,8 +11,8 @@
 import { randomUUID } from "node:crypto";
 import { API_VERSION, NODE_KIND, type NodeEntry, type NodePatchEntry } from "../../../crds/schema.ts";
 import { agentFieldManager } from "../../../node-agent/kube/agent-api.ts";
-import type { Connection } from "../../../node-agent/kube/connection.ts";
-import { KubeHttp } from "../../../node-agent/kube/http-client.ts";
+import type { Connection } from "../../../kube/connection.ts";
+import { KubeHttp } from "../../../kube/http-client.ts";
 import { NODE_OBJECTS_PATH } from "../../../node-agent/kube/node-channel.ts";
 import { failureKind, pool } from "./util.ts";
 

@@ -3,7 +3,7 @@
  * from the operator, reduced to the counters the benchmark reports.
  */
 import { get } from "node:http";
-import type { KubeHttp } from "../../../node-agent/kube/http-client.ts";
+import type { KubeHttp } from "../../../kube/http-client.ts";
 
 export interface Sample {
   name: string;

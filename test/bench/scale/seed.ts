@@ -16,7 +16,7 @@ import { createHash } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
 import path from "node:path";
 import { API_VERSION, FINALIZER, KernelLivePatch, KIND, NODE_KIND, type NodePatchEntry } from "../../../crds/schema.ts";
-import { KubeHttp } from "../../../node-agent/kube/http-client.ts";
+import { KubeHttp } from "../../../kube/http-client.ts";
 import { NODE_OBJECTS_PATH } from "../../../node-agent/kube/node-channel.ts";
 import { Watcher } from "../../../node-agent/kube/watcher.ts";
 import { PROJECTION_HASH } from "../../../operator/kube/node-objects.ts";

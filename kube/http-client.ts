@@ -1,4 +1,7 @@
-/** A small JSON-over-HTTPS client for the few API calls the agent makes. */
+/**
+ * A small JSON-over-HTTPS client for the few API calls the agent and the operator make (lists,
+ * watches, server-side applies, events, the Lease), in place of @kubernetes/client-node.
+ */
 import type { IncomingMessage } from "node:http";
 import { Agent, request } from "node:https";
 import { createSecureContext, type SecureContext } from "node:tls";

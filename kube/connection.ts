@@ -1,5 +1,5 @@
 /**
- * How the agent reaches the API server, without @kubernetes/client-node: importing that client
+ * How the agent (and the operator) reach the API server, without @kubernetes/client-node: importing that client
  * takes a Node process from 41 MiB to 124 MiB RSS, and the agent runs on every node. The agent
  * needs four calls (list, watch, get, server-side apply of status), so it speaks HTTP itself.
  *
