@@ -90,9 +90,14 @@ class FakeCluster implements AgentApi {
 }
 
 let fetches = 0;
+/** Runs inside a fetch, before it answers: a delivery that lands while a pass awaits. */
+let duringFetch: (() => void) | undefined;
 const sources: ModuleSources = {
   async fetch(m) {
     fetches++;
+    const hook = duringFetch;
+    duringFetch = undefined;
+    hook?.();
     const bytes = files.get(m.sha256);
     // A digest nobody published stands for a source that serves other bytes.
     return bytes ?? v1;
@@ -204,6 +209,23 @@ describe("agent loop on a simulated host", () => {
     expect(cluster.entry("p1")).toMatchObject({ phase: "Failed", reason: "VermagicMismatch" });
     expect(inKernel("klp_other")).toBe(false);
     expect(actions).toEqual([]);
+    await agent.stop();
+  });
+
+  it("a patch delivered while a pass awaits does not swap that pass's patches and views", async () => {
+    const { cluster, actions, start, settle } = await setup();
+    const agent = start();
+    // While the pass fetches p-good's module, p-bad arrives and sorts first (older).
+    duringFetch = () => {
+      cluster.add("p-bad", wrongRelease);
+      cluster.change("p-bad", (p) => void (p.metadata.creationTimestamp = "2025-01-01T00:00:00Z"));
+    };
+    cluster.add("p-good", v1);
+    await settle(agent);
+    expect(cluster.entry("p-good")).toMatchObject({ phase: "Loaded" });
+    expect(cluster.entry("p-bad")).toMatchObject({ phase: "Failed", reason: "VermagicMismatch" });
+    // The refusal came from the check before any host action, never from acting on p-bad.
+    expect(actions.map((a) => `${a.patch} ${a.action.op} ${a.outcome}`)).toEqual(["p-good installAndLoad ok"]);
     await agent.stop();
   });
 

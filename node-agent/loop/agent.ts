@@ -205,9 +205,13 @@ export class Agent {
       installed: host.installed.filter((i) => i.running),
       blockers: preflight.blockers,
     };
+    // The patches as this pass found them: a delivery during one of its awaits replaces
+    // this.patches, and views[i] must stay the view of patches[i] (a mismatch once acted on one
+    // patch with another's module: the refused module's check failed as a host operation).
+    const patches = this.patches;
     const views: PatchView[] = [];
     const writes: Array<Promise<unknown>> = [];
-    for (const p of this.patches) {
+    for (const p of patches) {
       const view = await this.view(p, host);
       const failure = view.failure;
       if (failure) {
@@ -224,7 +228,7 @@ export class Agent {
     let waitMs: number | undefined;
     let acted = false;
     for (const [i, view] of views.entries()) {
-      const patch = this.patches[i]!;
+      const patch = patches[i]!;
       const d = decide(view, hostView, views);
       if (d.kind === "report") writes.push(this.write(patch, view.entry, d.entry, host));
       if (d.kind === "wait") {

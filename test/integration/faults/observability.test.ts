@@ -4,7 +4,7 @@
  * One patch loads (one node loaded, one NotApplicable), one fails (a module built for another
  * kernel) and halts; deleting them drops their series.
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, onTestFailed } from "vitest";
 import { buildSimModule } from "../../../node-agent/sim/build-module.ts";
 import {
   RELEASE,
@@ -67,6 +67,10 @@ afterAll(async () => {
 
 describe("after a rollout", () => {
   it("the operator's and the agents' /metrics show the rollout, the probes answer, events are on patches and Nodes", async () => {
+    // What the agents did, when it fails: their logs are the only record of which patch acted.
+    onTestFailed(() => {
+      for (const [i, node] of Object.keys(NODES).entries()) console.log(`--- agent ${node} log (tail)\n${agents[i]?.output().slice(-20_000)}`);
+    });
     const started = Date.now();
     await until("the agents and the operator serving", async () => {
       for (const port of [...Object.values(ports), operator.healthPort]) if ((await httpGet(port, "/healthz")).status !== 200) return false;
