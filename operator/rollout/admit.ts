@@ -37,7 +37,8 @@ export function admit(input: AdmitInput): AdmitResult {
   const { generation, spec, entries, now } = input;
   const targeted = [...input.targeted].sort();
   const kept = input.previous?.generation === generation ? input.previous.admitted : [];
-  const admitted = new Set(kept.filter((n) => targeted.includes(n)));
+  const isTargeted = new Set(targeted);
+  const admitted = new Set(kept.filter((n) => isTargeted.has(n)));
 
   const failed = targeted.filter((n) => isFailed(entries.get(n), generation)).length;
   const halted = failed >= spec.rollout.failureThreshold;

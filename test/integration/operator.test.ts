@@ -134,6 +134,25 @@ describe("the controller", () => {
     expect(wide.stdout).toMatch(/op-p1\s+1\/1\s+0\s+Loaded\s+Loaded\s+2\s+1\s+0\s+0\s/);
   });
 
+  it("keeps the agent on a node its patch no longer selects until the node reports it unloaded", async () => {
+    const pinned = async () => {
+      const terms = (await cluster.daemonSet(NS))?.spec?.template.spec?.affinity?.nodeAffinity?.requiredDuringSchedulingIgnoredDuringExecution?.nodeSelectorTerms ?? [];
+      return terms.flatMap((t) => t.matchFields ?? []).flatMap((f) => f.values ?? []);
+    };
+    expect(await pinned()).toEqual([]);
+    // op-a1 still has op-p1 Loaded (the test before): its agent must stay to unload it.
+    await cluster.labelNode("op-a1", { "klp-test/pool": "x" });
+    await until("op-a1 pinned by name", async () => JSON.stringify(await pinned()) === JSON.stringify(["op-a1"]));
+    await podsLandOn(["op-a1", "op-a2"]);
+    await agentWrites("op-p1", { nodeName: "op-a1", phase: "Unloaded" });
+    await until("op-a1 no longer pinned", async () => (await pinned()).length === 0);
+    await podsLandOn(["op-a2"]);
+    // Back as it was for the tests after this one.
+    await cluster.labelNode("op-a1", { "klp-test/pool": "a" });
+    await agentWrites("op-p1", { nodeName: "op-a1", phase: "Loaded", tainted: 45056, taintFlags: "OEK" });
+    await podsLandOn(["op-a1", "op-a2"]);
+  });
+
   it("paces: no more than maxUnavailable admitted at once, none while paused, none once halted", async () => {
     await cluster.createPatch("op-pace", { modules: [mod], rollout: { maxUnavailable: 1, paused: true, failureThreshold: 1 } });
     const paused = await until("paused status", async () => {
