@@ -198,7 +198,8 @@ export class Agent {
   private async pass(): Promise<{ acted: boolean; waitMs?: number | undefined }> {
     const [host, preflight] = await Promise.all([this.deps.driver.inspect(), this.deps.driver.preflight()]);
     this.deps.metrics?.hostRead(host);
-    if (this.labels === undefined) return { acted: false }; // the Node went away meanwhile
+    const labels = this.labels; // as for the patches below: one set for the whole pass
+    if (labels === undefined) return { acted: false }; // the Node went away meanwhile
     const hostView: HostView = {
       livepatches: host.livepatches,
       modules: host.modules,
@@ -212,7 +213,7 @@ export class Agent {
     const views: PatchView[] = [];
     const writes: Array<Promise<unknown>> = [];
     for (const p of patches) {
-      const view = await this.view(p, host);
+      const view = await this.view(p, host, labels);
       const failure = view.failure;
       if (failure) {
         // The module was refused before any host action (digest, vermagic, source): say so on
@@ -247,13 +248,13 @@ export class Agent {
   }
 
   /** The decision's input for one patch; resolving the module may need the file (its name). */
-  private async view(p: KernelLivePatch, host: HostState): Promise<{ view: PatchView; failure?: EntryUpdate }> {
+  private async view(p: KernelLivePatch, host: HostState, labels: Record<string, string>): Promise<{ view: PatchView; failure?: EntryUpdate }> {
     const node = this.deps.nodeName;
     const entry = p.status?.nodes?.find((e) => e.nodeName === node);
     const generation = p.metadata.generation ?? 0;
     const admitted = p.status?.rollout?.generation === generation && p.status.rollout.admitted.includes(node);
     const base = { name: p.metadata.name, generation, admitted, entry };
-    const targets = selectorMatches(p.spec.nodeSelector, this.labels ?? {});
+    const targets = selectorMatches(p.spec.nodeSelector, labels);
     if (p.metadata.deletionTimestamp || !targets || p.spec.state === "Unloaded") return { view: { ...base, want: { kind: "absent" } } };
     const m = moduleForRelease(p.spec.modules, host.kernelRelease);
     if (!m) return { view: { ...base, want: { kind: "notApplicable" } } };
