@@ -25,7 +25,7 @@ import { pagedList } from "../kube/paged-list.ts";
 import { cachedNodeObject, NODE_OBJECTS_PATH, NodeObjectClient, PROJECTION_HASH, type NodeObjectView } from "../kube/node-objects.ts";
 import { cachedPatch, OPERATOR_FIELD_MANAGER, PATCHES_PATH, PatchClient } from "../kube/patches.ts";
 import { removePatchGauges, setPatchGauges, type OperatorMetrics } from "../metrics.ts";
-import { CLEAN_PHASES, projectNode, targets } from "../nodes/projection.ts";
+import { CLEAN_PHASES, ofThisPatch, projectNode, targets } from "../nodes/projection.ts";
 import { admit } from "../rollout/admit.ts";
 import { mergeConditions } from "../status/conditions.ts";
 import { patchGauges } from "../status/patch-gauges.ts";
@@ -289,7 +289,7 @@ export class Controller {
       if (!node) continue;
       for (const [patchName, hit] of o.byPatch ?? []) {
         const p = byName.get(patchName);
-        if (!p || (hit.uid !== undefined && hit.uid !== p.metadata.uid) || CLEAN_PHASES.includes(hit.entry.phase)) continue;
+        if (!p || !ofThisPatch(hit.uid, p) || CLEAN_PHASES.includes(hit.entry.phase)) continue;
         if (!targets(p, node.metadata?.labels ?? {}, global)) out.push(name);
       }
     }
@@ -301,8 +301,7 @@ export class Controller {
     const out: NodeEntry[] = [];
     for (const o of this.nodeObjects.list() as NodeObjectView[]) {
       const hit = o.byPatch?.get(patch.metadata.name);
-      // Not an entry left by an earlier patch of the same name.
-      if (hit && (hit.uid === undefined || hit.uid === patch.metadata.uid)) out.push(hit.entry);
+      if (hit && ofThisPatch(hit.uid, patch)) out.push(hit.entry);
     }
     return out.sort((a, b) => (a.nodeName < b.nodeName ? -1 : a.nodeName > b.nodeName ? 1 : 0));
   }

@@ -69,5 +69,13 @@ function admittedSet(admitted: readonly string[]): ReadonlySet<string> {
 
 /** The node's entry for this patch (not one left by an earlier patch of the same name). */
 export function entryFor(entries: readonly NodePatchEntry[], patch: KernelLivePatch): NodePatchEntry | undefined {
-  return entries.find((e) => e.patch === patch.metadata.name && (e.patchUID === undefined || e.patchUID === patch.metadata.uid));
+  return entries.find((e) => e.patch === patch.metadata.name && ofThisPatch(e.patchUID, patch));
+}
+
+/**
+ * Whether an entry written for the patch uid `patchUID` is this patch's, not one an earlier patch
+ * of the same name left behind (an entry without a uid predates uids and counts as this patch's).
+ */
+export function ofThisPatch(patchUID: string | undefined, patch: KernelLivePatch): boolean {
+  return patchUID === undefined || patchUID === patch.metadata.uid;
 }

@@ -18,6 +18,7 @@ import { GROUP, KernelLivePatch, NODE_KIND, API_VERSION } from "../../crds/schem
 import { projectNode } from "../../operator/nodes/projection.ts";
 import { buildSimModule } from "../../node-agent/sim/build-module.ts";
 import { layoutSimHost } from "../../node-agent/sim/layout.ts";
+import { imageNodeFlags } from "./scale/fleet.ts";
 import { ensureBinaries, startControlPlane } from "../support/control-plane.ts";
 
 const REPO = path.resolve(import.meta.dirname, "../..");
@@ -36,13 +37,6 @@ async function settledRss(child: ChildProcess, ms: number): Promise<number> {
 }
 
 const mib = (kib: number) => (kib / 1024).toFixed(1);
-
-/** The node flags of the agent image's CMD, so the benchmark measures the agent as deployed. */
-function imageFlags(): string {
-  const cmd = /^CMD (\[.*\])$/m.exec(readFileSync(path.join(REPO, "images/agent.Dockerfile"), "utf8"))?.[1];
-  const argv = cmd ? (JSON.parse(cmd) as string[]) : [];
-  return argv.filter((a) => a.startsWith("--")).join(" ");
-}
 
 async function main(): Promise<void> {
   const node = process.execPath;
@@ -84,7 +78,7 @@ async function main(): Promise<void> {
     await layoutSimHost(root, { kernelRelease: "6.1.0-56-amd64", transitionMs: 200 });
     // The agent runs with the flags of its image's CMD (images/agent.Dockerfile); AGENT_NODE_FLAGS
     // overrides them to compare settings ("" for none).
-    const flags = (process.env.AGENT_NODE_FLAGS ?? imageFlags()).split(" ").filter(Boolean);
+    const flags = (process.env.AGENT_NODE_FLAGS ?? imageNodeFlags(REPO, "agent").join(" ")).split(" ").filter(Boolean);
     const agent = spawn(node, [...flags, path.join(REPO, "dist/node-agent.mjs")], {
       env: { ...process.env, NODE_NAME: "bench-node", KPATCH_HOST_ROOT: root, KPATCH_LOADER: "sim", KUBECONFIG: cp.kubeconfigPath, LOG_LEVEL: "warn" },
       stdio: ["ignore", "inherit", "inherit"],
