@@ -26,8 +26,6 @@ import { moduleSources } from "../../../node-agent/loop/sources.ts";
 import { layoutSimHost } from "../../../node-agent/sim/layout.ts";
 import { failureKind, pool } from "./util.ts";
 
-const REPO_ROOT = path.resolve(import.meta.dirname, "../../..");
-
 export const nodeName = (i: number) => `bench-node-${String(i).padStart(4, "0")}`;
 
 /** Creates the Node objects; their uids by name. */
@@ -193,6 +191,8 @@ export function imageEnv(repo: string, image: "agent" | "operator"): Record<stri
 export async function startAgentProcess(opts: {
   bundle: string;
   flags: readonly string[];
+  /** The image's ENV (imageEnv). */
+  env: Record<string, string>;
   name: string;
   root: string;
   kubeconfig: string;
@@ -206,7 +206,7 @@ export async function startAgentProcess(opts: {
   const log = await open(opts.logFile, "a");
   const child = spawn(process.execPath, [...opts.flags, opts.bundle], {
     env: {
-      ...imageEnv(REPO_ROOT, "agent"),
+      ...opts.env,
       PATH: process.env.PATH ?? "",
       NODE_NAME: opts.name,
       KPATCH_HOST_ROOT: opts.root,

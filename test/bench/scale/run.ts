@@ -14,7 +14,7 @@ import { NODE_OBJECTS_PATH } from "../../../node-agent/kube/node-channel.ts";
 import { Watcher } from "../../../node-agent/kube/watcher.ts";
 import { freePorts } from "../../support/control-plane.ts";
 import { createPatch, httpOk, PATCHES_PATH, prepareCluster, RELEASE, REPO, sleep, startOperator, stopChild, until, type Cluster, type OperatorRunner } from "./cluster.ts";
-import { imageNodeFlags, Fleet, startAgentProcess } from "./fleet.ts";
+import { imageEnv, imageNodeFlags, Fleet, startAgentProcess } from "./fleet.ts";
 import { createFloorObjects, measureFloor, type FloorResult } from "./floor.ts";
 import { apiCounts, heap, meanMs, reconciles, reconcileSeconds, scrapeApiServer, scrapeOperator, type ApiCounts, type HeapSample } from "./metrics.ts";
 import { cpuBetween, sampleProc, type ProcSample } from "./proc.ts";
@@ -128,6 +128,7 @@ export async function runOnce(opts: RunOptions): Promise<RunResult> {
     agentProc = await startAgentProcess({
       bundle: opts.agentBundle,
       flags: imageNodeFlags(REPO, "agent"),
+      env: imageEnv(REPO, "agent"),
       name: c.nodes[0]!,
       root: path.join(hostsDir, c.nodes[0]!),
       kubeconfig: c.cp.kubeconfigPath,

@@ -24,7 +24,7 @@ import { OPERATOR_FIELD_MANAGER } from "../../../operator/kube/patches.ts";
 import { projectNode } from "../../../operator/nodes/projection.ts";
 import { freePorts } from "../../support/control-plane.ts";
 import { httpOk, PATCHES_PATH, patchObject, prepareCluster, RELEASE, REPO, sleep, startOperator, until, type Cluster, type OperatorRunner } from "./cluster.ts";
-import { imageNodeFlags, startAgentProcess } from "./fleet.ts";
+import { imageEnv, imageNodeFlags, startAgentProcess } from "./fleet.ts";
 import { applyEntries, loadedEntry } from "./floor.ts";
 import { apiCounts, heap, reconciles, scrapeApiServer, scrapeOperator, type HeapSample } from "./metrics.ts";
 import { cpuBetween, sampleProc } from "./proc.ts";
@@ -174,6 +174,7 @@ export async function runSeeded(opts: SeedOptions): Promise<SeedResult> {
     agent = await startAgentProcess({
       bundle: opts.agentBundle,
       flags: imageNodeFlags(REPO, "agent"),
+      env: imageEnv(REPO, "agent"),
       name: c.nodes[0]!,
       root: path.join(hostsDir, c.nodes[0]!),
       kubeconfig: c.cp.kubeconfigPath,
