@@ -78,9 +78,14 @@ if [ ! -f "$KDIR/.ready" ]; then
   log "downloading kernel $KREL ($ver)"
   rm -rf "$KDIR/debs" "$KDIR/root"
   mkdir -p "$KDIR/debs" "$KDIR/root"
+  # linux-kbuild-<series> is one package for every ABI of the series: the archive keeps only its
+  # newest build, so it is taken at the version apt has, not the image's.
+  kbuild_ver=$(apt-cache policy "linux-kbuild-$SERIES" 2>/dev/null | sed -n "s/^ *Candidate: //p" | grep -v "(none)" || true)
+  [ -n "$kbuild_ver" ] || { log "linux-kbuild-$SERIES is not known to apt"; exit 3; }
+  [ "$kbuild_ver" = "$ver" ] || log "linux-kbuild-$SERIES at $kbuild_ver (the archive's), image at $ver"
   (cd "$KDIR/debs" && apt-get download -q -o APT::Sandbox::User=root \
     "linux-image-$KREL=$ver" "linux-headers-$KREL=$ver" \
-    "linux-headers-$ABI-common=$ver" "linux-kbuild-$SERIES=$ver" >&2)
+    "linux-headers-$ABI-common=$ver" "linux-kbuild-$SERIES=$kbuild_ver" >&2)
   for deb in "$KDIR"/debs/*.deb; do dpkg-deb -x "$deb" "$KDIR/root"; done
   # The flavour's Makefile includes the common one by absolute path: point it into the cache.
   printf 'include %s/root/usr/src/linux-headers-%s-common/Makefile\n' "$KDIR" "$ABI" \
