@@ -21,7 +21,7 @@ export type CheckResult =
 
 /**
  * Decides whether a parsed module may be installed or loaded on a node. Checks, in order:
- * digest, ELF/module structure, module name, livepatch=Y, vermagic release, expected name.
+ * digest, ELF/module structure, module name, livepatch=Y, vermagic release, expected name, build-id.
  * The kernel skips the release part of vermagic on modversions kernels, so this check is ours.
  */
 export function checkModule(parsed: ParseResult, expect: ModuleExpectation): CheckResult {
@@ -53,6 +53,8 @@ export function checkModule(parsed: ParseResult, expect: ModuleExpectation): Che
       detail: `the module calls itself ${module.name}`,
     });
   }
+  // Without a build-id the agent could never tell, from the kernel, that this build is the one live.
+  if (module.buildId === undefined) return fail("NoBuildId", { name: module.name });
   return { ok: true, module };
 }
 

@@ -82,9 +82,23 @@ export interface HostDriver {
   install(bytes: Uint8Array, options: InstallOptions): Promise<InstallResult>;
   uninstall(name: string, kernelRelease: string): Promise<UninstallResult>;
   load(target: LoadTarget, options?: TransitionOptions): Promise<LoadResult>;
+  /**
+   * Verifies `bytes` and loads them from /var/lib/kpatch/.loading, which nothing loads at boot;
+   * the file goes once the load ends either way. Staging for boot is a separate `install`, which
+   * the agent runs only after the module has been live through its soak.
+   */
+  loadVerified(bytes: Uint8Array, module: { kernelRelease: string; name: string; sha256: string }, options?: TransitionOptions): Promise<LoadResult>;
   unload(name: string, options?: TransitionOptions): Promise<UnloadResult>;
   removeLeftover(name: string): Promise<RemoveLeftoverResult>;
-  /** Removes temporary files of stagings a killed writer left in /var/lib/kpatch; returns them. */
+  /**
+   * Stages a module loaded by `loadVerified` for boot, moving its file out of
+   * /var/lib/kpatch/.loading; false when that file is gone (the caller installs from bytes).
+   */
+  persistLoaded(name: string, kernelRelease: string, sha256: string): Promise<boolean>;
+  /**
+   * Removes temporary files of stagings a killed writer left in /var/lib/kpatch, and the files of
+   * loads whose module is not live (an interrupted load, a boot that crashed); returns them.
+   */
   sweepTemporaries(): Promise<string[]>;
   /** Loads every module staged for the running release, in file-name order; collects failures. */
   loadAll(options?: TransitionOptions): Promise<LoadAllResult>;
@@ -139,9 +153,34 @@ export function createHostDriver(options: HostDriverOptions): HostDriver {
     },
 
     load: (target, opts) => loadPatch(ctx, target, opts),
-    unload: (name, opts) => unloadPatch(ctx, name, opts),
-    removeLeftover: (name) => removeLeftover(ctx, name),
-    sweepTemporaries: () => ctx.store.sweepTemporaries(),
+
+    async loadVerified(bytes, m, opts) {
+      const verified = verifyModule(bytes, { kernelRelease: m.kernelRelease, sha256: m.sha256, moduleName: m.name }, ctx.maxModuleBytes);
+      const fileName = `${verified.name}.ko`;
+      const file = await ctx.store.writeLoading(fileName, bytes);
+      try {
+        return await loadPatch(ctx, { file: fs.resolve(file), bytes }, opts);
+      } catch (error) {
+        await ctx.store.removeLoading(fileName).catch((err: unknown) => ctx.log.warn({ err, file }, "could not remove a failed load's file"));
+        throw error;
+      }
+    },
+
+    persistLoaded: (name, kernelRelease, sha256) => ctx.store.persistLoading(`${checkedModuleName(name)}.ko`, kernelRelease, sha256),
+    async unload(name, opts) {
+      const r = await unloadPatch(ctx, name, opts);
+      await ctx.store.removeLoading(`${checkedModuleName(name)}.ko`);
+      return r;
+    },
+    async removeLeftover(name) {
+      const r = await removeLeftover(ctx, name);
+      await ctx.store.removeLoading(`${checkedModuleName(name)}.ko`);
+      return r;
+    },
+    async sweepTemporaries() {
+      const live = new Set((await ctx.view.patches()).filter((p) => p.enabled).map((p) => p.name));
+      return ctx.store.sweepTemporaries(live);
+    },
 
     async loadAll(opts) {
       const { kernelRelease } = await readPreflight(fs);

@@ -1,3 +1,4 @@
+import { buildIdSysfsPath, parseBuildIdNote } from "./build-id.ts";
 import type { HostReader, ModuleLoader } from "./ports.ts";
 import { parseKernelBool } from "./preflight.ts";
 import { parseTaint } from "./taint.ts";
@@ -24,6 +25,8 @@ export interface LivepatchStatus {
   /** The `replace` attribute; undefined on kernels without it (6.1). */
   replace: boolean | undefined;
   state: PatchState;
+  /** The live module's GNU build-id (its notes in /sys/module); undefined when it shows none. */
+  buildId: string | undefined;
 }
 
 export interface LoadedModule {
@@ -75,16 +78,18 @@ export class KernelView {
   }
 
   private async readPatch(name: string): Promise<LivepatchStatus | undefined> {
-    const [enabledText, transitionText, replaceText] = await Promise.all([
+    const [enabledText, transitionText, replaceText, note] = await Promise.all([
       this.fs.readText(livepatchPath(name, "enabled")),
       this.fs.readText(livepatchPath(name, "transition")),
       this.fs.readText(livepatchPath(name, "replace")),
+      this.fs.readBytes(buildIdSysfsPath(name)),
     ]);
     if (enabledText === undefined) return undefined; // gone (or vanishing while we read)
     const enabled = parseKernelBool(enabledText, false);
     const transition = parseKernelBool(transitionText, false);
     const replace = replaceText === undefined ? undefined : parseKernelBool(replaceText, false);
-    return { name, enabled, transition, replace, state: patchState(enabled, transition) };
+    const buildId = note ? parseBuildIdNote(note) : undefined;
+    return { name, enabled, transition, replace, state: patchState(enabled, transition), buildId };
   }
 
   private async readModule(name: string, requireRefcnt = false): Promise<LoadedModule | undefined> {

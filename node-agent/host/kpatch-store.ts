@@ -6,6 +6,13 @@ import { parseModule } from "./parse-module.ts";
 import type { HostFs } from "./ports.ts";
 
 export const KPATCH_DIR = "/var/lib/kpatch";
+/**
+ * Where a module waits while it is being loaded. Nothing loads this directory at boot (kpatch's
+ * `load --all` and its boot service read only /var/lib/kpatch/<release>/), so a module that
+ * crashes the kernel mid-load is not loaded again by the boot that follows. The agent moves a
+ * module into the release directory only once it is live and its soak is over.
+ */
+export const LOADING_DIR = `${KPATCH_DIR}/.loading`;
 /** A staging's temporary file: `.<name>.ko.tmp-<pid>-<8 hex>` (see atomicWrite). */
 const TEMPORARY = /^\..+\.ko\.tmp-\d+-[0-9a-f]{8}$/;
 const FILE_MODE = 0o644;
@@ -22,6 +29,8 @@ export interface InstalledModule {
   /** Module name (from the module itself; from the file name if it cannot be parsed). */
   name: string;
   sha256: string;
+  /** GNU build-id of the file, when it parses and has one. */
+  buildId?: string;
   /** Staged for the running kernel release (kpatch load --all would load it). */
   running: boolean;
 }
@@ -33,6 +42,7 @@ export interface StagedFile {
   bytes: Buffer;
   /** Module name from the module itself, else from the file name. */
   name: string;
+  buildId?: string;
 }
 
 /**
@@ -63,6 +73,7 @@ export class KpatchStore {
           file: staged.file,
           name: staged.name,
           sha256: sha256Hex(staged.bytes),
+          ...(staged.buildId === undefined ? {} : { buildId: staged.buildId }),
           running: release === runningRelease,
         });
       }
@@ -94,7 +105,8 @@ export class KpatchStore {
       const bytes = await this.fs.readBytes(file);
       if (!bytes) continue;
       const parsed = parseModule(bytes, fileName);
-      files.push({ kernelRelease, file, bytes, name: parsed.ok ? parsed.module.name : moduleNameFromFile(fileName) });
+      const buildId = parsed.ok ? parsed.module.buildId : undefined;
+      files.push({ kernelRelease, file, bytes, name: parsed.ok ? parsed.module.name : moduleNameFromFile(fileName), ...(buildId === undefined ? {} : { buildId }) });
     }
     return files;
   }
@@ -142,6 +154,48 @@ export class KpatchStore {
     return { file: target, alreadyInstalled: false };
   }
 
+  /** Writes a module to be loaded into LOADING_DIR (atomically); returns its host path. */
+  async writeLoading(fileName: string, bytes: Uint8Array): Promise<string> {
+    if (!isSafeName(fileName) || !fileName.endsWith(".ko")) {
+      throw hostError("InvalidModuleName", { name: fileName, detail: "not a safe .ko file name" });
+    }
+    await this.ensureDirs(LOADING_DIR);
+    const target = `${LOADING_DIR}/${fileName}`;
+    await this.refuseNonFile(target);
+    await this.atomicWrite(LOADING_DIR, fileName, bytes);
+    return target;
+  }
+
+  /**
+   * Moves a loaded module's file from LOADING_DIR into the release directory (a rename: atomic,
+   * no second copy of the bytes). False when LOADING_DIR has no such file with that digest.
+   */
+  async persistLoading(fileName: string, kernelRelease: string, sha256: string): Promise<boolean> {
+    await this.refuseSymlinks(LOADING_DIR);
+    const from = `${LOADING_DIR}/${fileName}`;
+    if ((await this.fs.stat(from))?.kind !== "file") return false;
+    const bytes = await this.fs.readBytes(from);
+    if (!bytes || sha256Hex(bytes) !== sha256) return false;
+    const dir = this.releaseDir(kernelRelease);
+    await this.ensureDirs(dir);
+    const to = `${dir}/${fileName}`;
+    await this.refuseNonFile(to);
+    await this.fs.rename(from, to);
+    await this.fs.syncDir(dir);
+    await this.syncAndPrune(LOADING_DIR);
+    this.log.info({ file: to, sha256 }, "staged the live patch module for boot");
+    return true;
+  }
+
+  /** Removes a file of LOADING_DIR (the kernel has read it, or the load failed). Idempotent. */
+  async removeLoading(fileName: string): Promise<void> {
+    await this.refuseSymlinks(LOADING_DIR);
+    const file = `${LOADING_DIR}/${fileName}`;
+    if ((await this.fs.stat(file))?.kind !== "file") return;
+    await this.fs.unlink(file);
+    await this.syncAndPrune(LOADING_DIR);
+  }
+
   /** Removes a staged module and prunes its release directory when empty. Idempotent. */
   async remove(name: string, kernelRelease: string): Promise<string | undefined> {
     const dir = this.releaseDir(kernelRelease);
@@ -158,9 +212,9 @@ export class KpatchStore {
    * Removes the temporary files of stagings that never finished (the writer was killed between
    * creating the file and renaming it): kpatch's glob ignores them, but nothing else would ever
    * remove them. Called when the agent starts, before any write of its own; prunes a release
-   * directory left empty. Returns the files removed.
+   * directory left empty. Returns the files removed. `live`: names of the livepatches enabled now.
    */
-  async sweepTemporaries(): Promise<string[]> {
+  async sweepTemporaries(live: ReadonlySet<string> = new Set()): Promise<string[]> {
     const removed: string[] = [];
     for (const release of await this.releases()) {
       const dir = this.releaseDir(release);
@@ -175,7 +229,20 @@ export class KpatchStore {
       }
       if (removed.length > before) await this.syncAndPrune(dir);
     }
-    if (removed.length) this.log.warn({ files: removed }, "removed temporary files of interrupted stagings");
+    // A module waiting in LOADING_DIR whose livepatch is not live belonged to a load that did not
+    // finish, or to a boot that is over (a crash during the soak): it goes.
+    if ((await this.fs.stat(LOADING_DIR))?.kind === "dir") {
+      await this.refuseSymlinks(LOADING_DIR);
+      for (const name of (await this.fs.list(LOADING_DIR)) ?? []) {
+        if (live.has(moduleNameFromFile(name)) && !name.startsWith(".")) continue; // still in its soak
+        const file = `${LOADING_DIR}/${name}`;
+        if ((await this.fs.stat(file))?.kind !== "file") continue;
+        await this.fs.unlink(file);
+        removed.push(file);
+      }
+      await this.syncAndPrune(LOADING_DIR);
+    }
+    if (removed.length) this.log.warn({ files: removed }, "removed temporary files of interrupted stagings and loads");
     return removed;
   }
 

@@ -36,6 +36,7 @@ const ELF_REASONS: readonly Reason[] = ["NotAnELFModule", "WrongArchitecture", "
 const VERIFY_REASONS: readonly Reason[] = [
   ...ELF_REASONS,
   "ModuleTooLarge",
+  "NoBuildId",
   "ChecksumMismatch",
   "InvalidModuleName",
   "NotALivepatch",

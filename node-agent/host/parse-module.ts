@@ -1,3 +1,4 @@
+import { BUILD_ID_SECTION, parseBuildIdNote } from "./build-id.ts";
 import { cString, readElfSections, sectionBytes, type ElfFailure } from "./elf-sections.ts";
 import { modinfoFlag, modinfoValue, parseModinfo, type ModinfoEntry } from "./modinfo.ts";
 import { splitSignature, type SignatureInfo } from "./module-signature.ts";
@@ -27,6 +28,8 @@ export interface ParsedModule {
   intree: boolean;
   retpoline: boolean;
   srcversion?: string;
+  /** GNU build-id (hex) from .note.gnu.build-id: what the kernel shows in /sys/module/<m>/notes. */
+  buildId?: string;
   depends: string[];
   /** An appended signature trailer is present (says nothing about whether the kernel trusts it). */
   signed: boolean;
@@ -66,6 +69,8 @@ export function parseModule(bytes: Uint8Array, fileName?: string): ParseResult {
   const license = modinfoValue(modinfo, "license");
   const srcversion = modinfoValue(modinfo, "srcversion");
   const depends = modinfoValue(modinfo, "depends") ?? "";
+  const note = elf.sections.find((s) => s.name === BUILD_ID_SECTION);
+  const buildId = note ? parseBuildIdNote(sectionBytes(split.module, note)) : undefined;
   return {
     ok: true,
     module: {
@@ -77,6 +82,7 @@ export function parseModule(bytes: Uint8Array, fileName?: string): ParseResult {
       intree: modinfoFlag(modinfo, "intree"),
       retpoline: modinfoFlag(modinfo, "retpoline"),
       ...(srcversion === undefined ? {} : { srcversion }),
+      ...(buildId === undefined ? {} : { buildId }),
       depends: depends.split(",").filter((d) => d.length > 0),
       signed: split.signature !== undefined,
       ...(split.signature === undefined ? {} : { signature: split.signature }),

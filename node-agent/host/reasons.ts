@@ -36,6 +36,10 @@ export const REASONS = {
     message: "{name} was built for kernel {moduleRelease}, the target is {kernelRelease}",
     action: "Build the module against the target kernel release, or target the release it was built for.",
   },
+  NoBuildId: {
+    message: "{name} has no GNU build-id note (.note.gnu.build-id), so the agent cannot check from the kernel that this build is the one running",
+    action: "Build the module with kbuild or kpatch-build, which link modules with --build-id; do not strip the note.",
+  },
   InvalidModuleName: {
     message: "invalid module name {name}: {detail}",
     action: "Use the module's own name (letters, digits, '_' or '-', at most 55 characters).",

@@ -28,6 +28,8 @@ export interface VerifiedModule {
   signature?: SignatureInfo;
   license?: string;
   srcversion?: string;
+  /** GNU build-id (hex): compared with the live module's (/sys/module/<m>/notes) before claiming it. */
+  buildId: string;
   /** Sim-built replace patch (klp_replace=Y); real modules declare replace in code, so false. */
   simReplace: boolean;
 }
@@ -59,6 +61,7 @@ export function verifyModule(bytes: Uint8Array, expect: VerifyExpectation, maxBy
     ...(m.signature === undefined ? {} : { signature: m.signature }),
     ...(m.license === undefined ? {} : { license: m.license }),
     ...(m.srcversion === undefined ? {} : { srcversion: m.srcversion }),
+    buildId: m.buildId!, // checkModule refuses a module without one
     simReplace: modinfoFlag(m.modinfo, "klp_replace"),
   };
 }

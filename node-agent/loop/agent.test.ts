@@ -4,11 +4,14 @@
  * integration suite).
  */
 import { createHash } from "node:crypto";
-import { existsSync, readdirSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { API_VERSION, KIND, type KernelLivePatch, type NodeEntry } from "../../crds/schema.ts";
+import { buildIdSysfsPath, parseBuildIdNote } from "../host/build-id.ts";
+import { parseModule } from "../host/parse-module.ts";
 import { buildSimModule } from "../sim/build-module.ts";
+import { configureSimHost, rebootSimHost } from "../sim/layout.ts";
 import { createTestHost, type TestHost } from "../sim/test-host.ts";
 import { Agent, type AgentApi } from "./agent.ts";
 import type { Action } from "./plan.ts";
@@ -22,12 +25,16 @@ const v1 = buildSimModule({ name: "klp_fix_v1", vermagic: RELEASE });
 const v2 = buildSimModule({ name: "klp_fix_v2", vermagic: RELEASE, replace: true });
 const wrongRelease = buildSimModule({ name: "klp_other", vermagic: "6.1.0-99-amd64" });
 const signed = buildSimModule({ name: "klp_signed", vermagic: RELEASE, signed: true });
-const files = new Map<string, Uint8Array>([v1, v2, wrongRelease, signed].map((b) => [sha(b), b]));
+/** Another build under v1's module name (what a rebuilt fix looks like). */
+const v1Rebuilt = buildSimModule({ name: "klp_fix_v1", vermagic: RELEASE, extraModinfo: [["description", "rebuilt"]] });
+const files = new Map<string, Uint8Array>([v1, v2, wrongRelease, signed, v1Rebuilt].map((b) => [sha(b), b]));
+/** A digest whose source fails with an unexpected error (not a SourceUnavailable). */
+const THROWING_SOURCE = "e".repeat(64);
 
 /** In-memory resources: entries applied by the agent are merged like server-side apply would. */
 class FakeCluster implements AgentApi {
   readonly patches = new Map<string, KernelLivePatch>();
-  readonly writes: Array<{ patch: string; phase: string }> = [];
+  readonly writes: Array<{ patch: string; phase: string; sha256?: string | undefined }> = [];
   readonly events: Array<{ patch: string; type: string; reason: string }> = [];
   agent: Agent | undefined;
   /** Every version of every patch, as a watch could deliver it late. */
@@ -67,7 +74,7 @@ class FakeCluster implements AgentApi {
   }
 
   async applyEntry(patch: string, entry: NodeEntry): Promise<string | undefined> {
-    this.writes.push({ patch, phase: entry.phase });
+    this.writes.push({ patch, phase: entry.phase, sha256: entry.sha256 });
     this.change(patch, (p) => {
       p.status ??= {};
       p.status.nodes = [...(p.status.nodes ?? []).filter((e) => e.nodeName !== entry.nodeName), entry];
@@ -95,6 +102,7 @@ let duringFetch: (() => void) | undefined;
 const sources: ModuleSources = {
   async fetch(m) {
     fetches++;
+    if (m.sha256 === THROWING_SOURCE) throw new TypeError("Invalid URL");
     const hook = duringFetch;
     duringFetch = undefined;
     hook?.();
@@ -225,7 +233,7 @@ describe("agent loop on a simulated host", () => {
     expect(cluster.entry("p-good")).toMatchObject({ phase: "Loaded" });
     expect(cluster.entry("p-bad")).toMatchObject({ phase: "Failed", reason: "VermagicMismatch" });
     // The refusal came from the check before any host action, never from acting on p-bad.
-    expect(actions.map((a) => `${a.patch} ${a.action.op} ${a.outcome}`)).toEqual(["p-good installAndLoad ok"]);
+    expect(actions.map((a) => `${a.patch} ${a.action.op} ${a.outcome}`)).toEqual(["p-good installAndLoad ok", "p-good install ok"]);
     await agent.stop();
   });
 
@@ -280,7 +288,9 @@ describe("agent loop on a simulated host", () => {
     expect(cluster.writes.slice(writesBefore).map((w) => w.phase)).toEqual(["Loading", "Loaded"]);
     expect(actions.filter((a) => a.patch === "p1").map((a) => `${a.action.op} ${"module" in a.action ? a.action.module.name : a.action.name}`)).toEqual([
       "installAndLoad klp_fix_v1",
+      "install klp_fix_v1", // staged for boot once live (no soak here)
       "installAndLoad klp_fix_v2",
+      "install klp_fix_v2",
       "removeLeftover klp_fix_v1",
       "uninstall klp_fix_v1",
     ]);
@@ -385,7 +395,119 @@ describe("agent loop on a simulated host", () => {
     cluster.change("p1", (p) => ((p.spec.state = "Unloaded"), (p.metadata.generation = 2)));
     await settle(agent);
     expect(cluster.entry("p1")?.phase).toBe("Unloaded");
-    expect(crashes).toEqual(["before-stage", "after-stage", "after-load", "before-unload", "after-unload"]);
+    // The second before-stage/after-stage pair: the live module staged for boot after its soak.
+    expect(crashes).toEqual(["before-stage", "after-stage", "after-load", "before-stage", "after-stage", "before-unload", "after-unload"]);
+    await agent.stop();
+  });
+});
+
+describe("faults stay where they happen and the status never lies", () => {
+  const liveBuildId = (name: string) => parseBuildIdNote(readFileSync(path.join(host.root, buildIdSysfsPath(name).slice(1))));
+  const buildIdOf = (bytes: Uint8Array) => (parseModule(bytes) as { ok: true; module: { buildId: string } }).module.buildId;
+  const nextGeneration = (p: KernelLivePatch) => {
+    p.metadata.generation = (p.metadata.generation ?? 1) + 1;
+    p.status!.rollout = { generation: p.metadata.generation, admitted: [NODE], halted: false };
+  };
+
+  it("a rebuild under the same module name is never reported Loaded while the old build runs: unload, then load", async () => {
+    const { cluster, start, settle } = await setup();
+    const agent = start();
+    cluster.add("p1", v1);
+    await settle(agent);
+    expect(liveBuildId("klp_fix_v1")).toBe(buildIdOf(v1));
+    const before = cluster.writes.length;
+    cluster.change("p1", (p) => {
+      p.spec.modules = [{ kernelRelease: RELEASE, sha256: sha(v1Rebuilt), url: "https://example.invalid/rebuilt.ko" }];
+      nextGeneration(p);
+    });
+    await settle(agent);
+    expect(cluster.entry("p1")).toMatchObject({ phase: "Loaded", sha256: sha(v1Rebuilt) });
+    expect(liveBuildId("klp_fix_v1")).toBe(buildIdOf(v1Rebuilt));
+    expect(cluster.writes.slice(before).map((w) => `${w.phase} ${w.sha256 === sha(v1) ? "old" : "new"}`)).toEqual(["Unloading old", "Loading new", "Loaded new"]);
+    await agent.stop();
+  });
+
+  it("a livepatch of the same name that the agent did not load is reported, never claimed, never unloaded", async () => {
+    const { cluster, actions, start, settle } = await setup();
+    const byHand = path.join(host.root, "by-hand.ko");
+    writeFileSync(byHand, v1Rebuilt);
+    await host.sim.insmod(byHand);
+    const agent = start();
+    cluster.add("p1", v1);
+    await settle(agent);
+    expect(cluster.entry("p1")).toMatchObject({ phase: "Failed", reason: "ForeignLivepatch" });
+    expect(liveBuildId("klp_fix_v1")).toBe(buildIdOf(v1Rebuilt));
+    expect(actions).toEqual([]);
+    await agent.stop();
+  });
+
+  it("a reboot during the soak (a crash) fails the patch on the node: not loaded again, nothing left in /var/lib/kpatch", async () => {
+    const { cluster, actions, start, settle } = await setup();
+    let agent = start();
+    cluster.add("p1", v1, { rollout: { maxUnavailable: 1, paused: false, failureThreshold: 1, soakSeconds: 3600 } });
+    await settle(agent);
+    expect(cluster.entry("p1")).toMatchObject({ phase: "Loaded" });
+    expect(staged("klp_fix_v1")).toBe(false); // not staged for boot before the soak is over
+    await agent.stop();
+    await rebootSimHost(host.root);
+    agent = start();
+    await settle(agent);
+    expect(cluster.entry("p1")).toMatchObject({ phase: "Failed", reason: "RebootDuringSoak" });
+    expect(inKernel("klp_fix_v1")).toBe(false);
+    expect(actions.filter((a) => a.action.op === "installAndLoad")).toHaveLength(1);
+    expect(readdirSync(path.join(host.root, "var/lib/kpatch"))).toEqual([]);
+    await agent.stop();
+  });
+
+  it("a reboot while Loading fails the patch on the node naming the reboot, and does not load it again", async () => {
+    const { cluster, actions, start, settle } = await setup();
+    cluster.add("p1", v1);
+    cluster.change("p1", (p) => {
+      p.status!.nodes = [{ nodeName: NODE, phase: "Loading", moduleName: "klp_fix_v1", sha256: sha(v1), bootID: "the-boot-that-crashed", observedGeneration: 1 }];
+    });
+    const agent = start();
+    await settle(agent);
+    expect(cluster.entry("p1")).toMatchObject({ phase: "Failed", reason: "RebootDuringLoad" });
+    expect(cluster.entry("p1")?.message).toContain("the-boot-that-crashed");
+    expect(actions).toEqual([]);
+    await agent.stop();
+  });
+
+  it("a source that throws fails only its own patch: another patch's Unloaded is still carried out", async () => {
+    const { cluster, start, settle } = await setup();
+    const agent = start();
+    cluster.add("p-live", v1);
+    await settle(agent);
+    cluster.add("p-bad", v1, { modules: [{ kernelRelease: RELEASE, sha256: THROWING_SOURCE, url: "https://example.invalid/bad.ko" }] });
+    cluster.change("p-live", (p) => {
+      p.spec.state = "Unloaded";
+      nextGeneration(p);
+    });
+    await settle(agent);
+    expect(cluster.entry("p-bad")).toMatchObject({ phase: "Failed", reason: "AgentError" });
+    expect(cluster.entry("p-live")).toMatchObject({ phase: "Unloaded" });
+    expect(inKernel("klp_fix_v1")).toBe(false);
+    await agent.stop();
+  });
+
+  it("an unload that stalls is retried on a schedule, not back to back: one attempt, a stable Stalled entry", async () => {
+    const { cluster, actions, start, settle } = await setup();
+    const agent = start();
+    cluster.add("p1", v1);
+    await settle(agent);
+    await configureSimHost(host.root, { stall: true });
+    cluster.change("p1", (p) => {
+      p.spec.state = "Unloaded";
+      nextGeneration(p);
+    });
+    await settle(agent);
+    for (let i = 0; i < 5; i++) {
+      cluster.push(); // watch events do not make it try again before its time
+      await settle(agent);
+    }
+    expect(actions.filter((a) => a.action.op === "unload").map((a) => a.outcome)).toEqual(["TransitionStalled"]);
+    expect(cluster.entry("p1")).toMatchObject({ phase: "Stalled", reason: "TransitionStalled" });
+    expect(cluster.writes.slice(-2).map((w) => w.phase)).toEqual(["Unloading", "Stalled"]);
     await agent.stop();
   });
 });

@@ -17,6 +17,7 @@ import type { CrashPoint } from "../config.ts";
 import type { AgentMetrics } from "./agent-metrics.ts";
 import type { LoopState } from "./health.ts";
 import { decide, previousModule, replacedEntry, type Action, type EntryUpdate, type HostView, type ModuleRef, type PatchView, type Want } from "./plan.ts";
+import { HOST_RETRY, RetrySchedule, SOURCE_RETRY } from "./retry-schedule.ts";
 import { SourceUnavailable, type ModuleSources } from "./sources.ts";
 
 /** The agent's view of the API: what it reads arrives through `update*`; these are its writes. */
@@ -46,6 +47,7 @@ export interface AgentDeps {
 
 interface Resolved {
   readonly name: string;
+  readonly buildId: string;
   bytes: Uint8Array | undefined;
 }
 
@@ -57,6 +59,8 @@ export class Agent {
   private stopped = false;
   private timer: NodeJS.Timeout | undefined;
   private retries = 0;
+  /** When each failed operation (and each unreachable source) may be tried again. */
+  private readonly schedule = new RetrySchedule();
   /** Module name (and bytes until installed) per digest, so a file is fetched once. */
   private readonly resolved = new Map<string, Resolved>();
   private readonly log: Logger;
@@ -88,6 +92,9 @@ export class Agent {
     }
     const present = new Set(parsed.map(writeKey));
     for (const k of this.written.keys()) if (!present.has(k)) this.written.delete(k);
+    this.schedule.retain((key) => present.has(key.slice(0, key.indexOf(" "))));
+    const digests = new Set(parsed.flatMap((p) => p.spec.modules.map((m) => m.sha256)));
+    for (const sha of this.resolved.keys()) if (!digests.has(sha)) this.resolved.delete(sha);
     this.patches = parsed.sort(byCreation);
     this.kick();
   }
@@ -200,7 +207,10 @@ export class Agent {
     this.deps.metrics?.hostRead(host);
     const labels = this.labels; // as for the patches below: one set for the whole pass
     if (labels === undefined) return { acted: false }; // the Node went away meanwhile
+    const now = this.now().getTime();
     const hostView: HostView = {
+      bootId: host.bootId,
+      now,
       livepatches: host.livepatches,
       modules: host.modules,
       installed: host.installed.filter((i) => i.running),
@@ -213,7 +223,7 @@ export class Agent {
     const views: PatchView[] = [];
     const writes: Array<Promise<unknown>> = [];
     for (const p of patches) {
-      const view = await this.view(p, host, labels);
+      const view = await this.view(p, host, labels, now);
       const failure = view.failure;
       if (failure) {
         // The module was refused before any host action (digest, vermagic, source): say so on
@@ -237,6 +247,12 @@ export class Agent {
         waitMs = Math.min(waitMs ?? Infinity, d.ms);
       }
       if (d.kind === "act" && !acted) {
+        // An operation that failed before waits for its turn; the entry says what it said.
+        const dueIn = this.schedule.dueInMs(retryKey(patch, d.action), now);
+        if (dueIn > 0) {
+          waitMs = Math.min(waitMs ?? Infinity, dueIn);
+          continue;
+        }
         acted = true;
         await Promise.all(writes.splice(0));
         if (d.before) await this.write(patch, view.entry, d.before, host);
@@ -248,29 +264,40 @@ export class Agent {
   }
 
   /** The decision's input for one patch; resolving the module may need the file (its name). */
-  private async view(p: KernelLivePatch, host: HostState, labels: Record<string, string>): Promise<{ view: PatchView; failure?: EntryUpdate }> {
+  private async view(p: KernelLivePatch, host: HostState, labels: Record<string, string>, now: number): Promise<{ view: PatchView; failure?: EntryUpdate }> {
     const node = this.deps.nodeName;
     const entry = p.status?.nodes?.find((e) => e.nodeName === node);
     const generation = p.metadata.generation ?? 0;
     const admitted = p.status?.rollout?.generation === generation && p.status.rollout.admitted.includes(node);
-    const base = { name: p.metadata.name, generation, admitted, entry };
+    const base = { name: p.metadata.name, generation, admitted, entry, soakSeconds: p.spec.rollout.soakSeconds };
     const targets = selectorMatches(p.spec.nodeSelector, labels);
     if (p.metadata.deletionTimestamp || !targets || p.spec.state === "Unloaded") return { view: { ...base, want: { kind: "absent" } } };
     const m = moduleForRelease(p.spec.modules, host.kernelRelease);
     if (!m) return { view: { ...base, want: { kind: "notApplicable" } } };
     const kind = p.spec.state === "Staged" ? "staged" : "loaded";
-    const known = this.resolved.get(m.sha256)?.name ?? (entry?.sha256 === m.sha256 ? entry.moduleName : undefined);
-    if (known) return { view: { ...base, want: { kind, module: { name: known, sha256: m.sha256 } } } };
+    const cached = this.resolved.get(m.sha256);
+    const stagedCopy = host.installed.find((i) => i.running && i.sha256 === m.sha256 && i.buildId !== undefined);
+    const known = cached?.name ?? (entry?.sha256 === m.sha256 ? entry.moduleName : undefined) ?? stagedCopy?.name;
+    const buildId = cached?.buildId ?? stagedCopy?.buildId;
+    // A livepatch of that name is live: its build must be compared with the file's, so read it.
+    const liveNamed = known !== undefined && host.livepatches.some((lp) => lp.name === known);
+    if (known && (buildId !== undefined || !liveNamed)) return { view: { ...base, want: { kind, module: { name: known, sha256: m.sha256, buildId } } } };
     // Nothing can happen before admission, and the name is only needed then; nor after a failure
     // that is final for this generation and digest (fetching the file again changes nothing).
-    const unresolved: Want = { kind, module: { name: m.moduleName?.replace(/-/g, "_") ?? `sha256-${m.sha256.slice(0, 12)}`, sha256: m.sha256 } };
-    if (!admitted || isFinalFailure(entry, generation, m.sha256)) return { view: { ...base, want: unresolved } };
+    const unresolved: Want = { kind, module: { name: known ?? m.moduleName?.replace(/-/g, "_") ?? `sha256-${m.sha256.slice(0, 12)}`, sha256: m.sha256 } };
+    if (!liveNamed && (!admitted || isFinalFailure(entry, generation, m.sha256))) return { view: { ...base, want: unresolved } };
+    const key = `${writeKey(p)} source ${m.sha256}`;
+    if (this.schedule.dueInMs(key, now) > 0) return { view: { ...base, admitted: false, want: unresolved } };
     try {
       const r = await this.resolve(m, host.kernelRelease);
-      return { view: { ...base, want: { kind, module: { name: r.name, sha256: m.sha256 } } } };
+      this.schedule.succeeded(key);
+      return { view: { ...base, want: { kind, module: { name: r.name, sha256: m.sha256, buildId: r.buildId } } } };
     } catch (err) {
-      // Hold still (nothing new is admitted to happen) and report why.
-      return { view: { ...base, admitted: false, want: unresolved }, failure: this.failureOf(err, m.sha256) };
+      // Hold still (nothing new is admitted to happen) and report why; a failure that may pass
+      // (an unreachable source) is tried again on its own schedule, never in a loop.
+      const failure = this.failureOf(err, m.sha256);
+      if (failure.sha256 === undefined) this.later(this.schedule.failed(key, SOURCE_RETRY, now, Math.random()));
+      return { view: { ...base, admitted: false, want: unresolved }, failure };
     }
   }
 
@@ -283,15 +310,18 @@ export class Agent {
       kernelRelease,
       ...(m.moduleName ? { moduleName: m.moduleName.replace(/-/g, "_") } : {}),
     });
-    const r = { name: verified.name, bytes };
+    const r = { name: verified.name, buildId: verified.buildId, bytes };
     this.resolved.set(m.sha256, r);
     return r;
   }
 
+  /**
+   * The entry a failure of one patch's operation becomes: never thrown out of the pass, so the
+   * agent's other patches (their unloads included) go on. A failure without a digest is not
+   * final: it is retried on its schedule.
+   */
   private failureOf(err: unknown, sha256: string): EntryUpdate {
     if (err instanceof SourceUnavailable) {
-      // Not final: no digest recorded, so the next pass tries again (with the pass backoff).
-      this.later(this.backoffMs(5000));
       return { phase: "Failed", reason: "SourceUnavailable", message: err.message };
     }
     if (isHostError(err)) {
@@ -304,7 +334,8 @@ export class Agent {
         stalledTasks: stalled ? err.details?.stalledTasks?.slice(0, 32).map((t) => ({ pid: t.pid, comm: t.comm })) : undefined,
       };
     }
-    throw err;
+    this.log.error({ err }, "unexpected failure of a patch's operation");
+    return { phase: "Failed", reason: "AgentError", message: `the agent failed unexpectedly: ${String((err as Error)?.message ?? err).slice(0, 512)}` };
   }
 
   private async act(patch: KernelLivePatch, view: PatchView, action: Action, host: HostState, views: readonly PatchView[]): Promise<void> {
@@ -317,14 +348,16 @@ export class Agent {
       switch (action.op) {
         case "install":
           crash("before-stage");
-          await this.install(patch, action.module, host.kernelRelease);
+          if (!(await driver.persistLoaded(action.module.name, host.kernelRelease, action.module.sha256))) {
+            await this.install(patch, action.module, host.kernelRelease);
+          }
           crash("after-stage");
           break;
         case "installAndLoad": {
           crash("before-stage");
-          await this.install(patch, action.module, host.kernelRelease);
+          const bytes = await this.moduleBytes(patch, host.kernelRelease);
           crash("after-stage");
-          const r = await driver.load(action.module.name, timeout);
+          const r = await driver.loadVerified(bytes, { kernelRelease: host.kernelRelease, name: action.module.name, sha256: action.module.sha256 }, timeout);
           crash("after-load");
           log.info({ module: action.module.name, replaced: r.replaced, transitionMs: r.transitionMs }, "loaded");
           const replacing = r.replaced.length ? `, replacing ${r.replaced.join(", ")}` : "";
@@ -348,11 +381,14 @@ export class Agent {
           log.info({ module: action.name }, "uninstalled");
           break;
       }
+      this.schedule.succeeded(retryKey(patch, action));
       this.deps.onAction?.(patch.metadata.name, action, "ok");
       this.deps.metrics?.hostOperation(action.op, "success", (Date.now() - started) / 1000);
     } catch (err) {
       const sha = "module" in action ? action.module.sha256 : (view.entry?.sha256 ?? "");
       const failure = this.failureOf(err, sha);
+      const retryIn = this.schedule.failed(retryKey(patch, action), HOST_RETRY, this.now().getTime(), Math.random());
+      this.later(retryIn);
       const target = "module" in action ? action.module.name : action.name;
       log.warn({ reason: failure.reason, err: (err as Error).message, ms: Date.now() - started }, "host operation failed");
       this.deps.api.event(ref(patch), "Warning", failure.reason ?? "Failed", `${this.deps.nodeName}: ${failure.message}`);
@@ -363,12 +399,18 @@ export class Agent {
     }
   }
 
-  private async install(patch: KernelLivePatch, m: ModuleRef, kernelRelease: string): Promise<void> {
+  /** The module file for this node, read once; the agent keeps no copy after handing it over. */
+  private async moduleBytes(patch: KernelLivePatch, kernelRelease: string): Promise<Uint8Array> {
     const spec = moduleForRelease(patch.spec.modules, kernelRelease)!;
     const r = await this.resolve(spec, kernelRelease);
     const bytes = r.bytes ?? (await this.deps.sources.fetch(spec));
+    r.bytes = undefined; // on the host from now on: not in the agent's memory
+    return bytes;
+  }
+
+  private async install(patch: KernelLivePatch, m: ModuleRef, kernelRelease: string): Promise<void> {
+    const bytes = await this.moduleBytes(patch, kernelRelease);
     await this.deps.driver.install(bytes, { kernelRelease, name: m.name, sha256: m.sha256, overwrite: true });
-    r.bytes = undefined; // staged on the host now; do not keep the file in the agent's memory
   }
 
   /** After an atomic replace, say so on the replaced patches' entries (they must not load back). */
@@ -466,6 +508,11 @@ function byCreation(a: KernelLivePatch, b: KernelLivePatch): number {
   const ta = a.metadata.creationTimestamp ?? "";
   const tb = b.metadata.creationTimestamp ?? "";
   return ta === tb ? compare(a.metadata.name, b.metadata.name) : compare(ta, tb);
+}
+
+/** One operation of one patch, for its retry schedule (starts with the patch's writeKey). */
+function retryKey(p: KernelLivePatch, action: Action): string {
+  return `${writeKey(p)} ${action.op} ${"module" in action ? action.module.name : action.name}`;
 }
 
 function writeKey(p: KernelLivePatch): string {

@@ -2,10 +2,11 @@ import { describe, expect, it } from "vitest";
 import type { NodeEntry } from "../../crds/schema.ts";
 import { decide, type HostView, type PatchView } from "./plan.ts";
 
-const v1 = { name: "klp_v1", sha256: "1".repeat(64) };
-const v2 = { name: "klp_v2", sha256: "2".repeat(64) };
-const host = (h: Partial<HostView> = {}): HostView => ({ livepatches: [], modules: [], installed: [], blockers: [], ...h });
-const live = (name: string) => ({ name, enabled: true, transition: false });
+const v1 = { name: "klp_v1", sha256: "1".repeat(64), buildId: "b1" };
+const v2 = { name: "klp_v2", sha256: "2".repeat(64), buildId: "b2" };
+const BUILD_IDS: Record<string, string> = { klp_v1: "b1", klp_v2: "b2" };
+const host = (h: Partial<HostView> = {}): HostView => ({ bootId: "boot-1", now: Date.parse("2026-12-03T08:00:00Z"), livepatches: [], modules: [], installed: [], blockers: [], ...h });
+const live = (name: string, buildId = BUILD_IDS[name]) => ({ name, enabled: true, transition: false, buildId });
 const entry = (e: Partial<NodeEntry>): NodeEntry => ({ nodeName: "n1", phase: "Loaded", observedGeneration: 1, ...e });
 const patch = (p: Partial<PatchView>): PatchView => ({
   name: "p1",
@@ -13,6 +14,7 @@ const patch = (p: Partial<PatchView>): PatchView => ({
   want: { kind: "loaded", module: v1 },
   admitted: true,
   entry: undefined,
+  soakSeconds: 0,
   ...p,
 });
 const summary = (d: ReturnType<typeof decide>): string => {
@@ -36,7 +38,62 @@ describe("decide", () => {
     ["loaded and staged: report", patch({}), host({ livepatches: [live("klp_v1")], installed: [v1] }), [], "report Loaded"],
     ["loaded but not staged (e.g. by hand): stage without a status write", patch({}), host({ livepatches: [live("klp_v1")] }), [], "install klp_v1"],
     ["not admitted but already live (restart): report Loaded", patch({ admitted: false }), host({ livepatches: [live("klp_v1")], installed: [v1] }), [], "report Loaded"],
-    ["in transition: wait", patch({}), host({ livepatches: [{ name: "klp_v1", enabled: true, transition: true }] }), [], "wait Loading"],
+    ["in transition: wait", patch({}), host({ livepatches: [{ name: "klp_v1", enabled: true, transition: true, buildId: "b1" }] }), [], "wait Loading"],
+    // The status never lies: the live build is compared with the verified file's.
+    [
+      "another build of this name live, our entry names the earlier build: unload it first",
+      patch({ generation: 2, want: { kind: "loaded", module: { ...v1, sha256: "3".repeat(64), buildId: "b3" } }, entry: entry({ moduleName: "klp_v1", sha256: v1.sha256 }) }),
+      host({ livepatches: [live("klp_v1")], installed: [v1] }),
+      [],
+      "unload klp_v1 after Unloading",
+    ],
+    ["another build of this name live that the agent did not load: Failed, left alone", patch({}), host({ livepatches: [live("klp_v1", "b9")] }), [], "report Failed ForeignLivepatch"],
+    ["a live module of this name without a build-id in sysfs: Failed, never claimed", patch({}), host({ livepatches: [{ name: "klp_v1", enabled: true, transition: false }] }), [], "report Failed ForeignLivepatch"],
+    ["another build mid-transition that the agent did not load: Failed at once", patch({}), host({ livepatches: [{ name: "klp_v1", enabled: true, transition: true, buildId: "b9" }] }), [], "report Failed ForeignLivepatch"],
+    // A bad patch cannot hurt a node twice.
+    [
+      "rebooted while Loading, module not live: Failed, not loaded again",
+      patch({ entry: entry({ phase: "Loading", moduleName: "klp_v1", sha256: v1.sha256, bootID: "boot-0" }) }),
+      host(),
+      [],
+      "report Failed RebootDuringLoad",
+    ],
+    [
+      "rebooted while Loaded in its soak (not staged for boot): Failed, not loaded again",
+      patch({ entry: entry({ phase: "Loaded", moduleName: "klp_v1", sha256: v1.sha256, bootID: "boot-0" }) }),
+      host(),
+      [],
+      "report Failed RebootDuringSoak",
+    ],
+    [
+      "rebooted after the soak (staged for boot): loaded again",
+      patch({ entry: entry({ phase: "Loaded", moduleName: "klp_v1", sha256: v1.sha256, bootID: "boot-0" }) }),
+      host({ installed: [v1] }),
+      [],
+      "installAndLoad klp_v1 after Loading",
+    ],
+    [
+      "live and verified, soak not over: Loaded, not staged for boot yet",
+      patch({ soakSeconds: 600, entry: entry({ phase: "Loaded", moduleName: "klp_v1", sha256: v1.sha256, bootID: "boot-1", lastTransitionTime: "2026-12-03T07:55:00Z" }) }),
+      host({ livepatches: [live("klp_v1")] }),
+      [],
+      "wait Loaded",
+    ],
+    [
+      "live and verified, soak over: staged for boot",
+      patch({ soakSeconds: 600, entry: entry({ phase: "Loaded", moduleName: "klp_v1", sha256: v1.sha256, bootID: "boot-1", lastTransitionTime: "2026-12-03T07:45:00Z" }) }),
+      host({ livepatches: [live("klp_v1")] }),
+      [],
+      "install klp_v1",
+    ],
+    // Bounded retries: a stalled unload is retried as Stalled, not flipped back to Unloading.
+    [
+      "Unloaded wanted, the last unload stalled: try again without an Unloading write",
+      patch({ want: { kind: "absent" }, entry: entry({ phase: "Stalled", moduleName: "klp_v1", sha256: v1.sha256 }) }),
+      host({ livepatches: [live("klp_v1")], installed: [v1] }),
+      [],
+      "unload klp_v1",
+    ],
     [
       "a failure is final for the generation",
       patch({ entry: entry({ phase: "Failed", sha256: v1.sha256, reason: "VermagicMismatch" }) }),

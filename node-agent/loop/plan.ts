@@ -9,6 +9,8 @@ import type { NodeEntry, NodePhase } from "../../crds/schema.ts";
 export interface ModuleRef {
   readonly name: string;
   readonly sha256: string;
+  /** The verified file's GNU build-id, once the agent has read the file (or its staged copy). */
+  readonly buildId?: string | undefined;
 }
 
 /** What the resource wants on this node, already resolved for the node's kernel release. */
@@ -25,10 +27,15 @@ export interface PatchView {
   readonly admitted: boolean;
   /** This node's entry in the patch's status, as last written. */
   readonly entry: NodeEntry | undefined;
+  /** spec.rollout.soakSeconds: a module is staged for boot only once it has been live this long. */
+  readonly soakSeconds: number;
 }
 
 export interface HostView {
-  readonly livepatches: ReadonlyArray<{ name: string; enabled: boolean; transition: boolean }>;
+  readonly bootId: string;
+  /** The time of the read (epoch ms). */
+  readonly now: number;
+  readonly livepatches: ReadonlyArray<{ name: string; enabled: boolean; transition: boolean; buildId?: string | undefined }>;
   readonly modules: ReadonlyArray<{ name: string; leftover: boolean }>;
   /** Modules staged for the running kernel release. */
   readonly installed: ReadonlyArray<{ name: string; sha256: string }>;
@@ -90,7 +97,9 @@ function decideAbsent(patch: PatchView, host: HostView): Decision {
   const entry = patch.entry;
   if (!entry) return { kind: "none" };
   const cleanup = cleanupOf(entry.moduleName, host);
-  const before: EntryUpdate = { phase: "Unloading", moduleName: entry.moduleName, sha256: entry.sha256, previousModuleName: entry.previousModuleName };
+  // A retry after a stall keeps the entry Stalled (stable for whoever watches it) until it works.
+  const before: EntryUpdate | undefined =
+    entry.phase === "Stalled" ? undefined : { phase: "Unloading", moduleName: entry.moduleName, sha256: entry.sha256, previousModuleName: entry.previousModuleName };
   if (cleanup) return { kind: "act", action: cleanup, before };
   // The module an interrupted spec change left behind goes too (after the current one).
   const previous = cleanupOf(entry.previousModuleName, host);
@@ -133,12 +142,19 @@ function decidePresent(patch: PatchView, kind: "loaded" | "staged", m: ModuleRef
   }
   const lp = host.livepatches.find((p) => p.name === m.name);
   const staged = host.installed.find((i) => i.name === m.name);
+  const rebooted = rebootFailure(patch, m, host, lp !== undefined);
+  if (rebooted) return { kind: "report", entry: rebooted };
   // The module the spec named before (a cumulative v1 when it now names v2): kept in the entry
   // until it is off the host, so a restart or a failure in between does not forget it.
   const previous = previousModule(entry, m.name, host);
   const cleanupPrevious = previous ? cleanupOf(previous, host) : undefined;
   const ref = { moduleName: m.name, sha256: m.sha256, previousModuleName: previous };
 
+  // Another build under this name (even mid-transition) is never reported as this patch's.
+  if (lp && m.buildId !== undefined && lp.buildId !== m.buildId) {
+    const d = notThisBuild(patch, m, lp.buildId, ref);
+    return d.kind === "act" && lp.transition ? { kind: "wait", ms: 1000, entry: d.before ?? { phase: "Unloading", ...ref } } : d;
+  }
   if (lp?.transition) {
     return { kind: "wait", ms: 1000, entry: { phase: lp.enabled ? "Loading" : "Unloading", ...ref } };
   }
@@ -155,11 +171,18 @@ function decidePresent(patch: PatchView, kind: "loaded" | "staged", m: ModuleRef
   }
 
   if (lp?.enabled) {
-    // Live: keep the staged copy in step (the host reloads it at boot), then retire the
-    // patch's previous module, then report.
-    if (staged?.sha256 !== m.sha256) return { kind: "act", action: { op: "install", module: m }, before: undefined };
+    if (lp.buildId === undefined || lp.buildId !== m.buildId) return notThisBuild(patch, m, lp.buildId, ref);
+    // Live and verified: once the soak is over, stage it for boot (until then a crash must not
+    // bring it back at boot), then retire the patch's previous module, then report.
+    const loaded: EntryUpdate = { phase: "Loaded", moduleName: m.name, sha256: m.sha256 };
+    if (staged?.sha256 !== m.sha256) {
+      const since = entry?.phase === "Loaded" && entry.sha256 === m.sha256 && entry.lastTransitionTime ? Date.parse(entry.lastTransitionTime) : host.now;
+      const soakLeft = since + patch.soakSeconds * 1000 - host.now;
+      if (soakLeft > 0) return { kind: "wait", ms: soakLeft, entry: { ...loaded, previousModuleName: previous } };
+      return { kind: "act", action: { op: "install", module: m }, before: undefined };
+    }
     if (cleanupPrevious) return { kind: "act", action: cleanupPrevious, before: undefined };
-    return { kind: "report", entry: { phase: "Loaded", moduleName: m.name, sha256: m.sha256 } };
+    return { kind: "report", entry: loaded };
   }
 
   const replacer = replacedBy(patch, m, host, others);
@@ -175,6 +198,48 @@ function decidePresent(patch: PatchView, kind: "loaded" | "staged", m: ModuleRef
   const blocker = host.blockers[0];
   if (blocker) return { kind: "report", entry: { phase: "Failed", ...ref, reason: blocker.reason, message: blocker.message } };
   return { kind: "act", action: { op: "installAndLoad", module: m }, before: { phase: "Loading", ...ref } };
+}
+
+/**
+ * A livepatch of this name is live, but not the verified build: never reported as this patch's.
+ * When this patch's entry says the node runs an earlier build of it (the spec moved to a rebuild
+ * under the same module name), that build is unloaded so the new one can load; anything else
+ * (loaded by hand, by another tool) is refused with a reason and left alone.
+ */
+function notThisBuild(patch: PatchView, m: ModuleRef, liveBuildId: string | undefined, ref: Omit<EntryUpdate, "phase">): Decision {
+  const entry = patch.entry;
+  const ourEarlierBuild = entry?.moduleName === m.name && entry.sha256 !== undefined && entry.sha256 !== m.sha256 && !FAILED.includes(entry.phase);
+  if (ourEarlierBuild) {
+    if (!patch.admitted) return { kind: "none" };
+    return { kind: "act", action: { op: "unload", name: m.name }, before: { phase: "Unloading", moduleName: m.name, sha256: entry.sha256, previousModuleName: entry.previousModuleName } };
+  }
+  if (m.buildId === undefined) return { kind: "none" }; // the file is not read yet: nothing to compare
+  const message =
+    liveBuildId === undefined
+      ? `a livepatch named ${m.name} is live but the kernel shows no build-id for it, so it cannot be verified as this patch's module; the agent leaves it alone`
+      : `a livepatch named ${m.name} is live with build-id ${liveBuildId}, not this patch's module (build-id ${m.buildId}); the agent does not unload what it did not load: remove it, then retry`;
+  return { kind: "report", entry: { ...ref, phase: "Failed", reason: "ForeignLivepatch", message } };
+}
+
+/**
+ * The node rebooted while this patch's module was loading, or live but still in its soak (not
+ * yet staged for boot), and the module is not live now: a failure of the patch on this node.
+ * It is not loaded again (a module that crashed the kernel must not crash it twice); the
+ * operator counts the failure and halts the rollout.
+ */
+function rebootFailure(patch: PatchView, m: ModuleRef, host: HostView, live: boolean): EntryUpdate | undefined {
+  const entry = patch.entry;
+  if (live || !entry?.bootID || entry.bootID === host.bootId) return undefined;
+  if (entry.moduleName !== m.name || entry.sha256 !== m.sha256 || entry.observedGeneration !== patch.generation) return undefined;
+  const common = { moduleName: m.name, sha256: m.sha256, previousModuleName: entry.previousModuleName };
+  if (entry.phase === "Loading" || entry.phase === "Staging") {
+    return { ...common, phase: "Failed", reason: "RebootDuringLoad", message: `the node rebooted (boot id ${entry.bootID} → ${host.bootId}) while ${m.name} was loading; it is not loaded again` };
+  }
+  const persisted = host.installed.some((i) => i.name === m.name && i.sha256 === m.sha256);
+  if (entry.phase === "Loaded" && !persisted) {
+    return { ...common, phase: "Failed", reason: "RebootDuringSoak", message: `the node rebooted (boot id ${entry.bootID} → ${host.bootId}) while ${m.name} was live and in its soak; it is not loaded again` };
+  }
+  return undefined;
 }
 
 /** The entry of a patch whose module another patch's cumulative module replaced. */

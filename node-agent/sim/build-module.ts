@@ -1,4 +1,5 @@
 import { createHash } from "node:crypto";
+import { BUILD_ID_SECTION, encodeBuildIdNote } from "../host/build-id.ts";
 import { ELF } from "../host/elf-sections.ts";
 import { encodeModinfo, type ModinfoEntry } from "../host/modinfo.ts";
 import { appendSignature } from "../host/module-signature.ts";
@@ -33,12 +34,14 @@ export interface SimModuleOptions {
   intree?: boolean;
   /** Extra modinfo entries, e.g. to make two builds of one name differ. */
   extraModinfo?: ReadonlyArray<readonly [string, string]>;
+  /** Leaves out the GNU build-id note (default false: present, derived from the contents, as ld does). */
+  noBuildId?: boolean;
 }
 
 /** Size of struct module on Debian's 6.1 x86-64 kernel (.gnu.linkonce.this_module). */
 const THIS_MODULE_SIZE = 0x380;
 const MACHINE = { x86_64: ELF.EM_X86_64, aarch64: 183 } as const;
-const SHT = { PROGBITS: 1, SYMTAB: 2, STRTAB: 3 } as const;
+const SHT = { PROGBITS: 1, SYMTAB: 2, STRTAB: 3, NOTE: 7 } as const;
 const SHF = { WRITE: 1, ALLOC: 2 } as const;
 
 interface SectionSpec {
@@ -59,8 +62,12 @@ interface SectionSpec {
 export function buildSimModule(options: SimModuleOptions): Buffer {
   const thisModule = Buffer.alloc(THIS_MODULE_SIZE);
   thisModule.write(options.name.slice(0, 55), THIS_MODULE_NAME_OFFSET, "latin1");
+  const modinfo = encodeModinfo(modinfoEntries(options));
+  // ld's --build-id=sha1 hashes the linked output: here the parts that make one build differ.
+  const buildId = createHash("sha1").update(modinfo).update(thisModule).digest("hex");
   const sections: SectionSpec[] = [
-    { name: ".modinfo", type: SHT.PROGBITS, flags: SHF.ALLOC, data: encodeModinfo(modinfoEntries(options)), align: 1 },
+    { name: ".modinfo", type: SHT.PROGBITS, flags: SHF.ALLOC, data: modinfo, align: 1 },
+    ...(options.noBuildId ? [] : [{ name: BUILD_ID_SECTION, type: SHT.NOTE, flags: SHF.ALLOC, data: encodeBuildIdNote(buildId), align: 4 }]),
     {
       name: ".gnu.linkonce.this_module",
       type: SHT.PROGBITS,
@@ -68,7 +75,7 @@ export function buildSimModule(options: SimModuleOptions): Buffer {
       data: thisModule,
       align: 64,
     },
-    { name: ".symtab", type: SHT.SYMTAB, flags: 0, data: Buffer.alloc(24), align: 8, link: 4, info: 1, entsize: 24 },
+    { name: ".symtab", type: SHT.SYMTAB, flags: 0, data: Buffer.alloc(24), align: 8, link: options.noBuildId ? 4 : 5, info: 1, entsize: 24 },
     { name: ".strtab", type: SHT.STRTAB, flags: 0, data: Buffer.from([0]), align: 1 },
   ];
   const elf = layoutElf(sections, MACHINE[options.arch ?? "x86_64"]);

@@ -1,6 +1,7 @@
 import { promises as fs, readFileSync } from "node:fs";
 import type { SimConfig } from "./sim-config.ts";
 import { moduleTaint, refcnt, simTasks, type SimState } from "./sim-kernel.ts";
+import { BUILD_ID_SECTION, encodeBuildIdNote } from "../host/build-id.ts";
 import { simPath } from "./sim-files.ts";
 
 /**
@@ -19,6 +20,14 @@ async function put(root: string, hostPath: string, text: string): Promise<void> 
   if (current === text) return;
   await fs.mkdir(simPath(root, hostPath.slice(0, hostPath.lastIndexOf("/"))), { recursive: true });
   await fs.writeFile(file, text);
+}
+
+async function putBytes(root: string, hostPath: string, bytes: Buffer): Promise<void> {
+  const file = simPath(root, hostPath);
+  const current = await fs.readFile(file).catch(() => undefined);
+  if (current?.equals(bytes)) return;
+  await fs.mkdir(simPath(root, hostPath.slice(0, hostPath.lastIndexOf("/"))), { recursive: true });
+  await fs.writeFile(file, bytes);
 }
 
 async function entries(root: string, hostPath: string): Promise<string[]> {
@@ -68,6 +77,7 @@ export async function materializeState(root: string, config: SimConfig, state: S
     await put(root, `${dir}/taint`, `${moduleTaint(m)}\n`);
     await put(root, `${dir}/initstate`, "live\n");
     if (m.srcversion) await put(root, `${dir}/srcversion`, `${m.srcversion}\n`);
+    if (m.buildId) await putBytes(root, `${dir}/notes/${BUILD_ID_SECTION}`, encodeBuildIdNote(m.buildId));
     if (!m.patch || !config.livepatchSupported) continue;
     const lp = `/sys/kernel/livepatch/${m.name}`;
     await put(root, `${lp}/enabled`, bool(m.patch.enabled));

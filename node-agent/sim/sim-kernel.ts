@@ -27,6 +27,7 @@ const SimModuleSchema = z.object({
   signed: z.boolean(),
   intree: z.boolean(),
   srcversion: z.string().optional(),
+  buildId: z.string().optional(),
   /** Present while the module is in /sys/kernel/livepatch. */
   patch: z
     .object({
@@ -142,6 +143,7 @@ export function insmod(state: SimState, config: SimConfig, parsed: ParseResult, 
     signed: m.signed,
     intree: m.intree,
     ...(m.srcversion === undefined ? {} : { srcversion: m.srcversion }),
+    ...(m.buildId === undefined ? {} : { buildId: m.buildId }),
     patch: m.livepatch ? { enabled: true, transition: { target: true, startedAt: now, reversed: false } } : null,
   };
   const insmods = { ...state.insmods, [m.name]: (state.insmods[m.name] ?? 0) + 1 };
