@@ -76,8 +76,11 @@ describe("desiredAgentDaemonSet", () => {
     expect(init[0]!.command).toEqual(["cp", "/m/x.ko", `/var/run/kpatch-agent/modules/${"b".repeat(64)}.ko`]);
   });
 
-  it("probes the agent on its metrics port when it has one", () => {
-    const plain = desiredAgentDaemonSet([patch("p1")], cfg)!.spec!.template.spec!.containers[0]!;
+  it("probes the agent by default, and not when its metrics port is 0", () => {
+    const byDefault = desiredAgentDaemonSet([patch("p1")], cfg)!.spec!.template.spec!.containers[0]!;
+    expect(byDefault.livenessProbe?.httpGet).toEqual({ path: "/healthz", port: "metrics" });
+    expect(byDefault.readinessProbe?.httpGet).toEqual({ path: "/readyz", port: "metrics" });
+    const plain = desiredAgentDaemonSet([patch("p1")], { ...cfg, KLP_AGENT_METRICS_PORT: 0 })!.spec!.template.spec!.containers[0]!;
     expect(plain.livenessProbe).toBeUndefined();
     expect(plain.ports).toBeUndefined();
     const withPort = desiredAgentDaemonSet([patch("p1")], { ...cfg, KLP_AGENT_METRICS_PORT: 9464 })!.spec!.template.spec!.containers[0]!;
@@ -85,5 +88,25 @@ describe("desiredAgentDaemonSet", () => {
     expect(withPort.ports).toEqual([{ name: "metrics", containerPort: 9464, protocol: "TCP" }]);
     expect(withPort.readinessProbe?.httpGet).toEqual({ path: "/readyz", port: "metrics" });
     expect(withPort.livenessProbe?.httpGet).toEqual({ path: "/healthz", port: "metrics" });
+  });
+
+  it("gives the agent the module size limit and the resources the configuration names", () => {
+    const c = loadOperatorConfig({ KLP_AGENT_MAX_MODULE_BYTES: String(64 * 1024 * 1024), KLP_AGENT_MEMORY_LIMIT: "192Mi", KLP_AGENT_MEMORY_REQUEST: "64Mi" });
+    const agent = desiredAgentDaemonSet([patch("p1")], c)!.spec!.template.spec!.containers[0]!;
+    expect(agent.env).toContainEqual({ name: "KPATCH_MAX_MODULE_BYTES", value: String(64 * 1024 * 1024) });
+    expect(agent.resources).toEqual({ requests: { cpu: "10m", memory: "64Mi" }, limits: { memory: "192Mi" } });
+  });
+});
+
+describe("the agent's memory limit and module size limit", () => {
+  it.each<[string, Record<string, string>, boolean]>([
+    ["the defaults agree (16 MiB modules, 128Mi)", {}, true],
+    ["an 18 MiB module limit fits in 128Mi (64Mi + 2 x 18 MiB = 100Mi)", { KLP_AGENT_MAX_MODULE_BYTES: String(18 * 1024 * 1024) }, true],
+    ["64 MiB modules in 128Mi: refused", { KLP_AGENT_MAX_MODULE_BYTES: String(64 * 1024 * 1024) }, false],
+    ["64 MiB modules in 192Mi: accepted", { KLP_AGENT_MAX_MODULE_BYTES: String(64 * 1024 * 1024), KLP_AGENT_MEMORY_LIMIT: "192Mi" }, true],
+    ["a limit that is not a quantity: refused", { KLP_AGENT_MEMORY_LIMIT: "lots" }, false],
+  ])("%s", (_n, env, ok) => {
+    if (ok) expect(() => loadOperatorConfig(env)).not.toThrow();
+    else expect(() => loadOperatorConfig(env)).toThrow(/memory/);
   });
 });

@@ -26,6 +26,10 @@ type AgentConfig = Pick<
   | "KLP_AGENT_LOG_LEVEL"
   | "KLP_AGENT_METRICS_PORT"
   | "KLP_AGENT_LOADER"
+  | "KLP_AGENT_MAX_MODULE_BYTES"
+  | "KLP_AGENT_CPU_REQUEST"
+  | "KLP_AGENT_MEMORY_REQUEST"
+  | "KLP_AGENT_MEMORY_LIMIT"
 >;
 
 /** One ORed term per distinct selector; undefined when some patch targets every node. */
@@ -133,13 +137,17 @@ export function desiredAgentDaemonSet(
                 { name: "KPATCH_HOST_ROOT", value: AGENT_HOST_MOUNT },
                 { name: "KPATCH_IMAGE_MODULES_DIR", value: IMAGE_MODULES_DIR },
                 { name: "LOG_LEVEL", value: cfg.KLP_AGENT_LOG_LEVEL },
+                { name: "KPATCH_MAX_MODULE_BYTES", value: String(cfg.KLP_AGENT_MAX_MODULE_BYTES) },
                 ...(cfg.KLP_AGENT_LOADER !== "auto" ? [{ name: "KPATCH_LOADER", value: cfg.KLP_AGENT_LOADER }] : []),
                 ...(cfg.KLP_AGENT_METRICS_PORT > 0 ? [{ name: "METRICS_PORT", value: String(cfg.KLP_AGENT_METRICS_PORT) }] : []),
               ],
               ...agentProbes(cfg.KLP_AGENT_METRICS_PORT),
               // insmod and writes to /sys/kernel/livepatch need CAP_SYS_MODULE and a writable sysfs.
               securityContext: { privileged: true },
-              resources: { requests: { cpu: "10m", memory: "48Mi" }, limits: { memory: "128Mi" } },
+              resources: {
+                requests: { cpu: cfg.KLP_AGENT_CPU_REQUEST, memory: cfg.KLP_AGENT_MEMORY_REQUEST.text },
+                limits: { memory: cfg.KLP_AGENT_MEMORY_LIMIT.text },
+              },
               volumeMounts: [
                 { name: "host-kpatch", mountPath: `${AGENT_HOST_MOUNT}/var/lib/kpatch` },
                 { name: "host-sys", mountPath: `${AGENT_HOST_MOUNT}/sys` },
