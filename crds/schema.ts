@@ -206,6 +206,11 @@ export const Rollout = doc(
         z.int().min(0).max(86400).default(0),
         "A loaded node counts as settled, and frees its slot, only after staying loaded this long.",
       ),
+      progressDeadlineSeconds: doc(
+        // The API server defaults it (the CRD's default); optional here so specs built in code need not say it.
+        z.int().min(30).max(86400).optional().meta({ default: 600 }),
+        "How long an admitted node may take to make progress (to leave Staging, Loading or Unloading, or to report at all once admitted) before it counts as failed towards failureThreshold, with the reason ProgressDeadlineExceeded. Default 600.",
+      ),
     })
     .strict(),
   "How fast the patch rolls across the targeted nodes.",

@@ -9,10 +9,9 @@
  * and the agent DaemonSet.
  */
 import { createHash } from "node:crypto";
-import type { KubernetesObject, V1DaemonSet, V1Node } from "@kubernetes/client-node";
+import type { KubernetesObject, V1DaemonSet } from "@kubernetes/client-node";
 import type { Connection } from "../../kube/connection.ts";
 import type { Logger } from "pino";
-import { selectorMatches } from "../../crds/label-selector.ts";
 import { FINALIZER, GROUP, KernelLivePatch, NODE_PLURAL, PLURAL, VERSION, type KernelLivePatchStatus, type NodeEntry, type NodePhase } from "../../crds/schema.ts";
 import { AGENT_LABELS, desiredAgentDaemonSet } from "../agents/daemonset.ts";
 import type { OperatorConfig } from "../config.ts";
@@ -23,14 +22,17 @@ import { operatorHttp } from "../kube/api-client.ts";
 import { httpWatch } from "../kube/http-watch.ts";
 import { pagedList } from "../kube/paged-list.ts";
 import { cachedNodeObject, NODE_OBJECTS_PATH, NodeObjectClient, PROJECTION_HASH, type NodeObjectView } from "../kube/node-objects.ts";
+import { cachedNode, type NodeView } from "../kube/nodes.ts";
 import { cachedPatch, OPERATOR_FIELD_MANAGER, PATCHES_PATH, PatchClient } from "../kube/patches.ts";
 import { removePatchGauges, setPatchGauges, type OperatorMetrics } from "../metrics.ts";
 import { CLEAN_PHASES, ofThisPatch, projectNode, targets } from "../nodes/projection.ts";
 import { admit } from "../rollout/admit.ts";
+import { RolloutMemories } from "../rollout/memory.ts";
+import type { DerivedFailure, NodeReadiness } from "../rollout/settled.ts";
 import { mergeConditions } from "../status/conditions.ts";
 import { patchGauges } from "../status/patch-gauges.ts";
 import { phasesOf, progressEvents } from "../status/progress-events.ts";
-import { rollup, staleEntries, unloadComplete } from "../status/rollup.ts";
+import { FORCE_DELETE_ANNOTATION, nameSome, rollup, staleEntries, unloadComplete, type UnloadDecision } from "../status/rollup.ts";
 import { WorkQueue } from "./work-queue.ts";
 
 const DAEMONSET_KEY = "daemonset";
@@ -73,7 +75,7 @@ export interface ControllerDeps {
 export class Controller {
   private readonly queue: WorkQueue;
   private readonly patches: Informer<KubernetesObject>;
-  private readonly nodes: Informer<V1Node>;
+  private readonly nodes: Informer<NodeView>;
   private readonly daemonSets: Informer<V1DaemonSet>;
   private readonly nodeObjects: Informer<KubernetesObject>;
   private readonly patchClient: PatchClient;
@@ -86,6 +88,8 @@ export class Controller {
   private readonly projectionInputs = new Map<string, string>();
   /** The status last written per patch, so an unchanged one is not written again. */
   private readonly written = new Map<string, { uid: string | undefined; json: string; at: number; tookMs: number; phases: Map<string, NodePhase> }>();
+  /** What the rollout decisions remember per patch between reconciles (see rollout/memory.ts). */
+  private readonly memory = new RolloutMemories();
   private readonly now: () => Date;
   private resync: NodeJS.Timeout | undefined;
   private daemonSetTimer: NodeJS.Timeout | undefined;
@@ -130,7 +134,7 @@ export class Controller {
       });
     this.patches = informer("kernellivepatches", PATCHES_PATH, { transform: cachedPatch });
     this.nodeObjects = informer("kernellivepatchnodes", NODE_OBJECTS_PATH, { transform: cachedNodeObject });
-    this.nodes = informer("nodes", "/api/v1/nodes");
+    this.nodes = informer("nodes", "/api/v1/nodes", { transform: cachedNode });
     const selector = Object.entries(AGENT_LABELS).map(([k, v]) => `${k}=${v}`).join(",");
     this.daemonSets = informer(daemonSetsPath(cfg.KLP_NAMESPACE).name, daemonSetsPath(cfg.KLP_NAMESPACE).path, { labelSelector: selector });
     metrics.maxConcurrentReconciles.set({ controller: QUEUE }, WORKERS);
@@ -159,7 +163,7 @@ export class Controller {
       else this.projectionInputs.set(name, inputs);
       this.enqueueNodes();
     };
-    const onNode = (n: V1Node) => {
+    const onNode = (n: NodeView) => {
       this.enqueuePatches();
       this.queue.add(`node/${n.metadata?.name}`);
     };
@@ -331,8 +335,9 @@ export class Controller {
     await this.nodeObjectClient.applySpec({ name, uid: node!.metadata!.uid! }, desired, hash);
   }
 
-  private existingNodes(): Set<string> {
-    return new Set(this.nodes.list().map((n) => n.metadata!.name!));
+  /** Every Node that exists, with its readiness. */
+  private readiness(): Map<string, NodeReadiness> {
+    return new Map(this.nodes.list().map((n) => [n.metadata!.name!, n.readiness]));
   }
 
   private async reconcilePatch(name: string): Promise<{ requeueAfterMs?: number | undefined } | void> {
@@ -341,6 +346,7 @@ export class Controller {
       removePatchGauges(this.deps.metrics, name);
       this.written.delete(name);
       this.parsed.delete(name);
+      this.memory.forget(name);
       return;
     }
     const patch = this.parse(raw); // logs what it cannot parse
@@ -359,14 +365,29 @@ export class Controller {
     const deleting = patch.metadata.deletionTimestamp !== undefined;
     const finalizers = patch.metadata.finalizers ?? [];
     const entries = this.entriesOf(patch);
-    const existing = this.existingNodes();
+    const readiness = this.readiness();
+    const existing = new Set(readiness.keys());
     const targeted = this.targetedNodes(patch);
     const now = this.now();
+    const memory = this.memory.of(name, patch.metadata.uid, generation);
 
     // The decisions are pure; the gauges show them whatever write follows.
     const byNode = new Map<string, NodeEntry>(entries.map((e) => [e.nodeName, e]));
-    const admitted = admit({ generation, spec: patch.spec, targeted: [...targeted], entries: byNode, previous: patch.status?.rollout, now });
-    const rolled = rollup({ generation, spec: patch.spec, targeted, entries, halted: admitted.rollout.halted, deleting });
+    const admitted = admit({
+      generation,
+      spec: patch.spec,
+      targeted: [...targeted],
+      entries: byNode,
+      previous: patch.status?.rollout,
+      now,
+      readiness,
+      ...memory.input,
+      deleting,
+    });
+    // A node's progress deadline counts from when this operator first saw it admitted (status.rollout
+    // keeps no times; after a restart the clock of a node that has not reported yet starts again).
+    this.announceFailures(patch, memory.remember(admitted, now));
+    const rolled = rollup({ generation, spec: patch.spec, targeted, entries, halted: admitted.rollout.halted, deleting, derived: admitted.derived });
     const ready = rolled.conditions.find((c) => c.type === "Ready")?.status === "True";
     setPatchGauges(this.deps.metrics, name, patchGauges(entries, targeted, ready, admitted.rollout.halted));
 
@@ -379,25 +400,34 @@ export class Controller {
       rollout: admitted.rollout,
       nodes: entries.filter((e) => !stale.has(e.nodeName)),
     };
+    let unload: UnloadDecision | undefined;
     if (deleting) {
       if (!finalizers.includes(FINALIZER)) return;
-      const { done, waitingFor } = unloadComplete(entries, existing);
-      if (done) {
+      unload = unloadComplete({
+        entries,
+        nodes: readiness,
+        now,
+        graceSeconds: this.deps.cfg.KLP_NOT_READY_GRACE_SECONDS,
+        force: patch.metadata.annotations?.[FORCE_DELETE_ANNOTATION] === "true",
+      });
+      if (unload.done) {
         // The last status first, so the patch is seen Unloaded everywhere before it goes. The
         // finalizer write is guarded by the resourceVersion this moves: it follows, on fresh data.
         if (await this.writeStatus(patch, status)) return { requeueAfterMs: 200 }; // also when the write changed nothing (no update event then)
         await this.patchClient.setFinalizers(patch, finalizers.filter((f) => f !== FINALIZER));
-        this.events.patchEvent({ name, uid: patch.metadata.uid }, "Normal", "Unloaded", "Unloaded from every node; finalizer removed");
-        log.info("unloaded everywhere; finalizer removed");
+        this.announceRemoval(patch, unload);
         return;
       }
-      log.debug({ waitingFor }, "waiting for agents to unload");
+      log.debug({ waitingFor: unload.waitingFor }, "waiting for agents to unload");
     } else if (!finalizers.includes(FINALIZER)) {
       await this.patchClient.setFinalizers(patch, [...finalizers, FINALIZER]);
       return; // the update event brings us back with the new resourceVersion
     }
 
-    const soak = admitted.requeueAfterMs !== undefined ? { requeueAfterMs: admitted.requeueAfterMs + 100 } : undefined;
+    // Woken when a soak, a progress deadline or a NotReady node's grace period ends (at the latest
+    // in an hour: a timer's delay must stay within 2^31 ms, and a later look decides again anyway).
+    const wake = Math.min(admitted.requeueAfterMs ?? Infinity, unload?.requeueAfterMs ?? Infinity);
+    const soak = Number.isFinite(wake) ? { requeueAfterMs: Math.min(wake, 3_600_000) + 100 } : undefined;
     if (!(await this.writeStatus(patch, status))) return soak;
     this.announce(patch, patch.status, status);
     if (admitted.newlyAdmitted.length > 0) log.info({ nodes: admitted.newlyAdmitted }, "admitted nodes");
@@ -428,6 +458,33 @@ export class Controller {
     if (ready?.status === "True" && was("Ready")?.status !== "True") this.events.patchEvent(ref, "Normal", "RolloutComplete", ready.message);
     if (after.rollout?.halted && !before?.rollout?.halted)
       this.events.patchEvent(ref, "Warning", "RolloutHalted", is("Degraded")?.message ?? "failure threshold reached");
+  }
+
+  /** A Warning event on the patch for each failure decided here (once per patch generation, node and reason). */
+  private announceFailures(patch: KernelLivePatch, fresh: ReadonlyArray<[string, DerivedFailure]>): void {
+    for (const [node, f] of fresh) {
+      this.events.patchEvent({ name: patch.metadata.name, uid: patch.metadata.uid }, "Warning", f.reason, f.message);
+      this.deps.log.warn({ patch: patch.metadata.name, node, reason: f.reason }, f.message);
+    }
+  }
+
+  /** Says how the finalizer went: every node unloaded, or which were left with the module possibly still loaded. */
+  private announceRemoval(patch: KernelLivePatch, unload: UnloadDecision): void {
+    const ref = { name: patch.metadata.name, uid: patch.metadata.uid };
+    const log = this.deps.log.child({ patch: patch.metadata.name });
+    if (unload.leftUndone.length === 0) {
+      this.events.patchEvent(ref, "Normal", "Unloaded", "Unloaded from every node; finalizer removed");
+      log.info("unloaded everywhere; finalizer removed");
+      return;
+    }
+    const why = { NodeGone: "Node deleted", NodeNotReady: `NotReady for more than ${this.deps.cfg.KLP_NOT_READY_GRACE_SECONDS} s`, Forced: "not waited for" };
+    const undone = unload.leftUndone.map((u) => `${u.node} (${why[u.why]})`);
+    const forced = unload.leftUndone.some((u) => u.why === "Forced");
+    const message =
+      `Finalizer removed ${forced ? `without waiting (${FORCE_DELETE_ANNOTATION})` : "without every node's unload"}; ` +
+      `not reported unloaded on ${nameSome(undone, 10)}: the module may still be loaded and staged there until the node's agent runs again`;
+    this.events.patchEvent(ref, "Warning", forced ? "ForceDeleted" : "UnloadAbandoned", message);
+    log.warn({ leftUndone: unload.leftUndone }, "finalizer removed with nodes left undone");
   }
 
   private async reconcileDaemonSet(): Promise<void> {

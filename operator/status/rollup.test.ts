@@ -1,7 +1,8 @@
 import { describe, expect, it } from "vitest";
 import type { Condition, NodeEntry, NodePhase } from "../../crds/schema.ts";
 import { mergeConditions } from "./conditions.ts";
-import { rollup, staleEntries, unloadComplete, type RollupInput } from "./rollup.ts";
+import type { DerivedFailure, NodeReadiness } from "../rollout/settled.ts";
+import { FORCE_DELETE_ANNOTATION, rollup, staleEntries, unloadComplete, type RollupInput, type UnloadInput } from "./rollup.ts";
 
 const e = (nodeName: string, phase: NodePhase, observedGeneration = 1, reason?: string): NodeEntry => ({
   nodeName,
@@ -73,6 +74,42 @@ describe("rollup", () => {
     expect(r.summary).toMatchObject(summary);
   });
 
+  describe("failures the admission decided", () => {
+    const overdue = (node: string): [string, DerivedFailure] => [node, { reason: "ProgressDeadlineExceeded", message: `${node} made no progress` }];
+    const gate = (node: string): [string, DerivedFailure] => [node, { reason: "NodeNotReadyDuringSoak", message: `${node} went NotReady` }];
+
+    it("a node past its progress deadline counts as failed, and Progressing says ProgressDeadlineExceeded naming it", () => {
+      const r = rollup(input([e("a", "Loading"), e("b", "Loaded")], { halted: true, derived: new Map([overdue("a")]) }));
+      expect(r.summary).toMatchObject({ ready: "1/3", failed: 1, pending: 1 });
+      expect(cond(r, "Progressing")).toMatchObject({
+        status: "False",
+        reason: "ProgressDeadlineExceeded",
+        message: "a made no progress within spec.rollout.progressDeadlineSeconds (600 s); rollout halted",
+      });
+      expect(cond(r, "Degraded")).toMatchObject({ status: "True", reason: "RolloutHalted", message: "a: ProgressDeadlineExceeded" });
+    });
+
+    it("names at most five overdue nodes", () => {
+      const names = ["a", "b", "c", "d", "e", "f", "g"];
+      const r = rollup(input([], { targeted: new Set(names), derived: new Map(names.map(overdue)), spec: { state: "Loaded", rollout: { maxUnavailable: 1, paused: false, failureThreshold: 10, soakSeconds: 0, progressDeadlineSeconds: 45 } } }));
+      expect(cond(r, "Progressing")?.message).toBe("a, b, c, d, e and 2 more made no progress within spec.rollout.progressDeadlineSeconds (45 s)");
+      expect(cond(r, "Degraded")?.message).toMatch(/; and 2 more$/);
+    });
+
+    it("a Loaded node that failed the health gate is failed, not ready", () => {
+      const r = rollup(input([e("a", "Loaded"), e("b", "Loaded"), e("c", "Loaded")], { halted: true, derived: new Map([gate("b")]) }));
+      expect(r.summary).toMatchObject({ ready: "2/3", loaded: 3, failed: 1, pending: 0 });
+      expect(cond(r, "Ready")?.reason).toBe("RolloutHalted");
+      expect(cond(r, "Degraded")?.message).toBe("b: NodeNotReadyDuringSoak");
+    });
+
+    it("ignores failures of nodes no longer targeted", () => {
+      const r = rollup(input([], { derived: new Map([gate("x")]) }));
+      expect(r.summary.failed).toBe(0);
+      expect(cond(r, "Degraded")?.status).toBe("False");
+    });
+  });
+
   it("names the failed nodes and their reasons in Degraded", () => {
     const r = rollup(input([e("a", "Failed", 1, "VermagicMismatch"), e("b", "Stalled", 1, "TransitionStalled")]));
     expect(cond(r, "Degraded")?.message).toBe("a: VermagicMismatch; b: TransitionStalled");
@@ -93,11 +130,37 @@ describe("mergeConditions", () => {
 
 describe("staleEntries / unloadComplete", () => {
   const entries = [e("gone", "Loaded"), e("moved", "Unloaded"), e("moved-busy", "Loaded"), e("here", "Loaded")];
+  const now = new Date("2026-11-27T12:00:00Z");
+  const ago = (s: number) => new Date(now.getTime() - s * 1000).toISOString();
+  const ready: NodeReadiness = { ready: true, since: ago(86_400) };
+  const nodes = (...names: string[]) => new Map(names.map((n) => [n, ready]));
+  const unload = (es: NodeEntry[], over: Partial<UnloadInput> = {}) => unloadComplete({ entries: es, nodes: nodes(), now, graceSeconds: 900, force: false, ...over });
+
   it("removes entries of deleted nodes, and of untargeted nodes once clean", () => {
     expect(staleEntries(entries, new Set(["moved", "moved-busy", "here"]), new Set(["here"]))).toEqual(["gone", "moved"]);
   });
   it("waits for every existing node to report Unloaded", () => {
-    expect(unloadComplete(entries, new Set(["moved", "here"]))).toEqual({ done: false, waitingFor: ["here"] });
-    expect(unloadComplete([e("a", "Unloaded"), e("b", "NotApplicable"), e("gone", "Loaded")], new Set(["a", "b"])).done).toBe(true);
+    expect(unload(entries, { nodes: nodes("moved", "here") })).toMatchObject({ done: false, waitingFor: ["here"] });
+    expect(unload([e("a", "Unloaded"), e("b", "NotApplicable"), e("gone", "Loaded")], { nodes: nodes("a", "b") }).done).toBe(true);
+  });
+
+  it.each<[string, NodeReadiness | undefined, Partial<UnloadInput>, boolean, string | undefined, number | undefined]>([
+    ["a Ready node is waited for", ready, {}, false, undefined, undefined],
+    ["a gone node is not waited for", undefined, {}, true, "NodeGone", undefined],
+    ["a node NotReady within the grace period is waited for, and woken at its end", { ready: false, since: ago(600) }, {}, false, undefined, 300_000],
+    ["a node NotReady past the grace period is not waited for", { ready: false, since: ago(901) }, {}, true, "NodeNotReady", undefined],
+    ["the grace period is the operator's setting", { ready: false, since: ago(120) }, { graceSeconds: 60 }, true, "NodeNotReady", undefined],
+    ["the force-delete annotation waits for no node", ready, { force: true }, true, "Forced", undefined],
+    ["a NotReady node whose time is unknown is waited for", { ready: false }, {}, false, undefined, undefined],
+  ])("%s", (_name, node, over, done, why, requeueAfterMs) => {
+    const r = unload([e("n1", "Loaded"), e("n2", "Unloaded")], { nodes: new Map([...(node ? [["n1", node] as const] : []), ["n2", ready]]), ...over });
+    expect(r.done).toBe(done);
+    expect(r.waitingFor).toEqual(done ? [] : ["n1"]);
+    expect(r.leftUndone).toEqual(why ? [{ node: "n1", why }] : []);
+    expect(r.requeueAfterMs).toBe(requeueAfterMs);
+  });
+
+  it("the annotation's constant is the documented one", () => {
+    expect(FORCE_DELETE_ANNOTATION).toBe("livepatch.kpatch.dev/force-delete");
   });
 });

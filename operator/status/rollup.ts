@@ -1,5 +1,5 @@
-import type { KernelLivePatchSpec, NodeEntry, NodePhase, Summary } from "../../crds/schema.ts";
-import { DONE_PHASES, FAILED_PHASES, isCurrent } from "../rollout/settled.ts";
+import { GROUP, type KernelLivePatchSpec, type NodeEntry, type NodePhase, type Summary } from "../../crds/schema.ts";
+import { DEFAULT_PROGRESS_DEADLINE_SECONDS, DONE_PHASES, FAILED_PHASES, isCurrent, type DerivedFailure, type NodeReadiness } from "../rollout/settled.ts";
 import type { ConditionInput } from "./conditions.ts";
 
 export interface RollupInput {
@@ -9,6 +9,8 @@ export interface RollupInput {
   readonly entries: readonly NodeEntry[];
   readonly halted: boolean;
   readonly deleting: boolean;
+  /** Failures the admission decided (admit's `derived`): they count as failed, not as done. */
+  readonly derived?: ReadonlyMap<string, DerivedFailure>;
 }
 
 export interface Rollup {
@@ -19,15 +21,28 @@ export interface Rollup {
 const count = (entries: readonly NodeEntry[], phases: readonly NodePhase[]): number =>
   entries.filter((e) => phases.includes(e.phase)).length;
 
+/** At most this many nodes are named in a condition message or an event. */
+export const NAMED_NODES = 5;
+
+/** "a, b, c" or "a, b, c, d, e and 7 more": a bounded list of names. */
+export function nameSome(names: readonly string[], max = NAMED_NODES): string {
+  const shown = names.slice(0, max).join(", ");
+  return names.length > max ? `${shown} and ${names.length - max} more` : shown;
+}
+
 /** Rolls the per-node entries of targeted nodes up into the summary and the three conditions. */
 export function rollup(input: RollupInput): Rollup {
   const { generation, spec, targeted, halted } = input;
+  const derived = new Map([...(input.derived ?? [])].filter(([node]) => targeted.has(node)));
   const entries = input.entries.filter((e) => targeted.has(e.nodeName));
   const current = entries.filter((e) => isCurrent(e, generation));
+  // A node that failed the health gate is Loaded, but not done.
+  const settled = current.filter((e) => !derived.has(e.nodeName));
 
   const notApplicable = count(current, ["NotApplicable"]);
-  const failed = count(current, FAILED_PHASES);
-  const done = count(current, DONE_PHASES[spec.state]);
+  const agentFailed = current.filter((e) => FAILED_PHASES.includes(e.phase));
+  const failed = agentFailed.length + derived.size;
+  const done = count(settled, DONE_PHASES[spec.state]);
   const applicable = targeted.size - notApplicable;
   const summary: Summary = {
     ready: `${done}/${applicable}`,
@@ -61,11 +76,20 @@ export function rollup(input: RollupInput): Rollup {
     return c("Ready", false, "RolloutInProgress", `${done}/${applicable} nodes ${spec.state.toLowerCase()}`);
   }
 
+  const overdue = [...derived].filter(([, f]) => f.reason === "ProgressDeadlineExceeded").map(([node]) => node).sort();
+  const deadline = spec.rollout.progressDeadlineSeconds ?? DEFAULT_PROGRESS_DEADLINE_SECONDS;
   const progressing =
     ready.status === "True"
       ? c("Progressing", false, "Complete", ready.message)
       : input.deleting
         ? c("Progressing", true, "Deleting", ready.message)
+        : overdue.length > 0
+          ? c(
+              "Progressing",
+              false,
+              "ProgressDeadlineExceeded",
+              `${nameSome(overdue)} made no progress within spec.rollout.progressDeadlineSeconds (${deadline} s)${halted ? "; rollout halted" : ""}`,
+            )
         : halted
           ? c("Progressing", false, "RolloutHalted", ready.message)
           : spec.rollout.paused
@@ -74,7 +98,10 @@ export function rollup(input: RollupInput): Rollup {
               ? c("Progressing", false, "NoTargetedNodes", ready.message)
               : c("Progressing", true, "RolloutInProgress", ready.message);
 
-  const failedNodes = current.filter((e) => FAILED_PHASES.includes(e.phase));
+  const failedNodes = [
+    ...agentFailed.map((e) => ({ node: e.nodeName, reason: e.reason ?? e.phase })),
+    ...[...derived].map(([node, f]) => ({ node, reason: f.reason })),
+  ].sort((a, b) => (a.node < b.node ? -1 : a.node > b.node ? 1 : 0));
   const degraded =
     failedNodes.length === 0
       ? c("Degraded", false, "AsExpected", "No node failed")
@@ -83,9 +110,9 @@ export function rollup(input: RollupInput): Rollup {
           true,
           halted ? "RolloutHalted" : "NodesFailed",
           failedNodes
-            .slice(0, 5)
-            .map((e) => `${e.nodeName}: ${e.reason ?? e.phase}`)
-            .join("; ") + (failedNodes.length > 5 ? `; and ${failedNodes.length - 5} more` : ""),
+            .slice(0, NAMED_NODES)
+            .map((f) => `${f.node}: ${f.reason}`)
+            .join("; ") + (failedNodes.length > NAMED_NODES ? `; and ${failedNodes.length - NAMED_NODES} more` : ""),
         );
   return { summary, conditions: [ready, progressing, degraded] };
 }
@@ -98,10 +125,65 @@ export function staleEntries(entries: readonly NodeEntry[], existing: ReadonlySe
     .map((e) => e.nodeName);
 }
 
-/** The finalizer may go when every existing node that has an entry reports it clean. */
-export function unloadComplete(entries: readonly NodeEntry[], existing: ReadonlySet<string>): { done: boolean; waitingFor: string[] } {
-  const waitingFor = entries
-    .filter((e) => existing.has(e.nodeName) && e.phase !== "Unloaded" && e.phase !== "NotApplicable")
-    .map((e) => e.nodeName);
-  return { done: waitingFor.length === 0, waitingFor };
+/** The annotation that lets a deleted patch go without waiting for any node to unload it. */
+export const FORCE_DELETE_ANNOTATION = `${GROUP}/force-delete`;
+
+export interface UnloadInput {
+  readonly entries: readonly NodeEntry[];
+  /** Every Node that exists, with its readiness. */
+  readonly nodes: ReadonlyMap<string, NodeReadiness>;
+  readonly now: Date;
+  /** A node NotReady for longer than this is no longer waited for (the operator's KLP_NOT_READY_GRACE_SECONDS). */
+  readonly graceSeconds: number;
+  /** The patch carries FORCE_DELETE_ANNOTATION "true": wait for no node. */
+  readonly force: boolean;
+}
+
+export type UndoneWhy = "NodeGone" | "NodeNotReady" | "Forced";
+
+export interface UnloadDecision {
+  /** The finalizer may go. */
+  readonly done: boolean;
+  /** Nodes still to report Unloaded. */
+  readonly waitingFor: string[];
+  /** Nodes not waited for although they never reported Unloaded: the module may still be there. */
+  readonly leftUndone: Array<{ readonly node: string; readonly why: UndoneWhy }>;
+  /** When a node waited for passes the grace period (undefined: none is NotReady). */
+  readonly requeueAfterMs: number | undefined;
+}
+
+/**
+ * Whether a deleted patch's finalizer may go: when every node with an entry reports it clean —
+ * except nodes whose agent may never run again: a Node that is gone, or NotReady for longer than
+ * the grace period; and none at all with the force-delete annotation. Those are left undone: the
+ * operator stops projecting the patch (it is gone), and the node's agent, when it runs again,
+ * unloads what it holds of a patch no longer projected to it.
+ */
+export function unloadComplete(input: UnloadInput): UnloadDecision {
+  const { nodes, now, graceSeconds, force } = input;
+  const waitingFor: string[] = [];
+  const leftUndone: Array<{ node: string; why: UndoneWhy }> = [];
+  let requeueAfterMs: number | undefined;
+  for (const e of input.entries) {
+    if (e.phase === "Unloaded" || e.phase === "NotApplicable") continue;
+    const node = nodes.get(e.nodeName);
+    if (node === undefined) leftUndone.push({ node: e.nodeName, why: "NodeGone" });
+    else if (force) leftUndone.push({ node: e.nodeName, why: "Forced" });
+    else {
+      const left = notReadyGraceRemainingMs(node, graceSeconds, now);
+      if (left !== undefined && left <= 0) leftUndone.push({ node: e.nodeName, why: "NodeNotReady" });
+      else {
+        waitingFor.push(e.nodeName);
+        if (left !== undefined) requeueAfterMs = Math.min(requeueAfterMs ?? Infinity, left);
+      }
+    }
+  }
+  return { done: waitingFor.length === 0, waitingFor, leftUndone, requeueAfterMs };
+}
+
+/** For a NotReady node: milliseconds until it has been NotReady for the grace period (undefined: Ready, or since unknown). */
+function notReadyGraceRemainingMs(node: NodeReadiness, graceSeconds: number, now: Date): number | undefined {
+  if (node.ready || node.since === undefined) return undefined;
+  const since = Date.parse(node.since);
+  return Number.isFinite(since) ? since + graceSeconds * 1000 - now.getTime() : undefined;
 }

@@ -1,0 +1,62 @@
+/**
+ * What the rollout decisions remember of one patch generation between reconciles, in memory only:
+ * status.rollout has no room for it, and the status the operator writes is not read back (see
+ * cachedPatch). Lost on a restart or a change of leader: then the progress deadline of a node that
+ * has not reported yet starts again, and a health-gate failure whose evidence is gone (the Node is
+ * Ready again) is forgotten.
+ */
+import type { AdmitInput, AdmitResult } from "./admit.ts";
+import type { DerivedFailure } from "./settled.ts";
+
+export class RolloutMemory {
+  /** When this operator first saw each node admitted for this generation. */
+  readonly admittedAt = new Map<string, Date>();
+  /** admit's `gateFailed`, fed back to the next decision. */
+  gateFailed: ReadonlyMap<string, string> = new Map();
+  /** Derived failures already announced, as node/reason. */
+  private readonly announced = new Set<string>();
+
+  constructor(
+    readonly uid: string | undefined,
+    readonly generation: number,
+  ) {}
+
+  /** What admit() takes from here. */
+  get input(): Pick<AdmitInput, "admittedAt" | "gateFailed"> {
+    return { admittedAt: this.admittedAt, gateFailed: this.gateFailed };
+  }
+
+  /**
+   * Takes in a decision made at `now`: the admitted nodes not seen before were admitted now, the
+   * health-gate failures stand. Returns the derived failures not announced before.
+   */
+  remember(result: Pick<AdmitResult, "rollout" | "derived" | "gateFailed">, now: Date): Array<[string, DerivedFailure]> {
+    for (const node of result.rollout.admitted) if (!this.admittedAt.has(node)) this.admittedAt.set(node, now);
+    this.gateFailed = result.gateFailed;
+    const fresh: Array<[string, DerivedFailure]> = [];
+    for (const [node, f] of result.derived) {
+      const key = `${node}/${f.reason}`;
+      if (this.announced.has(key)) continue;
+      this.announced.add(key);
+      fresh.push([node, f]);
+    }
+    return fresh;
+  }
+}
+
+/** One RolloutMemory per patch name, started afresh when the patch (its uid) or its generation changes. */
+export class RolloutMemories {
+  private readonly byName = new Map<string, RolloutMemory>();
+
+  of(name: string, uid: string | undefined, generation: number): RolloutMemory {
+    const known = this.byName.get(name);
+    if (known && known.uid === uid && known.generation === generation) return known;
+    const fresh = new RolloutMemory(uid, generation);
+    this.byName.set(name, fresh);
+    return fresh;
+  }
+
+  forget(name: string): void {
+    this.byName.delete(name);
+  }
+}
