@@ -55,7 +55,7 @@ async function main(): Promise<void> {
     });
   }
   const nodeWatch = watchOwnNode(http, cfg.NODE_NAME, (labels) => agent.updateNode(labels), log, watch);
-  await Promise.all([nodeWatch.start(), channel.start((patches) => agent.updatePatches(patches))]);
+  await Promise.all([nodeWatch.start(), channel.start((patches, fromObject) => agent.updatePatches(patches, fromObject))]);
   log.info("watching this node's KernelLivePatchNode");
 
   const shutdown = async (signal: string) => {

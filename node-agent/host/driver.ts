@@ -1,4 +1,5 @@
 import type { Logger } from "pino";
+import { formatRecord, parseRecord, type AgentRecord } from "./agent-record.ts";
 import { checkedModuleName, type DriverContext } from "./driver-context.ts";
 import { isHostError, type HostErrorDetails } from "./host-error.ts";
 import { inspectHost, type HostState } from "./inspect.ts";
@@ -100,6 +101,9 @@ export interface HostDriver {
    * loads whose module is not live (an interrupted load, a boot that crashed); returns them.
    */
   sweepTemporaries(): Promise<string[]>;
+  /** The agent's record of the modules it put on this host (agent-record.ts); empty when unreadable. */
+  readRecord(): Promise<AgentRecord>;
+  writeRecord(record: AgentRecord): Promise<void>;
   /** Loads every module staged for the running release, in file-name order; collects failures. */
   loadAll(options?: TransitionOptions): Promise<LoadAllResult>;
   /** Unloads every livepatch and leftover patch module, in passes until none makes progress. */
@@ -165,6 +169,13 @@ export function createHostDriver(options: HostDriverOptions): HostDriver {
         throw error;
       }
     },
+
+    async readRecord() {
+      const { record, error } = parseRecord(await ctx.store.readRecord());
+      if (error) ctx.log.warn({ error }, "the agent's record on the host is unreadable; starting from an empty one");
+      return record;
+    },
+    writeRecord: (record) => ctx.store.writeRecord(record.size > 0 ? formatRecord(record) : undefined),
 
     persistLoaded: (name, kernelRelease, sha256) => ctx.store.persistLoading(`${checkedModuleName(name)}.ko`, kernelRelease, sha256),
     async unload(name, opts) {

@@ -13,6 +13,8 @@ export const KPATCH_DIR = "/var/lib/kpatch";
  * module into the release directory only once it is live and its soak is over.
  */
 export const LOADING_DIR = `${KPATCH_DIR}/.loading`;
+/** The agent's own record of the modules it put on this host, and for which patch (see agent-record.ts). */
+export const RECORD_FILE = `${KPATCH_DIR}/.kpatch-agent.json`;
 /** A staging's temporary file: `.<name>.ko.tmp-<pid>-<8 hex>` (see atomicWrite). */
 const TEMPORARY = /^\..+\.ko\.tmp-\d+-[0-9a-f]{8}$/;
 const FILE_MODE = 0o644;
@@ -185,6 +187,26 @@ export class KpatchStore {
     await this.syncAndPrune(LOADING_DIR);
     this.log.info({ file: to, sha256 }, "staged the live patch module for boot");
     return true;
+  }
+
+  /** The agent's record file's text; undefined when there is none. */
+  async readRecord(): Promise<string | undefined> {
+    await this.refuseSymlinks(KPATCH_DIR);
+    return this.fs.readText(RECORD_FILE);
+  }
+
+  /** Replaces the agent's record file atomically; undefined removes it (nothing left to record). */
+  async writeRecord(text: string | undefined): Promise<void> {
+    if (text === undefined) {
+      await this.refuseSymlinks(KPATCH_DIR);
+      if ((await this.fs.stat(RECORD_FILE))?.kind !== "file") return;
+      await this.fs.unlink(RECORD_FILE);
+      await this.fs.syncDir(KPATCH_DIR);
+      return;
+    }
+    await this.ensureDirs(KPATCH_DIR);
+    await this.refuseNonFile(RECORD_FILE);
+    await this.atomicWrite(KPATCH_DIR, RECORD_FILE.slice(KPATCH_DIR.length + 1), Buffer.from(text));
   }
 
   /** Removes a file of LOADING_DIR (the kernel has read it, or the load failed). Idempotent. */

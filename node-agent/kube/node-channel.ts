@@ -35,8 +35,11 @@ interface RawNodeObject {
 export interface NodeChannel {
   /** The agent's writes: its entries (into the node object's status) and events. */
   readonly api: AgentApi;
-  /** Lists, then watches; `onPatches` receives the projected patches on every change. */
-  start(onPatches: (patches: unknown[]) => void): Promise<void>;
+  /**
+   * Lists, then watches; `onPatches` receives the projected patches on every change, and whether
+   * they come from the node's object (false: it does not exist, so nothing can be said of patches).
+   */
+  start(onPatches: (patches: unknown[], fromObject: boolean) => void): Promise<void>;
   stop(): void;
 }
 
@@ -46,7 +49,7 @@ export interface NodeChannel {
  */
 export function nodeChannel(http: KubeHttp, nodeName: string, log: Logger, opts: WatchOptions = {}): NodeChannel {
   const writer = new EntryWriter(http, nodeName, log);
-  let onPatches: (patches: unknown[]) => void = () => undefined;
+  let onPatches: (patches: unknown[], fromObject: boolean) => void = () => undefined;
   const watcher = new Watcher(http, {
     path: NODE_OBJECTS_PATH,
     query: { fieldSelector: `metadata.name=${nodeName}` },
@@ -57,7 +60,7 @@ export function nodeChannel(http: KubeHttp, nodeName: string, log: Logger, opts:
     onChange: (m) => {
       const obj = m.get(nodeName) as RawNodeObject | undefined;
       writer.observe(obj);
-      onPatches(obj ? projectedPatches(obj, nodeName) : []);
+      onPatches(obj ? projectedPatches(obj, nodeName) : [], obj !== undefined);
     },
     onError: (err) => log.warn({ err: (err as Error).message }, "KernelLivePatchNode watch interrupted; relisting"),
     ...watchTuning(NODE_PLURAL, opts),

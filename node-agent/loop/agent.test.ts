@@ -510,4 +510,38 @@ describe("faults stay where they happen and the status never lies", () => {
     expect(cluster.writes.slice(-2).map((w) => w.phase)).toEqual(["Unloading", "Stalled"]);
     await agent.stop();
   });
+
+  it("a patch its node object no longer lists (deleted while the node could not answer): its module comes off the host", async () => {
+    const { cluster, start, settle } = await setup();
+    const agent = start();
+    cluster.add("p1", v1);
+    await settle(agent);
+    expect(live("klp_fix_v1") && staged("klp_fix_v1")).toBe(true);
+    // The node's object is missing for a while: that says nothing about patches, nothing moves.
+    agent.updatePatches([], false);
+    await settle(agent);
+    expect(live("klp_fix_v1")).toBe(true);
+    // The object is back without p1 (the operator stopped waiting for this node and dropped it).
+    cluster.patches.delete("p1");
+    cluster.push();
+    await settle(agent);
+    expect(inKernel("klp_fix_v1")).toBe(false);
+    expect(readdirSync(path.join(host.root, "var/lib/kpatch"))).toEqual([]);
+    await agent.stop();
+  });
+
+  it("a patch re-created under the same name is another patch: the old one's module is not kept for it", async () => {
+    const { cluster, start, settle } = await setup();
+    const agent = start();
+    cluster.add("p1", v1, {}, true);
+    await settle(agent);
+    // p1 deleted and re-created (new uid) before this node answered; the new one is not admitted yet.
+    cluster.patches.delete("p1");
+    cluster.add("p1", v2, {}, false);
+    cluster.change("p1", (p) => void (p.metadata.uid = "p1-second"));
+    await settle(agent);
+    expect(inKernel("klp_fix_v1")).toBe(false);
+    expect(inKernel("klp_fix_v2")).toBe(false);
+    await agent.stop();
+  });
 });

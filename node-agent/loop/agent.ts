@@ -10,13 +10,14 @@ import type { Logger } from "pino";
 import { selectorMatches } from "../../crds/label-selector.ts";
 import { moduleForRelease } from "../../crds/module-for-release.ts";
 import { KernelLivePatch, type NodeEntry, type PatchModule } from "../../crds/schema.ts";
+import type { RecordedModule } from "../host/agent-record.ts";
 import type { HostDriver } from "../host/driver.ts";
 import { isHostError } from "../host/host-error.ts";
 import type { HostState } from "../host/inspect.ts";
 import type { CrashPoint } from "../config.ts";
 import type { AgentMetrics } from "./agent-metrics.ts";
 import type { LoopState } from "./health.ts";
-import { decide, previousModule, replacedEntry, type Action, type EntryUpdate, type HostView, type ModuleRef, type PatchView, type Want } from "./plan.ts";
+import { cleanupOf, decide, previousModule, replacedEntry, type Action, type EntryUpdate, type HostView, type ModuleRef, type PatchView, type Want } from "./plan.ts";
 import { HOST_RETRY, RetrySchedule, SOURCE_RETRY } from "./retry-schedule.ts";
 import { SourceUnavailable, type ModuleSources } from "./sources.ts";
 
@@ -53,6 +54,11 @@ interface Resolved {
 
 export class Agent {
   private patches: KernelLivePatch[] = [];
+  /** The patches came from the node's object: a patch absent from them is gone (not just unknown). */
+  private patchesComplete = false;
+  /** The agent's record on the host (read once at start), and whether this copy differs from the file. */
+  private record: Map<string, RecordedModule> | undefined;
+  private recordDirty = false;
   private labels: Record<string, string> | undefined;
   private running: Promise<void> | undefined;
   private dirty = false;
@@ -83,7 +89,8 @@ export class Agent {
     this.now = deps.now ?? (() => new Date());
   }
 
-  updatePatches(objects: Iterable<unknown>): void {
+  updatePatches(objects: Iterable<unknown>, fromObject = true): void {
+    this.patchesComplete = fromObject;
     const parsed: KernelLivePatch[] = [];
     for (const raw of objects) {
       const r = KernelLivePatch.safeParse(raw);
@@ -180,6 +187,7 @@ export class Agent {
       if (!this.swept) {
         // Before any write of its own: what a killed predecessor left half-written goes.
         await this.deps.driver.sweepTemporaries();
+        this.record = new Map(await this.deps.driver.readRecord());
         this.swept = true;
       }
       for (let i = 0; i < 1000 && !this.stopped && this.labels !== undefined; i++) {
@@ -238,6 +246,9 @@ export class Agent {
     }
     let waitMs: number | undefined;
     let acted = false;
+    const orphan = await this.cleanOrphans(patches, hostView, now);
+    if (orphan.acted) acted = true;
+    if (orphan.waitMs !== undefined) waitMs = orphan.waitMs;
     for (const [i, view] of views.entries()) {
       const patch = patches[i]!;
       const d = decide(view, hostView, views);
@@ -256,11 +267,65 @@ export class Agent {
         acted = true;
         await Promise.all(writes.splice(0));
         if (d.before) await this.write(patch, view.entry, d.before, host);
+        if (d.action.op === "install" || d.action.op === "installAndLoad") await this.remember(d.action.module.name, patch);
         await this.act(patch, view, d.action, host, views);
       }
     }
     await Promise.all(writes);
     return { acted, waitMs };
+  }
+
+  /** Records, before it reaches the host, which patch a module belongs to (agent-record.ts). */
+  private async remember(moduleName: string, patch: KernelLivePatch): Promise<void> {
+    const m = moduleForRelease(patch.spec.modules, (await this.deps.driver.preflight()).kernelRelease);
+    const owner = { patch: patch.metadata.name, uid: patch.metadata.uid ?? patch.metadata.name, sha256: m?.sha256 ?? "" };
+    const known = this.record?.get(moduleName);
+    if (known && known.uid === owner.uid && known.sha256 === owner.sha256) return;
+    (this.record ??= new Map()).set(moduleName, owner);
+    await this.deps.driver.writeRecord(this.record);
+  }
+
+  /**
+   * Modules the record gives to a patch the node's object no longer lists (deleted while the
+   * node could not answer) come off the host, one host operation per pass like any other, on
+   * their own retry schedule. Records of modules that are nowhere on the host any more go.
+   */
+  private async cleanOrphans(patches: readonly KernelLivePatch[], host: HostView, now: number): Promise<{ acted: boolean; waitMs?: number }> {
+    if (!this.record) return { acted: false };
+    let acted = false;
+    let waitMs: number | undefined;
+    const owners = new Set(patches.map((p) => p.metadata.uid ?? p.metadata.name));
+    for (const [name, owner] of [...this.record]) {
+      const step = cleanupOf(name, host);
+      if (!step) {
+        this.record.delete(name);
+        this.recordDirty = true;
+        continue;
+      }
+      if (acted || !this.patchesComplete || owners.has(owner.uid)) continue;
+      const key = `orphan ${name}`;
+      const dueIn = this.schedule.dueInMs(key, now);
+      if (dueIn > 0) {
+        waitMs = Math.min(waitMs ?? Infinity, dueIn);
+        continue;
+      }
+      acted = true;
+      try {
+        if (step.op === "unload") await this.deps.driver.unload(name);
+        else if (step.op === "removeLeftover") await this.deps.driver.removeLeftover(name);
+        else await this.deps.driver.uninstall(name, (await this.deps.driver.preflight()).kernelRelease);
+        this.schedule.succeeded(key);
+        this.log.warn({ module: name, patch: owner.patch, op: step.op }, "removed a module of a patch that is gone");
+      } catch (err) {
+        this.later(this.schedule.failed(key, HOST_RETRY, now, Math.random()));
+        this.log.warn({ module: name, patch: owner.patch, op: step.op, err: (err as Error).message }, "could not remove a module of a patch that is gone");
+      }
+    }
+    if (this.recordDirty) {
+      await this.deps.driver.writeRecord(this.record);
+      this.recordDirty = false;
+    }
+    return { acted, ...(waitMs === undefined ? {} : { waitMs }) };
   }
 
   /** The decision's input for one patch; resolving the module may need the file (its name). */

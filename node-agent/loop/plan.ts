@@ -121,7 +121,7 @@ export function previousModule(entry: NodeEntry | undefined, current: string, ho
 }
 
 /** The next step to take a module (loaded, leftover or staged) off the host; undefined when clean. */
-function cleanupOf(name: string | undefined, host: HostView): Action | undefined {
+export function cleanupOf(name: string | undefined, host: HostView): Action | undefined {
   if (!name) return undefined;
   const lp = host.livepatches.find((p) => p.name === name);
   if (lp) return { op: "unload", name };

@@ -42,7 +42,7 @@ export async function startSimNode(o: SimNodeOptions): Promise<RunningSimNode> {
     ...(o.onAction ? { onAction: o.onAction } : {}),
   });
   const nodeWatch = watchOwnNode(http, o.name, (labels) => agent.updateNode(labels), o.log);
-  await Promise.all([nodeWatch.start(), channel.start((patches) => agent.updatePatches(patches))]);
+  await Promise.all([nodeWatch.start(), channel.start((patches, fromObject) => agent.updatePatches(patches, fromObject))]);
   return {
     agent,
     async stop() {

@@ -329,7 +329,7 @@ export async function startAgentAt(
     resyncMs: o.resyncMs ?? 5_000,
   });
   const nodeWatch = watchOwnNode(http, o.name, (labels) => agent.updateNode(labels), log, watch);
-  await Promise.all([nodeWatch.start(), channel.start((patches) => agent.updatePatches(patches))]);
+  await Promise.all([nodeWatch.start(), channel.start((patches, fromObject) => agent.updatePatches(patches, fromObject))]);
   return {
     name: o.name,
     root: o.root,
