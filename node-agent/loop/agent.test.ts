@@ -307,7 +307,7 @@ describe("agent loop on a simulated host", () => {
     cluster.change("p1", (p) => ((p.spec.state = "Loaded"), (p.metadata.generation = 2), (p.status!.rollout = { generation: 2, admitted: [NODE], halted: false })));
     await settle(agent);
     expect(cluster.entry("p1")?.phase).toBe("Loaded");
-    cluster.change("p1", (p) => ((p.spec.state = "Unloaded"), (p.metadata.generation = 3)));
+    cluster.change("p1", (p) => ((p.spec.state = "Unloaded"), (p.metadata.generation = 3), (p.status!.rollout = { generation: 3, admitted: [NODE], halted: false })));
     await settle(agent);
     expect(cluster.entry("p1")?.phase).toBe("Unloaded");
     expect(inKernel("klp_fix_v1") || staged("klp_fix_v1")).toBe(false);
@@ -392,7 +392,7 @@ describe("agent loop on a simulated host", () => {
     const agent = start();
     cluster.add("p1", v1);
     await settle(agent);
-    cluster.change("p1", (p) => ((p.spec.state = "Unloaded"), (p.metadata.generation = 2)));
+    cluster.change("p1", (p) => ((p.spec.state = "Unloaded"), (p.metadata.generation = 2), (p.status!.rollout = { generation: 2, admitted: [NODE], halted: false })));
     await settle(agent);
     expect(cluster.entry("p1")?.phase).toBe("Unloaded");
     // The second before-stage/after-stage pair: the live module staged for boot after its soak.
@@ -542,6 +542,26 @@ describe("faults stay where they happen and the status never lies", () => {
     await settle(agent);
     expect(inKernel("klp_fix_v1")).toBe(false);
     expect(inKernel("klp_fix_v2")).toBe(false);
+    await agent.stop();
+  });
+
+  it("an unload waits for the node's turn (maxUnavailable paces unloads too), then goes", async () => {
+    const { cluster, start, settle } = await setup();
+    const agent = start();
+    cluster.add("p1", v1);
+    await settle(agent);
+    cluster.change("p1", (p) => {
+      p.spec.state = "Unloaded";
+      p.metadata.generation = 2;
+      p.status!.rollout = { generation: 2, admitted: [], halted: false };
+    });
+    await settle(agent);
+    expect(live("klp_fix_v1")).toBe(true);
+    expect(cluster.entry("p1")).toMatchObject({ phase: "Loaded", observedGeneration: 1 });
+    cluster.change("p1", (p) => void (p.status!.rollout = { generation: 2, admitted: [NODE], halted: false }));
+    await settle(agent);
+    expect(inKernel("klp_fix_v1")).toBe(false);
+    expect(cluster.entry("p1")).toMatchObject({ phase: "Unloaded", observedGeneration: 2 });
     await agent.stop();
   });
 });

@@ -86,6 +86,11 @@ describe("decide", () => {
       [],
       "install klp_v1",
     ],
+    // Paced unloads: taking a module off the kernel waits for admission like a load.
+    ["Unloaded wanted, not admitted: nothing yet", patch({ admitted: false, want: { kind: "absent" }, entry: entry({ moduleName: "klp_v1", sha256: v1.sha256 }) }), host({ livepatches: [live("klp_v1")], installed: [v1] }), [], "none"],
+    ["Unloaded wanted, admitted: unload", patch({ want: { kind: "absent" }, entry: entry({ moduleName: "klp_v1", sha256: v1.sha256 }) }), host({ livepatches: [live("klp_v1")], installed: [v1] }), [], "unload klp_v1 after Unloading"],
+    ["release dropped from spec.modules, not admitted: nothing yet", patch({ admitted: false, want: { kind: "notApplicable" }, entry: entry({ moduleName: "klp_v1", sha256: v1.sha256 }) }), host({ livepatches: [live("klp_v1")], installed: [v1] }), [], "none"],
+    ["Staged wanted while live, not admitted: nothing yet", patch({ admitted: false, want: { kind: "staged", module: v1 }, entry: entry({ moduleName: "klp_v1", sha256: v1.sha256 }) }), host({ livepatches: [live("klp_v1")], installed: [v1] }), [], "none"],
     // Bounded retries: a stalled unload is retried as Stalled, not flipped back to Unloading.
     [
       "Unloaded wanted, the last unload stalled: try again without an Unloading write",

@@ -82,6 +82,8 @@ export function decide(patch: PatchView, host: HostView, others: readonly PatchV
     case "notApplicable": {
       const entry = patch.entry;
       const cleanup = cleanupOf(entry?.moduleName, host);
+      // Taking a module off the kernel is a change like a load: it waits for the node's turn.
+      if (!patch.admitted && (cleanup || cleanupOf(entry?.previousModuleName, host))) return { kind: "none" };
       if (cleanup) return { kind: "act", action: cleanup, before: { phase: "Unloading", moduleName: entry?.moduleName, previousModuleName: entry?.previousModuleName } };
       const previous = cleanupOf(entry?.previousModuleName, host);
       if (previous) return { kind: "act", action: previous, before: undefined };
@@ -97,6 +99,8 @@ function decideAbsent(patch: PatchView, host: HostView): Decision {
   const entry = patch.entry;
   if (!entry) return { kind: "none" };
   const cleanup = cleanupOf(entry.moduleName, host);
+  // Unloads are paced like loads (maxUnavailable): nothing moves before the operator admits the node.
+  if (!patch.admitted && (cleanup || cleanupOf(entry.previousModuleName, host))) return { kind: "none" };
   // A retry after a stall keeps the entry Stalled (stable for whoever watches it) until it works.
   const before: EntryUpdate | undefined =
     entry.phase === "Stalled" ? undefined : { phase: "Unloading", moduleName: entry.moduleName, sha256: entry.sha256, previousModuleName: entry.previousModuleName };
@@ -160,7 +164,7 @@ function decidePresent(patch: PatchView, kind: "loaded" | "staged", m: ModuleRef
   }
 
   if (kind === "staged") {
-    if (lp) return { kind: "act", action: { op: "unload", name: m.name }, before: { phase: "Unloading", ...ref } };
+    if (lp) return patch.admitted ? { kind: "act", action: { op: "unload", name: m.name }, before: { phase: "Unloading", ...ref } } : { kind: "none" };
     if (host.modules.some((x) => x.name === m.name)) return { kind: "act", action: { op: "removeLeftover", name: m.name }, before: undefined };
     if (staged?.sha256 === m.sha256) {
       if (cleanupPrevious) return { kind: "act", action: cleanupPrevious, before: undefined };
