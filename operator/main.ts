@@ -8,9 +8,16 @@ import { fullCollection, idleCollector } from "../node-agent/loop/lean-runtime.t
 import { defaultConnection, operatorHttp } from "./kube/api-client.ts";
 import { LeaderElector } from "./leader/elector.ts";
 import { operatorMetrics } from "./metrics.ts";
+import { uninstallCheck } from "./uninstall-check.ts";
 
 async function main(): Promise<void> {
   const cfg = loadOperatorConfig(process.env);
+  if (process.argv[2] === "uninstall-check") {
+    // The chart's pre-delete hook, not the operator: one check, then exit.
+    const r = await uninstallCheck(operatorHttp(defaultConnection(process.env), 30_000), cfg);
+    console.log(r.message);
+    process.exit(r.ok ? 0 : 1);
+  }
   const log = pino({ level: cfg.KLP_LOG_LEVEL, base: { component: "kpatch-operator" } });
   const connection = defaultConnection(process.env);
   const metrics = operatorMetrics();

@@ -185,7 +185,8 @@ beforeAll(async () => {
 
 afterAll(async () => {
   if (!cp) return;
-  await helm?.run(["uninstall", release, "-n", ns, "--wait=false"]);
+  // --no-hooks: no kubelet runs the pre-delete hook's Job in this layer (the node layer runs it).
+  await helm?.run(["uninstall", release, "-n", ns, "--wait=false", "--no-hooks"]);
   await cp.kubectl(["delete", "kernellivepatches", patchName, "--ignore-not-found", "--wait=false"]);
   await cp.kubectl(["delete", "kernellivepatchnodes", nodeA, nodeB, "--ignore-not-found", "--wait=false"]);
   await cp.kubectl(["delete", "namespace", ns, `klp-helm-restricted-${suffix}`, "--ignore-not-found", "--wait=false"]);
@@ -269,6 +270,11 @@ describe("chart", () => {
       expect.arrayContaining([expect.objectContaining({ name: "health", containerPort: 8081 }), expect.objectContaining({ name: "metrics", containerPort: 8080 })]),
     );
     expect(c.resources.limits.memory).toBeDefined();
+    // helm uninstall is refused while patches exist: a pre-delete hook runs the operator's check.
+    const hook = one(objs, "Job");
+    expect(hook.metadata.annotations["helm.sh/hook"]).toBe("pre-delete");
+    expect(hook.spec.template.spec.containers[0].command).toEqual(["node", "/app/operator.mjs", "uninstall-check"]);
+    expect(hook.spec.template.spec.serviceAccountName).toBe(deploy.spec.template.spec.serviceAccountName);
   });
 });
 
@@ -495,7 +501,8 @@ describe("install, admission policy, upgrade, uninstall", () => {
   });
 
   it("uninstalls leaving no object of the chart behind except the CRDs", async () => {
-    await helm.ok(["uninstall", release, "-n", ns, "--wait"]);
+    // --no-hooks: no kubelet runs the pre-delete hook's Job in this layer (the node layer runs it).
+    await helm.ok(["uninstall", release, "-n", ns, "--wait", "--no-hooks"]);
     const left = await kubectlOk([
       "get", "deployments,serviceaccounts,roles,rolebindings,services", "-n", ns, "-l", `app.kubernetes.io/instance=${release}`, "-o", "name",
     ]);

@@ -159,7 +159,7 @@ describe.skipIf(!engine.ok)(`agent image ${AGENT_IMAGE}`, () => {
   afterAll(async () => {
     await agent?.stop({ timeout: 10_000 }).catch(() => undefined);
     if (cp) {
-      await helm?.run(["uninstall", release, "-n", ns, "--wait=false"]);
+      await helm?.run(["uninstall", release, "-n", ns, "--wait=false", "--no-hooks"]); // no kubelet for the hook Job here
       await cp.kubectl(["delete", "kernellivepatches", applicable, notApplicable, "--ignore-not-found", "--wait=false"]);
       await cp.kubectl(["delete", "namespace", ns, "--ignore-not-found", "--wait=false"]);
       await cp.kubectl(["delete", "node", nodeName, "--ignore-not-found", "--wait=false"]);

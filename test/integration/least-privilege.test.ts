@@ -74,7 +74,7 @@ beforeAll(async () => {
 afterAll(async () => {
   for (const c of children) c.kill("SIGKILL");
   await cluster.forceDeletePatch(`lp-fix-${suffix}`);
-  await helm.run(["uninstall", RELEASE, "-n", NS, "--wait"]);
+  await helm.run(["uninstall", RELEASE, "-n", NS, "--wait", "--no-hooks"]); // no kubelet for the hook Job here
   for (const n of NODES) await cluster.deleteNode(n);
   await cp.kubectl(["delete", NODE_PLURAL, ...NODES, "--ignore-not-found", "--wait=false"]);
   await cluster.core.deleteNamespace({ name: NS }).catch(() => undefined);

@@ -396,6 +396,21 @@ describe.skipIf(!!unavailable)("the chart on a real node", () => {
     expect(agentStats?.memory?.workingSetBytes, "summary API memory of the agent container").toBeGreaterThan(0);
   });
 
+  it("helm uninstall while a patch exists is refused by the pre-delete hook: the release, the operator and the patch stay", async () => {
+    const insmods = (await simState()).insmods[moduleName];
+    const r = await helm.run(["uninstall", release, "-n", ns, "--wait", "--timeout", "180s"]);
+    expect(r.code, r.stdout + r.stderr).not.toBe(0);
+    expect(r.stderr).toContain(`${release}-check-no-patches-left`);
+    // Its log says why and what to do.
+    const log = await kubectl(["logs", "-n", ns, `job/${release}-check-no-patches-left`]);
+    expect(log).toContain("refusing to uninstall");
+    expect(log).toContain(patchName);
+    expect(await helm.ok(["status", release, "-n", ns, "-o", "json"])).toContain('"status":"deployed"');
+    expect(entryOf(await kubectlJson(["get", "klp", patchName, "-o", "json"]), realNodeName)?.phase).toBe("Loaded");
+    expect((await simState()).insmods[moduleName]).toBe(insmods);
+    expectEntryStayedLoaded();
+  }, 300_000);
+
   it("deleting the patch: the agent unloads and uninstalls, the finalizer goes, then the DaemonSet", async () => {
     expectEntryStayedLoaded();
     const insmods = (await simState()).insmods[moduleName];
