@@ -69,7 +69,9 @@ describe("the agent process", () => {
     });
     first.child.kill("SIGKILL");
     await exited(first.child);
-    expect(entryOf(await cluster.getPatch("ap-fix"), NODE)?.phase).toBe("Loading");
+    // The operator copies the node's entry into the patch's status a moment later (its roll-up is
+    // spaced): the dead agent's last word is Loading.
+    await until("the Loading entry in the patch's status", async () => entryOf(await cluster.getPatch("ap-fix"), NODE)?.phase === "Loading", 30_000);
 
     const second = startAgent();
     const p = await until("Loaded", async () => {
