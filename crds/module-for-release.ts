@@ -1,3 +1,4 @@
+import { RE2JS } from "re2js";
 import type { PatchModule } from "./schema.ts";
 
 /**
@@ -8,13 +9,43 @@ import type { PatchModule } from "./schema.ts";
 export function moduleForRelease(modules: readonly PatchModule[], release: string): PatchModule | undefined {
   const exact = modules.find((m) => m.kernelRelease === release);
   if (exact) return exact;
-  return modules.find((m) => m.kernelReleasePattern !== undefined && wholeMatch(m.kernelReleasePattern, release));
+  return modules.find((m) => m.kernelReleasePattern !== undefined && releaseMatchesPattern(m.kernelReleasePattern, release));
 }
 
-function wholeMatch(pattern: string, value: string): boolean {
-  try {
-    return new RegExp(`^(?:${pattern})$`).test(value);
-  } catch {
-    return false;
+/**
+ * Whether a kernel release matches a kernelReleasePattern: the one place a pattern is matched.
+ *
+ * A full match — the pattern must match the whole release, as if written `^(?:pattern)$`, however
+ * it is anchored itself (CEL's `matches()` would be a partial match; this is not). The engine is
+ * RE2 (re2js), the same syntax the API server checks the pattern with (CEL), and linear in the
+ * release's length: a pattern such as `(?:[0-9a-z.-]+)+!` cannot stall the operator or an agent the
+ * way it stalls a backtracking engine. An invalid pattern (which admission refuses) matches nothing.
+ */
+export function releaseMatchesPattern(pattern: string, release: string): boolean {
+  return compiledPattern(pattern)?.testExact(release) ?? false;
+}
+
+/** Whether RE2 (re2js, the engine of `releaseMatchesPattern`) compiles the pattern. */
+export function isValidReleasePattern(pattern: string): boolean {
+  return compiledPattern(pattern) !== null;
+}
+
+/** At most this many compiled patterns are kept; the least recently used one goes first. */
+export const PATTERN_CACHE_SIZE = 256;
+const compiled = new Map<string, RE2JS | null>();
+
+function compiledPattern(pattern: string): RE2JS | null {
+  let re = compiled.get(pattern);
+  if (re !== undefined) {
+    compiled.delete(pattern); // re-inserted below: Map order is least recently used first
+  } else {
+    try {
+      re = RE2JS.compile(pattern);
+    } catch {
+      re = null;
+    }
+    if (compiled.size >= PATTERN_CACHE_SIZE) compiled.delete(compiled.keys().next().value as string);
   }
+  compiled.set(pattern, re);
+  return re;
 }

@@ -47,3 +47,13 @@ function fieldPathToZod(fieldPath: string | undefined): PropertyKey[] {
 export function doc<S extends z.ZodType>(schema: S, description: string): S {
   return schema.meta({ description }) as S;
 }
+
+/**
+ * A map of at most `max` entries: `maxProperties` for the API server (which also needs it to
+ * bound the cost of a CEL rule over the map's keys), the same count for zod.
+ */
+export function maxProperties<S extends z.ZodType<Record<string, unknown>>>(schema: S, max: number): S {
+  return schema
+    .refine((m) => Object.keys(m).length <= max, { message: `at most ${max} entries` })
+    .meta({ maxProperties: max }) as unknown as S;
+}

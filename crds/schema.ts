@@ -4,7 +4,8 @@
  * agent parse API objects with them. Every field carries the description `kubectl explain` shows.
  */
 import { z } from "zod";
-import { doc, withRules, type Rule } from "./rules.ts";
+import { isValidReleasePattern } from "./module-for-release.ts";
+import { doc, maxProperties, withRules, type Rule } from "./rules.ts";
 
 export const GROUP = "livepatch.kpatch.dev";
 export const VERSION = "v1alpha1";
@@ -24,6 +25,53 @@ const MODULE_NAME = /^[A-Za-z0-9_-]+$/;
 const PERCENT = /^(100|[1-9][0-9]?)%$/;
 const CVE = /^CVE-[0-9]{4}-[0-9]{4,}$/;
 
+/**
+ * An https URL, in the part of the URL grammar where the two parsers that read it agree on whether
+ * it parses: Go's url.ParseRequestURI (the API server's CEL `isURL`/`url()`) and the WHATWG URL
+ * parser (Node: the operator, the agent's download). Outside it they disagree, e.g. on
+ * `https:///x.ko` (Go: no host; WHATWG: host x.ko), `https://a%41.com` and `https://h/%zz` (Go
+ * refuses the escape), `https://h\x.ko` (WHATWG reads `\` as `/`), `https://999.1.1.1` and
+ * `https://h:99999` (WHATWG refuses). So: optional userinfo; a host that is a DNS name whose last
+ * label starts with a letter (WHATWG reads a numeric last label as IPv4), a dotted-quad IPv4 address
+ * or a bracketed IPv6 address (both parsers check that it is one); a port up to 65535; path and
+ * query of RFC 3986 characters and %XX escapes; no fragment.
+ */
+const URL_USERINFO = String.raw`([-A-Za-z0-9._~!$&'()*+,;=:]|%[0-9A-Fa-f]{2})*@`;
+const URL_DNS_NAME = String.raw`([A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?\.)*[A-Za-z]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?\.?`;
+const URL_IPV4_OCTET = "(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])";
+const URL_IPV4 = String.raw`(${URL_IPV4_OCTET}\.){3}${URL_IPV4_OCTET}`;
+const URL_IPV6 = String.raw`\[[0-9A-Fa-f:.]{2,45}\]`;
+const URL_PORT = "(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[0-9]{1,4})";
+const URL_CHAR = String.raw`([-A-Za-z0-9._~!$&'()*+,;=:@/]|%[0-9A-Fa-f]{2})`;
+const HTTPS_URL = new RegExp(
+  String.raw`^https://(${URL_USERINFO})?(${URL_DNS_NAME}|${URL_IPV4}|${URL_IPV6})(:${URL_PORT})?(/${URL_CHAR}*)?(\?(${URL_CHAR}|\?)*)?$`,
+);
+
+/**
+ * A container image reference in the grammar of github.com/distribution/reference (what the
+ * container runtime parses): [host[:port]/]path[:tag][@digest], the path in lower case.
+ */
+const IMAGE_DOMAIN_COMPONENT = "([a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])";
+const IMAGE_DOMAIN = String.raw`(${IMAGE_DOMAIN_COMPONENT}(\.${IMAGE_DOMAIN_COMPONENT})*|\[[a-fA-F0-9:]+\])(:[0-9]+)?`;
+const IMAGE_PATH_COMPONENT = "[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*";
+const IMAGE_TAG = "[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}";
+const IMAGE_DIGEST = "[A-Za-z][A-Za-z0-9]*([-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}";
+const IMAGE_REFERENCE = new RegExp(
+  `^(${IMAGE_DOMAIN}/)?${IMAGE_PATH_COMPONENT}(/${IMAGE_PATH_COMPONENT})*(:${IMAGE_TAG})?(@${IMAGE_DIGEST})?$`,
+);
+
+/**
+ * A Kubernetes label key (a qualified name): an optional prefix, a DNS subdomain of at most 253
+ * characters, and `/`; then a name of at most 63 characters of [A-Za-z0-9._-] that starts and ends
+ * alphanumeric. The prefix's length is LABEL_KEY_LONG_PREFIX's (no regular expression of this kind
+ * can count the characters of all its labels).
+ */
+const LABEL_KEY = /^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\/)?([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9]$/;
+/** A key whose prefix is longer than 253 characters (a name without a prefix has at most 63). */
+const LABEL_KEY_LONG_PREFIX = /^[^/]{254}/;
+/** A Kubernetes label value: empty, or at most 63 characters of [A-Za-z0-9._-] that start and end alphanumeric. */
+const LABEL_VALUE = /^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$/;
+
 // ---------------------------------------------------------------------------------------------
 // Module sources
 
@@ -41,7 +89,10 @@ export const ConfigMapSource = doc(
 export const ImageSource = doc(
   z
     .object({
-      reference: doc(z.string().min(1).max(512), "Image reference holding the module, ideally pinned by digest."),
+      reference: doc(
+        z.string().min(1).max(512).regex(IMAGE_REFERENCE, "image.reference must be an image reference: [host[:port]/]path[:tag][@digest], the path in lower case"),
+        "Image reference holding the module, ideally pinned by digest: [host[:port]/]path[:tag][@digest].",
+      ),
       path: doc(
         z.string().max(1024).regex(/^\/[^\s]*\.ko$/),
         "Absolute path of the .ko file inside the image.",
@@ -52,14 +103,18 @@ export const ImageSource = doc(
 );
 
 /**
- * What makes a kernelReleasePattern mean different things to RE2 (the API server's CEL) and to
- * JavaScript (the operator and the agents), or only parse in one of them: a non-ASCII character;
+ * What makes a kernelReleasePattern mean different things to RE2 (the API server's CEL, and the
+ * operator's and the agents' matcher) and to JavaScript's RegExp (their matcher before re2js:
+ * a backtracking engine), or only parse in one of them: a non-ASCII character;
  * `(?` other than `(?:` (flags, named groups, lookarounds); a POSIX class `[[:`; a backslash before
  * anything but a punctuation character or d D w W s S b B n r t f (RE2's \pN, \z, \A, \Q, \x{..},
- * octal escapes, JavaScript's \k<..> and \1 backreferences). Written in the syntax it allows, so
- * RE2 and JavaScript read this expression alike too.
+ * octal escapes, JavaScript's \k<..> and \1 backreferences); `[]` or `[^]` (RE2 reads `[]a]` as a class
+ * of `]` and `a`, JavaScript as an empty class followed by `a]`; `\[]` is refused too, harmlessly).
+ * Written in the syntax it allows, so RE2 and JavaScript read this expression alike too.
+ * Refusing these keeps every admitted pattern meaning, on a printable-ASCII release, what it meant
+ * to JavaScript (crds/module-for-release.test.ts checks that re2js and RegExp agree on them).
  */
-export const PORTABLE_PATTERN_VIOLATION = String.raw`[^\x00-\x7f]|\(\?[^:]|\[\[:|\\[^.\\+*?()|\[\]{}^$/\-dDwWsSbBnrtf]`;
+export const PORTABLE_PATTERN_VIOLATION = String.raw`[^\x00-\x7f]|\(\?[^:]|\[\[:|\[\^?\]|\\[^.\\+*?()|\[\]{}^$/\-dDwWsSbBnrtf]`;
 
 const moduleRules: Rule<{
   kernelRelease?: string | undefined;
@@ -80,22 +135,45 @@ const moduleRules: Rule<{
   },
   {
     // CEL's matches() fails on an invalid RE2 expression, and that error rejects the object. Both
-    // operands fail for an invalid pattern (`x || true` would absorb the error).
+    // operands fail for an invalid pattern (`x || true` would absorb the error). The operator and the
+    // agents match with RE2 too (re2js), so this is the same verdict in both places.
     cel: "!has(self.kernelReleasePattern) || ''.matches(self.kernelReleasePattern) || !''.matches(self.kernelReleasePattern)",
     message: "kernelReleasePattern must be a valid regular expression",
     fieldPath: ".kernelReleasePattern",
-    holds: (m) => m.kernelReleasePattern === undefined || isValidPattern(m.kernelReleasePattern),
+    holds: (m) => m.kernelReleasePattern === undefined || isValidReleasePattern(m.kernelReleasePattern),
   },
   {
-    // The API server checks the pattern with RE2 (CEL), the operator and the agents match with
-    // JavaScript's RegExp: only the syntax both read alike is allowed (see PORTABLE_PATTERN_VIOLATION).
+    // Only the syntax RE2 and JavaScript's RegExp read alike is allowed (see PORTABLE_PATTERN_VIOLATION),
+    // so that matching with RE2 rather than RegExp changed no admitted pattern's meaning.
     cel: `!has(self.kernelReleasePattern) || !self.kernelReleasePattern.matches(r'${PORTABLE_PATTERN_VIOLATION}')`,
     message:
-      "kernelReleasePattern must use the regular-expression syntax RE2 and JavaScript share: ASCII only, no (?...) group other than (?:...), no [[:class:]], and no escape other than \\d \\D \\w \\W \\s \\S \\b \\B \\n \\r \\t \\f or an escaped punctuation character",
+      "kernelReleasePattern must use the regular-expression syntax RE2 and JavaScript share: ASCII only, no (?...) group other than (?:...), no [[:class:]], no class starting with ] ([]...] or [^]...]), and no escape other than \\d \\D \\w \\W \\s \\S \\b \\B \\n \\r \\t \\f or an escaped punctuation character",
     fieldPath: ".kernelReleasePattern",
     holds: (m) => m.kernelReleasePattern === undefined || !new RegExp(PORTABLE_PATTERN_VIOLATION).test(m.kernelReleasePattern),
   },
 ];
+
+/**
+ * The URL parses as Kubernetes parses it (CEL's URL library, Go's url.ParseRequestURI) and as Node
+ * does (WHATWG URL), with the https scheme and a host. HTTPS_URL keeps the input where the two agree.
+ */
+const urlRules: Rule<string>[] = [
+  {
+    cel: "isURL(self) && url(self).getScheme() == 'https' && url(self).getHostname() != ''",
+    message: "url must parse as an https URL with a host",
+    holds: isHttpsUrl,
+  },
+];
+
+function isHttpsUrl(value: string): boolean {
+  let u: URL;
+  try {
+    u = new URL(value);
+  } catch {
+    return false;
+  }
+  return u.protocol === "https:" && u.hostname !== "";
+}
 
 export const PatchModule = withRules(
   z
@@ -106,7 +184,7 @@ export const PatchModule = withRules(
       ),
       kernelReleasePattern: doc(
         z.string().min(1).max(256).optional(),
-        "Regular expression matched against the whole kernel release (implicitly anchored). The module's own vermagic must still equal the node's release, or the node fails with VermagicMismatch.",
+        "Regular expression (RE2 syntax, limited to what JavaScript reads alike) matched against the whole kernel release (implicitly anchored), in time linear in the release's length. The module's own vermagic must still equal the node's release, or the node fails with VermagicMismatch.",
       ),
       moduleName: doc(
         z.string().min(1).max(55).regex(MODULE_NAME).optional(),
@@ -117,10 +195,17 @@ export const PatchModule = withRules(
         "SHA-256 of the .ko file, 64 lowercase hex characters. The agent refuses a file with any other digest (ChecksumMismatch).",
       ),
       configMap: ConfigMapSource.optional(),
-      url: doc(
-        z.string().max(2048).regex(/^https:\/\/[^\s]+$/, "url must be an https:// URL").optional(),
+      url: withRules(
+        z
+          .string()
+          .max(2048)
+          .regex(
+            HTTPS_URL,
+            "url must be an https URL: https://[userinfo@]host[:port][/path][?query] with a DNS name, IPv4 or [IPv6] host, RFC 3986 characters and %XX escapes, no #fragment",
+          ),
         "HTTPS URL of the module file. Verified against sha256 before use.",
-      ),
+        urlRules,
+      ).optional(),
       image: ImageSource.optional(),
     })
     .strict(),
@@ -128,30 +213,35 @@ export const PatchModule = withRules(
   moduleRules,
 );
 
-function isValidPattern(p: string): boolean {
-  try {
-    new RegExp(p);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Targeting (core/v1 shapes)
 
+const isLabelKey = (k: string): boolean => LABEL_KEY.test(k) && !LABEL_KEY_LONG_PREFIX.test(k);
+/** isLabelKey in CEL, of the string expression `k`. */
+const labelKeyCel = (k: string): string => `${k}.matches(r'${LABEL_KEY.source}') && !${k}.matches(r'${LABEL_KEY_LONG_PREFIX.source}')`;
+const LABEL_KEY_MESSAGE =
+  "label keys are [prefix/]name: an optional DNS subdomain of at most 253 characters and '/', then a name of at most 63 characters of [A-Za-z0-9._-] that starts and ends alphanumeric";
+const LabelValue = z
+  .string()
+  .max(63)
+  .regex(LABEL_VALUE, "label values are empty or at most 63 characters of [A-Za-z0-9._-] that start and end alphanumeric");
+
 export const LabelSelectorRequirement = z
   .object({
-    key: doc(z.string().min(1).max(317), "The label key the selector applies to."),
+    key: withRules(z.string().min(1).max(317), "The label key the selector applies to.", [
+      { cel: labelKeyCel("self"), message: LABEL_KEY_MESSAGE, holds: isLabelKey },
+    ]),
     operator: doc(z.enum(["In", "NotIn", "Exists", "DoesNotExist"]), "Relationship of the key to the values."),
-    values: doc(z.array(z.string().max(63)).max(64).optional(), "Values for In and NotIn; empty for Exists and DoesNotExist."),
+    values: doc(z.array(LabelValue).max(64).optional(), "Values for In and NotIn; empty for Exists and DoesNotExist."),
   })
   .strict();
 
 export const LabelSelector = withRules(
   z
     .object({
-      matchLabels: doc(z.record(z.string(), z.string().max(63)).optional(), "Labels a Node must carry."),
+      matchLabels: withRules(maxProperties(z.record(z.string(), LabelValue), 64), "Labels a Node must carry.", [
+        { cel: `self.all(k, ${labelKeyCel("k")})`, message: LABEL_KEY_MESSAGE, holds: (m) => Object.keys(m).every(isLabelKey) },
+      ]).optional(),
       matchExpressions: doc(z.array(LabelSelectorRequirement).max(32).optional(), "Set-based requirements, ANDed."),
     })
     .strict(),

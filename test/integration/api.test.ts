@@ -79,6 +79,12 @@ describe("the KernelLivePatch API on a real API server", () => {
     ["POSIX class in a pattern", { modules: [{ kernelReleasePattern: "6\\.1\\.0-[[:digit:]]+-amd64", sha256: SHA, url: "https://x/a.ko" }] }, "syntax RE2 and JavaScript share"],
     ["Unicode class escape in a pattern", { modules: [{ kernelReleasePattern: "6\\.1\\.0-\\pN+-amd64", sha256: SHA, url: "https://x/a.ko" }] }, "syntax RE2 and JavaScript share"],
     ["http url", { modules: [{ kernelRelease: "r", sha256: SHA, url: "http://x/y.ko" }] }, "spec.modules[0].url"],
+    // isURL(self) (Go's url.ParseRequestURI) and the URL pattern refuse the port "b:c"; WHATWG URL too.
+    ["url with an unparseable port", { modules: [{ kernelRelease: "r", sha256: SHA, url: "https://a:b:c/x.ko" }] }, "spec.modules[0].url"],
+    // Go finds no host here, WHATWG URL reads x.ko as the host: the URL pattern refuses it.
+    ["url without a host", { modules: [{ kernelRelease: "r", sha256: SHA, url: "https:///x.ko" }] }, "spec.modules[0].url"],
+    // The URL pattern allows it (hex digits and colons in brackets); only the CEL rule's isURL refuses it.
+    ["url with an invalid IPv6 host", { modules: [{ kernelRelease: "r", sha256: SHA, url: "https://[1:2]/x.ko" }] }, "url must parse as an https URL with a host"],
     ["release with a slash", { modules: [{ ...good, kernelRelease: "6.1/../x" }] }, "spec.modules[0].kernelRelease"],
     ["module name with a slash", { modules: [{ ...good, moduleName: "../evil" }] }, "spec.modules[0].moduleName"],
     ["module name too long", { modules: [{ ...good, moduleName: "m".repeat(56) }] }, "spec.modules[0].moduleName"],
