@@ -283,6 +283,9 @@ const MaxUnavailable = withRules(
   ],
 ).meta({ "x-kubernetes-int-or-string": true });
 
+/** What the API server defaults an absent rollout.progressDeadlineSeconds to (and the operator assumes). */
+export const DEFAULT_PROGRESS_DEADLINE_SECONDS = 600;
+
 export const Rollout = doc(
   z
     .object({
@@ -298,7 +301,7 @@ export const Rollout = doc(
       ),
       progressDeadlineSeconds: doc(
         // The API server defaults it (the CRD's default); optional here so specs built in code need not say it.
-        z.int().min(30).max(86400).optional().meta({ default: 600 }),
+        z.int().min(30).max(86400).optional().meta({ default: DEFAULT_PROGRESS_DEADLINE_SECONDS }),
         "How long an admitted node may take to make progress (to leave Staging, Loading or Unloading, or to report at all once admitted) before it counts as failed towards failureThreshold, with the reason ProgressDeadlineExceeded. Default 600.",
       ),
     })
@@ -314,7 +317,20 @@ export const DesiredState = doc(
   "Loaded: installed in /var/lib/kpatch and live in the kernel. Staged: installed only (the host's kpatch.service loads it at the next boot). Unloaded: unloaded and uninstalled.",
 );
 
-const specRules: Rule<{ modules: Array<{ kernelRelease?: string | undefined; kernelReleasePattern?: string | undefined }> }>[] = [
+type SpecRuleInput = {
+  modules: Array<{ kernelRelease?: string | undefined; kernelReleasePattern?: string | undefined }>;
+  rollout: { progressDeadlineSeconds?: number | undefined };
+  transitionTimeoutSeconds: number;
+};
+
+const specRules: Rule<SpecRuleInput>[] = [
+  {
+    // A stalled load takes up to two transitions (forward, then the reversal) before it reports.
+    cel: `(has(self.rollout.progressDeadlineSeconds) ? self.rollout.progressDeadlineSeconds : ${DEFAULT_PROGRESS_DEADLINE_SECONDS}) >= 2 * self.transitionTimeoutSeconds`,
+    message: "rollout.progressDeadlineSeconds must be at least twice transitionTimeoutSeconds (a stalled load waits for its transition, then for the reversal): raise it, or lower transitionTimeoutSeconds",
+    fieldPath: ".rollout.progressDeadlineSeconds",
+    holds: (s) => (s.rollout.progressDeadlineSeconds ?? DEFAULT_PROGRESS_DEADLINE_SECONDS) >= 2 * s.transitionTimeoutSeconds,
+  },
   {
     cel: "self.modules.all(m, !has(m.kernelRelease) || self.modules.filter(n, has(n.kernelRelease) && n.kernelRelease == m.kernelRelease).size() == 1)",
     message: "modules: each kernelRelease may appear only once",
@@ -352,6 +368,10 @@ export const KernelLivePatchSpec = withRules(
       transitionTimeoutSeconds: doc(
         z.int().min(15).max(3600).default(75),
         "How long a livepatch transition may take before the agent reverses it and reports TransitionStalled (kpatch waits 15 s + 60 s).",
+      ),
+      retry: doc(
+        z.string().max(63).optional(),
+        "Set to a new value (any text, e.g. a timestamp) to try again on every node where this patch is Failed or Stalled. A failure is final for the spec it happened under, so a reboot or an agent restart never retries by itself; changing this field is a new spec, rolled out at the pace of rollout.maxUnavailable.",
       ),
     })
     .strict(),

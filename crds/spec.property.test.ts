@@ -89,7 +89,8 @@ const validSpec = fc.record(
     modules: validModules,
     nodeSelector,
     rollout,
-    transitionTimeoutSeconds: fc.integer({ min: 15, max: 3600 }),
+    // At most half the default progress deadline (600 s): a valid spec leaves room for a stalled load.
+    transitionTimeoutSeconds: fc.integer({ min: 15, max: 300 }),
   },
   { requiredKeys: ["modules"] },
 );
@@ -147,6 +148,7 @@ function invariantViolations(spec: KernelLivePatchSpec): string[] {
   say(Number.isInteger(spec.rollout.soakSeconds) && spec.rollout.soakSeconds >= 0 && spec.rollout.soakSeconds <= 86_400, "soakSeconds 0..86400");
   say(typeof spec.rollout.paused === "boolean", "paused defaulted");
   say(Number.isInteger(spec.transitionTimeoutSeconds) && spec.transitionTimeoutSeconds >= 15 && spec.transitionTimeoutSeconds <= 3600, "transitionTimeoutSeconds 15..3600");
+  say((spec.rollout.progressDeadlineSeconds ?? 600) >= 2 * spec.transitionTimeoutSeconds, "progress deadline >= 2 x transition timeout");
   say(["Loaded", "Staged", "Unloaded"].includes(spec.state), "state");
   for (const e of spec.nodeSelector?.matchExpressions ?? []) {
     say(["In", "NotIn"].includes(e.operator) === (e.values !== undefined && e.values.length > 0), `selector ${e.key}: values iff In/NotIn`);
@@ -243,7 +245,8 @@ function oracleValid(s: Record<string, unknown>): boolean {
   const ft = r.failureThreshold as number | undefined;
   if (ft !== undefined && (!Number.isInteger(ft) || ft < 1 || ft > 100_000)) return false;
   const soak = r.soakSeconds as number | undefined;
-  return soak === undefined || (soak >= 0 && soak <= 86_400);
+  if (soak !== undefined && !(soak >= 0 && soak <= 86_400)) return false;
+  return 600 >= 2 * (t ?? 75); // the default progress deadline (the generator never sets one)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -291,6 +294,7 @@ const MUTATIONS: Mutation[] = [
   { name: "failureThreshold 0", apply: (s) => void (s.rollout = { ...(s.rollout as object), failureThreshold: 0 }) },
   { name: "negative soak", apply: (s) => void (s.rollout = { ...(s.rollout as object), soakSeconds: -1 }) },
   { name: "transition timeout 14", apply: (s) => void (s.transitionTimeoutSeconds = 14) },
+  { name: "transition timeout above half the default progress deadline", apply: (s) => void (s.transitionTimeoutSeconds = 301) },
   { name: "unknown state", apply: (s) => void (s.state = "Running") },
   { name: "In without values", apply: (s) => void (s.nodeSelector = { matchExpressions: [{ key: "k", operator: "In" }] }) },
   { name: "Exists with values", apply: (s) => void (s.nodeSelector = { matchExpressions: [{ key: "k", operator: "Exists", values: ["v"] }] }) },

@@ -3,9 +3,10 @@ import { buildCrd } from "../../crds/crd.ts";
 import { KernelLivePatchSpec } from "../../crds/schema.ts";
 import { DEFAULT_PROGRESS_DEADLINE_SECONDS } from "./settled.ts";
 
-const spec = (rollout: Record<string, unknown>) => ({
+const spec = (rollout: Record<string, unknown>, transitionTimeoutSeconds = 15) => ({
   modules: [{ kernelRelease: "6.1.0-56-amd64", sha256: "a".repeat(64), url: "https://example.invalid/fix.ko" }],
   rollout,
+  transitionTimeoutSeconds,
 });
 
 describe("spec.rollout.progressDeadlineSeconds", () => {
@@ -18,6 +19,17 @@ describe("spec.rollout.progressDeadlineSeconds", () => {
     [60.5, false],
   ])("%s is valid: %s", (value, valid) => {
     expect(KernelLivePatchSpec.safeParse(spec({ progressDeadlineSeconds: value })).success).toBe(valid);
+  });
+
+  it.each([
+    [150, 75, true],
+    [149, 75, false],
+    [undefined, 300, true],
+    [undefined, 301, false],
+  ])("deadline %s with a %s s transition timeout is valid: %s (a stalled load takes two transitions)", (deadline, transition, valid) => {
+    const r = KernelLivePatchSpec.safeParse(spec(deadline === undefined ? {} : { progressDeadlineSeconds: deadline }, transition));
+    expect(r.success).toBe(valid);
+    if (!valid) expect(r.error?.issues[0]?.message).toContain("at least twice transitionTimeoutSeconds");
   });
 
   it("the CRD defaults it to the operator's default and bounds it", () => {

@@ -61,6 +61,8 @@ describe("the KernelLivePatch API on a real API server", () => {
 
   const bad: Array<[string, unknown, string, Record<string, unknown>?]> = [
     ["no modules", { modules: [] }, "spec.modules: Invalid value"],
+    ["a progress deadline shorter than two transitions", { modules: [good], rollout: { progressDeadlineSeconds: 100 }, transitionTimeoutSeconds: 60 }, "at least twice transitionTimeoutSeconds"],
+    ["the default progress deadline (600) shorter than two transitions", { modules: [good], transitionTimeoutSeconds: 301 }, "at least twice transitionTimeoutSeconds"],
     ["missing modules", {}, "spec.modules: Required value"],
     ["digest too short", { modules: [{ ...good, sha256: "abc" }] }, "spec.modules[0].sha256"],
     ["digest in upper case", { modules: [{ ...good, sha256: "A".repeat(64) }] }, "spec.modules[0].sha256"],
