@@ -564,4 +564,29 @@ describe("faults stay where they happen and the status never lies", () => {
     expect(cluster.entry("p1")).toMatchObject({ phase: "Unloaded", observedGeneration: 2 });
     await agent.stop();
   });
+
+  it("a Stalled load is final: a reboot does not retry it, a new spec.retry does", async () => {
+    const { cluster, actions, start, settle } = await setup();
+    await configureSimHost(host.root, { stall: true });
+    let agent = start();
+    cluster.add("p1", v1);
+    await settle(agent);
+    expect(cluster.entry("p1")).toMatchObject({ phase: "Stalled", reason: "TransitionStalled" });
+    await agent.stop();
+    await rebootSimHost(host.root);
+    await configureSimHost(host.root, { stall: false });
+    agent = start();
+    await settle(agent);
+    expect(cluster.entry("p1")).toMatchObject({ phase: "Stalled" });
+    expect(actions.filter((a) => a.action.op === "installAndLoad")).toHaveLength(1);
+    cluster.change("p1", (p) => {
+      p.spec.retry = "2026-12-03T08:00:00Z";
+      p.metadata.generation = 2;
+      p.status!.rollout = { generation: 2, admitted: [NODE], halted: false };
+    });
+    await settle(agent);
+    expect(cluster.entry("p1")).toMatchObject({ phase: "Loaded", observedGeneration: 2 });
+    expect(actions.filter((a) => a.action.op === "installAndLoad")).toHaveLength(2);
+    await agent.stop();
+  });
 });
