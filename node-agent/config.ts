@@ -8,7 +8,7 @@ import { z } from "zod";
 export const CRASH_POINTS = [
   /** After the `Staging`/`Loading` entry is written, before the module is staged. */
   "before-stage",
-  /** After the module is staged in /var/lib/kpatch, before insmod. */
+  /** After the module is written for loading (/var/lib/kpatch/.loading) or staged for boot, before insmod. */
   "after-stage",
   /** After the load finished in the kernel, before the `Loaded` entry is written. */
   "after-load",

@@ -88,7 +88,13 @@ export interface HostDriver {
    * the file goes once the load ends either way. Staging for boot is a separate `install`, which
    * the agent runs only after the module has been live through its soak.
    */
-  loadVerified(bytes: Uint8Array, module: { kernelRelease: string; name: string; sha256: string }, options?: TransitionOptions): Promise<LoadResult>;
+  loadVerified(
+    bytes: Uint8Array,
+    module: { kernelRelease: string; name: string; sha256: string },
+    options?: TransitionOptions,
+    /** Called once the file is in /var/lib/kpatch/.loading, before insmod (the tests' crash point). */
+    onStaged?: () => void,
+  ): Promise<LoadResult>;
   unload(name: string, options?: TransitionOptions): Promise<UnloadResult>;
   removeLeftover(name: string): Promise<RemoveLeftoverResult>;
   /**
@@ -158,10 +164,11 @@ export function createHostDriver(options: HostDriverOptions): HostDriver {
 
     load: (target, opts) => loadPatch(ctx, target, opts),
 
-    async loadVerified(bytes, m, opts) {
+    async loadVerified(bytes, m, opts, onStaged) {
       const verified = verifyModule(bytes, { kernelRelease: m.kernelRelease, sha256: m.sha256, moduleName: m.name }, ctx.maxModuleBytes);
       const fileName = `${verified.name}.ko`;
       const file = await ctx.store.writeLoading(fileName, bytes);
+      onStaged?.();
       try {
         return await loadPatch(ctx, { file: fs.resolve(file), bytes }, opts);
       } catch (error) {

@@ -421,8 +421,8 @@ export class Agent {
         case "installAndLoad": {
           crash("before-stage");
           const bytes = await this.moduleBytes(patch, host.kernelRelease);
-          crash("after-stage");
-          const r = await driver.loadVerified(bytes, { kernelRelease: host.kernelRelease, name: action.module.name, sha256: action.module.sha256 }, timeout);
+          const m = { kernelRelease: host.kernelRelease, name: action.module.name, sha256: action.module.sha256 };
+          const r = await driver.loadVerified(bytes, m, timeout, () => crash("after-stage"));
           crash("after-load");
           log.info({ module: action.module.name, replaced: r.replaced, transitionMs: r.transitionMs }, "loaded");
           const replacing = r.replaced.length ? `, replacing ${r.replaced.join(", ")}` : "";

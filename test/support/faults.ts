@@ -196,10 +196,13 @@ export function kpatchFiles(root: string): string[] {
     .sort();
 }
 
-/** Half-written files: the store's temporaries (and anything hidden) under /var/lib/kpatch. */
+/** Half-written files: the store's temporaries (`.<name>.tmp-<pid>-<hex>`) anywhere under /var/lib/kpatch. */
 export function partialFiles(root: string): string[] {
-  return kpatchFiles(root).filter((f) => path.basename(f).startsWith(".") || f.includes(".tmp"));
+  return kpatchFiles(root).filter((f) => f.includes(".tmp"));
 }
+
+/** The agent's own record of what it put on the host (node-agent/host/agent-record.ts). */
+export const AGENT_RECORD = ".kpatch-agent.json";
 
 export function livepatches(root: string): string[] {
   const dir = path.join(root, "sys/kernel/livepatch");

@@ -18,6 +18,7 @@ import {
   kpatchFiles,
   livepatches,
   partialFiles,
+  AGENT_RECORD,
   removeHost,
   simHost,
   spawnAgent,
@@ -111,8 +112,10 @@ describe("an agent killed at each step", () => {
     // (The operator rolls the node objects up into the patch a moment later.)
     const p = await rolledUp(Object.values(NODES), "Loading");
     for (const node of Object.values(NODES)) expect(entryOf(p, node)?.phase, node).toBe("Loading");
-    expect(kpatchFiles(roots[NODES.beforeStage]!)).toEqual([]);
-    expect(kpatchFiles(roots[NODES.afterStage]!)).toEqual([`${RELEASE}/${MODULE}.ko`]);
+    // The agent records which patch a module is for before it writes the module anywhere; the
+    // module waits in .loading (which nothing loads at boot) until it has been live for its soak.
+    expect(kpatchFiles(roots[NODES.beforeStage]!)).toEqual([AGENT_RECORD]);
+    expect(kpatchFiles(roots[NODES.afterStage]!)).toEqual([AGENT_RECORD, `.loading/${MODULE}.ko`]);
     expect(insmods(roots[NODES.afterStage]!, MODULE)).toBe(0);
     expect(insmods(roots[NODES.inTransition]!, MODULE)).toBe(1);
     expect(inTransition(roots[NODES.inTransition]!, MODULE, true)).toBe(true);
@@ -126,7 +129,7 @@ describe("an agent killed at each step", () => {
       expect(entryOf(done, node), node).toMatchObject({ phase: "Loaded", enabled: true, transition: false, taintFlags: "OEK" });
       expect(insmods(root, MODULE), `${node}: insmods`).toBe(1);
       expect(livepatches(root), node).toEqual([MODULE]);
-      expect(kpatchFiles(root), node).toEqual([`${RELEASE}/${MODULE}.ko`]);
+      expect(kpatchFiles(root), node).toEqual([AGENT_RECORD, `${RELEASE}/${MODULE}.ko`]);
       expect(partialFiles(root), node).toEqual([]);
     }
   });
@@ -145,7 +148,7 @@ describe("an agent killed at each step", () => {
     for (const node of [NODES.beforeStage, NODES.afterStage, NODES.inTransition]) expect(entryOf(p, node)?.phase, node).toBe("Unloading");
     expect(livepatches(roots[NODES.beforeStage]!)).toEqual([MODULE]); // died before disabling
     expect(livepatches(roots[NODES.afterStage]!)).toEqual([]); // died after the module left the kernel
-    expect(kpatchFiles(roots[NODES.afterStage]!)).toEqual([`${RELEASE}/${MODULE}.ko`]); // ... before uninstalling it
+    expect(kpatchFiles(roots[NODES.afterStage]!)).toEqual([AGENT_RECORD, `${RELEASE}/${MODULE}.ko`]); // ... before uninstalling it
 
     for (const node of [NODES.beforeStage, NODES.afterStage, NODES.inTransition]) start(node);
     const unloaded = await waitReady(api, PATCH);
