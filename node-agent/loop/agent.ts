@@ -369,6 +369,9 @@ export class Agent {
   private async resolve(m: PatchModule, kernelRelease: string): Promise<Resolved> {
     const cached = this.resolved.get(m.sha256);
     if (cached?.bytes) return cached;
+    // At most one module file in memory (the agent's memory limit is sized for one, see
+    // operator/config.ts): the others keep their name and build-id and are fetched again to load.
+    for (const other of this.resolved.values()) other.bytes = undefined;
     const bytes = await this.deps.sources.fetch(m);
     const verified = this.deps.driver.verify(bytes, {
       sha256: m.sha256,
