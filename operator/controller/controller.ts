@@ -26,7 +26,7 @@ import { cachedNode, type NodeView } from "../kube/nodes.ts";
 import { cachedPatch, OPERATOR_FIELD_MANAGER, PATCHES_PATH, PatchClient } from "../kube/patches.ts";
 import { removePatchGauges, setPatchGauges, type OperatorMetrics } from "../metrics.ts";
 import { CLEAN_PHASES, ofThisPatch, projectNode, targets } from "../nodes/projection.ts";
-import { admit } from "../rollout/admit.ts";
+import { admit, UNLOAD_IMMEDIATELY_ANNOTATION } from "../rollout/admit.ts";
 import { RolloutMemories } from "../rollout/memory.ts";
 import type { DerivedFailure, NodeReadiness } from "../rollout/settled.ts";
 import { mergeConditions } from "../status/conditions.ts";
@@ -371,7 +371,19 @@ export class Controller {
     const now = this.now();
     const memory = this.memory.of(name, patch.metadata.uid, generation);
 
-    // The decisions are pure; the gauges show them whatever write follows.
+    // The decisions are pure; the gauges show them whatever write follows. A deleted patch's
+    // unloads are admitted among the nodes its finalizer still waits for.
+    const annotations = patch.metadata.annotations ?? {};
+    const unloadImmediately = annotations[UNLOAD_IMMEDIATELY_ANNOTATION] === "true";
+    const unload: UnloadDecision | undefined = deleting
+      ? unloadComplete({
+          entries,
+          nodes: readiness,
+          now,
+          graceSeconds: this.deps.cfg.KLP_NOT_READY_GRACE_SECONDS,
+          force: annotations[FORCE_DELETE_ANNOTATION] === "true",
+        })
+      : undefined;
     const byNode = new Map<string, NodeEntry>(entries.map((e) => [e.nodeName, e]));
     const admitted = admit({
       generation,
@@ -382,12 +394,12 @@ export class Controller {
       now,
       readiness,
       ...memory.input,
-      deleting,
+      ...(unload ? { deletion: { waitingFor: unload.waitingFor, immediately: unloadImmediately } } : {}),
     });
     // A node's progress deadline counts from when this operator first saw it admitted (status.rollout
     // keeps no times; after a restart the clock of a node that has not reported yet starts again).
     this.announceFailures(patch, memory.remember(admitted, now));
-    const rolled = rollup({ generation, spec: patch.spec, targeted, entries, halted: admitted.rollout.halted, deleting, derived: admitted.derived });
+    const rolled = rollup({ generation, spec: patch.spec, targeted, entries, halted: admitted.rollout.halted, deleting, derived: admitted.derived, unloadImmediately });
     const ready = rolled.conditions.find((c) => c.type === "Ready")?.status === "True";
     setPatchGauges(this.deps.metrics, name, patchGauges(entries, targeted, ready, admitted.rollout.halted));
 
@@ -400,16 +412,8 @@ export class Controller {
       rollout: admitted.rollout,
       nodes: entries.filter((e) => !stale.has(e.nodeName)),
     };
-    let unload: UnloadDecision | undefined;
-    if (deleting) {
+    if (unload) {
       if (!finalizers.includes(FINALIZER)) return;
-      unload = unloadComplete({
-        entries,
-        nodes: readiness,
-        now,
-        graceSeconds: this.deps.cfg.KLP_NOT_READY_GRACE_SECONDS,
-        force: patch.metadata.annotations?.[FORCE_DELETE_ANNOTATION] === "true",
-      });
       if (unload.done) {
         // The last status first, so the patch is seen Unloaded everywhere before it goes. The
         // finalizer write is guarded by the resourceVersion this moves: it follows, on fresh data.

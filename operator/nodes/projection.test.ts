@@ -29,6 +29,8 @@ describe("projectNode", () => {
     ["a new patch before its rollout is decided: not yet", [patch("p", { admitted: ["n1"], generation: 2 })], [], []],
     ["a patch for another pool, nothing on the node", [patch("p", { selector: { pool: "b" } })], [], []],
     ["a patch for another pool, still loaded here", [patch("p", { selector: { pool: "b" } })], [entry("p", "Loaded")], [["p", false]]],
+    ["a patch for another pool, still loaded here, its turn to unload", [patch("p", { selector: { pool: "b" }, admitted: ["n1"] })], [entry("p", "Loaded")], [["p", true]]],
+    ["a patch for another pool, unloading here", [patch("p", { selector: { pool: "b" }, admitted: ["n1"] })], [entry("p", "Unloading")], [["p", true]]],
     ["a patch for another pool, unloaded here", [patch("p", { selector: { pool: "b" } })], [entry("p", "Unloaded")], []],
     ["a loaded entry of an earlier patch of the same name", [patch("p", { selector: { pool: "b" } })], [entry("p", "Loaded", "old")], []],
     ["sorted by name", [patch("z"), patch("a")], [], [["a", false], ["z", false]]],

@@ -3,10 +3,10 @@
  * each with its spec and whether the rollout has admitted the node. Pure; the controller writes it.
  */
 import { selectorMatches } from "../../crds/label-selector.ts";
-import type { KernelLivePatch, NodePatchEntry, NodePhase, PatchOnNode } from "../../crds/schema.ts";
+import type { KernelLivePatch, NodePatchEntry, PatchOnNode } from "../../crds/schema.ts";
+import { CLEAN_PHASES } from "../rollout/settled.ts";
 
-/** Phases in which a node holds nothing of a patch: one that stops targeting it can let it go. */
-export const CLEAN_PHASES: readonly NodePhase[] = ["Unloaded", "NotApplicable", "Pending"];
+export { CLEAN_PHASES };
 
 /** Whether the patch targets a node with these labels (its nodeSelector and the agents' global one). */
 export function targets(patch: KernelLivePatch, labels: Readonly<Record<string, string>>, globalSelector: Readonly<Record<string, string>>): boolean {

@@ -1,5 +1,7 @@
-import type { KernelLivePatchSpec, NodeEntry, RolloutStatus } from "../../crds/schema.ts";
+import { GROUP, type KernelLivePatchSpec, type NodeEntry, type RolloutStatus } from "../../crds/schema.ts";
 import {
+  CHANGING_PHASES,
+  CLEAN_PHASES,
   DEFAULT_PROGRESS_DEADLINE_SECONDS,
   isCurrent,
   isDone,
@@ -12,11 +14,34 @@ import {
 } from "./settled.ts";
 
 /**
+ * The annotation that lets a deleted patch unload from every node at once instead of at the pace
+ * of maxUnavailable (value "true").
+ */
+export const UNLOAD_IMMEDIATELY_ANNOTATION = `${GROUP}/unload-immediately`;
+
+/**
  * Pacing: which nodes may change now. The controller writes the result to `status.rollout`; an
- * agent loads only when its node is in `admitted` for the patch's current generation. Admission
- * is monotonic within a generation (a node once admitted stays admitted), so an agent never sees
- * its permission withdrawn in the middle of a load. Unloading (state Unloaded, deletion) is not
- * paced: backing a patch out should be fast.
+ * agent changes its node's kernel for a patch — loads a module, or takes one off (unload, leftover,
+ * uninstall) — only when its node is in `admitted` for the patch's current generation. So
+ * maxUnavailable paces every change, and a node needs admission when:
+ *
+ * - the patch is to be Loaded or Staged: it is targeted and not there yet for this generation (a
+ *   node whose kernel release was dropped from spec.modules is done once it reports NotApplicable
+ *   for the new generation);
+ * - the patch is to be Unloaded: it is targeted and has an entry not yet Unloaded for this
+ *   generation (a node without any entry holds nothing);
+ * - the patch no longer targets it (its nodeSelector) while its entry says it holds something of
+ *   the patch (a phase not in CLEAN_PHASES: the projection keeps the patch on such a node);
+ * - the patch is being deleted: the finalizer waits for it (`deletion.waitingFor`). With
+ *   UNLOAD_IMMEDIATELY_ANNOTATION these are admitted all at once, paused or not.
+ *
+ * Admission is monotonic within a generation (a node once admitted stays admitted while it is
+ * targeted or still has something to unload), so an agent never sees its permission withdrawn in
+ * the middle of a change; a node that leaves the selector with nothing on it loses its admission.
+ * A node already changing (its entry says Staging, Loading or Unloading: the last generation
+ * admitted it) goes first. `paused` stops new admissions of every kind. `halted` (failures
+ * >= failureThreshold) stops new loads only: an unload is the way back and is never halted, so a
+ * patch to be Unloaded or being deleted is never halted.
  *
  * Beside the Failed and Stalled entries the agents write, two failures are decided here (see
  * settled.ts): an admitted node that makes no progress within spec.rollout.progressDeadlineSeconds
@@ -35,10 +60,10 @@ export interface AdmitInput {
   /** Readiness of the targeted Nodes (a node missing here gives no evidence). */
   readonly readiness?: ReadonlyMap<string, NodeReadiness>;
   /**
-   * When each node of `previous.admitted` was admitted for this generation, as far as the caller
-   * knows (status.rollout keeps no times; the controller remembers when it first saw each). The
-   * progress deadline of a node that has not reported yet counts from here; a node missing here is
-   * not judged.
+   * When each node of `previous.admitted` was admitted for the change it still needs, as far as
+   * the caller knows (status.rollout keeps no times; the controller remembers when it first saw
+   * each admitted and needing a change: see AdmitResult.needing). The progress deadline of a node
+   * that has not reported yet counts from here; a node missing here is not judged.
    */
   readonly admittedAt?: ReadonlyMap<string, Date>;
   /**
@@ -47,14 +72,24 @@ export interface AdmitInput {
    * Node is Ready again and after the soak (the evidence, a NotReady Node, is gone by then).
    */
   readonly gateFailed?: ReadonlyMap<string, string>;
-  /** The patch is being deleted: no progress is expected of anyone, no deadline is judged. */
-  readonly deleting?: boolean;
+  /**
+   * The patch is being deleted: the nodes its finalizer still waits for (unloadComplete's
+   * `waitingFor`: not gone, not NotReady past the grace period, no force-delete), and whether the
+   * patch carries UNLOAD_IMMEDIATELY_ANNOTATION.
+   */
+  readonly deletion?: { readonly waitingFor: readonly string[]; readonly immediately: boolean };
 }
 
 export interface AdmitResult {
   readonly rollout: RolloutStatus;
   /** Nodes newly admitted by this decision. */
   readonly newlyAdmitted: readonly string[];
+  /**
+   * The admitted nodes that still need a change (not done; failed or not): the clocks of the
+   * progress deadline run for these only. A node that was done and needs a change again while it
+   * stays admitted (a loaded node that leaves the selector: now it must unload) starts a new clock.
+   */
+  readonly needing: readonly string[];
   /** Failed targeted nodes: entries Failed or Stalled for this generation, and `derived`. */
   readonly failed: number;
   /** The failures decided here, by node (never a node whose entry is Failed or Stalled). */
@@ -65,51 +100,80 @@ export interface AdmitResult {
   readonly requeueAfterMs: number | undefined;
 }
 
-export function resolveMaxUnavailable(value: number | string, targeted: number): number {
+/**
+ * maxUnavailable as a count: a percent is of `nodes`, the nodes the patch concerns (targeted, and
+ * those still to unload it elsewhere); at least 1.
+ */
+export function resolveMaxUnavailable(value: number | string, nodes: number): number {
   if (typeof value === "number") return Math.max(1, value);
   const percent = Number.parseInt(value, 10);
-  return Math.max(1, Math.floor((percent * targeted) / 100));
+  return Math.max(1, Math.floor((percent * nodes) / 100));
 }
 
+/** What a node needs admission for now, if anything (see admit). */
+export type Need = "load" | "unload";
+
 export function admit(input: AdmitInput): AdmitResult {
-  const { generation, spec, entries, now } = input;
+  const { generation, spec, entries, now, deletion } = input;
   const targeted = [...input.targeted].sort();
-  const kept = input.previous?.generation === generation ? input.previous.admitted : [];
   const isTargeted = new Set(targeted);
-  const admitted = new Set(kept.filter((n) => isTargeted.has(n)));
+  const waiting = new Set(deletion?.waitingFor ?? []);
+
+  const needOf = (node: string): Need | undefined => {
+    const entry = entries.get(node);
+    if (deletion) return waiting.has(node) ? "unload" : undefined;
+    if (!isTargeted.has(node)) return entry !== undefined && !CLEAN_PHASES.includes(entry.phase) ? "unload" : undefined;
+    if (spec.state === "Unloaded") return entry !== undefined && !isDone(entry, "Unloaded", generation) ? "unload" : undefined;
+    return isDone(entry, spec.state, generation) ? undefined : "load";
+  };
+  const need = new Map<string, Need>();
+  for (const node of [...new Set([...targeted, ...entries.keys(), ...waiting])].sort()) {
+    const n = needOf(node);
+    if (n) need.set(node, n);
+  }
+
+  const kept = input.previous?.generation === generation ? input.previous.admitted : [];
+  const admitted = new Set(kept.filter((n) => isTargeted.has(n) || need.get(n) === "unload"));
 
   let requeueAfterMs: number | undefined;
   const wakeIn = (ms: number) => (requeueAfterMs = Math.min(requeueAfterMs ?? Infinity, ms));
 
-  const { derived, gateFailed } = judge(input, targeted, admitted, wakeIn);
+  const { derived, gateFailed } = judge(input, targeted, admitted, need, wakeIn);
   const failedNow = (node: string) => isFailed(entries.get(node), generation) || derived.has(node);
   const failed = targeted.filter(failedNow).length;
-  const halted = failed >= spec.rollout.failureThreshold;
+  const halted = !deletion && spec.state !== "Unloaded" && failed >= spec.rollout.failureThreshold;
 
   const occupiesSlot = (node: string): boolean => {
-    const entry = entries.get(node);
     if (failedNow(node)) return false;
-    if (!isDone(entry, spec.state, generation)) return true;
+    if (need.has(node)) return true;
+    const entry = entries.get(node);
     const remaining = isCurrent(entry, generation) ? soakRemainingMs(entry, spec.rollout.soakSeconds, now) : 0;
     if (remaining > 0) wakeIn(remaining);
     return remaining > 0;
   };
   let busy = [...admitted].filter(occupiesSlot).length;
 
+  const changing = (node: string) => {
+    const entry = entries.get(node);
+    return entry !== undefined && CHANGING_PHASES.includes(entry.phase);
+  };
+  // By name, those already changing first (a stable sort).
+  const order = [...need.keys()].sort((a, b) => Number(changing(b)) - Number(changing(a)));
+  const capacity = resolveMaxUnavailable(spec.rollout.maxUnavailable, new Set([...targeted, ...need.keys()]).size);
   const newlyAdmitted: string[] = [];
-  if (!spec.rollout.paused && !halted && spec.state !== "Unloaded") {
-    const capacity = resolveMaxUnavailable(spec.rollout.maxUnavailable, targeted.length);
-    for (const node of targeted) {
-      if (busy >= capacity) break;
-      if (admitted.has(node) || isDone(entries.get(node), spec.state, generation)) continue;
-      admitted.add(node);
-      newlyAdmitted.push(node);
-      busy++;
-    }
+  for (const node of order) {
+    if (admitted.has(node)) continue;
+    const kind = need.get(node);
+    const immediately = kind === "unload" && deletion?.immediately === true;
+    if (!immediately && (spec.rollout.paused || (kind === "load" && halted) || busy >= capacity)) continue;
+    admitted.add(node);
+    newlyAdmitted.push(node);
+    busy++;
   }
   return {
-    rollout: { generation, admitted: targeted.filter((n) => admitted.has(n)), halted },
+    rollout: { generation, admitted: [...admitted].sort(), halted },
     newlyAdmitted,
+    needing: [...admitted].filter((n) => need.has(n)).sort(),
     failed,
     derived,
     gateFailed,
@@ -117,11 +181,16 @@ export function admit(input: AdmitInput): AdmitResult {
   };
 }
 
-/** The failures decided here: the health gate on every targeted node, the progress deadline on admitted ones. */
+/**
+ * The failures decided here: the health gate on every targeted node, the progress deadline on
+ * admitted ones that still need their change (loads and unloads alike, during a deletion too: a
+ * node that makes no progress must not keep a slot the others wait for).
+ */
 function judge(
   input: AdmitInput,
   targeted: readonly string[],
   admitted: ReadonlySet<string>,
+  need: ReadonlyMap<string, Need>,
   wakeIn: (ms: number) => void,
 ): { derived: Map<string, DerivedFailure>; gateFailed: Map<string, string> } {
   const { generation, spec, entries, now } = input;
@@ -139,11 +208,10 @@ function judge(
       message: `${node} went NotReady during its ${soakSeconds} s soak after loading at ${entry.lastTransitionTime}`,
     });
   }
-  if (input.deleting) return { derived, gateFailed };
   const deadlineSeconds = spec.rollout.progressDeadlineSeconds ?? DEFAULT_PROGRESS_DEADLINE_SECONDS;
   for (const node of admitted) {
     const entry = entries.get(node);
-    if (derived.has(node) || isFailed(entry, generation) || isDone(entry, spec.state, generation)) continue;
+    if (derived.has(node) || isFailed(entry, generation) || !need.has(node)) continue;
     const remaining = progressRemainingMs(entry, generation, input.admittedAt?.get(node), deadlineSeconds, now);
     if (remaining === undefined) continue;
     if (remaining > 0) {

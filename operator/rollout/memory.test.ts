@@ -55,6 +55,32 @@ describe("admit with the controller's memory", () => {
     expect(l.step(at(1199), [], new Map(), 2).failed).toBe(1);
   });
 
+  it("a loaded node that leaves the selector an hour later gets a fresh clock for its unload", () => {
+    const memory = new RolloutMemories().of("p", "uid-1", 1);
+    let previous: AdmitInput["previous"];
+    const loaded: NodeEntry = { nodeName: "n1", phase: "Loaded", observedGeneration: 1, lastTransitionTime: at(10).toISOString() };
+    const step = (now: Date, targeted: string[], entries: NodeEntry[]) => {
+      const r = admit({
+        generation: 1,
+        spec: { state: "Loaded", rollout: { maxUnavailable: 1, paused: false, failureThreshold: 1, soakSeconds: 0 } },
+        targeted,
+        entries: new Map(entries.map((e) => [e.nodeName, e])),
+        previous,
+        now,
+        ...memory.input,
+      });
+      previous = r.rollout;
+      memory.remember(r, now);
+      return r;
+    };
+    expect(step(t0, ["n1"], []).newlyAdmitted).toEqual(["n1"]);
+    step(at(10), ["n1"], [loaded]);
+    const left = step(at(3600), [], [loaded]);
+    expect([left.rollout.admitted, left.failed, left.derived.size]).toEqual([["n1"], 0, 0]);
+    expect(step(at(3600 + 599), [], [loaded]).derived.size).toBe(0);
+    expect(step(at(3600 + 600), [], [loaded]).derived.get("n1")?.message).toBe("n1 made no progress within 600 s (Loaded since 2026-11-27T12:00:10.000Z)");
+  });
+
   it("a health-gate failure outlives its evidence: the Node Ready again, the soak over", () => {
     const l = loop({ soakSeconds: 300 });
     l.step(t0);

@@ -9,7 +9,11 @@ import type { AdmitInput, AdmitResult } from "./admit.ts";
 import type { DerivedFailure } from "./settled.ts";
 
 export class RolloutMemory {
-  /** When this operator first saw each node admitted for this generation. */
+  /**
+   * When this operator first saw each node admitted and needing a change, for this generation (a
+   * node done drops out: should it need a change again, a loaded node that leaves the selector and
+   * must unload, its clock starts again).
+   */
   readonly admittedAt = new Map<string, Date>();
   /** admit's `gateFailed`, fed back to the next decision. */
   gateFailed: ReadonlyMap<string, string> = new Map();
@@ -27,11 +31,14 @@ export class RolloutMemory {
   }
 
   /**
-   * Takes in a decision made at `now`: the admitted nodes not seen before were admitted now, the
-   * health-gate failures stand. Returns the derived failures not announced before.
+   * Takes in a decision made at `now`: the admitted nodes needing a change not seen so before were
+   * admitted for it now, the health-gate failures stand. Returns the derived failures not announced
+   * before.
    */
-  remember(result: Pick<AdmitResult, "rollout" | "derived" | "gateFailed">, now: Date): Array<[string, DerivedFailure]> {
-    for (const node of result.rollout.admitted) if (!this.admittedAt.has(node)) this.admittedAt.set(node, now);
+  remember(result: Pick<AdmitResult, "needing" | "derived" | "gateFailed">, now: Date): Array<[string, DerivedFailure]> {
+    const needing = new Set(result.needing);
+    for (const node of this.admittedAt.keys()) if (!needing.has(node)) this.admittedAt.delete(node);
+    for (const node of needing) if (!this.admittedAt.has(node)) this.admittedAt.set(node, now);
     this.gateFailed = result.gateFailed;
     const fresh: Array<[string, DerivedFailure]> = [];
     for (const [node, f] of result.derived) {

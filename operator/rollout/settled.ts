@@ -9,6 +9,9 @@ export const DONE_PHASES: Record<DesiredState, readonly NodePhase[]> = {
 
 export const FAILED_PHASES: readonly NodePhase[] = ["Failed", "Stalled"];
 
+/** Phases in which a node holds nothing of a patch: one that stops targeting it can let it go. */
+export const CLEAN_PHASES: readonly NodePhase[] = ["Unloaded", "NotApplicable", "Pending"];
+
 /** Phases an agent reports while it is changing the host. */
 export const CHANGING_PHASES: readonly NodePhase[] = ["Staging", "Loading", "Unloading"];
 

@@ -67,6 +67,23 @@ describe("rollup", () => {
       { staged: 3, ready: "3/3" },
     ],
     ["entries of untargeted nodes are ignored", input([e("x", "Failed")]), "False/RolloutInProgress", "True/RolloutInProgress", "False/AsExpected", { failed: 0 }],
+    ["being deleted", input([e("a", "Unloading")], { deleting: true }), "False/Deleting", "True/Deleting", "False/AsExpected", {}],
+    [
+      "being deleted while paused: the unloads wait",
+      input([e("a", "Loaded")], { deleting: true, spec: { state: "Loaded", rollout: { maxUnavailable: 1, paused: true, failureThreshold: 1, soakSeconds: 0 } } }),
+      "False/Deleting",
+      "False/Paused",
+      "False/AsExpected",
+      {},
+    ],
+    [
+      "being deleted while paused with unload-immediately: not paused",
+      input([e("a", "Loaded")], { deleting: true, unloadImmediately: true, spec: { state: "Loaded", rollout: { maxUnavailable: 1, paused: true, failureThreshold: 1, soakSeconds: 0 } } }),
+      "False/Deleting",
+      "True/Deleting",
+      "False/AsExpected",
+      {},
+    ],
   ])("%s", (_n, i, ready, progressing, degraded, summary) => {
     const r = rollup(i);
     const show = (t: string) => `${cond(r, t)?.status}/${cond(r, t)?.reason}`;

@@ -11,6 +11,8 @@ export interface RollupInput {
   readonly deleting: boolean;
   /** Failures the admission decided (admit's `derived`): they count as failed, not as done. */
   readonly derived?: ReadonlyMap<string, DerivedFailure>;
+  /** Being deleted with the unload-immediately annotation: unloads are not paced, nor paused. */
+  readonly unloadImmediately?: boolean;
 }
 
 export interface Rollup {
@@ -64,9 +66,19 @@ export function rollup(input: RollupInput): Rollup {
     observedGeneration: generation,
   });
 
+  // A deletion unloads at the pace of the rollout, so spec.rollout.paused holds it (not the annotation).
+  const deletionPaused = input.deleting && spec.rollout.paused && !input.unloadImmediately;
   const ready = readyCondition();
   function readyCondition(): ConditionInput {
-    if (input.deleting) return c("Ready", false, "Deleting", "Unloading from every node before the patch is removed");
+    if (input.deleting)
+      return c(
+        "Ready",
+        false,
+        "Deleting",
+        deletionPaused
+          ? "Unloading from every node before the patch is removed; paused (spec.rollout.paused): no further node is admitted to unload"
+          : "Unloading from every node before the patch is removed",
+      );
     if (targeted.size === 0) return c("Ready", false, "NoTargetedNodes", "No Node matches spec.nodeSelector");
     if (applicable === 0)
       return c("Ready", true, "NotApplicable", `None of the ${targeted.size} targeted nodes runs a kernel release listed in spec.modules`);
@@ -82,7 +94,7 @@ export function rollup(input: RollupInput): Rollup {
     ready.status === "True"
       ? c("Progressing", false, "Complete", ready.message)
       : input.deleting
-        ? c("Progressing", true, "Deleting", ready.message)
+        ? c("Progressing", !deletionPaused, deletionPaused ? "Paused" : "Deleting", ready.message)
         : overdue.length > 0
           ? c(
               "Progressing",
