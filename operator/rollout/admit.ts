@@ -101,13 +101,13 @@ export interface AdmitResult {
 }
 
 /**
- * maxUnavailable as a count: a percent is of `nodes`, the nodes the patch concerns (targeted, and
- * those still to unload it elsewhere); at least 1.
+ * maxUnavailable as a count: a percent is of the targeted nodes, as the API documents (the nodes
+ * still to unload the patch elsewhere share those slots), rounded down; at least 1.
  */
-export function resolveMaxUnavailable(value: number | string, nodes: number): number {
+export function resolveMaxUnavailable(value: number | string, targeted: number): number {
   if (typeof value === "number") return Math.max(1, value);
   const percent = Number.parseInt(value, 10);
-  return Math.max(1, Math.floor((percent * nodes) / 100));
+  return Math.max(1, Math.floor((percent * targeted) / 100));
 }
 
 /** What a node needs admission for now, if anything (see admit). */
@@ -159,7 +159,7 @@ export function admit(input: AdmitInput): AdmitResult {
   };
   // By name, those already changing first (a stable sort).
   const order = [...need.keys()].sort((a, b) => Number(changing(b)) - Number(changing(a)));
-  const capacity = resolveMaxUnavailable(spec.rollout.maxUnavailable, new Set([...targeted, ...need.keys()]).size);
+  const capacity = resolveMaxUnavailable(spec.rollout.maxUnavailable, targeted.length);
   const newlyAdmitted: string[] = [];
   for (const node of order) {
     if (admitted.has(node)) continue;
