@@ -293,7 +293,7 @@ export const Rollout = doc(
       paused: doc(z.boolean().default(false), "Admit no new node while true; nodes already changing finish."),
       failureThreshold: doc(
         z.int().min(1).max(100000).default(1),
-        "The rollout halts (admits no new node) once this many nodes have failed.",
+        "The rollout halts (admits no new node to load; unloads go on) once this many nodes have failed.",
       ),
       soakSeconds: doc(
         z.int().min(0).max(86400).default(0),
@@ -462,9 +462,9 @@ export const RolloutStatus = doc(
       generation: doc(z.int().min(0), "The spec generation the admitted list belongs to."),
       admitted: doc(
         z.array(z.string().max(253)).max(100000).default([]).meta({ "x-kubernetes-list-type": "set" }),
-        "Nodes the controller has admitted to change for this generation. An agent loads only when its node is listed.",
+        "Nodes the controller has admitted to change for this generation. An agent changes its node's kernel (load, unload, uninstall) only when its node is listed.",
       ),
-      halted: doc(z.boolean(), "True when failures reached failureThreshold: nothing new is admitted."),
+      halted: doc(z.boolean(), "True when failures reached failureThreshold: no new node is admitted to load. Unloads go on: never halted for state Unloaded or deletion."),
     })
     .strict(),
   "Pacing state written by the controller and obeyed by the agents.",

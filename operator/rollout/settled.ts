@@ -42,7 +42,7 @@ export function soakRemainingMs(entry: NodeEntry, soakSeconds: number, now: Date
  * spec.rollout.progressDeadlineSeconds when the spec does not say (the CRD's default: the API
  * server fills it in; the zod schema leaves it optional so specs built in code need not).
  */
-export const DEFAULT_PROGRESS_DEADLINE_SECONDS = 600;
+export { DEFAULT_PROGRESS_DEADLINE_SECONDS } from "../../crds/schema.ts";
 
 /** Failures the operator decides itself, beside the Failed and Stalled entries the agents write. */
 export type DerivedFailureReason = "ProgressDeadlineExceeded" | "NodeNotReadyDuringSoak";
