@@ -1,7 +1,11 @@
-import { describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
+import { loadReleasePatternEngine } from "./module-for-release.ts";
 import { selectorMatches } from "./label-selector.ts";
 import { moduleForRelease } from "./module-for-release.ts";
 import type { LabelSelector, PatchModule } from "./schema.ts";
+
+// The RE2 engine loads on demand (crds/module-for-release.ts); these tests match and validate patterns.
+beforeAll(() => loadReleasePatternEngine());
 
 const sha = "a".repeat(64);
 const mod = (m: Partial<PatchModule>): PatchModule => ({ sha256: sha, url: "https://x/y.ko", ...m }) as PatchModule;

@@ -5,9 +5,13 @@
  */
 import fc from "fast-check";
 import { RE2JS } from "re2js";
-import { afterEach, describe, expect, it, vi } from "vitest";
+import { beforeAll, afterEach, describe, expect, it, vi } from "vitest";
+import { loadReleasePatternEngine } from "./module-for-release.ts";
 import { PATTERN_CACHE_SIZE, isValidReleasePattern, releaseMatchesPattern } from "./module-for-release.ts";
 import { PatchModule } from "./schema.ts";
+
+// The RE2 engine loads on demand (crds/module-for-release.ts); these tests match and validate patterns.
+beforeAll(() => loadReleasePatternEngine());
 
 const SEED = 20_260_717;
 

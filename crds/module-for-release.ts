@@ -1,5 +1,27 @@
-import { RE2JS } from "re2js";
+import type { RE2JS } from "re2js";
 import type { PatchModule } from "./schema.ts";
+
+let engine: typeof RE2JS | undefined;
+
+/**
+ * Loads the RE2 engine (re2js) once. Loading it costs a process about 5 MiB, which the agent (on
+ * every node) pays only once a patch it sees uses a kernelReleasePattern; the operator loads it
+ * when it starts. Matching or validating a pattern before this has resolved is a programming
+ * error, and throws.
+ */
+export async function loadReleasePatternEngine(): Promise<void> {
+  engine ??= (await import("re2js")).RE2JS;
+}
+
+export function releasePatternEngineLoaded(): boolean {
+  return engine !== undefined;
+}
+
+/** Whether any module in a raw (unparsed) spec uses a kernelReleasePattern. */
+export function usesReleasePattern(spec: unknown): boolean {
+  const modules = (spec as { modules?: unknown } | undefined)?.modules;
+  return Array.isArray(modules) && modules.some((m) => (m as { kernelReleasePattern?: unknown } | null)?.kernelReleasePattern !== undefined);
+}
 
 /**
  * The module of a patch that applies to a kernel release: an exact `kernelRelease` wins over a
@@ -35,12 +57,13 @@ export const PATTERN_CACHE_SIZE = 256;
 const compiled = new Map<string, RE2JS | null>();
 
 function compiledPattern(pattern: string): RE2JS | null {
+  if (!engine) throw new Error("kernelReleasePattern used before loadReleasePatternEngine() resolved");
   let re = compiled.get(pattern);
   if (re !== undefined) {
     compiled.delete(pattern); // re-inserted below: Map order is least recently used first
   } else {
     try {
-      re = RE2JS.compile(pattern);
+      re = engine.compile(pattern);
     } catch {
       re = null;
     }

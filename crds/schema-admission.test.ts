@@ -5,8 +5,12 @@
  * server's side of the same rules — the generated CRD's pattern and x-kubernetes-validations —
  * is what test/integration/api.test.ts checks.)
  */
-import { describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
+import { loadReleasePatternEngine } from "./module-for-release.ts";
 import { KernelLivePatchSpec } from "./schema.ts";
+
+// The RE2 engine loads on demand (crds/module-for-release.ts); these tests match and validate patterns.
+beforeAll(() => loadReleasePatternEngine());
 
 const SHA = "a".repeat(64);
 const module = (m: Record<string, unknown>) => ({ modules: [{ kernelRelease: "6.1.0-56-amd64", sha256: SHA, ...m }] });

@@ -12,10 +12,14 @@
  */
 import fc from "fast-check";
 import { RE2JS } from "re2js";
-import { describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
+import { loadReleasePatternEngine } from "./module-for-release.ts";
 import { resolveMaxUnavailable } from "../operator/rollout/admit.ts";
 import { isValidReleasePattern, moduleForRelease } from "./module-for-release.ts";
 import { KernelLivePatchSpec } from "./schema.ts";
+
+// The RE2 engine loads on demand (crds/module-for-release.ts); these tests match and validate patterns.
+beforeAll(() => loadReleasePatternEngine());
 
 const SEED = 20_240_611;
 const RUNS = 200;

@@ -9,7 +9,8 @@ RUN set -eu; \
     apt-get clean; \
     rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /usr/share/doc/* /usr/share/man/*; \
     command -v insmod rmmod modinfo >/dev/null
-COPY node-agent.mjs kpatch-agent.mjs /app/
+# re2js.mjs: the RE2 engine, imported only once a patch uses a kernelReleasePattern.
+COPY node-agent.mjs kpatch-agent.mjs re2js.mjs /app/
 WORKDIR /app
 # The CLI: docker run --rm kpatch-agent:dev node /app/kpatch-agent.mjs --help
 # The agent runs on every node, so its idle memory is paid a thousand times: without V8's JIT and

@@ -2,7 +2,7 @@
 # to its root filesystem (the chart mounts it read-only, with an emptyDir on /tmp).
 ARG BASE_IMAGE=kpatch-base:bookworm
 FROM ${BASE_IMAGE}
-COPY operator.mjs /app/operator.mjs
+COPY operator.mjs re2js.mjs /app/
 USER 65532:65532
 WORKDIR /app
 ENV HOME=/tmp MALLOC_ARENA_MAX=2 MALLOC_MMAP_THRESHOLD_=131072

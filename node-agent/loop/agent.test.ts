@@ -589,4 +589,17 @@ describe("faults stay where they happen and the status never lies", () => {
     expect(actions.filter((a) => a.action.op === "installAndLoad")).toHaveLength(2);
     await agent.stop();
   });
+
+  it("a patch that names its kernels by pattern: the agent loads the RE2 engine on demand and matches it", async () => {
+    const { releasePatternEngineLoaded } = await import("../../crds/module-for-release.ts");
+    expect(releasePatternEngineLoaded()).toBe(false); // no patch used a pattern yet in this file
+    const { cluster, start, settle } = await setup();
+    const agent = start();
+    cluster.add("p1", v1, { modules: [{ kernelReleasePattern: "6\\.1\\.0-[0-9]+-amd64", sha256: sha(v1), url: "https://example.invalid/p1.ko" }] });
+    await new Promise((r) => setTimeout(r, 50));
+    await settle(agent);
+    expect(releasePatternEngineLoaded()).toBe(true);
+    expect(cluster.entry("p1")).toMatchObject({ phase: "Loaded", moduleName: "klp_fix_v1" });
+    await agent.stop();
+  });
 });

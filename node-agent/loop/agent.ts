@@ -8,7 +8,7 @@
  */
 import type { Logger } from "pino";
 import { selectorMatches } from "../../crds/label-selector.ts";
-import { moduleForRelease } from "../../crds/module-for-release.ts";
+import { loadReleasePatternEngine, moduleForRelease, releasePatternEngineLoaded, usesReleasePattern } from "../../crds/module-for-release.ts";
 import { KernelLivePatch, type NodeEntry, type PatchModule } from "../../crds/schema.ts";
 import type { RecordedModule } from "../host/agent-record.ts";
 import type { HostDriver } from "../host/driver.ts";
@@ -90,12 +90,21 @@ export class Agent {
   }
 
   updatePatches(objects: Iterable<unknown>, fromObject = true): void {
+    const raw = [...objects];
+    if (!releasePatternEngineLoaded() && raw.some((o) => usesReleasePattern((o as { spec?: unknown }).spec))) {
+      // The RE2 engine costs every agent memory: it is loaded only once a patch uses a pattern.
+      loadReleasePatternEngine().then(
+        () => this.updatePatches(raw, fromObject),
+        (err: unknown) => this.log.error({ err }, "could not load the kernelReleasePattern engine"),
+      );
+      return;
+    }
     this.patchesComplete = fromObject;
     const parsed: KernelLivePatch[] = [];
-    for (const raw of objects) {
-      const r = KernelLivePatch.safeParse(raw);
+    for (const object of raw) {
+      const r = KernelLivePatch.safeParse(object);
       if (r.success) parsed.push(this.withOwnWrites(r.data));
-      else this.log.warn({ patch: (raw as { metadata?: { name?: string } }).metadata?.name, issues: r.error.issues.slice(0, 3) }, "ignoring a KernelLivePatch the agent cannot parse");
+      else this.log.warn({ patch: (object as { metadata?: { name?: string } }).metadata?.name, issues: r.error.issues.slice(0, 3) }, "ignoring a KernelLivePatch the agent cannot parse");
     }
     const present = new Set(parsed.map(writeKey));
     for (const k of this.written.keys()) if (!present.has(k)) this.written.delete(k);

@@ -8,6 +8,7 @@
  * patch's status, finalizer), `node/<name>` (the projection onto that node's KernelLivePatchNode)
  * and the agent DaemonSet.
  */
+import { loadReleasePatternEngine } from "../../crds/module-for-release.ts";
 import { createHash } from "node:crypto";
 import type { KubernetesObject, V1DaemonSet } from "@kubernetes/client-node";
 import type { Connection } from "../../kube/connection.ts";
@@ -152,6 +153,8 @@ export class Controller {
 
   async start(): Promise<void> {
     const { log } = this.deps;
+    // Patches are parsed (and their kernelReleasePattern checked) with the RE2 engine.
+    await loadReleasePatternEngine();
     const onPatch = (obj: KubernetesObject, deleted = false) => {
       const name = obj.metadata?.name ?? "";
       this.queue.add(`patch/${name}`);

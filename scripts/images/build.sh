@@ -122,8 +122,8 @@ built=()
 for t in "${targets[@]}"; do
   case $t in
     base) built+=("$base") ;;
-    operator) bundle; build_app operator "$OPERATOR_IMAGE" operator.mjs; built+=("$OPERATOR_IMAGE") ;;
-    agent) bundle; build_app agent "$AGENT_IMAGE" node-agent.mjs kpatch-agent.mjs; built+=("$AGENT_IMAGE") ;;
+    operator) bundle; build_app operator "$OPERATOR_IMAGE" operator.mjs re2js.mjs; built+=("$OPERATOR_IMAGE") ;;
+    agent) bundle; build_app agent "$AGENT_IMAGE" node-agent.mjs kpatch-agent.mjs re2js.mjs; built+=("$AGENT_IMAGE") ;;
     *) die "unknown target $t (operator, agent, base)" ;;
   esac
 done

@@ -27,7 +27,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { z } from "zod";
-import { bundle } from "../../scripts/bundle.ts";
+import { bundle, RE2JS_ENTRY } from "../../scripts/bundle.ts";
 import { ensureBinaries } from "../support/control-plane.ts";
 import { imageNodeFlags } from "./scale/fleet.ts";
 import { REPO } from "./scale/cluster.ts";
@@ -65,6 +65,7 @@ async function main(): Promise<void> {
   const workDir = await mkdtemp(path.join(tmpdir(), "klp-bench-scale-"));
   const agentBundle = path.join(workDir, "node-agent.mjs");
   await bundle("node-agent/main.ts", agentBundle);
+  await bundle(RE2JS_ENTRY, path.join(workDir, "re2js.mjs")); // imported by both bundles from beside them
   const operatorBundle = path.join(workDir, "operator.mjs");
   if (args.operator === "bundle") await bundle("operator/main.ts", operatorBundle);
 
