@@ -19,7 +19,7 @@ import { projectNode } from "../../operator/nodes/projection.ts";
 import { buildSimModule } from "../../node-agent/sim/build-module.ts";
 import { layoutSimHost } from "../../node-agent/sim/layout.ts";
 import { imageNodeFlags } from "./scale/fleet.ts";
-import { ensureBinaries, startControlPlane } from "../support/control-plane.ts";
+import { ensureBinaries, freePorts, startControlPlane } from "../support/control-plane.ts";
 
 const REPO = path.resolve(import.meta.dirname, "../..");
 const PATCHES = Number(process.env.PATCHES ?? 10);
@@ -80,7 +80,8 @@ async function main(): Promise<void> {
     // overrides them to compare settings ("" for none).
     const flags = (process.env.AGENT_NODE_FLAGS ?? imageNodeFlags(REPO, "agent").join(" ")).split(" ").filter(Boolean);
     const agent = spawn(node, [...flags, path.join(REPO, "dist/node-agent.mjs")], {
-      env: { ...process.env, NODE_NAME: "bench-node", KPATCH_HOST_ROOT: root, KPATCH_LOADER: "sim", KUBECONFIG: cp.kubeconfigPath, LOG_LEVEL: "warn" },
+      // Metrics and the probes' endpoints on, as the chart runs it (METRICS_PORT=0 measures without).
+      env: { ...process.env, NODE_NAME: "bench-node", KPATCH_HOST_ROOT: root, KPATCH_LOADER: "sim", KUBECONFIG: cp.kubeconfigPath, LOG_LEVEL: "warn", METRICS_PORT: process.env.METRICS_PORT ?? String((await freePorts(1))[0]) },
       stdio: ["ignore", "inherit", "inherit"],
     });
     const start = Date.now();
