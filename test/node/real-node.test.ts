@@ -405,6 +405,11 @@ describe.skipIf(!!unavailable)("the chart on a real node", () => {
     const log = await kubectl(["logs", "-n", ns, `job/${release}-check-no-patches-left`]);
     expect(log).toContain("refusing to uninstall");
     expect(log).toContain(patchName);
+    // Nothing was removed: the operator still runs. Helm has marked the release `uninstalling`;
+    // `helm rollback <release> <revision>` marks it deployed again (documented in the chart README).
+    expect((await kubectlJson<any>(["get", "deployment", release, "-n", ns, "-o", "json"])).status?.availableReplicas).toBe(1);
+    expect(await helm.ok(["status", release, "-n", ns, "-o", "json"])).toContain('"status":"uninstalling"');
+    await helm.ok(["rollback", release, "1", "-n", ns, "--wait"]);
     expect(await helm.ok(["status", release, "-n", ns, "-o", "json"])).toContain('"status":"deployed"');
     expect(entryOf(await kubectlJson(["get", "klp", patchName, "-o", "json"]), realNodeName)?.phase).toBe("Loaded");
     expect((await simState()).insmods[moduleName]).toBe(insmods);
