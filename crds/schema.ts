@@ -542,6 +542,8 @@ export type DesiredState = z.output<typeof DesiredState>;
 
 export const NODE_KIND = "KernelLivePatchNode";
 export const NODE_PLURAL = "kernellivepatchnodes";
+/** The API path of the KernelLivePatchNode collection. */
+export const NODE_OBJECTS_PATH = `/apis/${GROUP}/${VERSION}/${NODE_PLURAL}`;
 
 export const PatchOnNode = z
   .object({
@@ -603,5 +605,14 @@ export const KernelLivePatchNode = z.object({
 
 export type PatchOnNode = z.output<typeof PatchOnNode>;
 export type NodePatchEntry = z.output<typeof NodePatchEntry>;
+
+/**
+ * Whether an entry written for the patch uid `patchUID` is about the patch whose uid is `uid`, not
+ * one an earlier patch of the same name left behind (an entry without a uid predates uids and
+ * counts as this patch's).
+ */
+export function ofThisPatch(patchUID: string | undefined, uid: string | undefined): boolean {
+  return patchUID === undefined || patchUID === uid;
+}
 export type KernelLivePatchNode = z.output<typeof KernelLivePatchNode>;
 export type KernelLivePatchNodeSpec = z.output<typeof KernelLivePatchNodeSpec>;

@@ -21,8 +21,6 @@ export interface BundleEntry {
   entry: string;
   /** Output file, relative to the repository. */
   outfile: string;
-  /** The entry is optional (written by someone else, may not exist yet). */
-  optional: boolean;
 }
 
 /**
@@ -41,10 +39,10 @@ const RE2JS_BESIDE: Plugin = {
 export const RE2JS_ENTRY = "node_modules/re2js/build/index.js";
 
 export const ENTRIES: readonly BundleEntry[] = [
-  { entry: RE2JS_ENTRY, outfile: "dist/re2js.mjs", optional: false },
-  { entry: "node-agent/cli.ts", outfile: "dist/kpatch-agent.mjs", optional: false },
-  { entry: "node-agent/main.ts", outfile: "dist/node-agent.mjs", optional: true },
-  { entry: "operator/main.ts", outfile: "dist/operator.mjs", optional: true },
+  { entry: RE2JS_ENTRY, outfile: "dist/re2js.mjs" },
+  { entry: "node-agent/cli.ts", outfile: "dist/kpatch-agent.mjs" },
+  { entry: "node-agent/main.ts", outfile: "dist/node-agent.mjs" },
+  { entry: "operator/main.ts", outfile: "dist/operator.mjs" },
 ];
 
 const BANNER = [
@@ -71,14 +69,8 @@ export async function bundle(entry: string, outfile: string): Promise<void> {
 }
 
 async function main(): Promise<void> {
-  for (const { entry, outfile, optional } of ENTRIES) {
-    if (!existsSync(path.resolve(REPO, entry))) {
-      if (optional) {
-        console.log(`skip ${entry} (not present)`);
-        continue;
-      }
-      throw new Error(`${entry} is missing`);
-    }
+  for (const { entry, outfile } of ENTRIES) {
+    if (!existsSync(path.resolve(REPO, entry))) throw new Error(`${entry} is missing`);
     await bundle(entry, outfile);
     console.log(`built ${outfile}`);
   }

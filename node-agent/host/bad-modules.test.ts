@@ -246,13 +246,11 @@ describe("malformed modules through the driver", () => {
       expect(await kpatchFiles(f.host.root)).toEqual([`/${RELEASE}/livepatch_fix.ko`]);
     }));
 
-  // BUG (node-agent/host/driver-context.ts checkedModuleName, used by unload/removeLeftover/
-  // uninstall): a module whose own name (.gnu.linkonce.this_module) contains a dash is verified,
-  // installed and loaded under that name, but every by-name operation normalises the name to
-  // underscores first, so `unload livepatch-fix` looks for /sys/kernel/livepatch/livepatch_fix,
-  // finds nothing and reports success while the patch stays enabled; unloadAll neither unloads
-  // nor reports it. kbuild never produces such a name (KBUILD_MODNAME turns '-' into '_'), so
-  // verify should refuse it (InvalidModuleName). Remove `.fails` when fixed.
+  // Every by-name operation (unload, removeLeftover, uninstall: driver-context.ts
+  // checkedModuleName) normalises a name to underscores first, so a module whose own name
+  // (.gnu.linkonce.this_module) has a dash, once loaded, could never be unloaded by name. kbuild
+  // never produces such a name (KBUILD_MODNAME turns '-' into '_'), so verify refuses it
+  // (check-module.ts).
   it("refuses a module whose own name has a dash (by-name operations could never unload it)", () =>
     withFixture(async (f) => {
       const dashed = buildSimModule({ name: "livepatch-fix", vermagic: RELEASE });

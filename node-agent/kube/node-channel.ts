@@ -8,13 +8,11 @@
  * a patch-shaped object holding only this node's entry and admission.
  */
 import type { Logger } from "pino";
-import { API_VERSION, GROUP, KIND, NODE_KIND, NODE_PLURAL, VERSION, type NodeEntry, type NodePatchEntry } from "../../crds/schema.ts";
+import { API_VERSION, KIND, NODE_KIND, NODE_OBJECTS_PATH, NODE_PLURAL, ofThisPatch, type NodeEntry, type NodePatchEntry } from "../../crds/schema.ts";
 import type { AgentApi } from "../loop/agent.ts";
 import { agentEvents, agentFieldManager, watchTuning, type WatchOptions } from "./agent-api.ts";
 import { APPLY, type KubeHttp } from "../../kube/http-client.ts";
 import { Watcher } from "./watcher.ts";
-
-export const NODE_OBJECTS_PATH = `/apis/${GROUP}/${VERSION}/${NODE_PLURAL}`;
 
 interface RawProjection {
   name: string;
@@ -80,7 +78,7 @@ export function nodeChannel(http: KubeHttp, nodeName: string, log: Logger, opts:
 export function projectedPatches(obj: RawNodeObject, nodeName: string): unknown[] {
   const entries = obj.status?.entries ?? [];
   return (obj.spec?.patches ?? []).map((p) => {
-    const own = entries.find((e) => e.patch === p.name && (e.patchUID === undefined || e.patchUID === p.uid));
+    const own = entries.find((e) => e.patch === p.name && ofThisPatch(e.patchUID, p.uid));
     return {
       apiVersion: API_VERSION,
       kind: KIND,

@@ -21,6 +21,8 @@ export interface AgentMetrics {
   /** `result` is "success" or the failure's reason code. */
   hostOperation(op: string, result: string, seconds: number): void;
   statusWrite(ok: boolean): void;
+  /** A phase change the allowed transitions (crds/phases.ts) do not list; written all the same. */
+  disallowedTransition(from: string, to: string): void;
   watchRestart(resource: string, cause: WatchRestartCause): void;
   pass(ok: boolean, at: Date): void;
   render(): string;
@@ -54,6 +56,10 @@ export function agentMetrics(nodeName: string, proc: ProcessFacts = nodeProcessF
   const ops = m.counter("kpatch_agent_host_operations_total", "Host operations by op (install, installAndLoad, unload, removeLeftover, uninstall) and result (success or a reason code)");
   const opSeconds = m.summary("kpatch_agent_host_operation_duration_seconds", "Time spent in host operations, by op");
   const writes = m.counter("kpatch_agent_status_writes_total", "Writes of this node's status entries, by result");
+  const disallowed = m.counter(
+    "kpatch_agent_disallowed_phase_transitions_total",
+    "Entry phase changes the agent wrote that the allowed transitions do not list (a bug, or a host changed behind the agent's back), by from and to",
+  );
   const restarts = m.counter("kpatch_agent_watch_restarts_total", "Watches relisted, by resource and cause (error, silent: nothing arrived for too long, expired: 410 Gone)");
   const passes = m.counter("kpatch_agent_passes_total", "Agent passes (read the host, decide, act, report), by result");
   const lastPass = m.gauge("kpatch_agent_last_pass_timestamp_seconds", "When the last agent pass finished");
@@ -83,6 +89,9 @@ export function agentMetrics(nodeName: string, proc: ProcessFacts = nodeProcessF
     },
     statusWrite(ok) {
       writes.inc({ result: ok ? "success" : "error" });
+    },
+    disallowedTransition(from, to) {
+      disallowed.inc({ from, to });
     },
     watchRestart(resource, cause) {
       restarts.inc({ resource, cause });

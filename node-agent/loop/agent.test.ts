@@ -13,7 +13,8 @@ import { parseModule } from "../host/parse-module.ts";
 import { buildSimModule } from "../sim/build-module.ts";
 import { configureSimHost, rebootSimHost } from "../sim/layout.ts";
 import { createTestHost, type TestHost } from "../sim/test-host.ts";
-import { Agent, type AgentApi } from "./agent.ts";
+import { Agent, checkPhaseChange, type AgentApi } from "./agent.ts";
+import { agentMetrics } from "./agent-metrics.ts";
 import type { Action } from "./plan.ts";
 import type { ModuleSources } from "./sources.ts";
 
@@ -115,13 +116,27 @@ const sources: ModuleSources = {
 let host: TestHost;
 afterEach(async () => host?.cleanup());
 
+/** Phase changes the agents of these tests wrote that crds/phases.ts does not allow: none, in every test. */
+const disallowed: string[] = [];
+afterEach(() => {
+  expect(disallowed.splice(0), "phase changes outside the allowed transitions (crds/phases.ts)").toEqual([]);
+});
+
 async function setup(options: Parameters<typeof createTestHost>[0] = {}) {
   host = await createTestHost(options);
   const cluster = new FakeCluster();
   const actions: Array<{ patch: string; action: Action; outcome: string }> = [];
   const crashes: string[] = [];
+  const metrics = agentMetrics(NODE);
   const start = () => {
     const agent = new Agent({
+      metrics: {
+        ...metrics,
+        disallowedTransition: (from, to) => {
+          disallowed.push(`${from} → ${to}`);
+          metrics.disallowedTransition(from, to);
+        },
+      },
       crashAt: (point) => crashes.push(point),
       nodeName: NODE,
       driver: host.driver,
@@ -601,5 +616,40 @@ describe("faults stay where they happen and the status never lies", () => {
     expect(releasePatternEngineLoaded()).toBe(true);
     expect(cluster.entry("p1")).toMatchObject({ phase: "Loaded", moduleName: "klp_fix_v1" });
     await agent.stop();
+  });
+});
+
+describe("checkPhaseChange", () => {
+  const recorder = () => {
+    const logged: unknown[] = [];
+    const counted: string[] = [];
+    const m = agentMetrics(NODE);
+    return {
+      logged,
+      counted,
+      m,
+      log: { error: (o: unknown) => void logged.push(o) } as unknown as Parameters<typeof checkPhaseChange>[3],
+      metrics: { disallowedTransition: (from: string, to: string) => (counted.push(`${from} → ${to}`), m.disallowedTransition(from, to)) },
+    };
+  };
+
+  it("lets an allowed change through silently", () => {
+    const r = recorder();
+    expect(checkPhaseChange("p1", "Loading", "Loaded", r.log, r.metrics)).toBe(true);
+    expect(checkPhaseChange("p1", undefined, "Loading", r.log, r.metrics)).toBe(true);
+    expect(r.logged).toEqual([]);
+    expect(r.counted).toEqual([]);
+  });
+
+  it("logs and counts one that is not allowed, and only reports it", () => {
+    const r = recorder();
+    expect(checkPhaseChange("p1", "NotApplicable", "Stalled", r.log, r.metrics)).toBe(false);
+    expect(checkPhaseChange("p1", undefined, "Unloaded", r.log, r.metrics)).toBe(false);
+    expect(r.logged).toEqual([
+      { patch: "p1", from: "NotApplicable", to: "Stalled" },
+      { patch: "p1", from: "none", to: "Unloaded" },
+    ]);
+    expect(r.counted).toEqual(["NotApplicable → Stalled", "none → Unloaded"]);
+    expect(r.m.render()).toContain('kpatch_agent_disallowed_phase_transitions_total{from="NotApplicable",to="Stalled"} 1');
   });
 });

@@ -9,7 +9,8 @@
 import type { Logger } from "pino";
 import { selectorMatches } from "../../crds/label-selector.ts";
 import { loadReleasePatternEngine, moduleForRelease, releasePatternEngineLoaded, usesReleasePattern } from "../../crds/module-for-release.ts";
-import { KernelLivePatch, type NodeEntry, type PatchModule } from "../../crds/schema.ts";
+import { FAILED_PHASES, transitionAllowed } from "../../crds/phases.ts";
+import { KernelLivePatch, type NodeEntry, type NodePhase, type PatchModule } from "../../crds/schema.ts";
 import type { RecordedModule } from "../host/agent-record.ts";
 import type { HostDriver } from "../host/driver.ts";
 import { isHostError } from "../host/host-error.ts";
@@ -529,6 +530,10 @@ export class Agent {
       lastTransitionTime: current?.phase === update.phase && current.lastTransitionTime ? current.lastTransitionTime : this.now().toISOString(),
     });
     if (current && sameEntry(current, entry)) return false;
+    // The phase this entry last had: a write earlier in this pass (the `before` of an operation)
+    // is newer than the view's entry.
+    const last = patch.status?.nodes?.find((e) => e.nodeName === entry.nodeName) ?? current;
+    checkPhaseChange(patch.metadata.name, last?.phase, entry.phase, this.log, this.deps.metrics);
     try {
       const resourceVersion = Number(await this.deps.api.applyEntry(patch.metadata.name, entry));
       if (Number.isSafeInteger(resourceVersion)) this.written.set(writeKey(patch), { entry, resourceVersion });
@@ -545,6 +550,18 @@ export class Agent {
   }
 }
 
+
+/**
+ * Checks a phase change against the allowed transitions (crds/phases.ts): one that is not allowed
+ * is logged as an error and counted, never refused (the entry must say what the host says).
+ * Returns whether it was allowed.
+ */
+export function checkPhaseChange(patch: string, from: NodePhase | undefined, to: NodePhase, log: Pick<Logger, "error">, metrics: Pick<AgentMetrics, "disallowedTransition"> | undefined): boolean {
+  if (transitionAllowed(from, to)) return true;
+  log.error({ patch, from: from ?? "none", to }, "phase transition not in the allowed transitions (crds/phases.ts); written anyway");
+  metrics?.disallowedTransition(from ?? "none", to);
+  return false;
+}
 
 /**
  * The module names a failed host operation's entry records: the module it acted on, and the
@@ -574,7 +591,7 @@ function compare(a: string, b: string): number {
 
 /** A Failed or Stalled entry for this generation and digest: final, nothing is retried. */
 function isFinalFailure(entry: NodeEntry | undefined, generation: number, sha256: string): boolean {
-  return entry !== undefined && (entry.phase === "Failed" || entry.phase === "Stalled") && entry.observedGeneration === generation && entry.sha256 === sha256;
+  return entry !== undefined && FAILED_PHASES.includes(entry.phase) && entry.observedGeneration === generation && entry.sha256 === sha256;
 }
 
 function stripUndefined<T extends object>(o: T): T {

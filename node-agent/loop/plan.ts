@@ -4,6 +4,7 @@
  * then decides again from a fresh read of the host (level-based: a restart, a lost event or a
  * reboot all lead back to the same decision).
  */
+import { FAILED_PHASES } from "../../crds/phases.ts";
 import type { NodeEntry, NodePhase } from "../../crds/schema.ts";
 
 export interface ModuleRef {
@@ -73,8 +74,6 @@ export type Decision =
   /** The kernel is in the middle of a transition: look again shortly. */
   | { readonly kind: "wait"; readonly ms: number; readonly entry: EntryUpdate };
 
-const FAILED: readonly NodePhase[] = ["Failed", "Stalled"];
-
 export function decide(patch: PatchView, host: HostView, others: readonly PatchView[]): Decision {
   switch (patch.want.kind) {
     case "absent":
@@ -137,7 +136,7 @@ export function cleanupOf(name: string | undefined, host: HostView): Action | un
 function decidePresent(patch: PatchView, kind: "loaded" | "staged", m: ModuleRef, host: HostView, others: readonly PatchView[]): Decision {
   const entry = patch.entry;
   // A failure is final for a generation: retrying a refused module would only hammer the kernel.
-  if (entry && FAILED.includes(entry.phase) && entry.observedGeneration === patch.generation && entry.sha256 === m.sha256) {
+  if (entry && FAILED_PHASES.includes(entry.phase) && entry.observedGeneration === patch.generation && entry.sha256 === m.sha256) {
     // Reported as it stands (the module's name may never have been known: the file was refused).
     return {
       kind: "report",
@@ -212,7 +211,7 @@ function decidePresent(patch: PatchView, kind: "loaded" | "staged", m: ModuleRef
  */
 function notThisBuild(patch: PatchView, m: ModuleRef, liveBuildId: string | undefined, ref: Omit<EntryUpdate, "phase">): Decision {
   const entry = patch.entry;
-  const ourEarlierBuild = entry?.moduleName === m.name && entry.sha256 !== undefined && entry.sha256 !== m.sha256 && !FAILED.includes(entry.phase);
+  const ourEarlierBuild = entry?.moduleName === m.name && entry.sha256 !== undefined && entry.sha256 !== m.sha256 && !FAILED_PHASES.includes(entry.phase);
   if (ourEarlierBuild) {
     if (!patch.admitted) return { kind: "none" };
     return { kind: "act", action: { op: "unload", name: m.name }, before: { phase: "Unloading", moduleName: m.name, sha256: entry.sha256, previousModuleName: entry.previousModuleName } };

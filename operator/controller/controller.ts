@@ -13,7 +13,8 @@ import { createHash } from "node:crypto";
 import type { KubernetesObject, V1DaemonSet } from "@kubernetes/client-node";
 import type { Connection } from "../../kube/connection.ts";
 import type { Logger } from "pino";
-import { FINALIZER, GROUP, KernelLivePatch, NODE_PLURAL, PLURAL, VERSION, type KernelLivePatchStatus, type NodeEntry, type NodePhase } from "../../crds/schema.ts";
+import { CLEAN_PHASES } from "../../crds/phases.ts";
+import { FINALIZER, GROUP, KernelLivePatch, NODE_OBJECTS_PATH, NODE_PLURAL, ofThisPatch, PLURAL, VERSION, type KernelLivePatchStatus, type NodeEntry, type NodePhase } from "../../crds/schema.ts";
 import { AGENT_LABELS, desiredAgentDaemonSet } from "../agents/daemonset.ts";
 import type { OperatorConfig } from "../config.ts";
 import { eventRecorder, type EventRecorder } from "../kube/events.ts";
@@ -22,11 +23,11 @@ import { APPLY, ignoreNotFound, type KubeHttp } from "../../kube/http-client.ts"
 import { operatorHttp } from "../kube/api-client.ts";
 import { httpWatch } from "../kube/http-watch.ts";
 import { pagedList } from "../kube/paged-list.ts";
-import { cachedNodeObject, NODE_OBJECTS_PATH, NodeObjectClient, PROJECTION_HASH, type NodeObjectView } from "../kube/node-objects.ts";
+import { cachedNodeObject, NodeObjectClient, PROJECTION_HASH, type NodeObjectView } from "../kube/node-objects.ts";
 import { cachedNode, type NodeView } from "../kube/nodes.ts";
 import { cachedPatch, OPERATOR_FIELD_MANAGER, PATCHES_PATH, PatchClient } from "../kube/patches.ts";
 import { removePatchGauges, setPatchGauges, type OperatorMetrics } from "../metrics.ts";
-import { CLEAN_PHASES, ofThisPatch, projectNode, targets } from "../nodes/projection.ts";
+import { projectNode, targets } from "../nodes/projection.ts";
 import { admit, UNLOAD_IMMEDIATELY_ANNOTATION } from "../rollout/admit.ts";
 import { RolloutMemories } from "../rollout/memory.ts";
 import type { DerivedFailure, NodeReadiness } from "../rollout/settled.ts";
@@ -296,7 +297,7 @@ export class Controller {
       if (!node) continue;
       for (const [patchName, hit] of o.byPatch ?? []) {
         const p = byName.get(patchName);
-        if (!p || !ofThisPatch(hit.uid, p) || CLEAN_PHASES.includes(hit.entry.phase)) continue;
+        if (!p || !ofThisPatch(hit.uid, p.metadata.uid) || CLEAN_PHASES.includes(hit.entry.phase)) continue;
         if (!targets(p, node.metadata?.labels ?? {}, global)) out.push(name);
       }
     }
@@ -308,7 +309,7 @@ export class Controller {
     const out: NodeEntry[] = [];
     for (const o of this.nodeObjects.list() as NodeObjectView[]) {
       const hit = o.byPatch?.get(patch.metadata.name);
-      if (hit && ofThisPatch(hit.uid, patch)) out.push(hit.entry);
+      if (hit && ofThisPatch(hit.uid, patch.metadata.uid)) out.push(hit.entry);
     }
     return out.sort((a, b) => (a.nodeName < b.nodeName ? -1 : a.nodeName > b.nodeName ? 1 : 0));
   }

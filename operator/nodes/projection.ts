@@ -3,10 +3,8 @@
  * each with its spec and whether the rollout has admitted the node. Pure; the controller writes it.
  */
 import { selectorMatches } from "../../crds/label-selector.ts";
-import type { KernelLivePatch, NodePatchEntry, PatchOnNode } from "../../crds/schema.ts";
-import { CLEAN_PHASES } from "../rollout/settled.ts";
-
-export { CLEAN_PHASES };
+import { ofThisPatch, type KernelLivePatch, type NodePatchEntry, type PatchOnNode } from "../../crds/schema.ts";
+import { CLEAN_PHASES } from "../../crds/phases.ts";
 
 /** Whether the patch targets a node with these labels (its nodeSelector and the agents' global one). */
 export function targets(patch: KernelLivePatch, labels: Readonly<Record<string, string>>, globalSelector: Readonly<Record<string, string>>): boolean {
@@ -69,13 +67,5 @@ function admittedSet(admitted: readonly string[]): ReadonlySet<string> {
 
 /** The node's entry for this patch (not one left by an earlier patch of the same name). */
 export function entryFor(entries: readonly NodePatchEntry[], patch: KernelLivePatch): NodePatchEntry | undefined {
-  return entries.find((e) => e.patch === patch.metadata.name && ofThisPatch(e.patchUID, patch));
-}
-
-/**
- * Whether an entry written for the patch uid `patchUID` is this patch's, not one an earlier patch
- * of the same name left behind (an entry without a uid predates uids and counts as this patch's).
- */
-export function ofThisPatch(patchUID: string | undefined, patch: KernelLivePatch): boolean {
-  return patchUID === undefined || patchUID === patch.metadata.uid;
+  return entries.find((e) => e.patch === patch.metadata.name && ofThisPatch(e.patchUID, patch.metadata.uid));
 }

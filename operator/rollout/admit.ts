@@ -1,7 +1,6 @@
 import { GROUP, type KernelLivePatchSpec, type NodeEntry, type RolloutStatus } from "../../crds/schema.ts";
+import { CHANGING_PHASES, CLEAN_PHASES } from "../../crds/phases.ts";
 import {
-  CHANGING_PHASES,
-  CLEAN_PHASES,
   DEFAULT_PROGRESS_DEADLINE_SECONDS,
   isCurrent,
   isDone,

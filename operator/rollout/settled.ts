@@ -1,19 +1,5 @@
-import type { DesiredState, NodeEntry, NodePhase } from "../../crds/schema.ts";
-
-/** Phases in which a node has reached the desired state for this patch. */
-export const DONE_PHASES: Record<DesiredState, readonly NodePhase[]> = {
-  Loaded: ["Loaded", "Replaced"],
-  Staged: ["Staged"],
-  Unloaded: ["Unloaded"],
-};
-
-export const FAILED_PHASES: readonly NodePhase[] = ["Failed", "Stalled"];
-
-/** Phases in which a node holds nothing of a patch: one that stops targeting it can let it go. */
-export const CLEAN_PHASES: readonly NodePhase[] = ["Unloaded", "NotApplicable", "Pending"];
-
-/** Phases an agent reports while it is changing the host. */
-export const CHANGING_PHASES: readonly NodePhase[] = ["Staging", "Loading", "Unloading"];
+import { CHANGING_PHASES, DONE_PHASES, FAILED_PHASES } from "../../crds/phases.ts";
+import type { DesiredState, NodeEntry } from "../../crds/schema.ts";
 
 export function isCurrent(entry: NodeEntry | undefined, generation: number): entry is NodeEntry {
   return entry !== undefined && entry.observedGeneration === generation;

@@ -1,5 +1,6 @@
 import { GROUP, type KernelLivePatchSpec, type NodeEntry, type NodePhase, type Summary } from "../../crds/schema.ts";
-import { DEFAULT_PROGRESS_DEADLINE_SECONDS, DONE_PHASES, FAILED_PHASES, isCurrent, type DerivedFailure, type NodeReadiness } from "../rollout/settled.ts";
+import { CLEAN_PHASES, DONE_PHASES, FAILED_PHASES, UNLOADED_PHASES } from "../../crds/phases.ts";
+import { DEFAULT_PROGRESS_DEADLINE_SECONDS, isCurrent, type DerivedFailure, type NodeReadiness } from "../rollout/settled.ts";
 import type { ConditionInput } from "./conditions.ts";
 
 export interface RollupInput {
@@ -131,9 +132,8 @@ export function rollup(input: RollupInput): Rollup {
 
 /** Entries the controller removes: nodes that are gone, or no longer targeted and already clean. */
 export function staleEntries(entries: readonly NodeEntry[], existing: ReadonlySet<string>, targeted: ReadonlySet<string>): string[] {
-  const clean: readonly NodePhase[] = ["Unloaded", "NotApplicable", "Pending"];
   return entries
-    .filter((e) => !existing.has(e.nodeName) || (!targeted.has(e.nodeName) && clean.includes(e.phase)))
+    .filter((e) => !existing.has(e.nodeName) || (!targeted.has(e.nodeName) && CLEAN_PHASES.includes(e.phase)))
     .map((e) => e.nodeName);
 }
 
@@ -177,7 +177,7 @@ export function unloadComplete(input: UnloadInput): UnloadDecision {
   const leftUndone: Array<{ node: string; why: UndoneWhy }> = [];
   let requeueAfterMs: number | undefined;
   for (const e of input.entries) {
-    if (e.phase === "Unloaded" || e.phase === "NotApplicable") continue;
+    if (UNLOADED_PHASES.includes(e.phase)) continue;
     const node = nodes.get(e.nodeName);
     if (node === undefined) leftUndone.push({ node: e.nodeName, why: "NodeGone" });
     else if (force) leftUndone.push({ node: e.nodeName, why: "Forced" });

@@ -13,7 +13,7 @@ import { API_VERSION, NODE_KIND, type NodeEntry, type NodePatchEntry } from "../
 import { agentFieldManager } from "../../../node-agent/kube/agent-api.ts";
 import type { Connection } from "../../../kube/connection.ts";
 import { KubeHttp } from "../../../kube/http-client.ts";
-import { NODE_OBJECTS_PATH } from "../../../node-agent/kube/node-channel.ts";
+import { NODE_OBJECTS_PATH } from "../../../crds/schema.ts";
 import { failureKind, pool } from "./util.ts";
 
 export interface FloorResult {

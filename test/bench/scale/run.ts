@@ -10,7 +10,7 @@ import type { ChildProcess } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
 import { loadavg } from "node:os";
 import path from "node:path";
-import { NODE_OBJECTS_PATH } from "../../../node-agent/kube/node-channel.ts";
+import { NODE_OBJECTS_PATH } from "../../../crds/schema.ts";
 import { Watcher } from "../../../node-agent/kube/watcher.ts";
 import { freePorts } from "../../support/control-plane.ts";
 import { createPatch, httpOk, PATCHES_PATH, prepareCluster, RELEASE, REPO, sleep, startOperator, stopChild, until, type Cluster, type OperatorRunner } from "./cluster.ts";

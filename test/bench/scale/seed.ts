@@ -17,7 +17,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import path from "node:path";
 import { API_VERSION, FINALIZER, KernelLivePatch, KIND, NODE_KIND, type NodePatchEntry } from "../../../crds/schema.ts";
 import { KubeHttp } from "../../../kube/http-client.ts";
-import { NODE_OBJECTS_PATH } from "../../../node-agent/kube/node-channel.ts";
+import { NODE_OBJECTS_PATH } from "../../../crds/schema.ts";
 import { Watcher } from "../../../node-agent/kube/watcher.ts";
 import { PROJECTION_HASH } from "../../../operator/kube/node-objects.ts";
 import { OPERATOR_FIELD_MANAGER } from "../../../operator/kube/patches.ts";
