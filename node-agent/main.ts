@@ -14,7 +14,7 @@ import { Agent } from "./loop/agent.ts";
 import { agentMetrics } from "./loop/agent-metrics.ts";
 import { serveEndpoints } from "./loop/endpoints.ts";
 import { liveness, readiness } from "./loop/health.ts";
-import { idleCollector, leanRuntime } from "./loop/lean-runtime.ts";
+import { idleCollector, leanRuntime } from "../runtime/lean-runtime.ts";
 import { moduleSources } from "./loop/sources.ts";
 
 async function main(): Promise<void> {

@@ -4,7 +4,7 @@ import { pino } from "pino";
 import { loadOperatorConfig } from "./config.ts";
 import { Controller } from "./controller/controller.ts";
 import { serveHealth, serveMetrics } from "./health.ts";
-import { fullCollection, idleCollector } from "../node-agent/loop/lean-runtime.ts";
+import { fullCollection, idleCollector } from "../runtime/lean-runtime.ts";
 import { defaultConnection, operatorHttp } from "./kube/api-client.ts";
 import { LeaderElector } from "./leader/elector.ts";
 import { operatorMetrics } from "./metrics.ts";

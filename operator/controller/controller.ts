@@ -18,11 +18,9 @@ import { FINALIZER, GROUP, KernelLivePatch, NODE_OBJECTS_PATH, NODE_PLURAL, ofTh
 import { AGENT_LABELS, desiredAgentDaemonSet } from "../agents/daemonset.ts";
 import type { OperatorConfig } from "../config.ts";
 import { eventRecorder, type EventRecorder } from "../kube/events.ts";
-import { Informer, type InformerOptions } from "../kube/informer.ts";
 import { APPLY, ignoreNotFound, type KubeHttp } from "../../kube/http-client.ts";
 import { operatorHttp } from "../kube/api-client.ts";
-import { httpWatch } from "../kube/http-watch.ts";
-import { pagedList } from "../kube/paged-list.ts";
+import { ListWatch } from "../../kube/list-watch.ts";
 import { cachedNodeObject, NodeObjectClient, PROJECTION_HASH, type NodeObjectView } from "../kube/node-objects.ts";
 import { cachedNode, type NodeView } from "../kube/nodes.ts";
 import { cachedPatch, OPERATOR_FIELD_MANAGER, PATCHES_PATH, PatchClient } from "../kube/patches.ts";
@@ -42,6 +40,8 @@ const SPEC_HASH = `${GROUP}/agent-spec-hash`;
 const QUEUE = "kernellivepatch";
 /** Node keys are many and cheap (a thousand nodes when a patch is applied): enough workers to write their objects in parallel. */
 const WORKERS = 16;
+/** A watch on which nothing arrived this long is reopened (a connection may be frozen: no FIN, no RST). */
+const WATCH_SILENCE_MS = 30_000;
 
 /** Timings with production defaults; tests shorten them. */
 export interface ControllerTimings {
@@ -76,10 +76,10 @@ export interface ControllerDeps {
 
 export class Controller {
   private readonly queue: WorkQueue;
-  private readonly patches: Informer<KubernetesObject>;
-  private readonly nodes: Informer<NodeView>;
-  private readonly daemonSets: Informer<V1DaemonSet>;
-  private readonly nodeObjects: Informer<KubernetesObject>;
+  private readonly patches: ListWatch<KubernetesObject>;
+  private readonly nodes: ListWatch<NodeView>;
+  private readonly daemonSets: ListWatch<V1DaemonSet>;
+  private readonly nodeObjects: ListWatch<KubernetesObject>;
   private readonly patchClient: PatchClient;
   private readonly nodeObjectClient: NodeObjectClient;
   private readonly http: KubeHttp;
@@ -120,19 +120,26 @@ export class Controller {
     this.patchClient = new PatchClient(http);
     this.nodeObjectClient = new NodeObjectClient(http);
     this.events = deps.events ?? eventRecorder(http, "kpatch-operator", log);
-    const watch = httpWatch(http);
     const informer = <T extends KubernetesObject>(name: string, path: string, more: { labelSelector?: string; transform?: (o: T) => T } = {}) =>
-      new Informer<T>({
-        name,
+      new ListWatch<T>(http, {
         path,
-        list: (keep) => pagedList(http, path, more.labelSelector ? { labelSelector: more.labelSelector } : {}, keep),
-        watch,
-        log,
-        ...more,
-        ...(t.relistMs !== undefined ? { relistMs: t.relistMs } : {}),
-        ...(t.staleMs !== undefined ? { staleMs: t.staleMs } : {}),
+        ...(more.labelSelector ? { query: { labelSelector: more.labelSelector } } : {}),
+        ...(more.transform ? { transform: more.transform } : {}),
+        relistMs: t.relistMs ?? 600_000,
+        staleMs: t.staleMs ?? 300_000,
         ...(t.watchTimeoutSeconds !== undefined ? { watchTimeoutSeconds: t.watchTimeoutSeconds } : {}),
-        onRelist: (cause) => metrics.informerRelists.inc({ resource: name, cause }),
+        // A watch with no event for 30 s is reopened from its last resourceVersion (no relist).
+        silenceMs: WATCH_SILENCE_MS,
+        onRestart: (cause) => {
+          if (cause === "silent") return log.debug({ informer: name }, "watch silent; reopening it");
+          if (cause === "stale") log.warn({ informer: name }, "list-watch made no progress; restarting it");
+          metrics.informerRelists.inc({ resource: name, cause });
+        },
+        onError: (err, during) => {
+          if (during === "handler") log.error({ err, informer: name }, "informer handler failed");
+          else if (during === "list") log.warn({ err, informer: name }, "list failed; retrying");
+          else if ((err as Error).name !== "SilentWatch" && (err as { code?: number }).code !== 410) log.warn({ err, informer: name }, "watch failed; relisting");
+        },
       });
     this.patches = informer("kernellivepatches", PATCHES_PATH, { transform: cachedPatch });
     this.nodeObjects = informer("kernellivepatchnodes", NODE_OBJECTS_PATH, { transform: cachedNodeObject });

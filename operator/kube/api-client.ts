@@ -1,6 +1,6 @@
 /**
- * The operator's connection to the API server: the agents' small HTTP client (see http-watch.ts
- * for why not @kubernetes/client-node). In a pod, the ServiceAccount token; elsewhere, $KUBECONFIG.
+ * The operator's connection to the API server: the agents' small HTTP client (see
+ * kube/connection.ts for why not @kubernetes/client-node). In a pod, the ServiceAccount token; elsewhere, $KUBECONFIG.
  */
 import { inClusterConnection, kubeconfigConnection, type Connection } from "../../kube/connection.ts";
 import { KubeHttp } from "../../kube/http-client.ts";

@@ -1,4 +1,8 @@
 /**
+ * The Node process's own memory behaviour, shared by both entry points (node-agent/main.ts and
+ * operator/main.ts): a top-level module of its own, since it is neither the agent's nor the
+ * operator's, and has nothing to do with Kubernetes (kube/) or the API (crds/).
+ *
  * Keeps the agent's idle memory small. It runs on every node, mostly waiting: it needs neither
  * V8's optimizing compilers (their code and compile zones cost ~8 MiB of RSS for paths that are
  * not hot here; the image also runs node --jitless) nor a young generation that stays at the size
