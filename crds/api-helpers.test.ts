@@ -8,7 +8,7 @@ import type { LabelSelector, PatchModule } from "./schema.ts";
 beforeAll(() => loadReleasePatternEngine());
 
 const sha = "a".repeat(64);
-const mod = (m: Partial<PatchModule>): PatchModule => ({ sha256: sha, url: "https://x/y.ko", ...m }) as PatchModule;
+const mod = (m: Partial<PatchModule>): PatchModule => ({ sha256: sha, url: "https://x/y.ko", ...m });
 
 describe("selectorMatches", () => {
   const labels = { role: "worker", zone: "a" };

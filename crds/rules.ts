@@ -35,7 +35,7 @@ export function withRules<S extends z.ZodType>(
       message: r.message,
       ...(r.fieldPath ? { fieldPath: r.fieldPath } : {}),
     })),
-  }) as unknown as S;
+  });
 }
 
 function fieldPathToZod(fieldPath: string | undefined): PropertyKey[] {
@@ -45,7 +45,7 @@ function fieldPathToZod(fieldPath: string | undefined): PropertyKey[] {
 
 /** Documentation only (no rules): the `description` that `kubectl explain` shows. */
 export function doc<S extends z.ZodType>(schema: S, description: string): S {
-  return schema.meta({ description }) as S;
+  return schema.meta({ description });
 }
 
 /**
@@ -55,5 +55,5 @@ export function doc<S extends z.ZodType>(schema: S, description: string): S {
 export function maxProperties<S extends z.ZodType<Record<string, unknown>>>(schema: S, max: number): S {
   return schema
     .refine((m) => Object.keys(m).length <= max, { message: `at most ${max} entries` })
-    .meta({ maxProperties: max }) as unknown as S;
+    .meta({ maxProperties: max });
 }

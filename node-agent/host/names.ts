@@ -14,7 +14,6 @@ export const MAX_NAME_LENGTH = 255;
 export function isSafeName(name: string, maxLength: number = MAX_NAME_LENGTH): boolean {
   if (name.length === 0 || name.startsWith(".")) return false;
   if (name.includes("/") || name.includes("..")) return false;
-  // eslint-disable-next-line no-control-regex
   if (/[\u0000-\u001f\u007f]/.test(name)) return false;
   return Buffer.byteLength(name, "utf8") <= maxLength;
 }

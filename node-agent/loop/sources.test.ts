@@ -114,7 +114,7 @@ function sources(extra: Partial<SourceOptions> = {}) {
 }
 
 function fromUrl(url: string, sha256 = BODY_SHA): PatchModule {
-  return { kernelRelease: "6.1.0-56-amd64", sha256, url } as PatchModule;
+  return { kernelRelease: "6.1.0-56-amd64", sha256, url };
 }
 
 /** The promise's rejection (fails the test if it resolves). */

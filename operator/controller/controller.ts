@@ -14,7 +14,7 @@ import type { KubernetesObject, V1DaemonSet } from "@kubernetes/client-node";
 import type { Connection } from "../../kube/connection.ts";
 import type { Logger } from "pino";
 import { CLEAN_PHASES } from "../../crds/phases.ts";
-import { FINALIZER, GROUP, KernelLivePatch, NODE_OBJECTS_PATH, NODE_PLURAL, ofThisPatch, PLURAL, VERSION, type KernelLivePatchStatus, type NodeEntry, type NodePhase } from "../../crds/schema.ts";
+import { FINALIZER, GROUP, KernelLivePatch, NODE_OBJECTS_PATH, ofThisPatch, type KernelLivePatchStatus, type NodeEntry, type NodePhase } from "../../crds/schema.ts";
 import { AGENT_LABELS, desiredAgentDaemonSet } from "../agents/daemonset.ts";
 import type { OperatorConfig } from "../config.ts";
 import { eventRecorder, type EventRecorder } from "../kube/events.ts";

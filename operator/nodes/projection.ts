@@ -46,7 +46,7 @@ export function projectNode(input: NodeProjectionInput): PatchOnNode[] {
         creationTimestamp: p.metadata.creationTimestamp ?? "",
         ...(p.metadata.deletionTimestamp ? { deletionTimestamp: p.metadata.deletionTimestamp } : {}),
         admitted: rollout?.generation === generation && admittedSet(rollout.admitted).has(nodeName),
-        spec: p.spec as unknown as Record<string, unknown>,
+        spec: p.spec,
       };
     })
     .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));

@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import type { NodeEntry, NodePhase } from "../../crds/schema.ts";
 import { phasesOf, progressEvents } from "./progress-events.ts";
 
-const e = (nodeName: string, phase: NodePhase, moduleName = "klp_fix"): NodeEntry => ({ nodeName, phase, moduleName }) as NodeEntry;
+const e = (nodeName: string, phase: NodePhase, moduleName = "klp_fix"): NodeEntry => ({ nodeName, phase, moduleName });
 
 describe("progressEvents", () => {
   it.each<[string, Map<string, NodePhase> | undefined, NodeEntry[], number, string[]]>([

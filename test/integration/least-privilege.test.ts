@@ -44,8 +44,8 @@ async function token(sa: string, boundPod?: string): Promise<string> {
 function run(name: string, entry: string, env: Record<string, string>): ChildProcess {
   const child = spawn(process.execPath, ["--import", "tsx", path.join(REPO, entry)], { cwd: REPO, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
   let out = "";
-  child.stdout!.on("data", (c: Buffer) => (out += c.toString()));
-  child.stderr!.on("data", (c: Buffer) => (out += c.toString()));
+  child.stdout.on("data", (c: Buffer) => (out += c.toString()));
+  child.stderr.on("data", (c: Buffer) => (out += c.toString()));
   outputs.set(name, () => out);
   children.push(child);
   return child;

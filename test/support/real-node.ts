@@ -214,7 +214,7 @@ export async function realNodeSupport(): Promise<{ ok: true } | { ok: false; rea
   // A throwaway network namespace with a veth pair in it: what the node will need.
   const probe = `klpprobe${process.pid % 100000}`;
   const r = await run("unshare", ["--net", "--", "sh", "-c", `ip link add ${probe} type veth peer name ${probe}p && ip link set lo up`]).catch(
-    (e: Error) => ({ code: 1, stdout: "", stderr: e.message }) as RunResult,
+    (e: Error) => ({ code: 1, stdout: "", stderr: e.message }),
   );
   if (r.code !== 0) return { ok: false, reason: `cannot make a network namespace with a veth pair: ${r.stderr.trim()}` };
   return { ok: true };
