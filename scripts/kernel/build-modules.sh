@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Builds the real-kernel test modules (test/kernel/modules/*.c, GPL-2.0) out of tree against Debian's
-# headers unpacked by ensure-tools.sh, then derives two broken copies of klp_test_v1:
+# headers unpacked by ensure-tools.sh, then derives from klp_test_v1:
 #   klp_test_v1_badver.ko  vermagic names another release (one digit of the ABI number changed,
 #                          same length, nothing else touched)
 #   klp_test_trunc.ko      the first half of klp_test_v1.ko
+#   klp_test_v1_rebuilt.ko the same source built again with -DKLP_TEST_V1_REBUILT in its own
+#                          directory: the same module name (klp_test_v1), another GNU build-id,
+#                          /proc/cmdline says "klp_test_v1 rebuilt"
 # Output: $KDIR/modules-<hash of sources+release>/out/*.ko, reused when present.
 # Prints MODULES=<dir> on stdout; logs go to stderr.
 # Usage: scripts/kernel/build-modules.sh   (run ensure-tools.sh first, or let this call it)
@@ -25,8 +28,17 @@ if [ ! -f "$OUT/.ready" ]; then
   cp "$SRC"/Kbuild "$SRC"/*.c "$OUT/build/"
   make -s -C "$KBUILD" M="$OUT/build" modules >&2
   cp "$OUT"/build/*.ko "$OUT/out/"
+  # The same-named rebuild: klp_test_v1.c again, one define apart, so KBUILD_MODNAME is klp_test_v1.
+  mkdir -p "$OUT/build-rebuilt"
+  cp "$SRC/klp_test_v1.c" "$OUT/build-rebuilt/"
+  printf 'obj-m += klp_test_v1.o\nccflags-y += -DKLP_TEST_V1_REBUILT\n' > "$OUT/build-rebuilt/Kbuild"
+  make -s -C "$KBUILD" M="$OUT/build-rebuilt" modules >&2
+  cp "$OUT/build-rebuilt/klp_test_v1.ko" "$OUT/out/klp_test_v1_rebuilt.ko"
   # Like the distribution's modules: no debug sections (keeps the guest image small).
   strip --strip-debug "$OUT"/out/*.ko
+  build_id() { readelf -n "$1" | sed -n 's/^ *Build ID: //p'; }
+  [ -n "$(build_id "$OUT/out/klp_test_v1_rebuilt.ko")" ] && [ "$(build_id "$OUT/out/klp_test_v1_rebuilt.ko")" != "$(build_id "$OUT/out/klp_test_v1.ko")" ] \
+    || { log "klp_test_v1_rebuilt.ko has no build-id of its own"; exit 1; }
 
   # Another release of the same length: change the last digit of the ABI number (56 -> 57).
   abi=${KREL%-*}; last=${abi: -1}
@@ -38,6 +50,9 @@ if [ ! -f "$OUT/.ready" ]; then
   head -c $(( size / 2 )) "$OUT/out/klp_test_v1.ko" > "$OUT/out/klp_test_trunc.ko"
   echo "$other" > "$OUT/out/OTHER_RELEASE"
   touch "$OUT/.ready"
-  for old in "$KDIR"/modules-*; do [ "$old" = "$OUT" ] || rm -rf "$old"; done
+  # Older builds go once a day has passed: another checkout (another CI run on this machine, with
+  # other module sources) may be using its own right now.
+  find "$KDIR" -maxdepth 1 -name 'modules-*' ! -path "$OUT" -mmin +1440 -exec rm -rf {} +
 fi
+touch "$OUT" # in use: not pruned by another checkout's build for a day
 echo "MODULES=$OUT/out"

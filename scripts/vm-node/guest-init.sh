@@ -5,8 +5,9 @@
 # reboots), vdc = the node's /var/lib (containerd and kubelet state; images already imported when
 # the host seeded it), vdd = this node's configuration (read-only: node name, the kubelet's
 # kubeconfig, the cluster CA), mounted at /etc/klp.
-# Serial ports: ttyS0 console (@@BOOT / @@LP / @@SVC markers), ttyS1 control channel (read-only
-# queries; reboot and poweroff, as the machine's owner would), ttyS2 pod logs.
+# Serial ports: ttyS0 console (@@BOOT / @@LP / @@CMD / @@SVC markers), ttyS1 control channel
+# (read-only queries; reboot and poweroff, as the machine's owner would; loading and unloading the
+# node's own fixture modules, the host's drivers that a test livepatch patches), ttyS2 pod logs.
 # Boot order, as on a systemd host: mounts -> kpatch.service (`kpatch-agent load --all` of what is
 # staged for the running release, from the agent image's files) -> network -> containerd (images
 # imported when missing) -> kubelet.
@@ -28,11 +29,20 @@ up() { cut -d' ' -f1 /proc/uptime; }
 mark() { echo "@@BOOT $1 uptime=$(up)${2:+ $2}"; }
 mark init-start "boot_id=$(cat /proc/sys/kernel/random/boot_id) release=$RELEASE date=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 
-# --- livepatch monitor: every change of /sys/kernel/livepatch, from the first second of the boot.
+# --- livepatch monitor: every change of /sys/kernel/livepatch (@@LP), and of what /proc/cmdline
+# prints (@@CMD: the test livepatches replace it), from the first second of the boot.
 # Shell builtins only (a fork costs milliseconds of emulated CPU): read, not cat.
 lp_monitor() {
   prev=unset
+  prev_cmd=unset
   while :; do
+    c=
+    read -r c < /proc/cmdline
+    if [ "$c" != "$prev_cmd" ]; then
+      read -r u _ < /proc/uptime
+      echo "@@CMD uptime=$u text=$c"
+      prev_cmd=$c
+    fi
     cur=""
     for d in /sys/kernel/livepatch/*; do
       [ -d "$d" ] || continue
@@ -60,6 +70,13 @@ ln -s /sysd/usr /usr
 ln -s /sysd/usr/lib /lib
 ln -s /sysd/lib64 /lib64
 mount -t ext4 /dev/vdc /var/lib || { echo "@@BOOT var-disk-missing"; poweroff -f; }
+# CNI's cache of the sandboxes' network results (libcni's /var/lib/cni) lives for one boot, as the
+# network namespaces it describes do. On the disk, a kernel panic could leave a result file written
+# less than ~30 s before empty (delayed allocation), and libcni then failed every StopPodSandbox
+# ("decoding version from network config: unexpected end of JSON input"): the kubelet never got
+# the agent's pod running again after the crash.
+mkdir -p /var/lib/cni
+mount -t tmpfs -o mode=0755 tmpfs /var/lib/cni
 mkdir -p /etc/klp
 mount -t ext4 -o ro /dev/vdd /etc/klp || { echo "@@BOOT config-disk-missing"; poweroff -f; }
 mkdir -p /var/lib/kpatch
@@ -92,10 +109,25 @@ state() {
     t=$(cat "$d/taint")
     case $t in *K*) echo "module=${d##*/} refcnt=$(cat "$d/refcnt" 2>/dev/null) taint=$t" ;; esac
   done
-  find /var/lib/kpatch -mindepth 1 ! -name lost+found ! -path '/var/lib/kpatch/lost+found/*' 2>/dev/null | sort | while read -r f; do
+  # Modules (release directories and .loading) as staged=; the agent's record as record=, below.
+  find /var/lib/kpatch -mindepth 1 ! -name lost+found ! -path '/var/lib/kpatch/lost+found/*' ! -path /var/lib/kpatch/.kpatch-agent.json 2>/dev/null | sort | while read -r f; do
     if [ -f "$f" ]; then echo "staged=$f sha256=$(sha256sum "$f" | cut -d' ' -f1)"; else echo "stageddir=$f"; fi
   done
+  # The agent's record of what it put on the host, on one line.
+  [ -f /var/lib/kpatch/.kpatch-agent.json ] && echo "record=$(tr -d '\n' < /var/lib/kpatch/.kpatch-agent.json)"
   dmesg | grep 'livepatch' | sed 's/^/dmesg=/'
+}
+# The node's own modules (drivers), which the host's owner loads and unloads: only the fixtures
+# on the configuration disk, by name.
+fixture() {
+  case $2 in ''|*[!a-z0-9_]*) echo "bad fixture name $2"; return 1 ;; esac
+  [ -f "$CONFIG/fixtures/$2.ko" ] || { echo "no fixture $2"; return 1; }
+  case $1 in
+    load) insmod "$CONFIG/fixtures/$2.ko" 2>&1 && echo "rc=0" || echo "rc=$?" ;;
+    unload) rmmod "$2" 2>&1 && echo "rc=0" || echo "rc=$?" ;;
+    *) echo "bad fixture op $1"; return 1 ;;
+  esac
+  grep "^$2 " /proc/modules | sed 's/^/module=/'
 }
 shutdown_node() {
   mark "$1-start"
@@ -131,6 +163,7 @@ control() {
           pods) out=$(for f in /var/log/pods/*/*/*.log; do [ -f "$f" ] && { echo "==> $f"; tail -n 200 "$f"; }; done 2>&1) ;;
           *) out="unknown log $arg" ;;
         esac ;;
+      fixture) out=$(fixture ${arg%% *} ${arg#* } 2>&1) ;;
       sh)
         # Development only: the host passes klp.debug=1 when KLP_VM_NODE_DEBUG=1; the suite never does.
         case " $cmdline " in *" klp.debug=1 "*) out=$(sh -c "$arg" 2>&1) ;; *) out="sh is disabled" ;; esac ;;

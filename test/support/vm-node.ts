@@ -10,7 +10,11 @@
 //                              test modules); throws VmNodeUnavailable where QEMU cannot run
 //   VmNode.start(opts)         per-run disks, the kubelet's identity (system:node:<name>), boot
 //   node.state()               the guest's kernel and /var/lib/kpatch, read over the control channel
-//   node.reboot()/poweroff()   what the machine's owner does; nothing else changes the guest
+//   node.reboot()/poweroff()   what the machine's owner does; nothing else changes the guest, except
+//   node.fixture(op, name)     loading or unloading one of the node's own modules (a driver the
+//                              owner runs; VmNodeOptions.fixtures), as the owner would
+//   node.expectPanic(re)       the one kernel panic a scenario provokes; any other panic fails
+//                              every wait of the harness (the guest runs with panic=1: it reboots)
 //
 // Guest side: scripts/vm-node/guest-init.sh. Serial ports: ttyS0 = console (markers parsed here),
 // ttyS1 = control channel (unix socket), ttyS2 = the pods' logs (a file).
@@ -141,15 +145,17 @@ export interface GuestState {
   livepatches: Array<{ name: string; enabled: boolean; transition: boolean }>;
   /** Loaded modules tainted K (livepatches, leftovers included). */
   modules: Array<{ name: string; refcnt: number; taint: string }>;
-  /** Files under /var/lib/kpatch with their digest. */
+  /** Module files under /var/lib/kpatch (release directories, .loading) with their digest; the agent's record is `record`. */
   staged: Array<{ path: string; sha256: string }>;
   stagedDirs: string[];
   /** Kernel log lines mentioning livepatch (this boot). */
   dmesg: string[];
+  /** The agent's record (/var/lib/kpatch/.kpatch-agent.json) as text; undefined when there is none. */
+  record: string | undefined;
 }
 
 export function parseState(lines: string[]): GuestState {
-  const s: GuestState = { uptime: 0, bootId: "", release: "", cmdline: "", tainted: -1, livepatches: [], modules: [], staged: [], stagedDirs: [], dmesg: [] };
+  const s: GuestState = { uptime: 0, bootId: "", release: "", cmdline: "", tainted: -1, livepatches: [], modules: [], staged: [], stagedDirs: [], dmesg: [], record: undefined };
   for (const line of lines) {
     const eq = line.indexOf("=");
     if (eq < 0) continue;
@@ -179,6 +185,7 @@ export function parseState(lines: string[]): GuestState {
       }
       case "stageddir": s.stagedDirs.push(rest); break;
       case "dmesg": s.dmesg.push(rest); break;
+      case "record": s.record = rest; break;
     }
   }
   return s;
@@ -209,6 +216,22 @@ export interface LivepatchChange {
   state: Record<string, string>;
 }
 
+/** A change of what /proc/cmdline prints in the guest (the test livepatches replace it). */
+export interface CmdlineChange {
+  boot: number;
+  uptime: number;
+  at: number;
+  text: string;
+}
+
+/** A "Kernel panic" line on the console; `expected` when node.expectPanic() announced it. */
+export interface PanicMark {
+  boot: number;
+  at: number;
+  line: string;
+  expected: boolean;
+}
+
 export interface VmNodeOptions {
   prepared: PreparedVmNode;
   cp: ControlPlaneClient;
@@ -220,6 +243,8 @@ export interface VmNodeOptions {
   log?: (line: string) => void;
   /** Every console line (KLP_VM_NODE_CONSOLE=1 in the suite). */
   onConsole?: (line: string) => void;
+  /** Modules (.ko paths) put on the node's configuration disk, for node.fixture(). */
+  fixtures?: string[];
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -260,6 +285,9 @@ export class VmNode {
   readonly podLogPath: string;
   readonly marks: BootMark[] = [];
   readonly lpChanges: LivepatchChange[] = [];
+  readonly cmdlineChanges: CmdlineChange[] = [];
+  readonly panics: PanicMark[] = [];
+  private panicExpected: RegExp | undefined;
   /** Boot ids, index = boot number (0 = first boot). */
   readonly bootIds: string[] = [];
   /** Host time when QEMU was spawned. */
@@ -307,6 +335,10 @@ export class VmNode {
     const config = path.join(this.dir, "config");
     await mkdir(config, { recursive: true });
     await writeFile(path.join(config, "node-name"), `${this.nodeName}\n`);
+    if (this.opts.fixtures?.length) {
+      await mkdir(path.join(config, "fixtures"), { recursive: true });
+      for (const f of this.opts.fixtures) await writeFile(path.join(config, "fixtures", path.basename(f)), await readFile(f));
+    }
     await writeFile(path.join(config, "ca.crt"), ca);
     await writeFile(
       path.join(config, "kubelet.kubeconfig"),
@@ -378,8 +410,11 @@ export class VmNode {
       "-drive", `file=${path.join(this.dir, "config.img")},format=raw,if=virtio,readonly=on`,
       "-netdev", `user,id=n0,restrict=on,net=10.0.0.0/16,host=10.0.0.2,guestfwd=tcp:10.0.0.1:443-cmd:socat - TCP:127.0.0.1:${port}`,
       "-device", "virtio-net-pci,netdev=n0",
-      // panic=0: a panic hangs (and fails the wait that sees "Kernel panic") instead of rebooting.
-      "-append", `console=ttyS0 panic=0 quiet loglevel=1${process.env.KLP_VM_NODE_DEBUG === "1" ? " klp.debug=1" : ""}`,
+      // panic=1: a panic reboots the guest (a node that crashes comes back, as a real one with
+      // kernel.panic set does; QEMU runs without -no-reboot, so the reset boots it again; once the
+      // kubelet runs, its own kernel.panic=10 applies). Only the
+      // panic a scenario announces (expectPanic) is expected: any other fails every wait here.
+      "-append", `console=ttyS0 panic=1 quiet loglevel=1${process.env.KLP_VM_NODE_DEBUG === "1" ? " klp.debug=1" : ""}`,
     ];
   }
 
@@ -444,10 +479,37 @@ export class VmNode {
         }
         this.lpChanges.push({ boot: this.boot, uptime: Number(lp[1]), at: Date.now(), state });
       }
+      const cmd = /^@@CMD uptime=([\d.]+) text=(.*)$/.exec(m);
+      if (cmd) this.cmdlineChanges.push({ boot: this.boot, uptime: Number(cmd[1]), at: Date.now(), text: cmd[2] ?? "" });
       if (m.startsWith("@@BOOT disks-mounted")) void this.connectControl();
     }
-    if (/Kernel panic/.test(line)) this.marks.push({ boot: this.boot, name: "kernel-panic", uptime: -1, at: Date.now(), fields: { line } });
+    if (/Kernel panic/.test(line)) {
+      const expected = this.panicExpected?.test(line) ?? false;
+      if (expected) this.panicExpected = undefined; // one panic per announcement
+      this.panics.push({ boot: this.boot, at: Date.now(), line, expected });
+      this.marks.push({ boot: this.boot, name: "kernel-panic", uptime: -1, at: Date.now(), fields: { line, expected: expected ? "1" : "0" } });
+      if (!expected) this.log(`UNEXPECTED kernel panic in boot ${this.boot}: ${line}`);
+    }
     this.wake();
+  }
+
+  /**
+   * Announces the one kernel panic a scenario provokes: the next "Kernel panic" console line that
+   * matches `line` is expected (the guest reboots, panic=1). Any other panic stays unexpected and
+   * fails every wait of the harness (until, command) and the suite's scenario wrapper.
+   */
+  expectPanic(line: RegExp): void {
+    this.panicExpected = line;
+  }
+
+  /** Panics nobody announced (empty in a healthy run). */
+  unexpectedPanics(): PanicMark[] {
+    return this.panics.filter((p) => !p.expected);
+  }
+
+  private panicError(what: string): Error | undefined {
+    const p = this.unexpectedPanics()[0];
+    return p ? new Error(`kernel panic (not expected) in boot ${p.boot} while waiting for ${what}: ${p.line}; console tail:\n${this.consoleTail.slice(-40).join("\n")}`) : undefined;
   }
 
   private wake(): void {
@@ -463,8 +525,8 @@ export class VmNode {
       const v = check();
       if (v !== undefined && v !== false) return v;
       if (this.exitCode !== undefined) throw new Error(`QEMU exited (code ${this.exitCode}) while waiting for ${what}; console tail:\n${this.consoleTail.slice(-40).join("\n")}`);
-      const panic = this.marks.find((m) => m.name === "kernel-panic");
-      if (panic) throw new Error(`kernel panic while waiting for ${what}; console tail:\n${this.consoleTail.slice(-40).join("\n")}`);
+      const panic = this.panicError(what);
+      if (panic) throw panic;
       if (Date.now() > end) throw new Error(`timed out after ${Math.round(timeoutMs / 1000)} s waiting for ${what}; console tail:\n${this.consoleTail.slice(-40).join("\n")}`);
       await new Promise<void>((r) => {
         const timer = setTimeout(r, 1000);
@@ -525,6 +587,8 @@ export class VmNode {
     const end = Date.now() + timeoutMs;
     for (;;) {
       if (this.exitCode !== undefined) throw new Error(`QEMU is not running (exit ${this.exitCode}); cannot send ${cmd}`);
+      const panic = this.panicError(`the answer to "${cmd}"`);
+      if (panic) throw panic;
       if (!this.ctl) await this.connectControl();
       const id = this.nextId++;
       let acked = false;
@@ -547,6 +611,16 @@ export class VmNode {
 
   async state(): Promise<GuestState> {
     return parseState(await this.command("state"));
+  }
+
+  /**
+   * Loads or unloads one of the node's own modules (VmNodeOptions.fixtures, by module name), as
+   * the machine's owner would (insmod / rmmod). Throws when the guest's command failed.
+   */
+  async fixture(op: "load" | "unload", name: string): Promise<{ loaded: boolean; output: string[] }> {
+    const out = await this.command(`fixture ${op} ${name}`);
+    if (!out.includes("rc=0")) throw new Error(`fixture ${op} ${name} failed in the guest: ${out.join(" | ")}`);
+    return { loaded: out.some((l) => l.startsWith(`module=${name} `)), output: out };
   }
 
   /** kubelet | containerd | kpatch-service | dmesg | pods */

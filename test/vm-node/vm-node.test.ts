@@ -9,11 +9,14 @@
 // the guest as the DaemonSet pod the operator creates.
 //
 // Every change goes through the product (kubectl, helm). The guest is only read, over its control
-// channel (kernel state, /var/lib/kpatch, dmesg), its console (a livepatch monitor that prints every
-// change of /sys/kernel/livepatch) and its pod logs; the one exception is the reboot of scenario 5,
-// which the machine's owner does (as `reboot` on the node would).
+// channel (kernel state, /var/lib/kpatch, dmesg), its console (a monitor that prints every change of
+// /sys/kernel/livepatch and of what /proc/cmdline prints) and its pod logs; the exceptions are what
+// the machine's owner does: the reboot of scenario 5 (as `reboot` on the node would), and loading
+// and unloading the node's own driver module that scenario 9's livepatch patches.
 //
-// Scenarios run in order on one node and one patch, each a test; see test/vm-node/README.md.
+// Scenarios 1-7 run in order on one node and one patch, each a test; 8-10 (what the agent does when
+// things go wrong) follow on the same node, each with a patch of its own, the crash last. See
+// test/vm-node/README.md.
 import { execFile } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { readFile } from "node:fs/promises";
@@ -34,6 +37,10 @@ const BAD = "vm-badver";
 const CM = "vm-node-modules";
 const V1 = "klp_test_v1";
 const V2 = "klp_test_v2";
+const REBUILT_KO = "klp_test_v1_rebuilt.ko"; // klp_test_v1 again, another build (scripts/kernel/build-modules.sh)
+const STALL_MOD = "klp_test_stall_unload"; // a livepatch of klp_stall_target whose unload stalls
+const STALL_TARGET = "klp_stall_target"; // the node's own driver module it patches (a fixture)
+const CRASH_MOD = "klp_test_crash"; // panics the kernel 12 s after it went live
 const TAINT_OEK = 4096 + 8192 + 32768; // 45056: out-of-tree, unsigned, livepatched
 const AGENT_SELECTOR = "app.kubernetes.io/name=kpatch-agent";
 
@@ -47,7 +54,11 @@ let hostNode: RealNode | undefined;
 const HOST_NODE = "klp-vm-operator-node";
 let recorder: Recorder | undefined;
 const sha: Record<string, string> = {};
-const figures: { bootToReadyMs?: number; rebootToReadyMs?: number; guest?: Record<string, number>; rebootGuest?: Record<string, number>; scenarios: Record<string, number>; klpWide?: string; nodesWide?: string; prepare?: Record<string, number>; install?: Record<string, number> } = { scenarios: {} };
+const figures: {
+  bootToReadyMs?: number; rebootToReadyMs?: number; guest?: Record<string, number>; rebootGuest?: Record<string, number>; scenarios: Record<string, number>;
+  klpWide?: string; nodesWide?: string; prepare?: Record<string, number>; install?: Record<string, number>;
+  rebuild?: Record<string, number>; stall?: Record<string, unknown>; crash?: Record<string, unknown>;
+} = { scenarios: {} };
 const suiteStart = Date.now();
 
 function log(line: string): void {
@@ -86,6 +97,9 @@ async function eventually<T>(what: string, timeoutMs: number, f: () => Promise<T
   const end = Date.now() + timeoutMs;
   let last: unknown;
   for (;;) {
+    // A kernel panic nobody announced fails at once (the guest reboots with panic=1).
+    const panic = node?.unexpectedPanics()[0];
+    if (panic) throw new Error(`kernel panic (not expected) in boot ${panic.boot} while waiting for ${what}: ${panic.line}`);
     try {
       const v = await f();
       if (v !== undefined && v !== false) return v;
@@ -125,7 +139,8 @@ async function nodeReady(): Promise<boolean> {
   return r.code === 0 && r.stdout.trim() === "True";
 }
 
-function patchYaml(name: string, moduleKey: string, digest: string, state = "Loaded"): string {
+/** `spec` lines beyond the module: e.g. ["  transitionTimeoutSeconds: 15"]. */
+function patchYaml(name: string, moduleKey: string, digest: string, state = "Loaded", specLines: string[] = []): string {
   return [
     "apiVersion: livepatch.kpatch.dev/v1alpha1",
     "kind: KernelLivePatch",
@@ -133,6 +148,7 @@ function patchYaml(name: string, moduleKey: string, digest: string, state = "Loa
     `  name: ${name}`,
     "spec:",
     `  state: ${state}`,
+    ...specLines,
     `  description: test module ${moduleKey} on the VM node`,
     // The VM node only: the operator's node carries no agent.
     "  nodeSelector:",
@@ -261,6 +277,8 @@ async function scenario(ctx: TestContext, name: string, body: () => Promise<void
   log(`${name}: start`);
   try {
     await body();
+    // A panic nobody announced fails the scenario even when nothing waited on the guest meanwhile.
+    expect(node.unexpectedPanics(), "kernel panics nobody expected").toEqual([]);
   } catch (e) {
     const d = await diagnostics();
     mkdirSync(LAST_RUN, { recursive: true });
@@ -321,6 +339,8 @@ beforeAll(async () => {
 
   node = await VmNode.start({
     prepared, cp, log,
+    // The node's own driver module that scenario 9's livepatch patches (loaded by its owner).
+    fixtures: [path.join(prepared.modulesDir, `${STALL_TARGET}.ko`)],
     ...(process.env.KLP_VM_NODE_CONSOLE === "1" ? { onConsole: (l: string) => console.log(`  | ${l}`) } : {}),
   });
   log(`VM node ${node.nodeName} booting (work dir ${node.dir})`);
@@ -350,7 +370,9 @@ beforeAll(async () => {
 
   // The project's own test modules, pinned by sha256, in a ConfigMap (binaryData).
   t = Date.now();
-  const files: Record<string, string> = { [`${V1}.ko`]: `${V1}.ko`, [`${V2}.ko`]: `${V2}.ko`, "klp_test_v1_badver.ko": "klp_test_v1_badver.ko" };
+  const files: Record<string, string> = Object.fromEntries(
+    [`${V1}.ko`, `${V2}.ko`, "klp_test_v1_badver.ko", REBUILT_KO, `${STALL_MOD}.ko`, `${CRASH_MOD}.ko`].map((f) => [f, f]),
+  );
   for (const [key, file] of Object.entries(files)) {
     const bytes = await readFile(path.join(prepared.modulesDir, file));
     sha[key] = (await import("node:crypto")).createHash("sha256").update(bytes).digest("hex");
@@ -616,6 +638,253 @@ describe("the whole stack on a real kernel, inside a VM node", () => {
       expect(g.tainted).toBe(TAINT_OEK);
       // With no patch left, the operator removes its agent DaemonSet.
       await eventually("agent pods gone", 300_000, async () => (await agentPods()).length === 0);
+    });
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// When things go wrong (README "When things go wrong"): on the same node, after scenario 7 (no
+// patch left), each scenario with a patch of its own that it deletes again; the crash goes last.
+
+/** Guest uptimes (s) of the kernel log lines that contain `what` ("[  12.345678] ..." lines). */
+function dmesgTimes(lines: string[], what: string): number[] {
+  return lines.filter((l) => l.includes(what)).map((l) => {
+    const m = /^\[\s*(\d+\.\d+)\]/.exec(l);
+    if (!m) throw new Error(`no timestamp on the kernel log line: ${l}`);
+    return Number(m[1]);
+  });
+}
+
+/**
+ * No patch left: the operator removes the agents' DaemonSet; the next scenario starts, as scenario
+ * 8 does after 7, with no agent pod on the node (not with the old DaemonSet's pod still stopping
+ * while the new DaemonSet's pod starts).
+ */
+async function agentGone(): Promise<void> {
+  await eventually("agent pods gone", 300_000, async () => (await agentPods()).length === 0);
+}
+
+describe("when things go wrong, on the same VM node", () => {
+  it("8. a same-named rebuild: the spec moves to another build of klp_test_v1; the old build leaves the kernel before the new one loads, and no status says the rebuild is Loaded while the old code runs", async (ctx) => {
+    await scenario(ctx, "8-rebuild", async () => {
+      const REBUILD = "vm-rebuild";
+      const oldText = `${V1} patched`;
+      const newText = `${V1} rebuilt`;
+      const oldSha = sha[`${V1}.ko`]!;
+      const newSha = sha[REBUILT_KO]!;
+      expect(newSha).not.toBe(oldSha);
+      await kubectl(["apply", "-f", "-"], patchYaml(REBUILD, `${V1}.ko`, oldSha));
+      const p0 = await waitReady(REBUILD);
+      expect(entryOf(p0)).toMatchObject({ phase: "Loaded", moduleName: V1, sha256: oldSha });
+      const before = await guest();
+      expect(before.cmdline).toBe(oldText);
+      expect(before.livepatches).toEqual([{ name: V1, enabled: true, transition: false }]);
+      const b = node!.boot;
+
+      const t0 = Date.now();
+      await kubectl(["patch", "klp", REBUILD, "--type=merge", "-p", JSON.stringify({
+        spec: { modules: [{ kernelRelease: prepared.krel, sha256: newSha, configMap: { namespace: NS, name: CM, key: REBUILT_KO } }] },
+      })]);
+      const p = await waitReady(REBUILD);
+      expect(entryOf(p)).toMatchObject({ phase: "Loaded", moduleName: V1, sha256: newSha, enabled: true, transition: false, bootID: node!.bootIds[b] });
+      const g = await guest();
+      expect(g.cmdline).toBe(newText);
+      expect(g.livepatches).toEqual([{ name: V1, enabled: true, transition: false }]);
+      // One more load of klp_test_v1 in this boot: the rebuild's. Staged for boot: the rebuild.
+      expect(enableCount(g, V1)).toBe(enableCount(before, V1) + 1);
+      expect(g.dmesg.filter((l) => l.includes(`'${V1}': unpatching complete`)).length).toBe(before.dmesg.filter((l) => l.includes(`'${V1}': unpatching complete`)).length + 1);
+      expect(g.staged).toEqual([{ path: `/var/lib/kpatch/${prepared.krel}/${V1}.ko`, sha256: newSha }]);
+
+      // What the guest printed (its monitor: every change of /proc/cmdline, host arrival time) against
+      // every status version the API server served (the recorder), from the spec change on.
+      const texts = node!.cmdlineChanges.filter((c) => c.boot === b);
+      const textAt = (t: number) => texts.filter((c) => c.at <= t).at(-1)?.text;
+      const seen = recorder!.since(t0, REBUILD);
+      const tag = (e: NodeEntry | undefined) => (e ? `${e.phase}(${e.sha256 === newSha ? "rebuild" : e.sha256 === oldSha ? "v1" : e.sha256 ?? "-"})` : "none");
+      const seq: string[] = [];
+      for (const x of seen) if (seq.at(-1) !== tag(x.entry)) seq.push(tag(x.entry));
+      const printed = texts.filter((c) => c.at >= t0).map((c) => c.text);
+      log(`entry sequence: ${seq.join(" -> ")}; the guest printed: ${[textAt(t0), ...printed].map((x) => JSON.stringify(x)).join(" -> ")}`);
+      const loadedNew = seen.filter((x) => x.entry?.phase === "Loaded" && x.entry.sha256 === newSha);
+      expect(loadedNew.length).toBeGreaterThan(0);
+      for (const x of loadedNew) {
+        expect(textAt(x.at), `/proc/cmdline in the guest when a status version said Loaded with the rebuild's digest (${new Date(x.at).toISOString()})`).not.toBe(oldText);
+      }
+      // The old build went first (the node unpatched in between, for one load), then the rebuild.
+      expect(textAt(t0)).toBe(oldText);
+      expect(printed.at(-1)).toBe(newText);
+      expect(printed.indexOf(newText)).toBeGreaterThan(0);
+      expect(printed.slice(0, printed.indexOf(newText)).every((x) => x !== oldText && x !== newText && !x.includes("patched")), JSON.stringify(printed)).toBe(true);
+      // The entry said what the agent was doing: v1 Unloading, then the rebuild Loading, then Loaded.
+      expect(seq[0]).toBe("Loaded(v1)");
+      expect(seq.at(-1)).toBe("Loaded(rebuild)");
+      expect(seq.indexOf("Unloading(v1)")).toBeGreaterThan(0);
+      expect(seq.indexOf("Loading(rebuild)")).toBeGreaterThan(seq.indexOf("Unloading(v1)"));
+      expect(seq.indexOf("Loaded(rebuild)")).toBeGreaterThan(seq.indexOf("Loading(rebuild)"));
+      expect(seq.filter((x) => /^(Failed|Stalled)/.test(x))).toEqual([]);
+      const newLine = texts.find((c) => c.at >= t0 && c.text === newText)!;
+      figures.rebuild = { newTextSeenToLoadedStatusMs: loadedNew[0]!.at - newLine.at, specChangeToLoadedMs: loadedNew[0]!.at - t0 };
+
+      await kubectl(["delete", "klp", REBUILD, "--timeout=300s"], undefined, 320_000);
+      expect(await klp(REBUILD)).toBeUndefined();
+      const after = await guest();
+      expect(after.livepatches).toEqual([]);
+      expect(after.staged).toEqual([]);
+      expect(after.cmdline).not.toContain(V1);
+      await agentGone();
+    });
+  });
+
+  it("9. an unload that stalls is retried with backoff, never back to back; the entry stays Stalled naming the blocking task; released, it unloads", async (ctx) => {
+    await scenario(ctx, "9-stall-backoff", async () => {
+      const STALL = "vm-stall-unload";
+      const TIMEOUT_S = 15; // the schema's minimum
+      const WINDOW_S = 90;
+      const starting = `'${STALL_MOD}': starting unpatching transition`;
+      const reversed = `'${STALL_MOD}': patching complete`; // a reversed unpatching ends as "patching complete"
+      await kubectl(["apply", "-f", "-"], patchYaml(STALL, `${STALL_MOD}.ko`, sha[`${STALL_MOD}.ko`]!, "Loaded", [`  transitionTimeoutSeconds: ${TIMEOUT_S}`]));
+      const p0 = await waitReady(STALL);
+      expect(entryOf(p0)).toMatchObject({ phase: "Loaded", moduleName: STALL_MOD, enabled: true, transition: false });
+      // The node's driver module, loaded by its owner after the patch: the kernel patches it as it
+      // loads, and its kernel thread lives inside the livepatch's klp_stall_wait() from then on.
+      const fx = await node!.fixture("load", STALL_TARGET);
+      expect(fx.loaded).toBe(true);
+      const g0 = await guest();
+      expect(g0.dmesg.some((l) => l.includes(`applying patch '${STALL_MOD}' to loading module '${STALL_TARGET}'`)), g0.dmesg.join("\n")).toBe(true);
+      expect(livepatch(g0, STALL_MOD)).toEqual({ name: STALL_MOD, enabled: true, transition: false });
+      const b = node!.boot;
+
+      const t0 = Date.now();
+      await kubectl(["patch", "klp", STALL, "--type=merge", "-p", JSON.stringify({ spec: { state: "Unloaded" } })]);
+      // The first attempt, as the guest's monitor sees it: the patch disabled, in transition.
+      const first = await node!.until("the first unload attempt (an unpatching transition)", () =>
+        node!.lpChanges.find((c) => c.boot === b && c.at >= t0 && c.state[STALL_MOD] === "0:1"), 300_000);
+      await new Promise((r) => setTimeout(r, WINDOW_S * 1000 + 5000));
+      const g = await guest();
+      const starts = dmesgTimes(g.dmesg, starting);
+      const ends = dmesgTimes(g.dmesg, reversed);
+      expect(starts.length).toBeGreaterThan(0);
+      const inWindow = starts.filter((t) => t <= starts[0]! + WINDOW_S);
+      // Each attempt stalled and was reversed (no "unpatching complete"); then the next waited.
+      const gaps = inWindow.slice(1).map((t, i) => {
+        const end = ends.filter((e) => e > inWindow[i]! && e < t).at(-1);
+        expect(end, `attempt ${i + 1} (at ${inWindow[i]} s) was reversed before attempt ${i + 2}`).toBeDefined();
+        return Math.round((t - end!) * 10) / 10;
+      });
+      const attemptsByMonitor = node!.lpChanges.filter((c, i, all) => c.boot === b && c.at >= first.at && c.at <= first.at + WINDOW_S * 1000 && c.state[STALL_MOD] === "0:1" && all[i - 1]?.state[STALL_MOD] !== "0:1").length;
+      figures.stall = { attempts: inWindow.length, attemptsByMonitor, attemptStartsS: inWindow.map((t) => Math.round((t - starts[0]!) * 10) / 10), gapsS: gaps, firstAttemptAfterSpecMs: first.at - t0 };
+      log(`unload attempts in ${WINDOW_S} s: ${inWindow.length} (monitor: ${attemptsByMonitor}), at +${figures.stall.attemptStartsS as number[]} s; waits between a reversal and the next attempt: ${gaps.join(", ")} s`);
+      // Back to back, an attempt would follow every ~${TIMEOUT_S} s (5-6 in the window). The agent's
+      // schedule: the first retry 15-30 s after the failure, then 30-60 s (HOST_RETRY).
+      expect(inWindow.length).toBeGreaterThanOrEqual(2);
+      expect(inWindow.length).toBeLessThanOrEqual(3);
+      expect(gaps[0]!).toBeGreaterThanOrEqual(14);
+      if (gaps[1] !== undefined) expect(gaps[1]).toBeGreaterThanOrEqual(29);
+      expect(g.dmesg.some((l) => l.includes(`'${STALL_MOD}': unpatching complete`))).toBe(false);
+      // Still live (reversed each time), and never forced.
+      expect(livepatch(g, STALL_MOD)?.enabled).toBe(true);
+      // The entry: Stalled from the first failure on, naming the task that holds the old code.
+      const seen = recorder!.since(t0, STALL);
+      const firstStalled = seen.findIndex((x) => x.entry?.phase === "Stalled");
+      expect(firstStalled, JSON.stringify(phases(seen))).toBeGreaterThanOrEqual(0);
+      const stalledOn = seen.slice(firstStalled).filter((x) => x.type !== "DELETED");
+      expect(stalledOn.every((x) => x.entry?.phase === "Stalled"), JSON.stringify(phases(seen))).toBe(true);
+      const e = entryOf(await klp(STALL))!;
+      expect(e).toMatchObject({ phase: "Stalled", moduleName: STALL_MOD, reason: "TransitionStalled" });
+      expect(e.stalledTasks?.map((t) => t.comm)).toContain("klp_stall_thread");
+      log(`Stalled: ${e.message}; tasks ${JSON.stringify(e.stalledTasks)}`);
+
+      // Release: the owner unloads the driver module (its thread stops) between two attempts; the
+      // next attempt unloads the patch.
+      await node!.until("the patch between two attempts", () => node!.lpChanges.filter((c) => c.boot === b).at(-1)?.state[STALL_MOD] === "1:0", 120_000);
+      const tRelease = Date.now();
+      const out = await node!.fixture("unload", STALL_TARGET);
+      expect(out.loaded).toBe(false);
+      const p = await waitReady(STALL, 400_000);
+      expect(entryOf(p)).toMatchObject({ phase: "Unloaded", moduleName: STALL_MOD });
+      figures.stall.releaseToUnloadedMs = Date.now() - tRelease;
+      const done = await guest();
+      expect(done.livepatches).toEqual([]);
+      expect(done.modules).toEqual([]);
+      expect(done.staged).toEqual([]);
+      expect(done.dmesg.some((l) => l.includes(`'${STALL_MOD}': unpatching complete`))).toBe(true);
+      await kubectl(["delete", "klp", STALL, "--timeout=300s"], undefined, 320_000);
+      expect(await klp(STALL)).toBeUndefined();
+      await agentGone();
+    });
+  });
+
+  it("10. a module that crashes the kernel once live: the node reboots, the module is not loaded again and nothing of it stays on the disk; the entry is Failed (reboot during its soak) and the rollout halts", async (ctx) => {
+    await scenario(ctx, "10-crash", async () => {
+      // The guest boots with panic=1; the kubelet sets kernel.panic=10 (as on any node), so the
+      // guest reboots 10 s after the panic.
+      const CRASH = "vm-crash";
+      const crashSha = sha[`${CRASH_MOD}.ko`]!;
+      const b = node!.boot;
+      const bootIdBefore = node!.bootIds[b]!;
+      node!.expectPanic(/klp_test_crash/);
+      const t0 = Date.now();
+      await kubectl(["apply", "-f", "-"], patchYaml(CRASH, `${CRASH_MOD}.ko`, crashSha, "Loaded", ["  rollout: {soakSeconds: 600, failureThreshold: 1}"]));
+      // Live: the guest printed the crash module's /proc/cmdline; then it panicked and rebooted.
+      const live = await node!.until("klp_test_crash live in the guest", () =>
+        node!.cmdlineChanges.find((c) => c.boot === b && c.at >= t0 && c.text === `${CRASH_MOD} patched`), 300_000);
+      const panic = await node!.until("the kernel panic klp_test_crash causes", () => node!.panics.find((x) => x.boot === b && x.expected), 120_000);
+      expect(panic.line).toContain(CRASH_MOD);
+      await node!.until("the guest to boot again after the panic", () => node!.boot > b, 300_000);
+      const b2 = node!.boot;
+      const bootIdAfter = node!.bootIds[b2]!;
+      expect(bootIdAfter).not.toBe(bootIdBefore);
+      // What the crashed boot had reported when it went down.
+      const lastBefore = recorder!.since(t0, CRASH).filter((x) => x.at <= panic.at && x.entry).at(-1)?.entry;
+      log(`before the panic the entry said ${lastBefore?.phase} (boot ${lastBefore?.bootID}); live ${panic.at - live.at} ms before the panic`);
+      // The new boot's kpatch.service found nothing of it to load (it was never staged for boot).
+      const svc = await node!.waitMark("kpatch-service-done", 300_000, b2);
+      expect(svc.fields.rc).toBe("0");
+      const svcOut = JSON.parse((await node!.guestLog("kpatch-service")).split("\n")[0]!) as { loaded: Array<{ name: string }> };
+      expect(svcOut.loaded.map((l) => l.name)).not.toContain(CRASH_MOD);
+
+      const p = await eventually("the entry Failed after the reboot", 600_000, async () => {
+        const p = await klp(CRASH);
+        return entryOf(p)?.phase === "Failed" ? p : undefined;
+      });
+      const e = entryOf(p)!;
+      log(`after the reboot: ${e.phase} ${e.reason}: ${e.message}`);
+      expect(["RebootDuringSoak", "RebootDuringLoad"]).toContain(e.reason);
+      expect(e.message).toContain(bootIdBefore);
+      expect(e.message).toContain(bootIdAfter);
+      expect(e).toMatchObject({ moduleName: CRASH_MOD, sha256: crashSha, bootID: bootIdAfter });
+      // The operator counted the failure: the rollout halted at failureThreshold 1.
+      const halted = await eventually("the rollout halted", 120_000, async () => {
+        const x = await klp(CRASH);
+        return x?.status?.rollout?.halted === true ? x : undefined;
+      });
+      expect(halted.status?.conditions?.find((c) => c.type === "Degraded")?.status).toBe("True");
+      // The guest: not loaded in the new boot, nothing of it in /var/lib/kpatch (.loading included)
+      // nor in the agent's record.
+      const g = await eventually("nothing of klp_test_crash left in the guest's /var/lib/kpatch", 120_000, async () => {
+        const g = await guest();
+        return !g.staged.some((f) => f.path.includes(CRASH_MOD)) && !(g.record ?? "").includes(CRASH_MOD) ? g : undefined;
+      });
+      expect(g.bootId).toBe(bootIdAfter);
+      expect(g.livepatches.map((l) => l.name)).not.toContain(CRASH_MOD);
+      expect(g.modules.map((m) => m.name)).not.toContain(CRASH_MOD);
+      expect(enableCount(g, CRASH_MOD)).toBe(0);
+      expect(g.stagedDirs.filter((d) => d.includes(".loading"))).toEqual([]);
+      expect(g.cmdline).not.toContain(CRASH_MOD);
+      // Not loaded at any moment of the new boot (its monitor runs from the first second).
+      expect(node!.lpChanges.filter((c) => c.boot === b2 && CRASH_MOD in c.state)).toEqual([]);
+      expect(node!.cmdlineChanges.filter((c) => c.boot === b2 && c.text.includes(CRASH_MOD))).toEqual([]);
+      expect(node!.panics.map((x) => [x.boot, x.expected])).toEqual([[b, true]]);
+      figures.crash = {
+        reason: e.reason, liveToPanicMs: panic.at - live.at, panicToFailedMs: Date.now() - panic.at,
+        loadedReportedBeforePanicMs: lastBefore?.phase === "Loaded" ? panic.at - (recorder!.since(t0, CRASH).find((x) => x.entry?.phase === "Loaded")?.at ?? panic.at) : undefined,
+      };
+
+      await kubectl(["delete", "klp", CRASH, "--timeout=300s"], undefined, 320_000);
+      expect(await klp(CRASH)).toBeUndefined();
+      const after = await guest();
+      expect(after.livepatches).toEqual([]);
+      expect(after.staged).toEqual([]);
     });
   });
 });

@@ -5,6 +5,10 @@
  * Modelled on the kernel's samples/livepatch/livepatch-sample.c: replaces cmdline_proc_show() so
  * that /proc/cmdline prints a fixed line. The tests read /proc/cmdline to see that the patch is
  * live and that the original text comes back once it is disabled.
+ *
+ * Built with -DKLP_TEST_V1_REBUILT (scripts/kernel/build-modules.sh: klp_test_v1_rebuilt.ko) it
+ * is another build of the same module, klp_test_v1 (another GNU build-id), whose /proc/cmdline
+ * says "klp_test_v1 rebuilt": a same-named rebuild of a live patch.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
@@ -13,9 +17,15 @@
 #include <linux/livepatch.h>
 #include <linux/seq_file.h>
 
+#ifdef KLP_TEST_V1_REBUILT
+#define KLP_TEST_V1_TEXT "klp_test_v1 rebuilt\n"
+#else
+#define KLP_TEST_V1_TEXT "klp_test_v1 patched\n"
+#endif
+
 static int livepatch_cmdline_proc_show(struct seq_file *m, void *v)
 {
-	seq_puts(m, "klp_test_v1 patched\n");
+	seq_puts(m, KLP_TEST_V1_TEXT);
 	return 0;
 }
 
