@@ -4,6 +4,7 @@
  */
 import { beforeAll, describe, expect, it } from "vitest";
 import { stringify } from "yaml";
+import { loadReleasePatternEngine } from "../../crds/module-for-release.ts";
 import { KernelLivePatchSpec } from "../../crds/schema.ts";
 import type { ControlPlaneClient } from "../support/control-plane.ts";
 import { controlPlane, installCrd, until } from "../support/klp.ts";
@@ -15,6 +16,7 @@ let cp: ControlPlaneClient;
 beforeAll(async () => {
   cp = await controlPlane();
   await installCrd(cp);
+  await loadReleasePatternEngine(); // the TypeScript side checks kernelReleasePattern with RE2
 });
 
 async function apply(name: string, spec: unknown, extra: Record<string, unknown> = {}) {
