@@ -652,4 +652,15 @@ describe("checkPhaseChange", () => {
     expect(r.counted).toEqual(["NotApplicable → Stalled", "none → Unloaded"]);
     expect(r.m.render()).toContain('kpatch_agent_disallowed_phase_transitions_total{from="NotApplicable",to="Stalled"} 1');
   });
+
+  it("a stopping agent starts no new host operation, even in a pass already running", async () => {
+    const { cluster, actions, start, settle } = await setup();
+    const agent = start();
+    // The stop lands while the pass fetches the module, before it would act.
+    duringFetch = () => void agent.stop();
+    cluster.add("p1", v1);
+    await settle(agent);
+    expect(actions).toEqual([]);
+    expect(inKernel("klp_fix_v1")).toBe(false);
+  });
 });

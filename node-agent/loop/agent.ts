@@ -267,7 +267,8 @@ export class Agent {
         writes.push(this.write(patch, view.entry, d.entry, host));
         waitMs = Math.min(waitMs ?? Infinity, d.ms);
       }
-      if (d.kind === "act" && !acted) {
+      // A stopping agent starts no new host operation (its successor may already be starting).
+      if (d.kind === "act" && !acted && !this.stopped) {
         // An operation that failed before waits for its turn; the entry says what it said.
         const dueIn = this.schedule.dueInMs(retryKey(patch, d.action), now);
         if (dueIn > 0) {
@@ -312,7 +313,7 @@ export class Agent {
         this.recordDirty = true;
         continue;
       }
-      if (acted || !this.patchesComplete || owners.has(owner.uid)) continue;
+      if (acted || this.stopped || !this.patchesComplete || owners.has(owner.uid)) continue;
       const key = `orphan ${name}`;
       const dueIn = this.schedule.dueInMs(key, now);
       if (dueIn > 0) {
