@@ -781,8 +781,11 @@ describe("when things go wrong, on the same VM node", () => {
       expect(gaps[0]!).toBeGreaterThanOrEqual(14);
       if (gaps[1] !== undefined) expect(gaps[1]).toBeGreaterThanOrEqual(29);
       expect(g.dmesg.some((l) => l.includes(`'${STALL_MOD}': unpatching complete`))).toBe(false);
-      // Still live (reversed each time), and never forced.
-      expect(livepatch(g, STALL_MOD)?.enabled).toBe(true);
+      // Still in the kernel (reversed each time), and never forced: live between attempts; the
+      // snapshot may land in an attempt, where it is disabled in its (unpatching) transition.
+      const still = livepatch(g, STALL_MOD);
+      expect(still, "the stalled patch is still in the kernel").toBeDefined();
+      expect(still!.enabled || still!.transition, JSON.stringify(still)).toBe(true);
       // The entry: Stalled from the first failure on, naming the task that holds the old code.
       const seen = recorder!.since(t0, STALL);
       const firstStalled = seen.findIndex((x) => x.entry?.phase === "Stalled");
