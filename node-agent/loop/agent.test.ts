@@ -663,4 +663,25 @@ describe("checkPhaseChange", () => {
     expect(actions).toEqual([]);
     expect(inKernel("klp_fix_v1")).toBe(false);
   });
+
+  it("a gone patch's module whose unload stalls is retried on its schedule, not on every watch event", async () => {
+    const { cluster, start, settle } = await setup();
+    const agent = start();
+    cluster.add("p1", v1);
+    await settle(agent);
+    await configureSimHost(host.root, { stall: true });
+    const unload = host.driver.unload;
+    let unloads = 0;
+    host.driver.unload = (...args) => ((unloads += 1), unload(...args));
+    cluster.patches.delete("p1");
+    cluster.push();
+    await settle(agent);
+    for (let i = 0; i < 5; i++) {
+      cluster.push();
+      await settle(agent);
+    }
+    expect(unloads).toBe(1);
+    expect(live("klp_fix_v1")).toBe(true);
+    await agent.stop();
+  });
 });

@@ -9,7 +9,7 @@
 import type { Logger } from "pino";
 import { selectorMatches } from "../../crds/label-selector.ts";
 import { loadReleasePatternEngine, moduleForRelease, releasePatternEngineLoaded, usesReleasePattern } from "../../crds/module-for-release.ts";
-import { FAILED_PHASES, transitionAllowed } from "../../crds/phases.ts";
+import { transitionAllowed } from "../../crds/phases.ts";
 import { KernelLivePatch, type NodeEntry, type NodePhase, type PatchModule } from "../../crds/schema.ts";
 import type { RecordedModule } from "../host/agent-record.ts";
 import type { HostDriver } from "../host/driver.ts";
@@ -18,7 +18,7 @@ import type { HostState } from "../host/inspect.ts";
 import type { CrashPoint } from "../config.ts";
 import type { AgentMetrics } from "./agent-metrics.ts";
 import type { LoopState } from "./health.ts";
-import { cleanupOf, decide, previousModule, replacedEntry, type Action, type EntryUpdate, type HostView, type ModuleRef, type PatchView, type Want } from "./plan.ts";
+import { cleanupOf, decide, isFinalFailure, previousModule, replacedEntry, type Action, type EntryUpdate, type HostView, type ModuleRef, type PatchView, type Want } from "./plan.ts";
 import { HOST_RETRY, RetrySchedule, SOURCE_RETRY } from "./retry-schedule.ts";
 import { SourceUnavailable, type ModuleSources } from "./sources.ts";
 
@@ -57,9 +57,8 @@ export class Agent {
   private patches: KernelLivePatch[] = [];
   /** The patches came from the node's object: a patch absent from them is gone (not just unknown). */
   private patchesComplete = false;
-  /** The agent's record on the host (read once at start), and whether this copy differs from the file. */
+  /** The agent's record on the host (read once at start). */
   private record: Map<string, RecordedModule> | undefined;
-  private recordDirty = false;
   private labels: Record<string, string> | undefined;
   private running: Promise<void> | undefined;
   private dirty = false;
@@ -109,7 +108,8 @@ export class Agent {
     }
     const present = new Set(parsed.map(writeKey));
     for (const k of this.written.keys()) if (!present.has(k)) this.written.delete(k);
-    this.schedule.retain((key) => present.has(key.slice(0, key.indexOf(" "))));
+    // Orphans' schedules go with their record (cleanOrphans), not with the patches.
+    this.schedule.retain((key) => key.startsWith(ORPHAN_KEY) || present.has(key.slice(0, key.indexOf(" "))));
     const digests = new Set(parsed.flatMap((p) => p.spec.modules.map((m) => m.sha256)));
     for (const sha of this.resolved.keys()) if (!digests.has(sha)) this.resolved.delete(sha);
     this.patches = parsed.sort(byCreation);
@@ -256,7 +256,7 @@ export class Agent {
     }
     let waitMs: number | undefined;
     let acted = false;
-    const orphan = await this.cleanOrphans(patches, hostView, now);
+    const orphan = await this.cleanOrphans(patches, hostView, host.kernelRelease, now);
     if (orphan.acted) acted = true;
     if (orphan.waitMs !== undefined) waitMs = orphan.waitMs;
     for (const [i, view] of views.entries()) {
@@ -278,7 +278,7 @@ export class Agent {
         acted = true;
         await Promise.all(writes.splice(0));
         if (d.before) await this.write(patch, view.entry, d.before, host);
-        if (d.action.op === "install" || d.action.op === "installAndLoad") await this.remember(d.action.module.name, patch);
+        if (d.action.op === "install" || d.action.op === "installAndLoad") await this.remember(d.action.module, patch);
         await this.act(patch, view, d.action, host, views);
       }
     }
@@ -287,12 +287,11 @@ export class Agent {
   }
 
   /** Records, before it reaches the host, which patch a module belongs to (agent-record.ts). */
-  private async remember(moduleName: string, patch: KernelLivePatch): Promise<void> {
-    const m = moduleForRelease(patch.spec.modules, (await this.deps.driver.preflight()).kernelRelease);
-    const owner = { patch: patch.metadata.name, uid: patch.metadata.uid ?? patch.metadata.name, sha256: m?.sha256 ?? "" };
-    const known = this.record?.get(moduleName);
+  private async remember(m: ModuleRef, patch: KernelLivePatch): Promise<void> {
+    const owner = { patch: patch.metadata.name, uid: writeKey(patch), sha256: m.sha256 };
+    const known = this.record?.get(m.name);
     if (known && known.uid === owner.uid && known.sha256 === owner.sha256) return;
-    (this.record ??= new Map()).set(moduleName, owner);
+    (this.record ??= new Map()).set(m.name, owner);
     await this.deps.driver.writeRecord(this.record);
   }
 
@@ -301,20 +300,22 @@ export class Agent {
    * node could not answer) come off the host, one host operation per pass like any other, on
    * their own retry schedule. Records of modules that are nowhere on the host any more go.
    */
-  private async cleanOrphans(patches: readonly KernelLivePatch[], host: HostView, now: number): Promise<{ acted: boolean; waitMs?: number }> {
+  private async cleanOrphans(patches: readonly KernelLivePatch[], host: HostView, kernelRelease: string, now: number): Promise<{ acted: boolean; waitMs?: number }> {
     if (!this.record) return { acted: false };
     let acted = false;
+    let forgot = false;
     let waitMs: number | undefined;
-    const owners = new Set(patches.map((p) => p.metadata.uid ?? p.metadata.name));
+    const owners = new Set(patches.map(writeKey));
     for (const [name, owner] of [...this.record]) {
+      const key = `${ORPHAN_KEY}${name}`;
       const step = cleanupOf(name, host);
       if (!step) {
         this.record.delete(name);
-        this.recordDirty = true;
+        this.schedule.succeeded(key);
+        forgot = true;
         continue;
       }
       if (acted || this.stopped || !this.patchesComplete || owners.has(owner.uid)) continue;
-      const key = `orphan ${name}`;
       const dueIn = this.schedule.dueInMs(key, now);
       if (dueIn > 0) {
         waitMs = Math.min(waitMs ?? Infinity, dueIn);
@@ -324,7 +325,7 @@ export class Agent {
       try {
         if (step.op === "unload") await this.deps.driver.unload(name);
         else if (step.op === "removeLeftover") await this.deps.driver.removeLeftover(name);
-        else await this.deps.driver.uninstall(name, (await this.deps.driver.preflight()).kernelRelease);
+        else await this.deps.driver.uninstall(name, kernelRelease);
         this.schedule.succeeded(key);
         this.log.warn({ module: name, patch: owner.patch, op: step.op }, "removed a module of a patch that is gone");
       } catch (err) {
@@ -332,10 +333,7 @@ export class Agent {
         this.log.warn({ module: name, patch: owner.patch, op: step.op, err: (err as Error).message }, "could not remove a module of a patch that is gone");
       }
     }
-    if (this.recordDirty) {
-      await this.deps.driver.writeRecord(this.record);
-      this.recordDirty = false;
-    }
+    if (forgot) await this.deps.driver.writeRecord(this.record);
     return { acted, ...(waitMs === undefined ? {} : { waitMs }) };
   }
 
@@ -590,11 +588,6 @@ function compare(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
-/** A Failed or Stalled entry for this generation and digest: final, nothing is retried. */
-function isFinalFailure(entry: NodeEntry | undefined, generation: number, sha256: string): boolean {
-  return entry !== undefined && FAILED_PHASES.includes(entry.phase) && entry.observedGeneration === generation && entry.sha256 === sha256;
-}
-
 function stripUndefined<T extends object>(o: T): T {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
 }
@@ -604,6 +597,9 @@ function byCreation(a: KernelLivePatch, b: KernelLivePatch): number {
   const tb = b.metadata.creationTimestamp ?? "";
   return ta === tb ? compare(a.metadata.name, b.metadata.name) : compare(ta, tb);
 }
+
+/** Retry-schedule keys of the modules of patches that are gone (cleanOrphans). */
+const ORPHAN_KEY = "orphan ";
 
 /** One operation of one patch, for its retry schedule (starts with the patch's writeKey). */
 function retryKey(p: KernelLivePatch, action: Action): string {

@@ -123,6 +123,11 @@ export function previousModule(entry: NodeEntry | undefined, current: string, ho
   return undefined;
 }
 
+/** A Failed or Stalled entry for this generation and digest: final, nothing is retried. */
+export function isFinalFailure(entry: NodeEntry | undefined, generation: number, sha256: string): boolean {
+  return entry !== undefined && FAILED_PHASES.includes(entry.phase) && entry.observedGeneration === generation && entry.sha256 === sha256;
+}
+
 /** The next step to take a module (loaded, leftover or staged) off the host; undefined when clean. */
 export function cleanupOf(name: string | undefined, host: HostView): Action | undefined {
   if (!name) return undefined;
@@ -136,7 +141,7 @@ export function cleanupOf(name: string | undefined, host: HostView): Action | un
 function decidePresent(patch: PatchView, kind: "loaded" | "staged", m: ModuleRef, host: HostView, others: readonly PatchView[]): Decision {
   const entry = patch.entry;
   // A failure is final for a generation: retrying a refused module would only hammer the kernel.
-  if (entry && FAILED_PHASES.includes(entry.phase) && entry.observedGeneration === patch.generation && entry.sha256 === m.sha256) {
+  if (entry && isFinalFailure(entry, patch.generation, m.sha256)) {
     // Reported as it stands (the module's name may never have been known: the file was refused).
     return {
       kind: "report",
