@@ -124,6 +124,7 @@ k8s_wrapper() {
 
 build_k8s() {
   local name=$1
+  if [ -n "$prep" ]; then wait "$prep" || return 1; prep=; fi
   k8s_wrapper
   local ld="-s -w -X k8s.io/component-base/version.gitVersion=$K8S_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=37 -X k8s.io/client-go/pkg/version.gitVersion=$K8S_VERSION -X k8s.io/component-base/version.gitTreeState=clean"
   (cd "$WORK/kubernetes" && quiet "build-$name" go build -trimpath -ldflags="$ld" -o "$OUT/$name.tmp" "k8s.io/kubernetes/cmd/$name")
@@ -158,7 +159,23 @@ heartbeat() {
   done
 }
 beat=
-trap '[ -z "$beat" ] || kill "$beat" 2>/dev/null || true' EXIT
+prep=
+trap 'for p in $beat $prep; do kill "$p" 2>/dev/null || true; done' EXIT
+
+# Preparing the Kubernetes wrapper module is mostly downloading (network, not CPU): when etcd is
+# built first, do it in the background meanwhile.
+needs_k8s_wrapper() {
+  local c
+  [ -f "$WORK/kubernetes/.ready" ] && return 1
+  for c in "${components[@]}"; do
+    case $c in kube-*|kubectl|kubelet) [ -x "$OUT/$c" ] || return 0 ;; esac
+  done
+  return 1
+}
+if [ "${components[0]}" = etcd ] && [ ! -x "$OUT/etcd" ] && needs_k8s_wrapper; then
+  k8s_wrapper &
+  prep=$!
+fi
 
 for c in "${components[@]}"; do
   [ -x "$OUT/$c" ] && continue
