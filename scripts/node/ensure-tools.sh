@@ -4,7 +4,7 @@
 #   - Debian's containerd, runc, containernetworking-plugins (bridge, host-local, loopback), iptables,
 #     iproute2, conntrack (apt-get, as root);
 #   - kubelet and kube-proxy v1.37.2 beside the other Kubernetes binaries (scripts/toolchain/
-#     ensure-binaries.sh, scripts/toolchain/build-k8s.sh kube-proxy);
+#     ensure-binaries.sh, asked for what the node and its control plane run);
 #   - the pause image: kubernetes' build/pause/linux/pause.c (from the k8s.io/kubernetes module the
 #     toolchain already downloaded) built with `gcc -static`, packed as a docker-archive tarball for
 #     `ctr images import` (no registry is ever asked for it).
@@ -76,14 +76,8 @@ if [ -n "$check_only" ]; then
   BIN_DIR=$CACHE/k8s-$K8S_VERSION
   for b in kubelet kube-proxy kubectl helm; do [ -x "$BIN_DIR/$b" ] || { log "missing $BIN_DIR/$b"; exit 3; }; done
 else
-  BIN_DIR=$("$REPO_ROOT/scripts/toolchain/ensure-binaries.sh")
-  if [ ! -x "$BIN_DIR/kube-proxy" ]; then
-    if [ -n "${KUBEBUILDER_ASSETS:-}" ] && [ "$BIN_DIR" = "$KUBEBUILDER_ASSETS" ]; then
-      die "KUBEBUILDER_ASSETS=$KUBEBUILDER_ASSETS has no kube-proxy (the real node needs it)"
-    fi
-    [ -z "${KLP_NO_BUILD:-}" ] || die "no kube-proxy in $BIN_DIR (KLP_NO_BUILD is set; run scripts/toolchain/build-k8s.sh kube-proxy)"
-    "$REPO_ROOT/scripts/toolchain/build-k8s.sh" kube-proxy >/dev/null
-  fi
+  # The control plane with its controllers, the node's kubelet and kube-proxy, helm for the chart.
+  BIN_DIR=$("$REPO_ROOT/scripts/toolchain/ensure-binaries.sh" etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy helm)
 fi
 
 # --- the pause image -------------------------------------------------------------------------

@@ -6,7 +6,14 @@
 # the real-node suite needs: scripts/node/ensure-tools.sh asks for it)
 # Prints the binary directory on stdout; progress (with timings) on stderr.
 # Concurrent runs are serialized with a lock in the cache (a second run waits, then reuses).
+# While a binary builds, a line every 30 s says how long so far against its cold estimate.
+# Writes are atomic (a temp name, then rename): an interrupted build leaves no half-written binary,
+# and a rerun resumes from the Go build cache.
 set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=cold-times.sh
+. "$here/cold-times.sh"
 
 K8S_VERSION=v1.37.2
 STAGING_VERSION=v0.37.2
@@ -117,8 +124,8 @@ k8s_wrapper() {
 
 build_k8s() {
   local name=$1
+  if [ -n "$prep" ]; then wait "$prep" || return 1; prep=; fi
   k8s_wrapper
-  log "building $name (cold: kube-apiserver ~10 min, kube-controller-manager ~4 min more on 2 cores)"
   local ld="-s -w -X k8s.io/component-base/version.gitVersion=$K8S_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=37 -X k8s.io/client-go/pkg/version.gitVersion=$K8S_VERSION -X k8s.io/component-base/version.gitTreeState=clean"
   (cd "$WORK/kubernetes" && quiet "build-$name" go build -trimpath -ldflags="$ld" -o "$OUT/$name.tmp" "k8s.io/kubernetes/cmd/$name")
   mv "$OUT/$name.tmp" "$OUT/$name"
@@ -132,20 +139,59 @@ build_helm() {
   ld+=" -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$minor"
   local gobin=$WORK/helm-bin
   rm -rf "$gobin"; mkdir -p "$gobin"
-  log "building helm $HELM_VERSION (~2.6 min cold)"
   GOBIN=$gobin quiet build-helm go install -trimpath -ldflags="$ld" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
   mv "$gobin/helm" "$OUT/helm"
 }
 
+# One progress line every 30 s ($KLP_BUILD_HEARTBEAT_S) while $1 builds: a cold build is silent for
+# minutes otherwise. Stops by itself if this script is gone; its sleep holds no copy of stderr, so
+# a reader waiting for stderr to close is not kept waiting once it is killed.
+heartbeat() {
+  local name=$1 est start now
+  est=$(cold_build_seconds "$name")
+  start=$(date +%s)
+  while sleep "${KLP_BUILD_HEARTBEAT_S:-30}" >/dev/null 2>&1 && kill -0 $$ 2>/dev/null; do
+    now=$(( $(date +%s) - start ))
+    if [ -z "$est" ]; then log "$name: $(fmt_duration "$now") so far"
+    elif [ "$now" -le "$est" ]; then log "$name: $(fmt_duration "$now") so far of ~$(fmt_duration "$est") estimated (cold)"
+    else log "$name: $(fmt_duration "$now") so far, past the ~$(fmt_duration "$est") cold estimate (a loaded machine builds slower)"
+    fi
+  done
+}
+beat=
+prep=
+trap 'for p in $beat $prep; do kill "$p" 2>/dev/null || true; done' EXIT
+
+# Preparing the Kubernetes wrapper module is mostly downloading (network, not CPU): when etcd is
+# built first, do it in the background meanwhile.
+needs_k8s_wrapper() {
+  local c
+  [ -f "$WORK/kubernetes/.ready" ] && return 1
+  for c in "${components[@]}"; do
+    case $c in kube-*|kubectl|kubelet) [ -x "$OUT/$c" ] || return 0 ;; esac
+  done
+  return 1
+}
+if [ "${components[0]}" = etcd ] && [ ! -x "$OUT/etcd" ] && needs_k8s_wrapper; then
+  k8s_wrapper &
+  prep=$!
+fi
+
 for c in "${components[@]}"; do
   [ -x "$OUT/$c" ] && continue
   start=$SECONDS
+  est=$(cold_build_seconds "$c")
+  log "building $c${est:+ (~$(fmt_duration "$est") with cold Go caches on 2 cores)}"
+  heartbeat "$c" &
+  beat=$!
   case $c in
     etcd) (build_etcd) ;;
     kube-apiserver|kube-controller-manager|kube-scheduler|kubectl|kubelet|kube-proxy) build_k8s "$c" ;;
     helm) build_helm ;;
     *) log "unknown component $c"; exit 2 ;;
   esac
+  kill "$beat" 2>/dev/null || true
+  beat=
   log "$c ready in $((SECONDS - start))s: $OUT/$c"
 done
 echo "$OUT"

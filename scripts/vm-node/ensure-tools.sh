@@ -83,7 +83,8 @@ for f in usr/bin/containerd usr/bin/containerd-shim-runc-v2 usr/bin/ctr usr/sbin
 done
 
 # --- kubelet ---------------------------------------------------------------------------------------
-BIN_DIR=$("$ROOT/scripts/toolchain/ensure-binaries.sh")
+# The guest's kubelet, and the host's control plane (with controllers) and helm for the chart.
+BIN_DIR=$("$ROOT/scripts/toolchain/ensure-binaries.sh" etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet helm)
 [ -x "$BIN_DIR/kubelet" ] || die "no kubelet in $BIN_DIR"
 
 # --- pause image -----------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ import { projectNode } from "../../operator/nodes/projection.ts";
 import { buildSimModule } from "../../node-agent/sim/build-module.ts";
 import { layoutSimHost } from "../../node-agent/sim/layout.ts";
 import { imageNodeFlags } from "./scale/fleet.ts";
-import { ensureBinaries, freePorts, startControlPlane } from "../support/control-plane.ts";
+import { controlPlaneBinaries, ensureBinaries, freePorts, startControlPlane } from "../../scripts/dev/control-plane/index.ts";
 
 const REPO = path.resolve(import.meta.dirname, "../..");
 const PATCHES = Number(process.env.PATCHES ?? 10);
@@ -47,7 +47,7 @@ async function main(): Promise<void> {
   bare.kill();
   withClient.kill();
 
-  const binDir = await ensureBinaries();
+  const binDir = await ensureBinaries(controlPlaneBinaries(false));
   const dir = await mkdtemp(path.join(tmpdir(), "klp-bench-rss-"));
   const cp = await startControlPlane({ dir, binDir, controllers: false, log: () => undefined });
   try {

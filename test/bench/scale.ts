@@ -28,7 +28,7 @@ import path from "node:path";
 import { parseArgs } from "node:util";
 import { z } from "zod";
 import { bundle, RE2JS_ENTRY } from "../../scripts/bundle.ts";
-import { ensureBinaries } from "../support/control-plane.ts";
+import { controlPlaneBinaries, ensureBinaries } from "../../scripts/dev/control-plane/index.ts";
 import { imageNodeFlags } from "./scale/fleet.ts";
 import { REPO } from "./scale/cluster.ts";
 import { floors, headline, requestsPerNode, seeded, toJson, whereTimeGoes, writesPerNode } from "./scale/report.ts";
@@ -61,7 +61,7 @@ async function main(): Promise<void> {
   });
   const args = Args.parse(values);
   const log = (line: string) => console.error(`[${new Date().toISOString().slice(11, 19)}] ${line}`);
-  const binDir = await ensureBinaries(log);
+  const binDir = await ensureBinaries(controlPlaneBinaries(false), log);
   const workDir = await mkdtemp(path.join(tmpdir(), "klp-bench-scale-"));
   const agentBundle = path.join(workDir, "node-agent.mjs");
   await bundle("node-agent/main.ts", agentBundle);

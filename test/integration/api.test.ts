@@ -6,7 +6,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { stringify } from "yaml";
 import { loadReleasePatternEngine } from "../../crds/module-for-release.ts";
 import { KernelLivePatchSpec } from "../../crds/schema.ts";
-import type { ControlPlaneClient } from "../support/control-plane.ts";
+import type { ControlPlaneClient } from "../../scripts/dev/control-plane/index.ts";
 import { controlPlane, installCrd, until } from "../support/klp.ts";
 
 const SHA = "a".repeat(64);

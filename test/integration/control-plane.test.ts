@@ -1,6 +1,6 @@
-// Smoke test of the control-plane fixture (test/support/control-plane.ts) and the global setup.
+// Smoke test of the control-plane fixture (scripts/dev/control-plane/) and the global setup.
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { attachControlPlane, startControlPlane, type ControlPlaneClient } from "../support/control-plane.ts";
+import { attachControlPlane, startControlPlane, type ControlPlaneClient } from "../../scripts/dev/control-plane/index.ts";
 
 const suffix = `${Date.now().toString(36)}${Math.floor(Math.random() * 1296).toString(36)}`;
 const ns = `cp-smoke-${suffix}`;

@@ -8,7 +8,7 @@ import https from "node:https";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { OperatorConfig } from "../../operator/config.ts";
 import { desiredAgentDaemonSet } from "../../operator/agents/daemonset.ts";
-import { attachControlPlane, type ControlPlaneClient } from "../support/control-plane.ts";
+import { attachControlPlane, type ControlPlaneClient } from "../../scripts/dev/control-plane/index.ts";
 import { CHART_CRDS_DIR, CHART_DIR, helmClient, setArgs, type Helm, type K8sObject } from "../support/helm.ts";
 
 const suffix = `${Date.now().toString(36)}${Math.floor(Math.random() * 1296).toString(36)}`;

@@ -11,7 +11,7 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import type { StartedTestContainer } from "testcontainers";
 import { buildSimModule } from "../../node-agent/sim/build-module.ts";
-import { attachControlPlane, type ControlPlaneClient } from "../support/control-plane.ts";
+import { attachControlPlane, type ControlPlaneClient } from "../../scripts/dev/control-plane/index.ts";
 import { AGENT_IMAGE, buildImages, configureTestcontainers, ensureDockerEngine } from "../support/docker.ts";
 import { CHART_CRDS_DIR, CHART_DIR, helmClient, setArgs, type Helm } from "../support/helm.ts";
 

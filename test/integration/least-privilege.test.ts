@@ -17,7 +17,7 @@ import { kubeconfigConnection } from "../../kube/connection.ts";
 import { KubeApiError, KubeHttp } from "../../kube/http-client.ts";
 import { buildSimModule } from "../../node-agent/sim/build-module.ts";
 import { layoutSimHost } from "../../node-agent/sim/layout.ts";
-import type { ControlPlaneClient } from "../support/control-plane.ts";
+import type { ControlPlaneClient } from "../../scripts/dev/control-plane/index.ts";
 import { CHART_DIR, helmClient, setArgs, type Helm } from "../support/helm.ts";
 import { Cluster, REPO, condition, controlPlane, entryOf, removeTree, sha256, until } from "../support/klp.ts";
 

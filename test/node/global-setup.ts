@@ -9,7 +9,7 @@ import { mkdtemp } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import type { TestProject } from "vitest/node";
-import { startControlPlane, type ControlPlane } from "../support/control-plane.ts";
+import { startControlPlane, type ControlPlane } from "../../scripts/dev/control-plane/index.ts";
 import { ensureNodeTools, planNodeNetwork, realNodeApiServerArgs, realNodeSupport } from "../support/real-node.ts";
 
 const say = (line: string) => process.stderr.write(`[node setup] ${line}\n`);

@@ -14,7 +14,7 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import type { KernelLivePatch } from "../../crds/schema.ts";
 import { readSimState } from "../../node-agent/sim/sim-files.ts";
-import { attachControlPlane, type ControlPlaneClient } from "../support/control-plane.ts";
+import { attachControlPlane, type ControlPlaneClient } from "../../scripts/dev/control-plane/index.ts";
 import { AGENT_IMAGE, OPERATOR_IMAGE, buildImages, ensureDockerEngine } from "../support/docker.ts";
 import { CHART_DIR, helmClient, setArgs, type Helm } from "../support/helm.ts";
 import { Cluster, entryOf, recordStatus, startSimAgent, type SimNode } from "../support/klp.ts";
@@ -194,7 +194,7 @@ describe.skipIf(!!unavailable)("the chart on a real node", () => {
     expect(n.metadata.labels).toMatchObject(targetLabel);
     expect(n.status.nodeInfo.containerRuntimeVersion).toMatch(/^containerd:\/\/1\./);
     expect(n.status.nodeInfo.kubeletVersion).toBe("v1.37.2");
-    // The API server runs with the Node authorizer and NodeRestriction (control-plane.ts defaults):
+    // The API server runs with the Node authorizer and NodeRestriction (scripts/dev/control-plane/args.ts defaults):
     // another node's identity may not touch this Node, and this node's may not set a label
     // reserved for the cluster's admins.
     const other = await cp.kubectl(["label", "node", realNodeName, "klp-e2e-probe=1"], { kubeconfig: (await cp.issueClientCert(`system:node:someone-else`, ["system:nodes"])).kubeconfigPath });

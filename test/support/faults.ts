@@ -25,7 +25,7 @@ import { layoutSimHost } from "../../node-agent/sim/layout.ts";
 import { loadOperatorConfig } from "../../operator/config.ts";
 import { Controller, type ControllerTimings } from "../../operator/controller/controller.ts";
 import { operatorMetrics, type OperatorMetrics } from "../../operator/metrics.ts";
-import { freePorts } from "./control-plane.ts";
+import { freePorts } from "../../scripts/dev/control-plane/index.ts";
 import { recordStatus, REPO, testLog, until } from "./klp.ts";
 
 export { freePorts };

@@ -1,5 +1,5 @@
 // vitest globalSetup of the `integration` project: one real control plane (etcd, kube-apiserver,
-// kube-controller-manager, kube-scheduler; no kubelet) for the whole run.
+// kube-controller-manager, kube-scheduler; no kubelet) for the whole run, and helm for the chart tests.
 // Test files: `inject("kubeconfig")`, `inject("controlPlaneDir")` + `attachControlPlane(dir)`,
 // `inject("binDir")`; process.env.KUBECONFIG is also set before workers start.
 // Env: KLP_SKIP_INTEGRATION (refuse to run), KLP_KEEP_CONTROL_PLANE (keep its dir and logs),
@@ -8,7 +8,10 @@ import { mkdtemp } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import type { TestProject } from "vitest/node";
-import { ensureBinaries, startControlPlane, type ControlPlane } from "./control-plane.ts";
+import { controlPlaneBinaries, ensureBinaries, startControlPlane, type ControlPlane } from "../../scripts/dev/control-plane/index.ts";
+
+// The control plane with its controllers, and helm for the chart tests (no kubelet: that is the node layers').
+const INTEGRATION_BINARIES = [...controlPlaneBinaries(true), "helm"] as const;
 
 const say = (line: string) => process.stderr.write(`[integration setup] ${line}\n`);
 
@@ -23,7 +26,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
   let t = performance.now();
   let binDir: string;
   try {
-    binDir = await ensureBinaries((line) => say(line));
+    binDir = await ensureBinaries(INTEGRATION_BINARIES, (line) => say(line));
   } catch (e) {
     throw new Error(
       `integration tests need the Kubernetes v1.37.2 binaries and they could not be obtained ` +

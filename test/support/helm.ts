@@ -1,5 +1,5 @@
-// Helm for tests: the helm binary of the Kubernetes toolchain (scripts/toolchain/ensure-binaries.sh
-// puts it beside kubectl), run with its own cache/config/data dirs so tests never touch ~/.config/helm.
+// Helm for tests: the helm binary of the Kubernetes toolchain (`scripts/toolchain/ensure-binaries.sh
+// ... helm` puts it beside kubectl), run with its own cache/config/data dirs so tests never touch ~/.config/helm.
 import { execFile } from "node:child_process";
 import { existsSync } from "node:fs";
 import { mkdtemp } from "node:fs/promises";
@@ -46,7 +46,7 @@ export function setArgs(set: Record<string, string> = {}, setJson: Record<string
 
 export async function helmClient(opts: { binDir: string; kubeconfig?: string }): Promise<Helm> {
   const bin = path.join(opts.binDir, "helm");
-  if (!existsSync(bin)) throw new Error(`no helm in ${opts.binDir} (scripts/toolchain/ensure-binaries.sh builds it)`);
+  if (!existsSync(bin)) throw new Error(`no helm in ${opts.binDir} (scripts/toolchain/ensure-binaries.sh helm builds it)`);
   const home = await mkdtemp(path.join(os.tmpdir(), "klp-helm-"));
   const env: NodeJS.ProcessEnv = {
     ...process.env,

@@ -20,7 +20,7 @@ import { Agent } from "../../node-agent/loop/agent.ts";
 import type { Action } from "../../node-agent/loop/plan.ts";
 import { layoutSimHost } from "../../node-agent/sim/layout.ts";
 import { startSimNode } from "../../node-agent/sim/sim-node.ts";
-import { attachControlPlane, type ControlPlaneClient } from "./control-plane.ts";
+import { attachControlPlane, type ControlPlaneClient } from "../../scripts/dev/control-plane/index.ts";
 
 export const REPO = path.resolve(import.meta.dirname, "../..");
 

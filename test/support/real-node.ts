@@ -1,5 +1,5 @@
 // A real Kubernetes node for tests: kubelet v1.37.2 + Debian's containerd, runc and CNI plugins, and
-// kube-proxy (iptables mode), joined to a control plane from control-plane.ts. Nothing is pulled:
+// kube-proxy (iptables mode), joined to a control plane from scripts/dev/control-plane/. Nothing is pulled:
 // the pause image and the pod images are imported into the node's own containerd.
 //
 // Namespaces. One holder process (`unshare --mount --net --propagation slave sleep infinity`) owns
@@ -30,7 +30,7 @@ import { mkdir, mkdtemp, open, readFile, readdir, rm, rmdir, writeFile } from "n
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import type { ControlPlaneClient } from "./control-plane.ts";
+import type { ControlPlaneClient } from "../../scripts/dev/control-plane/index.ts";
 
 const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 const STALE_MARKER_DIR = path.join(os.tmpdir(), "klp-real-nodes");

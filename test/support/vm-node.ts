@@ -1,6 +1,6 @@
 // A real Kubernetes node inside a QEMU guest: Debian's 6.1 kernel (TCG, no /dev/kvm needed), Debian's
 // containerd and runc, the kubelet v1.37.2, the project's images imported at boot, nothing pulled.
-// The guest joins a control plane that runs on this machine (test/support/control-plane.ts) through
+// The guest joins a control plane that runs on this machine (scripts/dev/control-plane/) through
 // QEMU's user network with restrict=on: the only way out of the guest is 10.0.0.1:443, which QEMU
 // forwards (guestfwd, one `socat` per connection) to the API server. The API server's service range
 // must be 10.0.0.0/24 (the control plane's default), so 10.0.0.1:443 is also the `kubernetes`
@@ -26,8 +26,8 @@ import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import type { ControlPlaneClient } from "./control-plane.ts";
-import { killOnExit } from "./kill-on-exit.ts";
+import type { ControlPlaneClient } from "../../scripts/dev/control-plane/index.ts";
+import { killOnExit } from "../../scripts/dev/kill-on-exit.ts";
 
 export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 export const CACHE = process.env.KLP_CACHE ?? path.join(os.homedir(), ".cache/kpatch-operator");

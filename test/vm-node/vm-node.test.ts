@@ -24,7 +24,7 @@ import path from "node:path";
 import { KubeConfig, Watch } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, it, type TestContext } from "vitest";
 import { FINALIZER, type KernelLivePatch, type NodeEntry } from "../../crds/schema.ts";
-import { startControlPlane, type ControlPlane } from "../support/control-plane.ts";
+import { startControlPlane, type ControlPlane } from "../../scripts/dev/control-plane/index.ts";
 import { CHART_DIR, helmClient, type Helm } from "../support/helm.ts";
 import { ensureNodeTools, planNodeNetwork, realNodeApiServerArgs, realNodeSupport, startRealNode, type RealNode } from "../support/real-node.ts";
 import { enableCount, prepareVmNode, REPO, VM_CACHE, VmNode, VmNodeUnavailable, type GuestState, type PreparedVmNode } from "../support/vm-node.ts";

@@ -12,7 +12,7 @@ import { API_VERSION, GROUP, KIND, PLURAL, VERSION } from "../../../crds/schema.
 import { kubeconfigConnection, type Connection } from "../../../kube/connection.ts";
 import { KubeHttp } from "../../../kube/http-client.ts";
 import { buildSimModule } from "../../../node-agent/sim/build-module.ts";
-import { freePorts, startControlPlane, type ControlPlane } from "../../support/control-plane.ts";
+import { freePorts, startControlPlane, type ControlPlane } from "../../../scripts/dev/control-plane/index.ts";
 import { createNodes, imageEnv, nodeName } from "./fleet.ts";
 import { scrapeOperator } from "./metrics.ts";
 

@@ -12,7 +12,7 @@ import { loadavg } from "node:os";
 import path from "node:path";
 import { NODE_OBJECTS_PATH } from "../../../crds/schema.ts";
 import { Watcher } from "../../../node-agent/kube/watcher.ts";
-import { freePorts } from "../../support/control-plane.ts";
+import { freePorts } from "../../../scripts/dev/control-plane/index.ts";
 import { createPatch, httpOk, PATCHES_PATH, prepareCluster, RELEASE, REPO, sleep, startOperator, stopChild, until, type Cluster, type OperatorRunner } from "./cluster.ts";
 import { imageEnv, imageNodeFlags, Fleet, startAgentProcess } from "./fleet.ts";
 import { createFloorObjects, measureFloor, type FloorResult } from "./floor.ts";

@@ -22,7 +22,7 @@ import { Watcher } from "../../../node-agent/kube/watcher.ts";
 import { PROJECTION_HASH } from "../../../operator/kube/node-objects.ts";
 import { OPERATOR_FIELD_MANAGER } from "../../../operator/kube/patches.ts";
 import { projectNode } from "../../../operator/nodes/projection.ts";
-import { freePorts } from "../../support/control-plane.ts";
+import { freePorts } from "../../../scripts/dev/control-plane/index.ts";
 import { httpOk, PATCHES_PATH, patchObject, prepareCluster, RELEASE, REPO, sleep, startOperator, until, type Cluster, type OperatorRunner } from "./cluster.ts";
 import { imageEnv, imageNodeFlags, startAgentProcess } from "./fleet.ts";
 import { applyEntries, loadedEntry } from "./floor.ts";

@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { inject } from "vitest";
 import { buildSimModule } from "../../../node-agent/sim/build-module.ts";
-import { startControlPlane, type ControlPlane } from "../../support/control-plane.ts";
+import { startControlPlane, type ControlPlane } from "../../../scripts/dev/control-plane/index.ts";
 import {
   RELEASE,
   TestApi,

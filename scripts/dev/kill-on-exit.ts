@@ -1,7 +1,7 @@
-// Child processes a test fixture must never leave behind (an API server, a QEMU guest): SIGKILLed
-// when the test process exits without stopping them, or gets SIGTERM/SIGHUP on its own (a CI
-// timeout, a closed terminal) — then the signal is re-raised once no other handler is left. Ctrl-C
-// reaches the whole process group, children included, so SIGINT is left alone.
+// Child processes a dev or test control plane must never leave behind (an API server, a QEMU
+// guest): SIGKILLed when the owning process exits without stopping them, or gets SIGTERM/SIGHUP on
+// its own (a CI timeout, a closed terminal) — then the signal is re-raised once no other handler is
+// left. Ctrl-C reaches the whole process group, children included, so SIGINT is left alone.
 import type { ChildProcess } from "node:child_process";
 
 const live = new Set<ChildProcess>();
