@@ -86,7 +86,8 @@ const loaded = seen([entry("a", "Loaded"), entry("b", "Loaded")]);
 const unloaded = seen([entry("a", "Unloaded"), entry("b", "Unloaded")]);
 
 describe("planPatch", () => {
-  it.each<[string, PatchPlanInput, ReturnType<typeof shape>]>([
+  // An input is built when its row runs (a row whose last write is planned first fails there, not at collection).
+  it.each<[string, PatchPlanInput | (() => PatchPlanInput), ReturnType<typeof shape>]>([
     ["written 100 ms ago: wait out the 500 ms interval", input(patch(), loaded, recent(100)), { throttledMs: 400 }],
     ["the last write took 400 ms: wait twice that", input(patch(), loaded, recent(600, 400)), { throttledMs: 200 }],
     [
@@ -111,18 +112,18 @@ describe("planPatch", () => {
     ],
     [
       "nodes that reached Loaded since the last write are announced",
-      (() => {
+      () => {
         const i = input(patch({ ready: "True" }), loaded);
         return { ...i, lastWrite: { ...wrote(i, { a: "Loading", b: "Loading" }), json: "{}" } };
-      })(),
+      },
       { status: ["Normal/Loaded"], finalizer: "kept", requeueAfterMs: undefined, waitingFor: undefined },
     ],
     [
       "the status this operator last wrote is not written again",
-      (() => {
+      () => {
         const i = input(patch(), loaded);
         return { ...i, lastWrite: wrote(i) };
-      })(),
+      },
       { status: "unchanged", finalizer: "kept", requeueAfterMs: undefined, waitingFor: undefined },
     ],
     [
@@ -152,30 +153,30 @@ describe("planPatch", () => {
     ],
     [
       "deleted and unloaded everywhere, the last status written: the finalizer goes",
-      (() => {
+      () => {
         const i = input(patch({ deleting: true, finalizers: ["other", FINALIZER] }), unloaded);
         return { ...i, lastWrite: wrote(i) };
-      })(),
+      },
       { status: "unchanged", finalizer: ["remove", ["other"], ["Normal/Unloaded"]], requeueAfterMs: undefined, waitingFor: undefined },
     ],
     [
       "deleted, a node's Node gone before it unloaded: the finalizer goes, with a warning",
-      (() => {
+      () => {
         const i = input(patch({ deleting: true }), seen([entry("a", "Unloaded"), entry("b", "Loaded")], { a: ready }));
         return { ...i, lastWrite: wrote(i) };
-      })(),
+      },
       { status: "unchanged", finalizer: ["remove", [], ["Warning/UnloadAbandoned"]], requeueAfterMs: undefined, waitingFor: undefined },
     ],
     [
       "deleted with force-delete: the finalizer goes without waiting",
-      (() => {
+      () => {
         const i = input(patch({ deleting: true, annotations: { [FORCE_DELETE_ANNOTATION]: "true" } }), loaded);
         return { ...i, lastWrite: wrote(i) };
-      })(),
+      },
       { status: "unchanged", finalizer: ["remove", [], ["Warning/ForceDeleted"]], requeueAfterMs: undefined, waitingFor: undefined },
     ],
   ])("%s", (_name, i, want) => {
-    expect(shape(planPatch(i, NOW))).toEqual(want);
+    expect(shape(planPatch(typeof i === "function" ? i() : i, NOW))).toEqual(want);
   });
 
   it("a throttled look does not gather the observation (it reads every node object)", () => {
