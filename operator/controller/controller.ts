@@ -64,6 +64,7 @@ export interface ControllerDeps {
   readonly metrics: OperatorMetrics;
   /** Default: Events recorded through the controller's own client. */
   readonly events?: EventRecorder;
+  /** The clock every decision and the status-write throttle go by (default: the real one). */
   readonly now?: () => Date;
   readonly timings?: ControllerTimings;
   /** Called whenever the work queue empties (main.ts collects garbage once it stays empty a while). */
