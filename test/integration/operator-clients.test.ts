@@ -125,8 +125,11 @@ describe("the operator's writes to patches and node objects", () => {
     expect(obj.metadata.ownerReferences).toEqual([expect.objectContaining({ kind: "Node", name: NODE, uid: node.metadata!.uid })]);
     expect(obj.spec.patches).toEqual(projection);
 
-    await client.applySpec({ name: NODE, uid: node.metadata!.uid! }, [], "hash-2");
-    expect((await http.json<NodeObject>("GET", `${NODE_OBJECTS_PATH}/${NODE}`)).spec.patches).toEqual([]);
+    // A new generation replaces the projection, and its hash with it.
+    const next = [{ ...projection[0]!, generation: 3, admitted: false }];
+    await client.applySpec({ name: NODE, uid: node.metadata!.uid! }, next, "hash-2");
+    const updated = await http.json<NodeObject>("GET", `${NODE_OBJECTS_PATH}/${NODE}`);
+    expect([updated.spec.patches, updated.metadata.annotations?.[PROJECTION_HASH]]).toEqual([next, "hash-2"]);
 
     await client.delete(NODE);
     await expect(http.json("GET", `${NODE_OBJECTS_PATH}/${NODE}`)).rejects.toMatchObject({ code: 404 });
