@@ -12,6 +12,8 @@ export const VERSION = "v1alpha1";
 export const KIND = "KernelLivePatch";
 export const PLURAL = "kernellivepatches";
 export const API_VERSION = `${GROUP}/${VERSION}`;
+/** The API path of the KernelLivePatch collection. */
+export const PATCHES_PATH = `/apis/${GROUP}/${VERSION}/${PLURAL}`;
 export const FINALIZER = `${GROUP}/unload`;
 
 const SHA256 = /^[a-f0-9]{64}$/;

@@ -9,7 +9,7 @@
  */
 import { ignoreNotFound, type KubeHttp } from "../kube/http-client.ts";
 import type { OperatorConfig } from "./config.ts";
-import { PATCHES_PATH } from "./kube/patches.ts";
+import { PATCHES_PATH } from "../crds/schema.ts";
 
 export interface UninstallCheckResult {
   readonly ok: boolean;

@@ -14,7 +14,7 @@ import type { KubernetesObject, V1DaemonSet } from "@kubernetes/client-node";
 import type { Connection } from "../../kube/connection.ts";
 import type { Logger } from "pino";
 import { CLEAN_PHASES } from "../../crds/phases.ts";
-import { FINALIZER, GROUP, KernelLivePatch, NODE_OBJECTS_PATH, ofThisPatch, type KernelLivePatchStatus, type NodeEntry, type NodePhase } from "../../crds/schema.ts";
+import { GROUP, KernelLivePatch, NODE_OBJECTS_PATH, ofThisPatch, PATCHES_PATH, type NodeEntry } from "../../crds/schema.ts";
 import { AGENT_LABELS, desiredAgentDaemonSet } from "../agents/daemonset.ts";
 import type { OperatorConfig } from "../config.ts";
 import { eventRecorder, type EventRecorder } from "../kube/events.ts";
@@ -23,16 +23,12 @@ import { operatorHttp } from "../kube/api-client.ts";
 import { ListWatch } from "../../kube/list-watch.ts";
 import { cachedNodeObject, NodeObjectClient, PROJECTION_HASH, type NodeObjectView } from "../kube/node-objects.ts";
 import { cachedNode, type NodeView } from "../kube/nodes.ts";
-import { cachedPatch, OPERATOR_FIELD_MANAGER, PATCHES_PATH, PatchClient } from "../kube/patches.ts";
+import { cachedPatch, OPERATOR_FIELD_MANAGER, PatchClient } from "../kube/patches.ts";
 import { removePatchGauges, setPatchGauges, type OperatorMetrics } from "../metrics.ts";
 import { projectNode, targets } from "../nodes/projection.ts";
-import { admit, UNLOAD_IMMEDIATELY_ANNOTATION } from "../rollout/admit.ts";
 import { RolloutMemories } from "../rollout/memory.ts";
 import type { DerivedFailure, NodeReadiness } from "../rollout/settled.ts";
-import { mergeConditions } from "../status/conditions.ts";
-import { patchGauges } from "../status/patch-gauges.ts";
-import { phasesOf, progressEvents } from "../status/progress-events.ts";
-import { FORCE_DELETE_ANNOTATION, nameSome, rollup, staleEntries, unloadComplete, type UnloadDecision } from "../status/rollup.ts";
+import { planPatch, type ActPlan, type LastStatusWrite, type PatchEvent } from "./plan-patch.ts";
 import { WorkQueue } from "./work-queue.ts";
 
 const DAEMONSET_KEY = "daemonset";
@@ -68,6 +64,7 @@ export interface ControllerDeps {
   readonly metrics: OperatorMetrics;
   /** Default: Events recorded through the controller's own client. */
   readonly events?: EventRecorder;
+  /** The clock every decision and the status-write throttle go by (default: the real one). */
   readonly now?: () => Date;
   readonly timings?: ControllerTimings;
   /** Called whenever the work queue empties (main.ts collects garbage once it stays empty a while). */
@@ -89,7 +86,7 @@ export class Controller {
   /** What a node's projection depends on, per patch: a change re-projects every node. */
   private readonly projectionInputs = new Map<string, string>();
   /** The status last written per patch, so an unchanged one is not written again. */
-  private readonly written = new Map<string, { uid: string | undefined; json: string; at: number; tookMs: number; phases: Map<string, NodePhase> }>();
+  private readonly written = new Map<string, LastStatusWrite>();
   /** What the rollout decisions remember per patch between reconciles (see rollout/memory.ts). */
   private readonly memory = new RolloutMemories();
   private readonly now: () => Date;
@@ -362,117 +359,51 @@ export class Controller {
     }
     const patch = this.parse(raw); // logs what it cannot parse
     if (!patch) return;
-    // At most one status write per interval, and never more than every other moment: a status
-    // holding a thousand entries takes the API server seconds to apply under load. Checked first:
-    // during a rollout every agent write brings the patch back here, and the roll-up below reads
-    // every node object.
-    const previous = this.written.get(name);
-    if (previous && previous.uid === patch.metadata.uid) {
-      const wait = previous.at + Math.max(this.deps.timings?.statusIntervalMs ?? 500, 2 * previous.tookMs) - Date.now();
-      if (wait > 0) return { requeueAfterMs: wait };
-    }
-    const log = this.deps.log.child({ patch: name });
-    const generation = patch.metadata.generation ?? 0;
-    const deleting = patch.metadata.deletionTimestamp !== undefined;
-    const finalizers = patch.metadata.finalizers ?? [];
-    const entries = this.entriesOf(patch);
-    const readiness = this.readiness();
-    const existing = new Set(readiness.keys());
-    const targeted = this.targetedNodes(patch);
     const now = this.now();
-    const memory = this.memory.of(name, patch.metadata.uid, generation);
-
-    // The decisions are pure; the gauges show them whatever write follows. A deleted patch's
-    // unloads are admitted among the nodes its finalizer still waits for.
-    const annotations = patch.metadata.annotations ?? {};
-    const unloadImmediately = annotations[UNLOAD_IMMEDIATELY_ANNOTATION] === "true";
-    const unload: UnloadDecision | undefined = deleting
-      ? unloadComplete({
-          entries,
-          nodes: readiness,
-          now,
-          graceSeconds: this.deps.cfg.KLP_NOT_READY_GRACE_SECONDS,
-          force: annotations[FORCE_DELETE_ANNOTATION] === "true",
-        })
-      : undefined;
-    const byNode = new Map<string, NodeEntry>(entries.map((e) => [e.nodeName, e]));
-    const admitted = admit({
-      generation,
-      spec: patch.spec,
-      targeted: [...targeted],
-      entries: byNode,
-      previous: patch.status?.rollout,
+    const memory = this.memory.of(name, patch.metadata.uid, patch.metadata.generation ?? 0);
+    const plan = planPatch(
+      {
+        patch,
+        lastWrite: this.written.get(name),
+        memory: memory.input,
+        statusIntervalMs: this.deps.timings?.statusIntervalMs ?? 500,
+        notReadyGraceSeconds: this.deps.cfg.KLP_NOT_READY_GRACE_SECONDS,
+        observe: () => ({ entries: this.entriesOf(patch), readiness: this.readiness(), targeted: this.targetedNodes(patch) }),
+      },
       now,
-      readiness,
-      ...memory.input,
-      ...(unload ? { deletion: { waitingFor: unload.waitingFor, immediately: unloadImmediately } } : {}),
-    });
+    );
+    if (plan.kind === "throttled") return { requeueAfterMs: plan.requeueAfterMs };
     // A node's progress deadline counts from when this operator first saw it admitted (status.rollout
     // keeps no times; after a restart the clock of a node that has not reported yet starts again).
-    this.announceFailures(patch, memory.remember(admitted, now));
-    const rolled = rollup({ generation, spec: patch.spec, targeted, entries, halted: admitted.rollout.halted, deleting, derived: admitted.derived, unloadImmediately });
-    const ready = rolled.conditions.find((c) => c.type === "Ready")?.status === "True";
-    setPatchGauges(this.deps.metrics, name, patchGauges(entries, targeted, ready, admitted.rollout.halted));
-
-    // Entries of nodes that are gone, or no longer targeted and clean, are not shown.
-    const stale = new Set(staleEntries(entries, existing, targeted));
-    const status: KernelLivePatchStatus = {
-      observedGeneration: generation,
-      conditions: mergeConditions(patch.status?.conditions, rolled.conditions, now),
-      summary: rolled.summary,
-      rollout: admitted.rollout,
-      nodes: entries.filter((e) => !stale.has(e.nodeName)),
-    };
-    if (unload) {
-      if (!finalizers.includes(FINALIZER)) return;
-      if (unload.done) {
-        // The last status first, so the patch is seen Unloaded everywhere before it goes. The
-        // finalizer write is guarded by the resourceVersion this moves: it follows, on fresh data.
-        if (await this.writeStatus(patch, status)) return { requeueAfterMs: 200 }; // also when the write changed nothing (no update event then)
-        await this.patchClient.setFinalizers(patch, finalizers.filter((f) => f !== FINALIZER));
-        this.announceRemoval(patch, unload);
-        return;
-      }
-      log.debug({ waitingFor: unload.waitingFor }, "waiting for agents to unload");
-    } else if (!finalizers.includes(FINALIZER)) {
-      await this.patchClient.setFinalizers(patch, [...finalizers, FINALIZER]);
-      return; // the update event brings us back with the new resourceVersion
-    }
-
-    // Woken when a soak, a progress deadline or a NotReady node's grace period ends (at the latest
-    // in an hour: a timer's delay must stay within 2^31 ms, and a later look decides again anyway).
-    const wake = Math.min(admitted.requeueAfterMs ?? Infinity, unload?.requeueAfterMs ?? Infinity);
-    const soak = Number.isFinite(wake) ? { requeueAfterMs: Math.min(wake, 3_600_000) + 100 } : undefined;
-    if (!(await this.writeStatus(patch, status))) return soak;
-    this.announce(patch, patch.status, status);
-    if (admitted.newlyAdmitted.length > 0) log.info({ nodes: admitted.newlyAdmitted }, "admitted nodes");
-    return soak;
+    this.announceFailures(patch, memory.remember(plan.admission, now));
+    setPatchGauges(this.deps.metrics, name, plan.gauges);
+    await this.carryOut(patch, plan);
+    return plan.requeueAfterMs !== undefined ? { requeueAfterMs: plan.requeueAfterMs } : undefined;
   }
 
-  /** Writes the status unless it is what this operator last wrote for this patch; true when it wrote. */
-  private async writeStatus(patch: KernelLivePatch, status: KernelLivePatchStatus): Promise<boolean> {
+  /** The plan's writes in order, each followed by its events. */
+  private async carryOut(patch: KernelLivePatch, plan: ActPlan): Promise<void> {
     const { name, uid } = patch.metadata;
-    const json = JSON.stringify(status);
-    const last = this.written.get(name);
-    if (last && last.uid === uid && last.json === json) return false;
-    const at = Date.now();
-    await this.patchClient.applyStatus(name, status);
-    const phases = phasesOf(status.nodes ?? []);
-    this.written.set(name, { uid, json, at, tookMs: Date.now() - at, phases });
-    for (const p of progressEvents(last && last.uid === uid ? last.phases : undefined, status.nodes ?? [], status.summary?.targeted ?? 0)) {
-      this.events.patchEvent({ name, uid }, "Normal", p.reason, p.message);
+    const log = this.deps.log.child({ patch: name });
+    if (plan.waitingFor) log.debug({ waitingFor: plan.waitingFor }, "waiting for agents to unload");
+    if (plan.status) {
+      const at = this.now().getTime();
+      await this.patchClient.applyStatus(name, plan.status.status);
+      this.written.set(name, { uid, json: plan.status.json, at, tookMs: this.now().getTime() - at, phases: plan.status.phases });
+      this.record(patch, plan.status.events);
+      if (plan.status.admits?.length) log.info({ nodes: plan.status.admits }, "admitted nodes");
     }
-    return true;
+    const f = plan.finalizer;
+    if (!f) return;
+    await this.patchClient.setFinalizers(patch, f.finalizers);
+    this.record(patch, f.events);
+    if (f.change === "add") return;
+    if (f.leftUndone?.length) log.warn({ leftUndone: f.leftUndone }, "finalizer removed with nodes left undone");
+    else log.info("unloaded everywhere; finalizer removed");
   }
 
-  private announce(patch: KernelLivePatch, before: KernelLivePatchStatus | undefined, after: KernelLivePatchStatus): void {
-    const was = (t: string) => before?.conditions?.find((c) => c.type === t);
-    const is = (t: string) => after.conditions?.find((c) => c.type === t);
-    const ref = { name: patch.metadata.name, uid: patch.metadata.uid };
-    const ready = is("Ready");
-    if (ready?.status === "True" && was("Ready")?.status !== "True") this.events.patchEvent(ref, "Normal", "RolloutComplete", ready.message);
-    if (after.rollout?.halted && !before?.rollout?.halted)
-      this.events.patchEvent(ref, "Warning", "RolloutHalted", is("Degraded")?.message ?? "failure threshold reached");
+  private record(patch: KernelLivePatch, events: readonly PatchEvent[]): void {
+    for (const e of events) this.events.patchEvent({ name: patch.metadata.name, uid: patch.metadata.uid }, e.type, e.reason, e.message);
   }
 
   /** A Warning event on the patch for each failure decided here (once per patch generation, node and reason). */
@@ -481,25 +412,6 @@ export class Controller {
       this.events.patchEvent({ name: patch.metadata.name, uid: patch.metadata.uid }, "Warning", f.reason, f.message);
       this.deps.log.warn({ patch: patch.metadata.name, node, reason: f.reason }, f.message);
     }
-  }
-
-  /** Says how the finalizer went: every node unloaded, or which were left with the module possibly still loaded. */
-  private announceRemoval(patch: KernelLivePatch, unload: UnloadDecision): void {
-    const ref = { name: patch.metadata.name, uid: patch.metadata.uid };
-    const log = this.deps.log.child({ patch: patch.metadata.name });
-    if (unload.leftUndone.length === 0) {
-      this.events.patchEvent(ref, "Normal", "Unloaded", "Unloaded from every node; finalizer removed");
-      log.info("unloaded everywhere; finalizer removed");
-      return;
-    }
-    const why = { NodeGone: "Node deleted", NodeNotReady: `NotReady for more than ${this.deps.cfg.KLP_NOT_READY_GRACE_SECONDS} s`, Forced: "not waited for" };
-    const undone = unload.leftUndone.map((u) => `${u.node} (${why[u.why]})`);
-    const forced = unload.leftUndone.some((u) => u.why === "Forced");
-    const message =
-      `Finalizer removed ${forced ? `without waiting (${FORCE_DELETE_ANNOTATION})` : "without every node's unload"}; ` +
-      `not reported unloaded on ${nameSome(undone, 10)}: the module may still be loaded and staged there until the node's agent runs again`;
-    this.events.patchEvent(ref, "Warning", forced ? "ForceDeleted" : "UnloadAbandoned", message);
-    log.warn({ leftUndone: unload.leftUndone }, "finalizer removed with nodes left undone");
   }
 
   private async reconcileDaemonSet(): Promise<void> {

@@ -9,11 +9,24 @@
 import type { Logger } from "pino";
 import type { KubeHttp } from "../../kube/http-client.ts";
 import { API_VERSION, KIND } from "../../crds/schema.ts";
-import { EVENT_BURST, EVENT_REFILL_MS, perObjectReason } from "../../kube/event-correlator.ts";
+import { EVENT_BURST, EVENT_REFILL_MS, perObjectReason, type CorrelatorOptions, type ObjectReference } from "../../kube/event-correlator.ts";
 import { KubeEventRecorder, type EventRecorderOptions, type RecorderStats } from "../../kube/event-recorder.ts";
 
+export interface PatchRef {
+  readonly name: string;
+  readonly uid?: string | undefined;
+}
+
 export interface EventRecorder {
-  patchEvent(patch: { name: string; uid?: string | undefined }, type: "Normal" | "Warning", reason: string, message: string): void;
+  patchEvent(patch: PatchRef, type: "Normal" | "Warning", reason: string, message: string): void;
+}
+
+/** client-go's burst and refill, with one bucket per patch, type and reason. */
+export const OPERATOR_EVENT_BOUND = { burst: EVENT_BURST, refillMs: EVENT_REFILL_MS, rateKey: perObjectReason } as const satisfies CorrelatorOptions;
+
+/** The involved object of a patch's Event. */
+export function patchReference(patch: PatchRef): ObjectReference {
+  return { apiVersion: API_VERSION, kind: KIND, name: patch.name, ...(patch.uid ? { uid: patch.uid } : {}) };
 }
 
 export interface OperatorEventRecorder extends EventRecorder {
@@ -25,16 +38,14 @@ export interface OperatorEventRecorder extends EventRecorder {
 
 export function eventRecorder(http: KubeHttp, component: string, log: Logger, opts: Partial<Omit<EventRecorderOptions, "source" | "log">> = {}): OperatorEventRecorder {
   const recorder = new KubeEventRecorder(http, {
-    burst: EVENT_BURST,
-    refillMs: EVENT_REFILL_MS,
-    rateKey: perObjectReason,
+    ...OPERATOR_EVENT_BOUND,
     ...opts,
     source: { component },
     log,
   });
   return {
     patchEvent(patch, type, reason, message) {
-      recorder.record({ apiVersion: API_VERSION, kind: KIND, name: patch.name, ...(patch.uid ? { uid: patch.uid } : {}) }, type, reason, message);
+      recorder.record(patchReference(patch), type, reason, message);
     },
     stats: () => recorder.stats,
     flush: () => recorder.flush(),

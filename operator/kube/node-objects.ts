@@ -1,9 +1,7 @@
 /** Thin adapter over the API server for KernelLivePatchNode objects: the operator writes their spec. */
-import { API_VERSION, GROUP, NODE_KIND, NODE_PLURAL, VERSION, type NodeEntry, type NodePatchEntry, type PatchOnNode } from "../../crds/schema.ts";
+import { API_VERSION, GROUP, NODE_KIND, NODE_OBJECTS_PATH, type NodeEntry, type NodePatchEntry, type PatchOnNode } from "../../crds/schema.ts";
 import { APPLY, ignoreNotFound, type KubeHttp } from "../../kube/http-client.ts";
 import { OPERATOR_FIELD_MANAGER } from "./patches.ts";
-
-export const NODE_OBJECTS_PATH = `/apis/${GROUP}/${VERSION}/${NODE_PLURAL}`;
 
 /** Annotation holding the hash of the projection last written, so the cache need not keep the spec. */
 export const PROJECTION_HASH = `${GROUP}/projection-hash`;
@@ -23,10 +21,6 @@ export interface NodeObjectView {
 
 export class NodeObjectClient {
   constructor(private readonly http: KubeHttp) {}
-
-  list(): Promise<{ items: unknown[]; metadata?: { resourceVersion?: string } }> {
-    return this.http.json("GET", NODE_OBJECTS_PATH);
-  }
 
   /**
    * Creates or updates the node's object by server-side apply. Owned by the Node, so the garbage

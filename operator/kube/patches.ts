@@ -1,16 +1,11 @@
 /** Thin adapter over the API server for KernelLivePatch objects: the operator's only writes to them. */
-import { API_VERSION, GROUP, KIND, PLURAL, VERSION, type KernelLivePatch, type KernelLivePatchStatus } from "../../crds/schema.ts";
+import { API_VERSION, KIND, PATCHES_PATH, type KernelLivePatch, type KernelLivePatchStatus } from "../../crds/schema.ts";
 import { APPLY, MERGE, type KubeHttp } from "../../kube/http-client.ts";
 
 export const OPERATOR_FIELD_MANAGER = "kpatch-operator";
-export const PATCHES_PATH = `/apis/${GROUP}/${VERSION}/${PLURAL}`;
 
 export class PatchClient {
   constructor(private readonly http: KubeHttp) {}
-
-  list(): Promise<{ items: unknown[]; metadata?: { resourceVersion?: string } }> {
-    return this.http.json("GET", PATCHES_PATH);
-  }
 
   /** Server-side apply of the whole status: the controller alone writes it (entries come from the node objects). */
   async applyStatus(name: string, status: KernelLivePatchStatus): Promise<void> {

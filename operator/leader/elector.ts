@@ -3,10 +3,10 @@
  * ever stops renewing in time (the caller exits, as controller-runtime does: a fresh process is
  * simpler to reason about than a controller that stops and restarts its informers).
  */
-import type { V1Lease } from "@kubernetes/client-node";
+import type { V1Lease, V1LeaseSpec } from "@kubernetes/client-node";
 import { MERGE, type KubeHttp } from "../../kube/http-client.ts";
 import type { Logger } from "pino";
-import { leaseAction, microTime } from "./lease-decision.ts";
+import { leaseAction, microTime, observe, type LeaseAction, type LeaseObservation, type LeaseView } from "./lease-decision.ts";
 
 export interface ElectorOptions {
   readonly namespace: string;
@@ -16,6 +16,8 @@ export interface ElectorOptions {
   readonly retryPeriodMs?: number;
   readonly onLost: () => void;
   readonly onLeading?: (leading: boolean) => void;
+  /** The local clock (default: the real one); another holder's lease is judged on it alone. */
+  readonly now?: () => Date;
 }
 
 export class LeaderElector {
@@ -23,6 +25,8 @@ export class LeaderElector {
   private leading = false;
   private lastRenew = 0;
   private renewing = false;
+  /** The lease as last seen and when it was first seen so: see lease-decision.ts. */
+  private observed: LeaseObservation | undefined;
 
   constructor(
     private readonly http: KubeHttp,
@@ -60,6 +64,10 @@ export class LeaderElector {
     return `/apis/coordination.k8s.io/v1/namespaces/${this.opts.namespace}/leases/${this.opts.name}`;
   }
 
+  private now(): Date {
+    return this.opts.now?.() ?? new Date();
+  }
+
   private get retryMs(): number {
     return this.opts.retryPeriodMs ?? 2000;
   }
@@ -74,10 +82,11 @@ export class LeaderElector {
    * takes the expired lease.
    */
   private tick(): void {
-    if (this.leading && Date.now() - this.lastRenew > this.durationS * 1000 * 0.66) {
+    const sinceRenewMs = this.now().getTime() - this.lastRenew;
+    if (this.leading && sinceRenewMs > this.durationS * 1000 * 0.66) {
       this.leading = false;
       this.opts.onLeading?.(false);
-      this.log.error({ sinceRenewMs: Date.now() - this.lastRenew }, "lost the leader lease");
+      this.log.error({ sinceRenewMs }, "lost the leader lease");
       if (this.timer) clearInterval(this.timer);
       this.opts.onLost();
       return;
@@ -91,42 +100,19 @@ export class LeaderElector {
 
   private async tryOnce(): Promise<boolean> {
     const { namespace, name, identity } = this.opts;
-    let lease: V1Lease | undefined;
+    const lease = await this.read();
+    const now = this.now();
+    const { action, observed } = leaseAction(lease?.spec ? leaseView(lease.spec) : undefined, identity, this.observed, now, this.durationS);
+    this.observed = observed;
+    if (action === "wait") return false;
     try {
-      lease = await this.http.json<V1Lease>("GET", this.leasePath());
-    } catch (err) {
-      if ((err as { code?: number }).code !== 404) throw err;
-    }
-    const now = new Date();
-    const action = leaseAction(
-      lease?.spec ? { ...lease.spec, renewTime: rawTime(lease.spec.renewTime) } : undefined,
-      identity,
-      now,
-      this.durationS,
-    );
-    try {
-      if (action === "wait") return false;
-      if (action === "create") {
-        await this.http.json("POST", `/apis/coordination.k8s.io/v1/namespaces/${namespace}/leases`, {
-          body: { apiVersion: "coordination.k8s.io/v1", kind: "Lease", metadata: { name, namespace }, spec: { holderIdentity: identity, leaseDurationSeconds: this.durationS } },
-        });
-      }
-      const body = {
-        metadata: { resourceVersion: action === "create" ? undefined : lease?.metadata?.resourceVersion },
-        spec: {
-          holderIdentity: identity,
-          leaseDurationSeconds: this.durationS,
-          renewTime: microTime(now),
-          ...(action === "renew" ? {} : { acquireTime: microTime(now), leaseTransitions: (lease?.spec?.leaseTransitions ?? 0) + (lease ? 1 : 0) }),
-        },
-      };
-      await this.http.json("PATCH", this.leasePath(), { contentType: MERGE, body });
+      await this.write(action, lease, now);
     } catch (err) {
       const code = (err as { code?: number }).code;
       if (code === 409 || code === 404) return false;
       throw err;
     }
-    this.lastRenew = Date.now();
+    this.lastRenew = this.now().getTime();
     if (!this.leading) {
       this.leading = true;
       this.opts.onLeading?.(true);
@@ -134,6 +120,43 @@ export class LeaderElector {
     }
     return true;
   }
+
+  /** The lease, or undefined when there is none. */
+  private async read(): Promise<V1Lease | undefined> {
+    try {
+      return await this.http.json<V1Lease>("GET", this.leasePath());
+    } catch (err) {
+      if ((err as { code?: number }).code !== 404) throw err;
+      return undefined;
+    }
+  }
+
+  /** Takes or renews the lease, guarded by the resourceVersion read (409 when another wrote first). */
+  private async write(action: Exclude<LeaseAction, "wait">, lease: V1Lease | undefined, now: Date): Promise<void> {
+    const { namespace, name, identity } = this.opts;
+    if (action === "create") {
+      await this.http.json("POST", `/apis/coordination.k8s.io/v1/namespaces/${namespace}/leases`, {
+        body: { apiVersion: "coordination.k8s.io/v1", kind: "Lease", metadata: { name, namespace }, spec: { holderIdentity: identity, leaseDurationSeconds: this.durationS } },
+      });
+    }
+    const body = {
+      metadata: { resourceVersion: action === "create" ? undefined : lease?.metadata?.resourceVersion },
+      spec: {
+        holderIdentity: identity,
+        leaseDurationSeconds: this.durationS,
+        renewTime: microTime(now),
+        ...(action === "renew" ? {} : { acquireTime: microTime(now), leaseTransitions: (lease?.spec?.leaseTransitions ?? 0) + (lease ? 1 : 0) }),
+      },
+    };
+    const written = await this.http.json<V1Lease>("PATCH", this.leasePath(), { contentType: MERGE, body });
+    // What this process wrote, seen now (client-go's setObservedRecord after its update).
+    if (written?.spec) this.observed = observe(undefined, leaseView(written.spec), now);
+  }
+}
+
+/** The API's JSON gives times as strings; the client library's types say Date. */
+function leaseView(spec: V1LeaseSpec): LeaseView {
+  return { ...spec, renewTime: rawTime(spec.renewTime), acquireTime: rawTime(spec.acquireTime) };
 }
 
 function rawTime(t: Date | string | undefined): string | undefined {

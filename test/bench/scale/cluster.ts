@@ -8,7 +8,7 @@ import { createHash } from "node:crypto";
 import { open } from "node:fs/promises";
 import { get } from "node:http";
 import path from "node:path";
-import { API_VERSION, GROUP, KIND, PLURAL, VERSION } from "../../../crds/schema.ts";
+import { API_VERSION, GROUP, KIND, PATCHES_PATH } from "../../../crds/schema.ts";
 import { kubeconfigConnection, type Connection } from "../../../kube/connection.ts";
 import { KubeHttp } from "../../../kube/http-client.ts";
 import { buildSimModule } from "../../../node-agent/sim/build-module.ts";
@@ -20,7 +20,8 @@ export const REPO = path.resolve(import.meta.dirname, "../../..");
 export const RELEASE = "6.1.0-56-amd64";
 export const NAMESPACE = "kpatch-system";
 
-export const PATCHES_PATH = `/apis/${GROUP}/${VERSION}/${PLURAL}`;
+/** Defined with the schema; passed on to the benchmark's other files. */
+export { PATCHES_PATH };
 const CRDS = ["kernellivepatches", "kernellivepatchnodes"];
 
 /** How the operator runs, with extra node flags (the image's CMD has none). */
