@@ -32,6 +32,36 @@ const files = new Map<string, Uint8Array>([v1, v2, wrongRelease, signed, v1Rebui
 /** A digest whose source fails with an unexpected error (not a SourceUnavailable). */
 const THROWING_SOURCE = "e".repeat(64);
 
+/**
+ * What the operator projects of a patch onto the node's object, with the node's entry for it and
+ * the version (node-channel.ts delivers these; the agent parses them as ProjectedPatch).
+ */
+function projected(p: KernelLivePatch) {
+  const generation = p.metadata.generation ?? 0;
+  const rollout = p.status?.rollout;
+  const entry = p.status?.nodes?.find((e) => e.nodeName === NODE);
+  return {
+    patch: {
+      name: p.metadata.name,
+      uid: p.metadata.uid ?? "",
+      generation,
+      creationTimestamp: p.metadata.creationTimestamp ?? "",
+      ...(p.metadata.deletionTimestamp ? { deletionTimestamp: p.metadata.deletionTimestamp } : {}),
+      admitted: rollout?.generation === generation && rollout.admitted.includes(NODE),
+      spec: p.spec,
+    },
+    ...(entry ? { entry } : {}),
+    ...(p.metadata.resourceVersion !== undefined ? { resourceVersion: p.metadata.resourceVersion } : {}),
+  };
+}
+
+/**
+ * How the fake API server spells resourceVersions: the API says they are opaque (equal or not,
+ * never older or newer), so the agent must work with any spelling.
+ */
+type VersionSpelling = (revision: number) => string;
+const counter: VersionSpelling = (n) => String(n);
+
 /** In-memory resources: entries applied by the agent are merged like server-side apply would. */
 class FakeCluster implements AgentApi {
   readonly patches = new Map<string, KernelLivePatch>();
@@ -42,6 +72,8 @@ class FakeCluster implements AgentApi {
   readonly history: KernelLivePatch[] = [];
   private created = 0;
   private revision = 0;
+
+  constructor(private readonly version: VersionSpelling = counter) {}
 
   add(name: string, module: Uint8Array, extra: Partial<KernelLivePatch["spec"]> = {}, admitted = true): void {
     const p: KernelLivePatch = {
@@ -64,7 +96,7 @@ class FakeCluster implements AgentApi {
   change(name: string, f: (p: KernelLivePatch) => void): void {
     const p = structuredClone(this.patches.get(name)!);
     f(p);
-    p.metadata.resourceVersion = String(++this.revision);
+    p.metadata.resourceVersion = this.version(++this.revision);
     this.patches.set(name, p);
     this.history.push(structuredClone(p));
     this.push();
@@ -85,7 +117,7 @@ class FakeCluster implements AgentApi {
 
   /** Delivers an older version of a patch, as a lagging watch does. */
   replay(version: KernelLivePatch): void {
-    this.agent?.updatePatches(structuredClone([...[...this.patches.values()].filter((p) => p.metadata.name !== version.metadata.name), version]));
+    this.agent?.updatePatches(structuredClone([...[...this.patches.values()].filter((p) => p.metadata.name !== version.metadata.name), version]).map(projected));
   }
 
   event(patch: { name: string }, type: string, reason: string): void {
@@ -93,7 +125,7 @@ class FakeCluster implements AgentApi {
   }
 
   push(): void {
-    this.agent?.updatePatches(structuredClone([...this.patches.values()]));
+    this.agent?.updatePatches(structuredClone([...this.patches.values()]).map(projected));
   }
 }
 
@@ -122,9 +154,9 @@ afterEach(() => {
   expect(disallowed.splice(0), "phase changes outside the allowed transitions (crds/phases.ts)").toEqual([]);
 });
 
-async function setup(options: Parameters<typeof createTestHost>[0] = {}) {
+async function setup(options: Parameters<typeof createTestHost>[0] = {}, version?: VersionSpelling) {
   host = await createTestHost(options);
-  const cluster = new FakeCluster();
+  const cluster = new FakeCluster(version);
   const actions: Array<{ patch: string; action: Action; outcome: string }> = [];
   const crashes: string[] = [];
   const metrics = agentMetrics(NODE);
@@ -189,6 +221,24 @@ describe("agent loop on a simulated host", () => {
     await settle(agent);
     expect(cluster.writes.map((w) => w.phase)).toEqual(["Loading", "Loaded"]);
     // A newer version that no longer has the entry (someone removed it) is believed: written again.
+    cluster.change("p1", (p) => (p.status!.nodes = []));
+    await settle(agent);
+    expect(cluster.writes.map((w) => w.phase)).toEqual(["Loading", "Loaded", "Loaded"]);
+    await agent.stop();
+  });
+
+  it.each<[string, VersionSpelling]>([
+    ["opaque (not numbers)", (n) => createHash("sha256").update(String(n)).digest("base64url").slice(0, 12)],
+    ["numbers that go down (the API promises no order)", (n) => String(1_000_000 - n)],
+  ])("resourceVersions %s: an older watch event still does not make it write again, a newer one is believed", async (_spelling, version) => {
+    const { cluster, start, settle } = await setup({}, version);
+    const agent = start();
+    cluster.add("p1", v1);
+    await settle(agent);
+    const loading = cluster.history.find((p) => p.status?.nodes?.some((e) => e.phase === "Loading"))!;
+    cluster.replay(loading);
+    await settle(agent);
+    expect(cluster.writes.map((w) => w.phase)).toEqual(["Loading", "Loaded"]);
     cluster.change("p1", (p) => (p.status!.nodes = []));
     await settle(agent);
     expect(cluster.writes.map((w) => w.phase)).toEqual(["Loading", "Loaded", "Loaded"]);
