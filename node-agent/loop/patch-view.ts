@@ -8,7 +8,7 @@
 import { selectorMatches } from "../../crds/label-selector.ts";
 import { moduleForRelease } from "../../crds/module-for-release.ts";
 import type { PatchModule } from "../../crds/schema.ts";
-import type { HostState } from "../host/inspect.ts";
+import type { InstalledModule } from "../host/kpatch-store.ts";
 import { isFinalFailure, type PatchView, type Want } from "./plan.ts";
 import { patchKey, type ProjectedPatch } from "./projected-patch.ts";
 
@@ -21,7 +21,12 @@ export interface KnownModule {
 export interface ViewInput {
   readonly nodeName: string;
   readonly labels: Readonly<Record<string, string>>;
-  readonly host: Pick<HostState, "kernelRelease" | "livepatches" | "installed">;
+  readonly host: {
+    readonly kernelRelease: string;
+    readonly livepatches: ReadonlyArray<{ readonly name: string }>;
+    /** Every staged module (`running`: staged for the running kernel release). */
+    readonly installed: ReadonlyArray<Pick<InstalledModule, "name" | "sha256" | "running" | "buildId">>;
+  };
   /** A verified file's name and build-id, by digest. */
   readonly known: (sha256: string) => KnownModule | undefined;
   /** Milliseconds until a source retry key may be tried again (0: now). */
