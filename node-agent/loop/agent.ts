@@ -19,8 +19,9 @@ import type { AgentMetrics } from "./agent-metrics.ts";
 import type { LoopState } from "./health.ts";
 import { entryOf } from "./entry-of.ts";
 import { OwnWrites, sameEntry } from "./own-writes.ts";
+import { ORPHAN_KEY, orphanPlan } from "./orphans.ts";
 import { fetchedView, heldView, viewOf, type ViewInput } from "./patch-view.ts";
-import { cleanupOf, decide, previousModule, replacedEntry, type Action, type EntryUpdate, type HostView, type ModuleRef, type PatchView } from "./plan.ts";
+import { decide, previousModule, replacedEntry, type Action, type EntryUpdate, type HostView, type ModuleRef, type PatchView } from "./plan.ts";
 import { patchKey, ProjectedPatch } from "./projected-patch.ts";
 import { HOST_RETRY, RetrySchedule, SOURCE_RETRY } from "./retry-schedule.ts";
 import { SourceUnavailable, type ModuleSources } from "./sources.ts";
@@ -305,43 +306,39 @@ export class Agent {
   /**
    * Modules the record gives to a patch the node's object no longer lists (deleted while the
    * node could not answer) come off the host, one host operation per pass like any other, on
-   * their own retry schedule. Records of modules that are nowhere on the host any more go.
+   * their own retry schedule (orphans.ts decides). Records of modules that are nowhere on the
+   * host any more go.
    */
   private async cleanOrphans(patches: readonly ProjectedPatch[], host: HostView, kernelRelease: string, now: number): Promise<{ acted: boolean; waitMs?: number }> {
     if (!this.record) return { acted: false };
-    let acted = false;
-    let forgot = false;
-    let waitMs: number | undefined;
-    const owners = new Set(patches.map((p) => patchKey(p.patch)));
-    for (const [name, owner] of [...this.record]) {
-      const key = `${ORPHAN_KEY}${name}`;
-      const step = cleanupOf(name, host);
-      if (!step) {
-        this.record.delete(name);
-        this.schedule.succeeded(key);
-        forgot = true;
-        continue;
-      }
-      if (acted || this.stopped || !this.patchesComplete || owners.has(owner.uid)) continue;
-      const dueIn = this.schedule.dueInMs(key, now);
-      if (dueIn > 0) {
-        waitMs = Math.min(waitMs ?? Infinity, dueIn);
-        continue;
-      }
-      acted = true;
+    const plan = orphanPlan({
+      record: this.record,
+      owners: new Set(patches.map((p) => patchKey(p.patch))),
+      host,
+      mayAct: !this.stopped && this.patchesComplete,
+      dueInMs: (key, at) => this.schedule.dueInMs(key, at),
+      now,
+    });
+    for (const name of plan.forget) {
+      this.record.delete(name);
+      this.schedule.succeeded(`${ORPHAN_KEY}${name}`);
+    }
+    const step = plan.step;
+    if (step) {
+      const { name, owner, action, key } = step;
       try {
-        if (step.op === "unload") await this.deps.driver.unload(name);
-        else if (step.op === "removeLeftover") await this.deps.driver.removeLeftover(name);
+        if (action.op === "unload") await this.deps.driver.unload(name);
+        else if (action.op === "removeLeftover") await this.deps.driver.removeLeftover(name);
         else await this.deps.driver.uninstall(name, kernelRelease);
         this.schedule.succeeded(key);
-        this.log.warn({ module: name, patch: owner.patch, op: step.op }, "removed a module of a patch that is gone");
+        this.log.warn({ module: name, patch: owner.patch, op: action.op }, "removed a module of a patch that is gone");
       } catch (err) {
         this.later(this.schedule.failed(key, HOST_RETRY, now, this.random()));
-        this.log.warn({ module: name, patch: owner.patch, op: step.op, err: (err as Error).message }, "could not remove a module of a patch that is gone");
+        this.log.warn({ module: name, patch: owner.patch, op: action.op, err: (err as Error).message }, "could not remove a module of a patch that is gone");
       }
     }
-    if (forgot) await this.deps.driver.writeRecord(this.record);
-    return { acted, ...(waitMs === undefined ? {} : { waitMs }) };
+    if (plan.forget.length > 0) await this.deps.driver.writeRecord(this.record);
+    return { acted: step !== undefined, ...(plan.waitMs === undefined ? {} : { waitMs: plan.waitMs }) };
   }
 
   /** The decision's input for one patch (patch-view.ts); reads the module's file when it must. */
@@ -558,9 +555,6 @@ function byCreation(a: ProjectedPatch, b: ProjectedPatch): number {
   const tb = b.patch.creationTimestamp;
   return ta === tb ? compare(a.patch.name, b.patch.name) : compare(ta, tb);
 }
-
-/** Retry-schedule keys of the modules of patches that are gone (cleanOrphans). */
-const ORPHAN_KEY = "orphan ";
 
 /** One operation of one patch, for its retry schedule (starts with the patch's key). */
 function retryKey(p: ProjectedPatch, action: Action): string {
