@@ -8,7 +8,9 @@ import type { EntryUpdate } from "./plan.ts";
 
 export interface EntryFacts {
   readonly nodeName: string;
-  readonly host: Pick<HostState, "kernelRelease" | "bootId" | "tainted" | "taintFlags" | "livepatches">;
+  readonly host: Pick<HostState, "kernelRelease" | "bootId" | "tainted" | "taintFlags"> & {
+    readonly livepatches: ReadonlyArray<{ readonly name: string; readonly enabled: boolean; readonly transition: boolean }>;
+  };
   /** The patch's generation the entry is written for. */
   readonly generation: number;
   readonly now: Date;
