@@ -13,9 +13,10 @@ import { parseModule } from "../host/parse-module.ts";
 import { buildSimModule } from "../sim/build-module.ts";
 import { configureSimHost, rebootSimHost } from "../sim/layout.ts";
 import { createTestHost, type TestHost } from "../sim/test-host.ts";
-import { Agent, checkPhaseChange, type AgentApi } from "./agent.ts";
+import { Agent, checkPhaseChange, type AgentApi, type AgentDeps } from "./agent.ts";
 import { agentMetrics } from "./agent-metrics.ts";
 import type { Action } from "./plan.ts";
+import { HOST_RETRY } from "./retry-schedule.ts";
 import type { ModuleSources } from "./sources.ts";
 
 const RELEASE = "6.1.0-56-amd64";
@@ -154,7 +155,7 @@ afterEach(() => {
   expect(disallowed.splice(0), "phase changes outside the allowed transitions (crds/phases.ts)").toEqual([]);
 });
 
-async function setup(options: Parameters<typeof createTestHost>[0] = {}, version?: VersionSpelling) {
+async function setup(options: Parameters<typeof createTestHost>[0] = {}, version?: VersionSpelling, agentOptions: Pick<AgentDeps, "now" | "random"> = {}) {
   host = await createTestHost(options);
   const cluster = new FakeCluster(version);
   const actions: Array<{ patch: string; action: Action; outcome: string }> = [];
@@ -176,6 +177,7 @@ async function setup(options: Parameters<typeof createTestHost>[0] = {}, version
       sources,
       log: host.log,
       onAction: (patch, action, outcome) => actions.push({ patch, action, outcome }),
+      ...agentOptions,
     });
     cluster.agent = agent;
     agent.updateNode({ "kubernetes.io/hostname": NODE });
@@ -573,6 +575,32 @@ describe("faults stay where they happen and the status never lies", () => {
     expect(actions.filter((a) => a.action.op === "unload").map((a) => a.outcome)).toEqual(["TransitionStalled"]);
     expect(cluster.entry("p1")).toMatchObject({ phase: "Stalled", reason: "TransitionStalled" });
     expect(cluster.writes.slice(-2).map((w) => w.phase)).toEqual(["Unloading", "Stalled"]);
+    await agent.stop();
+  });
+
+  it("retries on the clock and jitter it is given: a stalled unload is tried again exactly when due (half the base delay at jitter 0)", async () => {
+    let t = Date.parse("2026-12-03T08:00:00Z");
+    const { cluster, actions, start, settle } = await setup({}, undefined, { now: () => new Date(t), random: () => 0 });
+    const agent = start();
+    cluster.add("p1", v1);
+    await settle(agent);
+    expect(cluster.entry("p1")?.lastTransitionTime).toBe(new Date(t).toISOString());
+    await configureSimHost(host.root, { stall: true });
+    cluster.change("p1", (p) => {
+      p.spec.state = "Unloaded";
+      nextGeneration(p);
+    });
+    await settle(agent);
+    const unloads = () => actions.filter((a) => a.action.op === "unload").length;
+    expect(unloads()).toBe(1);
+    t += HOST_RETRY.baseMs / 2 - 1;
+    cluster.push();
+    await settle(agent);
+    expect(unloads()).toBe(1);
+    t += 1;
+    cluster.push();
+    await settle(agent);
+    expect(unloads()).toBe(2);
     await agent.stop();
   });
 
