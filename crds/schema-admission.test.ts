@@ -7,7 +7,7 @@
  */
 import { beforeAll, describe, expect, it } from "vitest";
 import { loadReleasePatternEngine } from "./module-for-release.ts";
-import { KernelLivePatchSpec } from "./schema.ts";
+import { KernelLivePatchSpec, PatchOnNode } from "./schema.ts";
 
 // The RE2 engine loads on demand (crds/module-for-release.ts); these tests match and validate patterns.
 beforeAll(() => loadReleasePatternEngine());
@@ -168,5 +168,24 @@ describe("spec.modules[].kernelReleasePattern syntax", () => {
   it("accepts what RE2 compiles, though JavaScript does not (the API server accepts it, and the matcher is RE2)", () => {
     expect(() => new RegExp("^*6\\.1\\..*")).toThrow();
     expect(issues(pattern("^*6\\.1\\..*"))).toEqual([]);
+  });
+});
+
+describe("KernelLivePatchNode spec.patches[].spec (PatchOnNode)", () => {
+  // What the operator writes: a patch's spec as the API server defaulted it, projected for a node.
+  const projection = (spec: unknown) => ({ name: "fix", uid: "u1", generation: 3, creationTimestamp: "2026-12-01T00:00:00Z", admitted: true, spec });
+  const written = KernelLivePatchSpec.parse(module({ url: "https://x.example/a.ko" }));
+
+  it("accepts the projection the operator writes, and reads its spec as the KernelLivePatch spec", () => {
+    const r = PatchOnNode.safeParse(projection(written));
+    expect(r.success).toBe(true);
+    expect(r.data?.spec).toEqual(written);
+    expect(r.data?.spec.rollout.soakSeconds).toBe(written.rollout.soakSeconds);
+  });
+
+  it("refuses a spec the KernelLivePatch itself refuses (the same rules, on reading)", () => {
+    const r = PatchOnNode.safeParse(projection({ ...written, modules: [] }));
+    expect(r.success).toBe(false);
+    expect(r.error?.issues.map((i) => i.path.join("."))).toContain("spec.modules");
   });
 });

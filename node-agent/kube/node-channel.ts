@@ -4,24 +4,23 @@
  * agent watches that one object (a field selector on its name, so it never receives another node's
  * traffic) and writes its entries into the object's status.
  *
- * The agent loop keeps reasoning in KernelLivePatch terms: each projected patch is handed to it as
- * a patch-shaped object holding only this node's entry and admission.
+ * The agent loop receives each projected patch as the operator wrote it, with this node's entry
+ * for it and the object's resourceVersion (loop/projected-patch.ts); it parses them with the
+ * schema's types.
  */
 import type { Logger } from "pino";
-import { API_VERSION, KIND, NODE_KIND, NODE_OBJECTS_PATH, NODE_PLURAL, ofThisPatch, type NodeEntry, type NodePatchEntry } from "../../crds/schema.ts";
+import { API_VERSION, NODE_KIND, NODE_OBJECTS_PATH, NODE_PLURAL, ofThisPatch, type NodeEntry, type NodePatchEntry } from "../../crds/schema.ts";
 import type { AgentApi } from "../loop/agent.ts";
+import type { ProjectedPatch } from "../loop/projected-patch.ts";
 import { agentEvents, agentFieldManager, watchTuning, type WatchOptions } from "./agent-api.ts";
 import { APPLY, type KubeHttp } from "../../kube/http-client.ts";
 import { Watcher } from "./watcher.ts";
 
+/** A projected patch as the watch delivers it (unparsed: the agent parses each on its own). */
 interface RawProjection {
   name: string;
   uid: string;
-  generation: number;
-  creationTimestamp: string;
-  deletionTimestamp?: string;
-  admitted: boolean;
-  spec: unknown;
+  [field: string]: unknown;
 }
 
 interface RawNodeObject {
@@ -58,7 +57,7 @@ export function nodeChannel(http: KubeHttp, nodeName: string, log: Logger, opts:
     onChange: (m) => {
       const obj = m.get(nodeName) as RawNodeObject | undefined;
       writer.observe(obj);
-      onPatches(obj ? projectedPatches(obj, nodeName) : [], obj !== undefined);
+      onPatches(obj ? projectedPatches(obj) : [], obj !== undefined);
     },
     onError: (err) => log.warn({ err: (err as Error).message }, "KernelLivePatchNode watch interrupted; relisting"),
     ...watchTuning(NODE_PLURAL, opts),
@@ -74,29 +73,17 @@ export function nodeChannel(http: KubeHttp, nodeName: string, log: Logger, opts:
   };
 }
 
-/** The projected patches as the agent loop reads patches: this node's entry and admission only. */
-export function projectedPatches(obj: RawNodeObject, nodeName: string): unknown[] {
+/**
+ * The projected patches as the agent loop reads them (loop/projected-patch.ts, unparsed): each
+ * with this node's entry for it (not one left by an earlier patch of the same name) and the
+ * object's version, which the agent's read-your-writes compares with its own writes'.
+ */
+export function projectedPatches(obj: RawNodeObject): Array<Omit<ProjectedPatch, "patch"> & { patch: RawProjection }> {
   const entries = obj.status?.entries ?? [];
-  return (obj.spec?.patches ?? []).map((p) => {
-    const own = entries.find((e) => e.patch === p.name && ofThisPatch(e.patchUID, p.uid));
-    return {
-      apiVersion: API_VERSION,
-      kind: KIND,
-      metadata: {
-        name: p.name,
-        uid: p.uid,
-        generation: p.generation,
-        creationTimestamp: p.creationTimestamp,
-        // The node object's version: the agent's read-your-writes compares it with its own writes'.
-        resourceVersion: obj.metadata?.resourceVersion,
-        ...(p.deletionTimestamp ? { deletionTimestamp: p.deletionTimestamp } : {}),
-      },
-      spec: p.spec,
-      status: {
-        rollout: { generation: p.generation, admitted: p.admitted ? [nodeName] : [], halted: false },
-        nodes: own ? [entryOf(own)] : [],
-      },
-    };
+  const resourceVersion = obj.metadata?.resourceVersion;
+  return (obj.spec?.patches ?? []).map((patch) => {
+    const own = entries.find((e) => e.patch === patch.name && ofThisPatch(e.patchUID, patch.uid));
+    return { patch, ...(own ? { entry: entryOf(own) } : {}), ...(resourceVersion !== undefined ? { resourceVersion } : {}) };
   });
 }
 

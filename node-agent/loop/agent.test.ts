@@ -13,9 +13,10 @@ import { parseModule } from "../host/parse-module.ts";
 import { buildSimModule } from "../sim/build-module.ts";
 import { configureSimHost, rebootSimHost } from "../sim/layout.ts";
 import { createTestHost, type TestHost } from "../sim/test-host.ts";
-import { Agent, checkPhaseChange, type AgentApi } from "./agent.ts";
+import { Agent, checkPhaseChange, type AgentApi, type AgentDeps } from "./agent.ts";
 import { agentMetrics } from "./agent-metrics.ts";
 import type { Action } from "./plan.ts";
+import { HOST_RETRY } from "./retry-schedule.ts";
 import type { ModuleSources } from "./sources.ts";
 
 const RELEASE = "6.1.0-56-amd64";
@@ -32,6 +33,36 @@ const files = new Map<string, Uint8Array>([v1, v2, wrongRelease, signed, v1Rebui
 /** A digest whose source fails with an unexpected error (not a SourceUnavailable). */
 const THROWING_SOURCE = "e".repeat(64);
 
+/**
+ * What the operator projects of a patch onto the node's object, with the node's entry for it and
+ * the version (node-channel.ts delivers these; the agent parses them as ProjectedPatch).
+ */
+function projected(p: KernelLivePatch) {
+  const generation = p.metadata.generation ?? 0;
+  const rollout = p.status?.rollout;
+  const entry = p.status?.nodes?.find((e) => e.nodeName === NODE);
+  return {
+    patch: {
+      name: p.metadata.name,
+      uid: p.metadata.uid ?? "",
+      generation,
+      creationTimestamp: p.metadata.creationTimestamp ?? "",
+      ...(p.metadata.deletionTimestamp ? { deletionTimestamp: p.metadata.deletionTimestamp } : {}),
+      admitted: rollout?.generation === generation && rollout.admitted.includes(NODE),
+      spec: p.spec,
+    },
+    ...(entry ? { entry } : {}),
+    ...(p.metadata.resourceVersion !== undefined ? { resourceVersion: p.metadata.resourceVersion } : {}),
+  };
+}
+
+/**
+ * How the fake API server spells resourceVersions: the API says they are opaque (equal or not,
+ * never older or newer), so the agent must work with any spelling.
+ */
+type VersionSpelling = (revision: number) => string;
+const counter: VersionSpelling = (n) => String(n);
+
 /** In-memory resources: entries applied by the agent are merged like server-side apply would. */
 class FakeCluster implements AgentApi {
   readonly patches = new Map<string, KernelLivePatch>();
@@ -42,6 +73,8 @@ class FakeCluster implements AgentApi {
   readonly history: KernelLivePatch[] = [];
   private created = 0;
   private revision = 0;
+
+  constructor(private readonly version: VersionSpelling = counter) {}
 
   add(name: string, module: Uint8Array, extra: Partial<KernelLivePatch["spec"]> = {}, admitted = true): void {
     const p: KernelLivePatch = {
@@ -64,7 +97,7 @@ class FakeCluster implements AgentApi {
   change(name: string, f: (p: KernelLivePatch) => void): void {
     const p = structuredClone(this.patches.get(name)!);
     f(p);
-    p.metadata.resourceVersion = String(++this.revision);
+    p.metadata.resourceVersion = this.version(++this.revision);
     this.patches.set(name, p);
     this.history.push(structuredClone(p));
     this.push();
@@ -85,7 +118,7 @@ class FakeCluster implements AgentApi {
 
   /** Delivers an older version of a patch, as a lagging watch does. */
   replay(version: KernelLivePatch): void {
-    this.agent?.updatePatches(structuredClone([...[...this.patches.values()].filter((p) => p.metadata.name !== version.metadata.name), version]));
+    this.agent?.updatePatches(structuredClone([...[...this.patches.values()].filter((p) => p.metadata.name !== version.metadata.name), version]).map(projected));
   }
 
   event(patch: { name: string }, type: string, reason: string): void {
@@ -93,7 +126,7 @@ class FakeCluster implements AgentApi {
   }
 
   push(): void {
-    this.agent?.updatePatches(structuredClone([...this.patches.values()]));
+    this.agent?.updatePatches(structuredClone([...this.patches.values()]).map(projected));
   }
 }
 
@@ -122,9 +155,9 @@ afterEach(() => {
   expect(disallowed.splice(0), "phase changes outside the allowed transitions (crds/phases.ts)").toEqual([]);
 });
 
-async function setup(options: Parameters<typeof createTestHost>[0] = {}) {
+async function setup(options: Parameters<typeof createTestHost>[0] = {}, version?: VersionSpelling, agentOptions: Pick<AgentDeps, "now" | "random"> = {}) {
   host = await createTestHost(options);
-  const cluster = new FakeCluster();
+  const cluster = new FakeCluster(version);
   const actions: Array<{ patch: string; action: Action; outcome: string }> = [];
   const crashes: string[] = [];
   const metrics = agentMetrics(NODE);
@@ -144,6 +177,7 @@ async function setup(options: Parameters<typeof createTestHost>[0] = {}) {
       sources,
       log: host.log,
       onAction: (patch, action, outcome) => actions.push({ patch, action, outcome }),
+      ...agentOptions,
     });
     cluster.agent = agent;
     agent.updateNode({ "kubernetes.io/hostname": NODE });
@@ -189,6 +223,24 @@ describe("agent loop on a simulated host", () => {
     await settle(agent);
     expect(cluster.writes.map((w) => w.phase)).toEqual(["Loading", "Loaded"]);
     // A newer version that no longer has the entry (someone removed it) is believed: written again.
+    cluster.change("p1", (p) => (p.status!.nodes = []));
+    await settle(agent);
+    expect(cluster.writes.map((w) => w.phase)).toEqual(["Loading", "Loaded", "Loaded"]);
+    await agent.stop();
+  });
+
+  it.each<[string, VersionSpelling]>([
+    ["opaque (not numbers)", (n) => createHash("sha256").update(String(n)).digest("base64url").slice(0, 12)],
+    ["numbers that go down (the API promises no order)", (n) => String(1_000_000 - n)],
+  ])("resourceVersions %s: an older watch event still does not make it write again, a newer one is believed", async (_spelling, version) => {
+    const { cluster, start, settle } = await setup({}, version);
+    const agent = start();
+    cluster.add("p1", v1);
+    await settle(agent);
+    const loading = cluster.history.find((p) => p.status?.nodes?.some((e) => e.phase === "Loading"))!;
+    cluster.replay(loading);
+    await settle(agent);
+    expect(cluster.writes.map((w) => w.phase)).toEqual(["Loading", "Loaded"]);
     cluster.change("p1", (p) => (p.status!.nodes = []));
     await settle(agent);
     expect(cluster.writes.map((w) => w.phase)).toEqual(["Loading", "Loaded", "Loaded"]);
@@ -523,6 +575,32 @@ describe("faults stay where they happen and the status never lies", () => {
     expect(actions.filter((a) => a.action.op === "unload").map((a) => a.outcome)).toEqual(["TransitionStalled"]);
     expect(cluster.entry("p1")).toMatchObject({ phase: "Stalled", reason: "TransitionStalled" });
     expect(cluster.writes.slice(-2).map((w) => w.phase)).toEqual(["Unloading", "Stalled"]);
+    await agent.stop();
+  });
+
+  it("retries on the clock and jitter it is given: a stalled unload is tried again exactly when due (half the base delay at jitter 0)", async () => {
+    let t = Date.parse("2026-12-03T08:00:00Z");
+    const { cluster, actions, start, settle } = await setup({}, undefined, { now: () => new Date(t), random: () => 0 });
+    const agent = start();
+    cluster.add("p1", v1);
+    await settle(agent);
+    expect(cluster.entry("p1")?.lastTransitionTime).toBe(new Date(t).toISOString());
+    await configureSimHost(host.root, { stall: true });
+    cluster.change("p1", (p) => {
+      p.spec.state = "Unloaded";
+      nextGeneration(p);
+    });
+    await settle(agent);
+    const unloads = () => actions.filter((a) => a.action.op === "unload").length;
+    expect(unloads()).toBe(1);
+    t += HOST_RETRY.baseMs / 2 - 1;
+    cluster.push();
+    await settle(agent);
+    expect(unloads()).toBe(1);
+    t += 1;
+    cluster.push();
+    await settle(agent);
+    expect(unloads()).toBe(2);
     await agent.stop();
   });
 

@@ -7,10 +7,9 @@
  * It never unloads because it is stopping: a patch's life does not follow the agent's.
  */
 import type { Logger } from "pino";
-import { selectorMatches } from "../../crds/label-selector.ts";
 import { loadReleasePatternEngine, moduleForRelease, releasePatternEngineLoaded, usesReleasePattern } from "../../crds/module-for-release.ts";
 import { transitionAllowed } from "../../crds/phases.ts";
-import { KernelLivePatch, type NodeEntry, type NodePhase, type PatchModule } from "../../crds/schema.ts";
+import type { NodeEntry, NodePhase, PatchModule } from "../../crds/schema.ts";
 import type { RecordedModule } from "../host/agent-record.ts";
 import type { HostDriver } from "../host/driver.ts";
 import { isHostError } from "../host/host-error.ts";
@@ -18,7 +17,12 @@ import type { HostState } from "../host/inspect.ts";
 import type { CrashPoint } from "../config.ts";
 import type { AgentMetrics } from "./agent-metrics.ts";
 import type { LoopState } from "./health.ts";
-import { cleanupOf, decide, isFinalFailure, previousModule, replacedEntry, type Action, type EntryUpdate, type HostView, type ModuleRef, type PatchView, type Want } from "./plan.ts";
+import { entryOf } from "./entry-of.ts";
+import { OwnWrites, sameEntry } from "./own-writes.ts";
+import { ORPHAN_KEY, orphanPlan } from "./orphans.ts";
+import { fetchedView, heldView, viewOf, type ViewInput } from "./patch-view.ts";
+import { decide, previousModule, replacedEntry, type Action, type EntryUpdate, type HostView, type ModuleRef, type PatchView } from "./plan.ts";
+import { patchKey, ProjectedPatch } from "./projected-patch.ts";
 import { HOST_RETRY, RetrySchedule, SOURCE_RETRY } from "./retry-schedule.ts";
 import { SourceUnavailable, type ModuleSources } from "./sources.ts";
 
@@ -35,7 +39,10 @@ export interface AgentDeps {
   readonly api: AgentApi;
   readonly sources: ModuleSources;
   readonly log: Logger;
+  /** The clock of every decision and timestamp (default: the system clock). */
   readonly now?: () => Date;
+  /** The jitter of retry delays, uniform in [0, 1) (default: Math.random). */
+  readonly random?: () => number;
   /** Re-read the host this often even without API events (default 60 s). */
   readonly resyncMs?: number;
   /** Observer for tests and metrics: called after each host action. */
@@ -54,7 +61,8 @@ interface Resolved {
 }
 
 export class Agent {
-  private patches: KernelLivePatch[] = [];
+  /** The node object's projected patches, in creation order, each with this node's entry. */
+  private patches: ProjectedPatch[] = [];
   /** The patches came from the node's object: a patch absent from them is gone (not just unknown). */
   private patchesComplete = false;
   /** The agent's record on the host (read once at start). */
@@ -71,12 +79,13 @@ export class Agent {
   private readonly resolved = new Map<string, Resolved>();
   private readonly log: Logger;
   private readonly now: () => Date;
+  private readonly random: () => number;
   /**
-   * This node's entry as last written, per patch uid, with the resourceVersion the write produced:
-   * a watch event older than that still carries the entry from before the write (read-your-writes,
-   * or the agent would write the same entry twice).
+   * This node's entries as the agent wrote them, per patch: a watch event older than a write
+   * still carries the entry from before it (read-your-writes, or the agent would write the same
+   * entry twice).
    */
-  private readonly written = new Map<string, { entry: NodeEntry; resourceVersion: number }>();
+  private readonly ownWrites = new OwnWrites();
   /** Temporary files of interrupted stagings removed (once, before the first pass). */
   private swept = false;
   /** When the last pass finished (epoch ms; 0: none yet). */
@@ -87,11 +96,16 @@ export class Agent {
   constructor(private readonly deps: AgentDeps) {
     this.log = deps.log;
     this.now = deps.now ?? (() => new Date());
+    this.random = deps.random ?? Math.random;
   }
 
+  /**
+   * The projected patches of the node's object (node-channel.ts), on every change of it;
+   * `fromObject` false: the object does not exist, so nothing can be said of patches.
+   */
   updatePatches(objects: Iterable<unknown>, fromObject = true): void {
     const raw = [...objects];
-    if (!releasePatternEngineLoaded() && raw.some((o) => usesReleasePattern((o as { spec?: unknown }).spec))) {
+    if (!releasePatternEngineLoaded() && raw.some((o) => usesReleasePattern((o as { patch?: { spec?: unknown } }).patch?.spec))) {
       // The RE2 engine costs every agent memory: it is loaded only once a patch uses a pattern.
       loadReleasePatternEngine().then(
         () => this.updatePatches(raw, fromObject),
@@ -100,34 +114,20 @@ export class Agent {
       return;
     }
     this.patchesComplete = fromObject;
-    const parsed: KernelLivePatch[] = [];
+    const parsed: ProjectedPatch[] = [];
     for (const object of raw) {
-      const r = KernelLivePatch.safeParse(object);
-      if (r.success) parsed.push(this.withOwnWrites(r.data));
-      else this.log.warn({ patch: (object as { metadata?: { name?: string } }).metadata?.name, issues: r.error.issues.slice(0, 3) }, "ignoring a KernelLivePatch the agent cannot parse");
+      const r = ProjectedPatch.safeParse(object);
+      if (r.success) parsed.push({ ...r.data, entry: this.ownWrites.entryFor(patchKey(r.data.patch), r.data.entry, r.data.resourceVersion) });
+      else this.log.warn({ patch: (object as { patch?: { name?: string } }).patch?.name, issues: r.error.issues.slice(0, 3) }, "ignoring a projected patch the agent cannot parse");
     }
-    const present = new Set(parsed.map(writeKey));
-    for (const k of this.written.keys()) if (!present.has(k)) this.written.delete(k);
+    const present = new Set(parsed.map((p) => patchKey(p.patch)));
+    this.ownWrites.retain((k) => present.has(k));
     // Orphans' schedules go with their record (cleanOrphans), not with the patches.
     this.schedule.retain((key) => key.startsWith(ORPHAN_KEY) || present.has(key.slice(0, key.indexOf(" "))));
-    const digests = new Set(parsed.flatMap((p) => p.spec.modules.map((m) => m.sha256)));
+    const digests = new Set(parsed.flatMap((p) => p.patch.spec.modules.map((m) => m.sha256)));
     for (const sha of this.resolved.keys()) if (!digests.has(sha)) this.resolved.delete(sha);
     this.patches = parsed.sort(byCreation);
     this.kick();
-  }
-
-  /** The patch with this node's entry as last written when the event predates that write. */
-  private withOwnWrites(p: KernelLivePatch): KernelLivePatch {
-    const mine = this.written.get(writeKey(p));
-    if (!mine) return p;
-    const rv = Number(p.metadata.resourceVersion);
-    if (!Number.isSafeInteger(rv)) return p;
-    if (rv >= mine.resourceVersion) {
-      this.written.delete(writeKey(p)); // the watch has caught up with the write
-      return p;
-    }
-    const nodes = (p.status?.nodes ?? []).filter((e) => e.nodeName !== mine.entry.nodeName);
-    return { ...p, status: { ...p.status, nodes: [...nodes, mine.entry] } };
   }
 
   /**
@@ -157,7 +157,7 @@ export class Agent {
       nodeKnown: this.labels !== undefined,
       lastPassAt: this.lastPassAt,
       busySince: this.busySince,
-      maxTransitionSeconds: Math.max(75, ...this.patches.map((p) => p.spec.transitionTimeoutSeconds)),
+      maxTransitionSeconds: Math.max(75, ...this.patches.map((p) => p.patch.spec.transitionTimeoutSeconds)),
     };
   }
 
@@ -180,7 +180,7 @@ export class Agent {
    */
   private backoffMs(baseMs: number): number {
     const ms = Math.min(60_000, baseMs * 2 ** this.retries++);
-    return Math.round(ms / 2 + Math.random() * (ms / 2));
+    return Math.round(ms / 2 + this.random() * (ms / 2));
   }
 
   private later(ms: number): void {
@@ -192,7 +192,7 @@ export class Agent {
 
   private async passes(): Promise<void> {
     let wakeIn = this.deps.resyncMs ?? 60_000;
-    this.busySince = Date.now();
+    this.busySince = this.now().getTime();
     try {
       if (!this.swept) {
         // Before any write of its own: what a killed predecessor left half-written goes.
@@ -203,7 +203,7 @@ export class Agent {
       for (let i = 0; i < 1000 && !this.stopped && this.labels !== undefined; i++) {
         this.dirty = false;
         const r = await this.pass();
-        this.lastPassAt = Date.now();
+        this.lastPassAt = this.now().getTime();
         this.deps.metrics?.pass(true, this.now());
         if (r.waitMs !== undefined) wakeIn = Math.min(wakeIn, r.waitMs);
         if (!r.acted && !this.dirty) break;
@@ -240,8 +240,16 @@ export class Agent {
     const patches = this.patches;
     const views: PatchView[] = [];
     const writes: Array<Promise<unknown>> = [];
+    const input: ViewInput = {
+      nodeName: this.deps.nodeName,
+      labels,
+      host,
+      known: (sha256) => this.resolved.get(sha256),
+      dueInMs: (key, at) => this.schedule.dueInMs(key, at),
+      now,
+    };
     for (const p of patches) {
-      const view = await this.view(p, host, labels, now);
+      const view = await this.view(p, input);
       const failure = view.failure;
       if (failure) {
         // The module was refused before any host action (digest, vermagic, source): say so on
@@ -287,8 +295,8 @@ export class Agent {
   }
 
   /** Records, before it reaches the host, which patch a module belongs to (agent-record.ts). */
-  private async remember(m: ModuleRef, patch: KernelLivePatch): Promise<void> {
-    const owner = { patch: patch.metadata.name, uid: writeKey(patch), sha256: m.sha256 };
+  private async remember(m: ModuleRef, p: ProjectedPatch): Promise<void> {
+    const owner = { patch: p.patch.name, uid: patchKey(p.patch), sha256: m.sha256 };
     const known = this.record?.get(m.name);
     if (known && known.uid === owner.uid && known.sha256 === owner.sha256) return;
     (this.record ??= new Map()).set(m.name, owner);
@@ -298,80 +306,55 @@ export class Agent {
   /**
    * Modules the record gives to a patch the node's object no longer lists (deleted while the
    * node could not answer) come off the host, one host operation per pass like any other, on
-   * their own retry schedule. Records of modules that are nowhere on the host any more go.
+   * their own retry schedule (orphans.ts decides). Records of modules that are nowhere on the
+   * host any more go.
    */
-  private async cleanOrphans(patches: readonly KernelLivePatch[], host: HostView, kernelRelease: string, now: number): Promise<{ acted: boolean; waitMs?: number }> {
+  private async cleanOrphans(patches: readonly ProjectedPatch[], host: HostView, kernelRelease: string, now: number): Promise<{ acted: boolean; waitMs?: number }> {
     if (!this.record) return { acted: false };
-    let acted = false;
-    let forgot = false;
-    let waitMs: number | undefined;
-    const owners = new Set(patches.map(writeKey));
-    for (const [name, owner] of [...this.record]) {
-      const key = `${ORPHAN_KEY}${name}`;
-      const step = cleanupOf(name, host);
-      if (!step) {
-        this.record.delete(name);
-        this.schedule.succeeded(key);
-        forgot = true;
-        continue;
-      }
-      if (acted || this.stopped || !this.patchesComplete || owners.has(owner.uid)) continue;
-      const dueIn = this.schedule.dueInMs(key, now);
-      if (dueIn > 0) {
-        waitMs = Math.min(waitMs ?? Infinity, dueIn);
-        continue;
-      }
-      acted = true;
+    const plan = orphanPlan({
+      record: this.record,
+      owners: new Set(patches.map((p) => patchKey(p.patch))),
+      host,
+      mayAct: !this.stopped && this.patchesComplete,
+      dueInMs: (key, at) => this.schedule.dueInMs(key, at),
+      now,
+    });
+    for (const name of plan.forget) {
+      this.record.delete(name);
+      this.schedule.succeeded(`${ORPHAN_KEY}${name}`);
+    }
+    const step = plan.step;
+    if (step) {
+      const { name, owner, action, key } = step;
       try {
-        if (step.op === "unload") await this.deps.driver.unload(name);
-        else if (step.op === "removeLeftover") await this.deps.driver.removeLeftover(name);
+        if (action.op === "unload") await this.deps.driver.unload(name);
+        else if (action.op === "removeLeftover") await this.deps.driver.removeLeftover(name);
         else await this.deps.driver.uninstall(name, kernelRelease);
         this.schedule.succeeded(key);
-        this.log.warn({ module: name, patch: owner.patch, op: step.op }, "removed a module of a patch that is gone");
+        this.log.warn({ module: name, patch: owner.patch, op: action.op }, "removed a module of a patch that is gone");
       } catch (err) {
-        this.later(this.schedule.failed(key, HOST_RETRY, now, Math.random()));
-        this.log.warn({ module: name, patch: owner.patch, op: step.op, err: (err as Error).message }, "could not remove a module of a patch that is gone");
+        this.later(this.schedule.failed(key, HOST_RETRY, now, this.random()));
+        this.log.warn({ module: name, patch: owner.patch, op: action.op, err: (err as Error).message }, "could not remove a module of a patch that is gone");
       }
     }
-    if (forgot) await this.deps.driver.writeRecord(this.record);
-    return { acted, ...(waitMs === undefined ? {} : { waitMs }) };
+    if (plan.forget.length > 0) await this.deps.driver.writeRecord(this.record);
+    return { acted: step !== undefined, ...(plan.waitMs === undefined ? {} : { waitMs: plan.waitMs }) };
   }
 
-  /** The decision's input for one patch; resolving the module may need the file (its name). */
-  private async view(p: KernelLivePatch, host: HostState, labels: Record<string, string>, now: number): Promise<{ view: PatchView; failure?: EntryUpdate }> {
-    const node = this.deps.nodeName;
-    const entry = p.status?.nodes?.find((e) => e.nodeName === node);
-    const generation = p.metadata.generation ?? 0;
-    const admitted = p.status?.rollout?.generation === generation && p.status.rollout.admitted.includes(node);
-    const base = { name: p.metadata.name, generation, admitted, entry, soakSeconds: p.spec.rollout.soakSeconds };
-    const targets = selectorMatches(p.spec.nodeSelector, labels);
-    if (p.metadata.deletionTimestamp || !targets || p.spec.state === "Unloaded") return { view: { ...base, want: { kind: "absent" } } };
-    const m = moduleForRelease(p.spec.modules, host.kernelRelease);
-    if (!m) return { view: { ...base, want: { kind: "notApplicable" } } };
-    const kind = p.spec.state === "Staged" ? "staged" : "loaded";
-    const cached = this.resolved.get(m.sha256);
-    const stagedCopy = host.installed.find((i) => i.running && i.sha256 === m.sha256 && i.buildId !== undefined);
-    const known = cached?.name ?? (entry?.sha256 === m.sha256 ? entry.moduleName : undefined) ?? stagedCopy?.name;
-    const buildId = cached?.buildId ?? stagedCopy?.buildId;
-    // A livepatch of that name is live: its build must be compared with the file's, so read it.
-    const liveNamed = known !== undefined && host.livepatches.some((lp) => lp.name === known);
-    if (known && (buildId !== undefined || !liveNamed)) return { view: { ...base, want: { kind, module: { name: known, sha256: m.sha256, buildId } } } };
-    // Nothing can happen before admission, and the name is only needed then; nor after a failure
-    // that is final for this generation and digest (fetching the file again changes nothing).
-    const unresolved: Want = { kind, module: { name: known ?? m.moduleName?.replace(/-/g, "_") ?? `sha256-${m.sha256.slice(0, 12)}`, sha256: m.sha256 } };
-    if (!liveNamed && (!admitted || isFinalFailure(entry, generation, m.sha256))) return { view: { ...base, want: unresolved } };
-    const key = `${writeKey(p)} source ${m.sha256}`;
-    if (this.schedule.dueInMs(key, now) > 0) return { view: { ...base, admitted: false, want: unresolved } };
+  /** The decision's input for one patch (patch-view.ts); reads the module's file when it must. */
+  private async view(p: ProjectedPatch, input: ViewInput): Promise<{ view: PatchView; failure?: EntryUpdate }> {
+    const step = viewOf(p, input);
+    if (step.kind === "view") return { view: step.view };
     try {
-      const r = await this.resolve(m, host.kernelRelease);
-      this.schedule.succeeded(key);
-      return { view: { ...base, want: { kind, module: { name: r.name, sha256: m.sha256, buildId: r.buildId } } } };
+      const r = await this.resolve(step.module, input.host.kernelRelease);
+      this.schedule.succeeded(step.sourceKey);
+      return { view: fetchedView(step, r) };
     } catch (err) {
       // Hold still (nothing new is admitted to happen) and report why; a failure that may pass
       // (an unreachable source) is tried again on its own schedule, never in a loop.
-      const failure = this.failureOf(err, m.sha256);
-      if (failure.sha256 === undefined) this.later(this.schedule.failed(key, SOURCE_RETRY, now, Math.random()));
-      return { view: { ...base, admitted: false, want: unresolved }, failure };
+      const failure = this.failureOf(err, step.module.sha256);
+      if (failure.sha256 === undefined) this.later(this.schedule.failed(step.sourceKey, SOURCE_RETRY, input.now, this.random()));
+      return { view: heldView(step), failure };
     }
   }
 
@@ -415,11 +398,11 @@ export class Agent {
     return { phase: "Failed", reason: "AgentError", message: `the agent failed unexpectedly: ${String((err as Error)?.message ?? err).slice(0, 512)}` };
   }
 
-  private async act(patch: KernelLivePatch, view: PatchView, action: Action, host: HostState, views: readonly PatchView[]): Promise<void> {
+  private async act(patch: ProjectedPatch, view: PatchView, action: Action, host: HostState, views: readonly PatchView[]): Promise<void> {
     const { driver } = this.deps;
-    const log = this.log.child({ patch: patch.metadata.name, op: action.op });
-    const timeout = { transitionTimeoutMs: patch.spec.transitionTimeoutSeconds * 1000 };
-    const started = Date.now();
+    const log = this.log.child({ patch: patch.patch.name, op: action.op });
+    const timeout = { transitionTimeoutMs: patch.patch.spec.transitionTimeoutSeconds * 1000 };
+    const started = this.now().getTime();
     const crash = (point: CrashPoint) => this.deps.crashAt?.(point);
     try {
       switch (action.op) {
@@ -439,7 +422,7 @@ export class Agent {
           log.info({ module: action.module.name, replaced: r.replaced, transitionMs: r.transitionMs }, "loaded");
           const replacing = r.replaced.length ? `, replacing ${r.replaced.join(", ")}` : "";
           this.deps.api.event(ref(patch), "Normal", "Loaded", `${action.module.name} loaded on ${this.deps.nodeName} in ${r.transitionMs} ms${replacing}`);
-          await this.markReplaced(r.replaced, patch.metadata.name, views, host);
+          await this.markReplaced(r.replaced, patch.patch.name, views, host);
           break;
         }
         case "unload":
@@ -459,33 +442,33 @@ export class Agent {
           break;
       }
       this.schedule.succeeded(retryKey(patch, action));
-      this.deps.onAction?.(patch.metadata.name, action, "ok");
-      this.deps.metrics?.hostOperation(action.op, "success", (Date.now() - started) / 1000);
+      this.deps.onAction?.(patch.patch.name, action, "ok");
+      this.deps.metrics?.hostOperation(action.op, "success", (this.now().getTime() - started) / 1000);
     } catch (err) {
       const sha = "module" in action ? action.module.sha256 : (view.entry?.sha256 ?? "");
       const failure = this.failureOf(err, sha);
-      const retryIn = this.schedule.failed(retryKey(patch, action), HOST_RETRY, this.now().getTime(), Math.random());
-      this.later(retryIn);
+      const at = this.now().getTime();
+      this.later(this.schedule.failed(retryKey(patch, action), HOST_RETRY, at, this.random()));
       const target = "module" in action ? action.module.name : action.name;
-      log.warn({ reason: failure.reason, err: (err as Error).message, ms: Date.now() - started }, "host operation failed");
+      log.warn({ reason: failure.reason, err: (err as Error).message, ms: at - started }, "host operation failed");
       this.deps.api.event(ref(patch), "Warning", failure.reason ?? "Failed", `${this.deps.nodeName}: ${failure.message}`);
-      this.deps.onAction?.(patch.metadata.name, action, failure.reason ?? "Failed");
-      this.deps.metrics?.hostOperation(action.op, failure.reason ?? "Failed", (Date.now() - started) / 1000);
+      this.deps.onAction?.(patch.patch.name, action, failure.reason ?? "Failed");
+      this.deps.metrics?.hostOperation(action.op, failure.reason ?? "Failed", (at - started) / 1000);
       const fresh = await this.deps.driver.inspect().catch(() => host);
       await this.write(patch, view.entry, { ...failure, ...failedModules(view, target) }, fresh);
     }
   }
 
   /** The module file for this node, read once; the agent keeps no copy after handing it over. */
-  private async moduleBytes(patch: KernelLivePatch, kernelRelease: string): Promise<Uint8Array> {
-    const spec = moduleForRelease(patch.spec.modules, kernelRelease)!;
+  private async moduleBytes(patch: ProjectedPatch, kernelRelease: string): Promise<Uint8Array> {
+    const spec = moduleForRelease(patch.patch.spec.modules, kernelRelease)!;
     const r = await this.resolve(spec, kernelRelease);
     const bytes = r.bytes ?? (await this.deps.sources.fetch(spec));
     r.bytes = undefined; // on the host from now on: not in the agent's memory
     return bytes;
   }
 
-  private async install(patch: KernelLivePatch, m: ModuleRef, kernelRelease: string): Promise<void> {
+  private async install(patch: ProjectedPatch, m: ModuleRef, kernelRelease: string): Promise<void> {
     const bytes = await this.moduleBytes(patch, kernelRelease);
     await this.deps.driver.install(bytes, { kernelRelease, name: m.name, sha256: m.sha256, overwrite: true });
   }
@@ -495,7 +478,7 @@ export class Agent {
     for (const moduleName of replacedModules) {
       const victim = views.find((v) => v.name !== by && (v.entry?.moduleName === moduleName || ("module" in v.want && v.want.module.name === moduleName)));
       if (!victim) continue;
-      const patch = this.patches.find((p) => p.metadata.name === victim.name);
+      const patch = this.patches.find((p) => p.patch.name === victim.name);
       if (!patch) continue;
       const fresh = await this.deps.driver.inspect().catch(() => host);
       const sha256 = "module" in victim.want ? victim.want.module.sha256 : (victim.entry?.sha256 ?? "");
@@ -505,47 +488,35 @@ export class Agent {
     }
   }
 
-  /** Writes this node's entry when it differs from what the patch's status already says. */
-  /** Resolves true when it wrote (false: the entry already said this). */
-  private async write(patch: KernelLivePatch, current: NodeEntry | undefined, update: EntryUpdate, host: HostState): Promise<boolean> {
-    const lp = update.moduleName ? host.livepatches.find((p) => p.name === update.moduleName) : undefined;
-    const entry: NodeEntry = stripUndefined({
-      nodeName: this.deps.nodeName,
-      phase: update.phase,
-      kernelRelease: host.kernelRelease,
-      bootID: host.bootId,
-      moduleName: update.moduleName,
-      sha256: update.sha256,
-      enabled: update.moduleName ? (lp?.enabled ?? false) : undefined,
-      transition: update.moduleName ? (lp?.transition ?? false) : undefined,
-      tainted: host.tainted,
-      taintFlags: host.taintFlags,
-      replacedBy: update.replacedBy,
-      previousModuleName: update.previousModuleName,
-      stalledTasks: update.stalledTasks,
-      reason: update.reason,
-      message: update.message,
-      observedGeneration: patch.metadata.generation ?? 0,
-      lastTransitionTime: current?.phase === update.phase && current.lastTransitionTime ? current.lastTransitionTime : this.now().toISOString(),
-    });
+  /**
+   * Writes this node's entry when it differs from what the patch's status already says.
+   * Resolves true when it wrote (false: the entry already said this).
+   */
+  private async write(p: ProjectedPatch, current: NodeEntry | undefined, update: EntryUpdate, host: HostState): Promise<boolean> {
+    const entry = entryOf(update, current, { nodeName: this.deps.nodeName, host, generation: p.patch.generation, now: this.now() });
     if (current && sameEntry(current, entry)) return false;
     // The phase this entry last had: a write earlier in this pass (the `before` of an operation)
     // is newer than the view's entry.
-    const last = patch.status?.nodes?.find((e) => e.nodeName === entry.nodeName) ?? current;
-    checkPhaseChange(patch.metadata.name, last?.phase, entry.phase, this.log, this.deps.metrics);
+    checkPhaseChange(p.patch.name, (p.entry ?? current)?.phase, entry.phase, this.log, this.deps.metrics);
+    await this.send(p, entry);
+    // Remember what we wrote, so the same pass does not write it again before the watch catches up.
+    p.entry = entry;
+    this.log.debug({ patch: p.patch.name, phase: entry.phase }, "entry written");
+    return true;
+  }
+
+  private async send(p: ProjectedPatch, entry: NodeEntry): Promise<void> {
+    const key = patchKey(p.patch);
+    this.ownWrites.writing(key, entry);
     try {
-      const resourceVersion = Number(await this.deps.api.applyEntry(patch.metadata.name, entry));
-      if (Number.isSafeInteger(resourceVersion)) this.written.set(writeKey(patch), { entry, resourceVersion });
+      const resourceVersion = await this.deps.api.applyEntry(p.patch.name, entry);
+      this.ownWrites.written(key, entry, typeof resourceVersion === "string" ? resourceVersion : undefined);
       this.deps.metrics?.statusWrite(true);
     } catch (err) {
+      this.ownWrites.failed(key);
       this.deps.metrics?.statusWrite(false);
       throw err;
     }
-    // Remember what we wrote, so the same pass does not write it again before the watch catches up.
-    const nodes = (patch.status ??= {}).nodes ?? [];
-    patch.status.nodes = [...nodes.filter((e) => e.nodeName !== entry.nodeName), entry];
-    this.log.debug({ patch: patch.metadata.name, phase: entry.phase }, "entry written");
-    return true;
   }
 }
 
@@ -574,42 +545,22 @@ function failedModules(view: PatchView, target: string): { moduleName: string; p
   return { moduleName: target, previousModuleName: previous === target ? undefined : previous };
 }
 
-function sameEntry(a: NodeEntry, b: NodeEntry): boolean {
-  const strip = ({ lastTransitionTime: _a, ...rest }: NodeEntry) => rest;
-  return JSON.stringify(sortKeys(strip(a))) === JSON.stringify(sortKeys(strip(b)));
-}
-
-function sortKeys<T extends object>(o: T): T {
-  return Object.fromEntries(Object.entries(o).sort(([a], [b]) => compare(a, b))) as T;
-}
-
 /** Code-unit order: deterministic on every node (and no ICU collation data in the agent's memory). */
 function compare(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
-function stripUndefined<T extends object>(o: T): T {
-  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
+function byCreation(a: ProjectedPatch, b: ProjectedPatch): number {
+  const ta = a.patch.creationTimestamp;
+  const tb = b.patch.creationTimestamp;
+  return ta === tb ? compare(a.patch.name, b.patch.name) : compare(ta, tb);
 }
 
-function byCreation(a: KernelLivePatch, b: KernelLivePatch): number {
-  const ta = a.metadata.creationTimestamp ?? "";
-  const tb = b.metadata.creationTimestamp ?? "";
-  return ta === tb ? compare(a.metadata.name, b.metadata.name) : compare(ta, tb);
+/** One operation of one patch, for its retry schedule (starts with the patch's key). */
+function retryKey(p: ProjectedPatch, action: Action): string {
+  return `${patchKey(p.patch)} ${action.op} ${"module" in action ? action.module.name : action.name}`;
 }
 
-/** Retry-schedule keys of the modules of patches that are gone (cleanOrphans). */
-const ORPHAN_KEY = "orphan ";
-
-/** One operation of one patch, for its retry schedule (starts with the patch's writeKey). */
-function retryKey(p: KernelLivePatch, action: Action): string {
-  return `${writeKey(p)} ${action.op} ${"module" in action ? action.module.name : action.name}`;
-}
-
-function writeKey(p: KernelLivePatch): string {
-  return p.metadata.uid ?? p.metadata.name;
-}
-
-function ref(p: KernelLivePatch): { name: string; uid?: string | undefined } {
-  return { name: p.metadata.name, uid: p.metadata.uid };
+function ref(p: ProjectedPatch): { name: string; uid?: string | undefined } {
+  return { name: p.patch.name, uid: p.patch.uid };
 }

@@ -138,73 +138,146 @@ export function cleanupOf(name: string | undefined, host: HostView): Action | un
   return undefined;
 }
 
+/** What the rules for a module that should be on the host look at, read once. */
+interface Present {
+  readonly patch: PatchView;
+  readonly kind: "loaded" | "staged";
+  readonly m: ModuleRef;
+  readonly host: HostView;
+  readonly others: readonly PatchView[];
+  /** The livepatch of the module's name, if one is live. */
+  readonly lp: HostView["livepatches"][number] | undefined;
+  /** The copy of the module's name staged for the running release, if any. */
+  readonly staged: HostView["installed"][number] | undefined;
+  /** The module the spec named before (a cumulative v1 when it now names v2), while on the host. */
+  readonly previous: string | undefined;
+  readonly cleanupPrevious: Action | undefined;
+  /** The module fields every entry about it carries. */
+  readonly ref: Omit<EntryUpdate, "phase">;
+}
+
+type PresentRule = (c: Present) => Decision | undefined;
+
+/**
+ * The rules for a module that should be loaded or staged, in order: the first that decides wins.
+ * The order is the point: a final failure and a reboot's verdict come before anything the host
+ * shows, a foreign or earlier build before any claim that the module is ours, a transition before
+ * any new operation, and admission before every change.
+ */
+const PRESENT_RULES: ReadonlyArray<readonly [string, PresentRule]> = [
+  ["a final failure is reported as it stands", finalFailure],
+  ["a reboot during the load or the soak fails the patch on the node", rebootedDuring],
+  ["another build under this name is never reported as this patch's", anotherBuild],
+  ["a transition in progress: look again shortly", inTransition],
+  ["Staged: on the disk for boot, not in the kernel", stagedOnly],
+  ["live and verified: soak, stage for boot, retire the previous module", liveAndVerified],
+  ["replaced by another patch's cumulative module: stays out", replacedByAnother],
+  ["before admission nothing moves", notAdmitted],
+  ["a preflight blocker fails the load before it starts", blocked],
+  ["load", load],
+];
+
 function decidePresent(patch: PatchView, kind: "loaded" | "staged", m: ModuleRef, host: HostView, others: readonly PatchView[]): Decision {
+  const previous = previousModule(patch.entry, m.name, host);
+  const c: Present = {
+    patch,
+    kind,
+    m,
+    host,
+    others,
+    lp: host.livepatches.find((p) => p.name === m.name),
+    staged: host.installed.find((i) => i.name === m.name),
+    previous,
+    cleanupPrevious: previous ? cleanupOf(previous, host) : undefined,
+    ref: { moduleName: m.name, sha256: m.sha256, previousModuleName: previous },
+  };
+  for (const [, rule] of PRESENT_RULES) {
+    const d = rule(c);
+    if (d) return d;
+  }
+  throw new Error("unreachable: the last present rule always decides");
+}
+
+/** A failure is final for a generation: retrying a refused module would only hammer the kernel. */
+function finalFailure({ patch, m }: Present): Decision | undefined {
   const entry = patch.entry;
-  // A failure is final for a generation: retrying a refused module would only hammer the kernel.
-  if (entry && isFinalFailure(entry, patch.generation, m.sha256)) {
-    // Reported as it stands (the module's name may never have been known: the file was refused).
-    return {
-      kind: "report",
-      entry: { phase: entry.phase, moduleName: entry.moduleName, sha256: entry.sha256, previousModuleName: entry.previousModuleName, reason: entry.reason, message: entry.message, stalledTasks: entry.stalledTasks },
-    };
-  }
-  const lp = host.livepatches.find((p) => p.name === m.name);
-  const staged = host.installed.find((i) => i.name === m.name);
+  if (!entry || !isFinalFailure(entry, patch.generation, m.sha256)) return undefined;
+  // Reported as it stands (the module's name may never have been known: the file was refused).
+  return {
+    kind: "report",
+    entry: { phase: entry.phase, moduleName: entry.moduleName, sha256: entry.sha256, previousModuleName: entry.previousModuleName, reason: entry.reason, message: entry.message, stalledTasks: entry.stalledTasks },
+  };
+}
+
+function rebootedDuring({ patch, m, host, lp }: Present): Decision | undefined {
   const rebooted = rebootFailure(patch, m, host, lp !== undefined);
-  if (rebooted) return { kind: "report", entry: rebooted };
-  // The module the spec named before (a cumulative v1 when it now names v2): kept in the entry
-  // until it is off the host, so a restart or a failure in between does not forget it.
-  const previous = previousModule(entry, m.name, host);
-  const cleanupPrevious = previous ? cleanupOf(previous, host) : undefined;
-  const ref = { moduleName: m.name, sha256: m.sha256, previousModuleName: previous };
+  return rebooted ? { kind: "report", entry: rebooted } : undefined;
+}
 
-  // Another build under this name (even mid-transition) is never reported as this patch's.
-  if (lp && m.buildId !== undefined && lp.buildId !== m.buildId) {
-    const d = notThisBuild(patch, m, lp.buildId, ref);
-    return d.kind === "act" && lp.transition ? { kind: "wait", ms: 1000, entry: d.before ?? { phase: "Unloading", ...ref } } : d;
-  }
-  if (lp?.transition) {
-    return { kind: "wait", ms: 1000, entry: { phase: lp.enabled ? "Loading" : "Unloading", ...ref } };
-  }
+/** Another build under this name (even mid-transition) is never reported as this patch's. */
+function anotherBuild({ patch, m, lp, ref }: Present): Decision | undefined {
+  if (!lp || m.buildId === undefined || lp.buildId === m.buildId) return undefined;
+  const d = notThisBuild(patch, m, lp.buildId, ref);
+  return d.kind === "act" && lp.transition ? { kind: "wait", ms: 1000, entry: d.before ?? { phase: "Unloading", ...ref } } : d;
+}
 
-  if (kind === "staged") {
-    if (lp) return patch.admitted ? { kind: "act", action: { op: "unload", name: m.name }, before: { phase: "Unloading", ...ref } } : { kind: "none" };
-    if (host.modules.some((x) => x.name === m.name)) return { kind: "act", action: { op: "removeLeftover", name: m.name }, before: undefined };
-    if (staged?.sha256 === m.sha256) {
-      if (cleanupPrevious) return { kind: "act", action: cleanupPrevious, before: undefined };
-      return { kind: "report", entry: { phase: "Staged", moduleName: m.name, sha256: m.sha256 } };
-    }
-    if (!patch.admitted) return { kind: "none" };
-    return { kind: "act", action: { op: "install", module: m }, before: { phase: "Staging", ...ref } };
-  }
+function inTransition({ lp, ref }: Present): Decision | undefined {
+  return lp?.transition ? { kind: "wait", ms: 1000, entry: { phase: lp.enabled ? "Loading" : "Unloading", ...ref } } : undefined;
+}
 
-  if (lp?.enabled) {
-    if (lp.buildId === undefined || lp.buildId !== m.buildId) return notThisBuild(patch, m, lp.buildId, ref);
-    // Live and verified: once the soak is over, stage it for boot (until then a crash must not
-    // bring it back at boot), then retire the patch's previous module, then report.
-    const loaded: EntryUpdate = { phase: "Loaded", moduleName: m.name, sha256: m.sha256 };
-    if (staged?.sha256 !== m.sha256) {
-      const since = entry?.phase === "Loaded" && entry.sha256 === m.sha256 && entry.lastTransitionTime ? Date.parse(entry.lastTransitionTime) : host.now;
-      const soakLeft = since + patch.soakSeconds * 1000 - host.now;
-      if (soakLeft > 0) return { kind: "wait", ms: soakLeft, entry: { ...loaded, previousModuleName: previous } };
-      return { kind: "act", action: { op: "install", module: m }, before: undefined };
-    }
+function stagedOnly({ patch, kind, m, host, lp, staged, cleanupPrevious, ref }: Present): Decision | undefined {
+  if (kind !== "staged") return undefined;
+  if (lp) return patch.admitted ? { kind: "act", action: { op: "unload", name: m.name }, before: { phase: "Unloading", ...ref } } : { kind: "none" };
+  if (host.modules.some((x) => x.name === m.name)) return { kind: "act", action: { op: "removeLeftover", name: m.name }, before: undefined };
+  if (staged?.sha256 === m.sha256) {
     if (cleanupPrevious) return { kind: "act", action: cleanupPrevious, before: undefined };
-    return { kind: "report", entry: loaded };
+    return { kind: "report", entry: { phase: "Staged", moduleName: m.name, sha256: m.sha256 } };
   }
-
-  const replacer = replacedBy(patch, m, host, others);
-  if (replacer) {
-    // Superseded by another patch's cumulative module: take the leftover out of the kernel and
-    // off the disk, and do not load it back while the replacing patch stays live.
-    const cleanup = cleanupOf(m.name, host);
-    const entry = replacedEntry(m, replacer);
-    return cleanup ? { kind: "act", action: cleanup, before: entry } : { kind: "report", entry };
-  }
-
   if (!patch.admitted) return { kind: "none" };
+  return { kind: "act", action: { op: "install", module: m }, before: { phase: "Staging", ...ref } };
+}
+
+/**
+ * Live and verified: once the soak is over, stage it for boot (until then a crash must not bring
+ * it back at boot), then retire the patch's previous module, then report.
+ */
+function liveAndVerified({ patch, m, host, lp, staged, previous, cleanupPrevious, ref }: Present): Decision | undefined {
+  if (!lp?.enabled) return undefined;
+  if (lp.buildId === undefined || lp.buildId !== m.buildId) return notThisBuild(patch, m, lp.buildId, ref);
+  const loaded: EntryUpdate = { phase: "Loaded", moduleName: m.name, sha256: m.sha256 };
+  if (staged?.sha256 !== m.sha256) {
+    const entry = patch.entry;
+    const since = entry?.phase === "Loaded" && entry.sha256 === m.sha256 && entry.lastTransitionTime ? Date.parse(entry.lastTransitionTime) : host.now;
+    const soakLeft = since + patch.soakSeconds * 1000 - host.now;
+    if (soakLeft > 0) return { kind: "wait", ms: soakLeft, entry: { ...loaded, previousModuleName: previous } };
+    return { kind: "act", action: { op: "install", module: m }, before: undefined };
+  }
+  if (cleanupPrevious) return { kind: "act", action: cleanupPrevious, before: undefined };
+  return { kind: "report", entry: loaded };
+}
+
+/**
+ * Superseded by another patch's cumulative module: take the leftover out of the kernel and off
+ * the disk, and do not load it back while the replacing patch stays live.
+ */
+function replacedByAnother({ patch, m, host, others }: Present): Decision | undefined {
+  const replacer = replacedBy(patch, m, host, others);
+  if (!replacer) return undefined;
+  const cleanup = cleanupOf(m.name, host);
+  const entry = replacedEntry(m, replacer);
+  return cleanup ? { kind: "act", action: cleanup, before: entry } : { kind: "report", entry };
+}
+
+function notAdmitted({ patch }: Present): Decision | undefined {
+  return patch.admitted ? undefined : { kind: "none" };
+}
+
+function blocked({ host, ref }: Present): Decision | undefined {
   const blocker = host.blockers[0];
-  if (blocker) return { kind: "report", entry: { phase: "Failed", ...ref, reason: blocker.reason, message: blocker.message } };
+  return blocker ? { kind: "report", entry: { phase: "Failed", ...ref, reason: blocker.reason, message: blocker.message } } : undefined;
+}
+
+function load({ m, ref }: Present): Decision {
   return { kind: "act", action: { op: "installAndLoad", module: m }, before: { phase: "Loading", ...ref } };
 }
 
