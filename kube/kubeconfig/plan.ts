@@ -7,7 +7,7 @@ import { dirname, resolve, sep } from "node:path";
 import type { z } from "zod";
 import { KubeconfigError } from "./errors.ts";
 import type { FromFile, MergedKubeconfig } from "./merge.ts";
-import { ClusterSchema, ContextSchema, UNSUPPORTED, UserSchema, type ExecConfig } from "./schema.ts";
+import { ClusterSchema, ContextSchema, UNSUPPORTED, UserSchema, type ExecConfig, type KubeUser } from "./schema.ts";
 
 /** Certificate material: inline (base64-decoded) or a file still to read. */
 export type Material = { readonly data: Buffer } | { readonly file: string };
@@ -40,10 +40,10 @@ export function planConnection(merged: MergedKubeconfig, opts: { readonly contex
   if (!ctxEntry) throw new KubeconfigError("NoContext", `context "${name}" not found (contexts: ${names(merged.contexts)})`, "current-context");
   const ctx = strict(ContextSchema, ctxEntry.value, `contexts[${name}].context`);
   const clusterEntry = merged.clusters.get(ctx.cluster);
-  if (!clusterEntry) throw new KubeconfigError("NoContext", `cluster "${ctx.cluster}" of context "${name}" not found`, `contexts[${name}].context.cluster`);
-  if (!ctx.user) throw new KubeconfigError("NoContext", `context "${name}" names no user`, `contexts[${name}].context.user`);
+  if (!clusterEntry) throw new KubeconfigError("NoContext", `contexts[${name}].context.cluster: cluster "${ctx.cluster}" not found`, `contexts[${name}].context.cluster`);
+  if (!ctx.user) throw new KubeconfigError("NoContext", `contexts[${name}].context.user: not set`, `contexts[${name}].context.user`);
   const userEntry = merged.users.get(ctx.user);
-  if (!userEntry) throw new KubeconfigError("NoContext", `user "${ctx.user}" of context "${name}" not found`, `contexts[${name}].context.user`);
+  if (!userEntry) throw new KubeconfigError("NoContext", `contexts[${name}].context.user: user "${ctx.user}" not found`, `contexts[${name}].context.user`);
   const cluster = planCluster(ctx.cluster, clusterEntry);
   const user = planUser(ctx.user, userEntry, cluster.execExtension);
   return { context: name, ...cluster.plan, ...user };
@@ -69,9 +69,9 @@ function planCluster(name: string, entry: FromFile<unknown>) {
   if (url.protocol !== "https:") throw new KubeconfigError("Unsupported", `${where}.server: only https:// servers are supported, not ${url.protocol}`, `${where}.server`);
   const caData = c["certificate-authority-data"];
   const caFile = c["certificate-authority"];
-  if (caData && caFile) conflict(`${where}: certificate-authority-data and certificate-authority are both set`, `${where}.certificate-authority`);
+  if (caData && caFile) conflict(`${where}.certificate-authority`, `certificate-authority-data and certificate-authority are both set`);
   const ca = material(caData, caFile, entry.file);
-  if (ca && c["insecure-skip-tls-verify"]) conflict(`${where}: a certificate authority together with insecure-skip-tls-verify (kubectl refuses it too)`, `${where}.insecure-skip-tls-verify`);
+  if (ca && c["insecure-skip-tls-verify"]) conflict(`${where}.insecure-skip-tls-verify`, `a certificate authority together with insecure-skip-tls-verify (kubectl refuses it too)`);
   const execExtension = (c.extensions ?? []).find((e): e is { name: string; extension: unknown } => (e as { name?: unknown }).name === EXEC_EXTENSION)?.extension;
   const plan = {
     server: `${url.origin}${url.pathname.replace(/\/+$/, "")}`,
@@ -85,25 +85,31 @@ function planCluster(name: string, entry: FromFile<unknown>) {
 function planUser(name: string, entry: FromFile<unknown>, execExtension: unknown): Pick<ConnectionPlan, "clientCert" | "auth"> {
   const where = `users[${name}].user`;
   const u = strict(UserSchema, entry.value ?? {}, where);
+  const clientCert = planClientCert(u, entry.file, where);
+  const basic = u.username || u.password ? { kind: "basic" as const, username: u.username ?? "", password: u.password ?? "" } : undefined;
+  const token = u.token ? { kind: "token" as const, token: u.token } : u.tokenFile ? { kind: "tokenFile" as const, file: resolve(dirname(entry.file), u.tokenFile) } : undefined;
+  if (basic && token) conflict(`${where}.username`, `more than one authentication method (token and username/password)`);
+  const staticAuth = token ?? basic;
+  if (!u.exec) return { clientCert, auth: staticAuth ?? { kind: "none" } };
+  // kubectl silently prefers static credentials over an exec plugin; saying so beats guessing which was meant.
+  if (clientCert || staticAuth) {
+    const other = clientCert ? "a client certificate" : staticAuth?.kind === "basic" ? "username/password" : "a token";
+    conflict(`${where}.exec`, `exec together with ${other}: keep one`);
+  }
+  return { clientCert, auth: { kind: "exec", user: name, exec: planExec(u.exec, entry.file, where), clusterConfig: execExtension } };
+}
+
+function planClientCert(u: KubeUser, file: string, where: string): ConnectionPlan["clientCert"] {
   const certData = u["client-certificate-data"];
   const certFile = u["client-certificate"];
   const keyData = u["client-key-data"];
   const keyFile = u["client-key"];
-  if (certData && certFile) conflict(`${where}: client-certificate-data and client-certificate are both set`, `${where}.client-certificate`);
-  if (keyData && keyFile) conflict(`${where}: client-key-data and client-key are both set`, `${where}.client-key`);
-  const cert = material(certData, certFile, entry.file);
-  const key = material(keyData, keyFile, entry.file);
-  if (!cert !== !key) conflict(`${where}: a client certificate needs both a certificate and a key`, `${where}.${cert ? "client-key" : "client-certificate"}`);
-  const clientCert = cert && key ? { cert, key } : undefined;
-  const basic = u.username || u.password ? { kind: "basic" as const, username: u.username ?? "", password: u.password ?? "" } : undefined;
-  const token = u.token ? { kind: "token" as const, token: u.token } : u.tokenFile ? { kind: "tokenFile" as const, file: resolve(dirname(entry.file), u.tokenFile) } : undefined;
-  if (basic && token) conflict(`${where}: more than one authentication method (token and username/password)`, `${where}.username`);
-  if (u.exec && (clientCert || basic || token)) {
-    // kubectl silently prefers the static credentials; saying so is kinder than guessing which was meant.
-    conflict(`${where}: exec together with ${clientCert ? "a client certificate" : basic ? "username/password" : "a token"}: keep one`, `${where}.exec`);
-  }
-  const auth = token ?? basic ?? (u.exec ? { kind: "exec" as const, user: name, exec: planExec(u.exec, entry.file, where), clusterConfig: execExtension } : { kind: "none" as const });
-  return { clientCert, auth };
+  if (certData && certFile) conflict(`${where}.client-certificate`, `client-certificate-data and client-certificate are both set`);
+  if (keyData && keyFile) conflict(`${where}.client-key`, `client-key-data and client-key are both set`);
+  const cert = material(certData, certFile, file);
+  const key = material(keyData, keyFile, file);
+  if (!cert !== !key) conflict(`${where}.${cert ? "client-key" : "client-certificate"}`, `a client certificate needs both a certificate and a key`);
+  return cert && key ? { cert, key } : undefined;
 }
 
 function planExec(exec: ExecConfig, file: string, where: string): ExecConfig {
@@ -123,8 +129,8 @@ function material(data: string | null | undefined, file: string | null | undefin
   return undefined;
 }
 
-function conflict(message: string, field: string): never {
-  throw new KubeconfigError("Conflict", message, field);
+function conflict(field: string, why: string): never {
+  throw new KubeconfigError("Conflict", `${field}: ${why}`, field);
 }
 
 /** Parses a selected entry strictly: a field we refuse or do not know is named in the error. */
