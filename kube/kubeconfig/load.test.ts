@@ -76,3 +76,19 @@ describe("loading a KUBECONFIG value", () => {
     expect([c.ca?.toString(), c.cert?.toString(), c.key?.toString()]).toEqual(["CA PEM", "CERT PEM", "KEY PEM"]);
   });
 });
+
+describe("users the old reader sent as anonymous", () => {
+  it.each([
+    ["a legacy gcp auth-provider is refused, naming the field", { "auth-provider": { name: "gcp" } }, /users\[u\]\.user\.auth-provider \(gcp\)/],
+    ["an unknown user field is refused, naming it", { "oidc-token": "x" }, /users\[u\]\.user\.oidc-token/],
+  ])("%s", (_, user, message) => {
+    const p = write(`refused-${Math.random()}.yaml`, config("https://a.example", user, "main"));
+    expect(() => kubeconfigConnection(p)).toThrow(message);
+  });
+
+  it("an exec user gets credentials from its plugin", () => {
+    const p = write("exec.yaml", config("https://a.example", { exec: { apiVersion: "client.authentication.k8s.io/v1", command: "aws", interactiveMode: "Never" } }, "main"));
+    expect(kubeconfigConnection(p).credentials).toBeDefined();
+  });
+});
+
