@@ -45,7 +45,7 @@ let admits: (s: Seen) => boolean = () => true;
 
 function handle(req: IncomingMessage, res: ServerResponse): void {
   const peer = (req.socket as TLSSocket).getPeerCertificate();
-  const s: Seen = { url: req.url ?? "", authorization: req.headers.authorization, cn: peer?.subject?.CN };
+  const s: Seen = { url: req.url ?? "", authorization: req.headers.authorization, cn: String(peer?.subject?.CN ?? "") || undefined };
   seen.push(s);
   if (!admits(s)) {
     res.writeHead(401, { "content-type": "application/json" });
