@@ -4,20 +4,34 @@
  * needs four calls (list, watch, get, server-side apply of status), so it speaks HTTP itself.
  *
  * In a pod: the kubelet-mounted service-account token (re-read, it rotates), CA and the
- * `kubernetes` Service from the environment. Outside (tests, demo): a kubeconfig file.
+ * `kubernetes` Service from the environment. Outside (tests, demo, an admin's machine): a
+ * kubeconfig read as kubectl reads it (kube/kubeconfig/): KUBECONFIG lists, server path prefixes,
+ * exec credential plugins; what it cannot honour is an error naming the field, never an anonymous
+ * request.
  */
 import { readFileSync } from "node:fs";
-import { dirname, resolve } from "node:path";
-import { parse } from "yaml";
+import { basicAuth, staticCredentials, tokenFileCredentials, type Clock, type CredentialSource } from "./kubeconfig/credentials.ts";
+import { KubeconfigError } from "./kubeconfig/errors.ts";
+import { execCredentials, type ExecClusterInfo, type PluginRunner } from "./kubeconfig/exec-credential.ts";
+import { loadKubeconfig } from "./kubeconfig/load.ts";
+import { planConnection, type ConnectionPlan, type Material } from "./kubeconfig/plan.ts";
+
+export type { Credentials, CredentialSource } from "./kubeconfig/credentials.ts";
+export { KubeconfigError } from "./kubeconfig/errors.ts";
 
 export interface Connection {
+  /** https://host[:port][/path prefix], no trailing slash: every request path goes after the prefix. */
   readonly server: string;
   readonly ca?: Buffer | undefined;
   readonly cert?: Buffer | undefined;
   readonly key?: Buffer | undefined;
   readonly insecureSkipTlsVerify?: boolean | undefined;
+  /** The name to expect in the server's certificate (and send as SNI) instead of the URL's host. */
+  readonly tlsServerName?: string | undefined;
   /** Current bearer token, if any (read on each request: projected tokens rotate). */
   readonly token?: (() => string) | undefined;
+  /** Credentials that change (token file, exec plugin): asked before each request, told of a 401. */
+  readonly credentials?: CredentialSource | undefined;
 }
 
 const SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount";
@@ -38,32 +52,65 @@ export function inClusterConnection(env: NodeJS.ProcessEnv, saDir = SA_DIR): Con
   };
 }
 
-interface KubeconfigFile {
-  "current-context"?: string;
-  contexts?: Array<{ name: string; context: { cluster: string; user: string } }>;
-  clusters?: Array<{ name: string; cluster: { server: string; "certificate-authority"?: string; "certificate-authority-data"?: string; "insecure-skip-tls-verify"?: boolean } }>;
-  users?: Array<{ name: string; user: { token?: string; tokenFile?: string; "client-certificate"?: string; "client-certificate-data"?: string; "client-key"?: string; "client-key-data"?: string } }>;
+export interface KubeconfigOptions {
+  /** Use this context instead of current-context (kubectl --context). */
+  readonly context?: string | undefined;
+  /** The clock of credential expiry and token-file re-reads (default Date.now). */
+  readonly now?: Clock | undefined;
+  /** The environment an exec plugin inherits (default process.env). */
+  readonly env?: NodeJS.ProcessEnv | undefined;
+  readonly runPlugin?: PluginRunner | undefined;
 }
 
-/** The current context of a kubeconfig: certificates and tokens inline or as files. */
-export function kubeconfigConnection(path: string): Connection {
-  const cfg = parse(readFileSync(path, "utf8")) as KubeconfigFile;
-  const base = dirname(path);
-  const ctxName = cfg["current-context"];
-  const ctx = cfg.contexts?.find((c) => c.name === ctxName)?.context ?? cfg.contexts?.[0]?.context;
-  if (!ctx) throw new Error(`${path}: no context`);
-  const cluster = cfg.clusters?.find((c) => c.name === ctx.cluster)?.cluster;
-  const user = cfg.users?.find((u) => u.name === ctx.user)?.user ?? {};
-  if (!cluster) throw new Error(`${path}: no cluster ${ctx.cluster}`);
-  const material = (data: string | undefined, file: string | undefined) =>
-    data ? Buffer.from(data, "base64") : file ? readFileSync(resolve(base, file)) : undefined;
-  const tokenFile = user.tokenFile ? resolve(base, user.tokenFile) : undefined;
-  return {
-    server: cluster.server.replace(/\/+$/, ""),
-    ca: material(cluster["certificate-authority-data"], cluster["certificate-authority"]),
-    insecureSkipTlsVerify: cluster["insecure-skip-tls-verify"],
-    cert: material(user["client-certificate-data"], user["client-certificate"]),
-    key: material(user["client-key-data"], user["client-key"]),
-    token: user.token ? () => user.token! : tokenFile ? () => readFileSync(tokenFile, "utf8").trim() : undefined,
+/**
+ * The current context of a kubeconfig. `paths` is a KUBECONFIG value: one explicit file, or a
+ * list separated by ":" merged as kubectl merges it. Throws a KubeconfigError naming the field for
+ * anything it cannot honour; an exec plugin runs at the first request, not here.
+ */
+export function kubeconfigConnection(paths: string, opts: KubeconfigOptions = {}): Connection {
+  return connectionFromPlan(planConnection(loadKubeconfig(paths), opts), opts);
+}
+
+export function connectionFromPlan(plan: ConnectionPlan, opts: KubeconfigOptions = {}): Connection {
+  const ca = plan.ca && read(plan.ca, "certificate-authority");
+  const base = {
+    server: plan.server,
+    ca,
+    cert: plan.clientCert && read(plan.clientCert.cert, "client-certificate"),
+    key: plan.clientCert && read(plan.clientCert.key, "client-key"),
+    insecureSkipTlsVerify: plan.insecureSkipTlsVerify,
+    tlsServerName: plan.tlsServerName,
   };
+  const now = opts.now ?? Date.now;
+  const auth = plan.auth;
+  switch (auth.kind) {
+    case "none":
+      return base;
+    case "token":
+      return { ...base, token: () => auth.token };
+    case "tokenFile":
+      return { ...base, credentials: tokenFileCredentials(auth.file, now) };
+    case "basic":
+      return { ...base, credentials: staticCredentials({ authorization: basicAuth(auth.username, auth.password) }) };
+    case "exec": {
+      const cluster: ExecClusterInfo = {
+        server: plan.server,
+        "tls-server-name": plan.tlsServerName,
+        "insecure-skip-tls-verify": plan.insecureSkipTlsVerify || undefined,
+        "certificate-authority-data": ca?.toString("base64"),
+        config: auth.clusterConfig,
+      };
+      const run = opts.runPlugin;
+      return { ...base, credentials: execCredentials({ exec: auth.exec, user: auth.user, cluster, now, env: opts.env ?? process.env, ...(run ? { run } : {}) }) };
+    }
+  }
+}
+
+function read(m: Material, field: string): Buffer {
+  if ("data" in m) return m.data;
+  try {
+    return readFileSync(m.file);
+  } catch (cause) {
+    throw new KubeconfigError("Unreadable", `${field} ${m.file}: ${(cause as Error).message}`, field, { cause });
+  }
 }

@@ -5,7 +5,7 @@
 import type { IncomingMessage } from "node:http";
 import { Agent, request } from "node:https";
 import { createSecureContext, type SecureContext } from "node:tls";
-import type { Connection } from "./connection.ts";
+import type { Connection, Credentials } from "./connection.ts";
 
 /** Content types of the patches the API server takes. */
 export const APPLY = "application/apply-patch+yaml";
@@ -54,7 +54,12 @@ export interface KubeHttpOptions {
 
 export class KubeHttp {
   private readonly agent: Agent;
+  /** The agent presenting an exec plugin's client certificate, replaced when the plugin issues a new one. */
+  private certAgent: { readonly cert: Buffer; readonly agent: Agent } | undefined;
   private readonly base: URL;
+  /** The server URL's path (Rancher's /k8s/clusters/c-x), put before every request path. */
+  private readonly prefix: string;
+  private readonly maxSockets: number;
   private readonly requestTimeoutMs: number;
   private readonly userAgent: string;
 
@@ -65,12 +70,9 @@ export class KubeHttp {
     this.requestTimeoutMs = opts.requestTimeoutMs ?? 30_000;
     this.userAgent = opts.userAgent ?? "kpatch-agent";
     this.base = new URL(conn.server);
-    this.agent = new Agent({
-      keepAlive: true,
-      maxSockets: opts.maxSockets ?? 4,
-      secureContext: secureContextOf(conn),
-      rejectUnauthorized: !conn.insecureSkipTlsVerify,
-    });
+    this.prefix = this.base.pathname.replace(/\/+$/, "");
+    this.maxSockets = opts.maxSockets ?? 4;
+    this.agent = this.newAgent(secureContextOf(conn));
   }
 
   async json<T>(method: string, path: string, opts: RequestOptions = {}): Promise<T> {
@@ -103,23 +105,46 @@ export class KubeHttp {
 
   close(): void {
     this.agent.destroy();
+    this.certAgent?.agent.destroy();
   }
 
-  private open(method: string, path: string, opts: RequestOptions, streaming = false): Promise<IncomingMessage> {
-    const url = new URL(path, this.base);
+  /**
+   * A request with the connection's current credentials. Answered 401, they are reported rejected
+   * (an expired exec token, a rotated token file) and, if that yields new ones, the request is sent
+   * once more with them: client-go only refreshes for the next request, but our callers would
+   * otherwise log a failure and wait a retry period for nothing.
+   */
+  private async open(method: string, path: string, opts: RequestOptions, streaming = false): Promise<IncomingMessage> {
+    const source = this.conn.credentials;
+    const creds = await source?.current();
+    const res = await this.openWith(method, path, opts, streaming, creds);
+    if (res.statusCode !== 401 || !source || !creds) return res;
+    source.rejected(creds);
+    const fresh = await source.current();
+    if (sameCredentials(fresh, creds)) return res;
+    await consume(res);
+    return this.openWith(method, path, opts, streaming, fresh);
+  }
+
+  private openWith(method: string, path: string, opts: RequestOptions, streaming: boolean, creds: Credentials | undefined): Promise<IncomingMessage> {
+    // Joined by hand: new URL("/api/v1/...", base) would drop the server's path prefix.
+    const url = new URL(this.prefix + path, this.base.origin);
     for (const [k, v] of Object.entries(opts.query ?? {})) if (v !== undefined) url.searchParams.set(k, String(v));
     const body = opts.body === undefined ? undefined : typeof opts.body === "string" ? opts.body : JSON.stringify(opts.body);
     const token = this.conn.token?.();
+    const authorization = creds?.authorization ?? (token ? `Bearer ${token}` : undefined);
+    const servername = this.conn.tlsServerName;
     return new Promise((resolve, reject) => {
       const req = request(
         url,
         {
           method,
-          agent: this.agent,
+          agent: this.agentFor(creds),
+          ...(servername ? { servername } : {}),
           headers: {
             accept: "application/json",
             "user-agent": this.userAgent,
-            ...(token ? { authorization: `Bearer ${token}` } : {}),
+            ...(authorization ? { authorization } : {}),
             ...(body !== undefined ? { "content-type": opts.contentType ?? "application/json", "content-length": Buffer.byteLength(body) } : {}),
           },
           ...(opts.timeoutMs ? { timeout: opts.timeoutMs } : {}),
@@ -134,6 +159,29 @@ export class KubeHttp {
       req.end(body);
     });
   }
+
+  /**
+   * The pool to send with: the connection's own, or one presenting the plugin's current client
+   * certificate. A new certificate closes the old pool's connections, watches included (they
+   * reconnect), as client-go closes every connection when an exec plugin rotates its certificate.
+   */
+  private agentFor(creds: Credentials | undefined): Agent {
+    if (!creds?.cert || !creds.key) return this.agent;
+    if (this.certAgent?.cert !== creds.cert) {
+      this.certAgent?.agent.destroy();
+      const { ca } = this.conn;
+      this.certAgent = { cert: creds.cert, agent: this.newAgent(createSecureContext({ ...(ca ? { ca } : {}), cert: creds.cert, key: creds.key })) };
+    }
+    return this.certAgent.agent;
+  }
+
+  private newAgent(secureContext: SecureContext): Agent {
+    return new Agent({ keepAlive: true, maxSockets: this.maxSockets, secureContext, rejectUnauthorized: !this.conn.insecureSkipTlsVerify });
+  }
+}
+
+function sameCredentials(a: Credentials, b: Credentials): boolean {
+  return a.authorization === b.authorization && a.cert === b.cert;
 }
 
 const secureContexts = new WeakMap<Connection, SecureContext>();
