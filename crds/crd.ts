@@ -98,6 +98,8 @@ export function buildCrd(): Record<string, unknown> {
       { name: "Failed", type: "integer", jsonPath: ".status.summary.failed" },
       { name: "State", type: "string", jsonPath: ".spec.state" },
       { name: "Status", type: "string", jsonPath: '.status.conditions[?(@.type=="Ready")].reason' },
+      // kubectl get prints one value per column (not a list's), so the operator writes the line.
+      { name: "CVEs", type: "string", jsonPath: ".status.summary.cveExposure", description: "spec.cves and how many targeted nodes are still exposed" },
       { name: "Targeted", type: "integer", jsonPath: ".status.summary.targeted", priority: 1 },
       { name: "NotApplicable", type: "integer", jsonPath: ".status.summary.notApplicable", priority: 1 },
       // Counts, not the admitted list: on a fleet of a thousand nodes a list would fill the screen.

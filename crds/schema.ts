@@ -442,6 +442,16 @@ export const NodeEntry = z
   })
   .strict();
 
+export const CveCount = z
+  .object({
+    // As long as spec.cves allows (its pattern bounds no length).
+    id: doc(z.string(), "The CVE identifier, from spec.cves."),
+    fixed: doc(z.int().min(0), "Targeted nodes where this patch's module is live (Loaded, or Replaced by a cumulative patch)."),
+    exposed: doc(z.int().min(0), "Targeted nodes this patch has a module for where it is not live: pending, loading, staged only, unloaded, failed or stalled."),
+    notApplicable: doc(z.int().min(0), "Targeted nodes whose kernel release no module in spec.modules is for."),
+  })
+  .strict();
+
 export const Summary = z
   .object({
     ready: doc(z.string().max(32), "Loaded (or Staged/Unloaded, per the desired state) out of targeted applicable nodes, e.g. 3/4."),
@@ -453,6 +463,14 @@ export const Summary = z
     notApplicable: z.int().min(0),
     failed: z.int().min(0),
     pending: z.int().min(0),
+    cves: doc(
+      z.array(CveCount).max(64).optional().meta({ "x-kubernetes-list-type": "atomic" }),
+      "Per CVE in spec.cves: how many targeted nodes have the fix live (Loaded or Replaced), are still exposed, or run a kernel spec.modules has no module for. Absent when spec.cves is empty.",
+    ),
+    cveExposure: doc(
+      z.string().max(512).optional(),
+      "The CVEs and how many targeted nodes are still exposed, in one line for kubectl get, e.g. 'CVE-2024-1086 (2 exposed)'.",
+    ),
   })
   .strict();
 
