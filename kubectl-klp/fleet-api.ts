@@ -1,0 +1,32 @@
+/**
+ * The plugin's one port to the API server: read every KernelLivePatch and KernelLivePatchNode,
+ * and merge-patch a KernelLivePatch's spec. Over the project's own client (kube/http-client.ts).
+ *
+ * Objects are read as the server sends them, not parsed strictly with the schema: an admin's
+ * client must still read a cluster whose CRD is a version older or newer than the plugin.
+ */
+import { KubeHttp, MERGE } from "../kube/http-client.ts";
+import type { Connection } from "../kube/connection.ts";
+import type { KernelLivePatch, KernelLivePatchNode } from "../crds/schema.ts";
+import { KLPN_PATH, KLP_PATH } from "./api-names.ts";
+import type { FleetSnapshot } from "./fleet-view.ts";
+
+export interface FleetApi {
+  read(): Promise<FleetSnapshot>;
+  mergePatch(name: string, body: Record<string, unknown>): Promise<void>;
+  close(): void;
+}
+
+export function httpFleetApi(connection: Connection): FleetApi {
+  const http = new KubeHttp(connection, { userAgent: "kubectl-klp" });
+  const items = async <T>(path: string): Promise<T[]> => (await http.json<{ items?: T[] }>("GET", path)).items ?? [];
+  return {
+    read: async () => {
+      const [patches, nodes] = await Promise.all([items<KernelLivePatch>(KLP_PATH), items<KernelLivePatchNode>(KLPN_PATH)]);
+      // An object read from the server before the operator ever wrote its spec has no spec.patches.
+      return { patches, nodes: nodes.map((n) => ({ ...n, spec: { patches: n.spec?.patches ?? [] } })) };
+    },
+    mergePatch: (name, body) => http.send("PATCH", `${KLP_PATH}/${encodeURIComponent(name)}`, { body, contentType: MERGE }),
+    close: () => http.close(),
+  };
+}
