@@ -7,7 +7,7 @@ export type Command =
   | { readonly verb: "help" }
   | { readonly verb: "status"; readonly patch?: string; readonly output: OutputFormat }
   | { readonly verb: "cves"; readonly cve?: string; readonly exposed: boolean; readonly output: OutputFormat }
-  | { readonly verb: "nodes"; readonly output: OutputFormat }
+  | { readonly verb: "nodes"; readonly nodes?: readonly string[]; readonly output: OutputFormat }
   | { readonly verb: "retry"; readonly patch: string; readonly node?: string }
   | { readonly verb: "pause" | "resume"; readonly patch: string };
 
@@ -37,7 +37,7 @@ const TAKES: Readonly<Record<Exclude<Command["verb"], "help">, readonly string[]
 const ARITY: Readonly<Record<Exclude<Command["verb"], "help">, readonly [number, number]>> = {
   status: [0, 1],
   cves: [0, 1],
-  nodes: [0, 0],
+  nodes: [0, Infinity],
   retry: [1, 1],
   pause: [1, 1],
   resume: [1, 1],
@@ -76,7 +76,7 @@ export function parseCommandLine(argv: readonly string[]): Parsed {
       case "cves":
         return { verb, output, exposed: values.exposed ?? false, ...(arg !== undefined ? { cve: arg } : {}) };
       case "nodes":
-        return { verb, output };
+        return { verb, output, ...(rest.length > 0 ? { nodes: rest } : {}) };
       case "retry":
         return { verb, patch: arg!, ...(values.node !== undefined ? { node: values.node } : {}) };
       case "pause":

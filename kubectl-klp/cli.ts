@@ -78,7 +78,8 @@ async function run(command: Exclude<Command, { verb: "help" }>, api: FleetApi, n
       return view(rows, command.output, () => (command.exposed ? exposedTable(rows) : cveTable(rows)));
     }
     case "nodes": {
-      const rows = nodeRows(fleet, snapshot);
+      const wanted = command.nodes;
+      const rows = nodeRows(fleet, snapshot).filter((n) => wanted === undefined || wanted.includes(n.node));
       return view(rows, command.output, () => nodeTable(rows));
     }
     case "retry":

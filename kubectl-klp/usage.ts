@@ -6,7 +6,7 @@ Usage:
                                                per CVE in the patches' spec.cves: nodes fixed (the patch is
                                                live there), exposed (applicable, not live), not applicable;
                                                --exposed lists each exposed node and where its patches stand
-  kubectl klp nodes [-o json|yaml]             per node: the patches live in its kernel, their CVEs, its taint
+  kubectl klp nodes [NODE...] [-o json|yaml]   per node: the patches live in its kernel, their CVEs, its taint
   kubectl klp retry PATCH [--node NODE]        set spec.retry: every node where PATCH is Failed or Stalled tries
                                                again (there is no per-node retry; --node checks that NODE is one)
   kubectl klp pause PATCH                      set spec.rollout.paused: no new node is admitted
