@@ -1,6 +1,6 @@
 /**
- * The plugin's one port to the API server: read every KernelLivePatch and KernelLivePatchNode,
- * and merge-patch a KernelLivePatch's spec. Over the project's own client (kube/http-client.ts).
+ * The plugin's one port to the API server: read every KernelLivePatch and KernelLivePatchNode and
+ * the Nodes' labels, and merge-patch a KernelLivePatch's spec. Over the project's own client (kube/http-client.ts).
  *
  * Objects are read as the server sends them, not parsed strictly with the schema: an admin's
  * client must still read a cluster whose CRD is a version older or newer than the plugin.
@@ -22,9 +22,12 @@ export function httpFleetApi(connection: Connection): FleetApi {
   const items = async <T>(path: string): Promise<T[]> => (await http.json<{ items?: T[] }>("GET", path)).items ?? [];
   return {
     read: async () => {
-      const [patches, nodes] = await Promise.all([items<KernelLivePatch>(KLP_PATH), items<KernelLivePatchNode>(KLPN_PATH)]);
-      // An object read from the server before the operator ever wrote its spec has no spec.patches.
-      return { patches, nodes: nodes.map((n) => ({ ...n, spec: { patches: n.spec?.patches ?? [] } })) };
+      const [patches, nodeObjects, nodes] = await Promise.all([
+        items<KernelLivePatch>(KLP_PATH),
+        items<KernelLivePatchNode>(KLPN_PATH),
+        items<{ metadata: { name: string; labels?: Record<string, string> } }>("/api/v1/nodes"),
+      ]);
+      return { patches, nodeObjects, clusterNodes: nodes.map((n) => ({ name: n.metadata.name, labels: n.metadata.labels ?? {} })) };
     },
     mergePatch: (name, body) => http.send("PATCH", `${KLP_PATH}/${encodeURIComponent(name)}`, { body, contentType: MERGE }),
     close: () => http.close(),

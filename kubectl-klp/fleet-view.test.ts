@@ -5,11 +5,11 @@ import { cveRows, failedNodes, indexFleet, nodeRows, statusRows, type FleetSnaps
 import { cveTable, exposedTable, nodeTable, statusTable, structured } from "./render.ts";
 
 const rollout = { maxUnavailable: 1, paused: false, failureThreshold: 1, soakSeconds: 0 };
-const klp = (name: string, cves: string[] | undefined, nodes: NodeEntry[] = [], paused = false): KernelLivePatch => ({
+const klp = (name: string, cves: string[] | undefined, matchLabels: Record<string, string> = {}, nodes: NodeEntry[] = [], paused = false): KernelLivePatch => ({
   apiVersion: "livepatch.kpatch.dev/v1alpha1",
   kind: "KernelLivePatch",
   metadata: { name, uid: `uid-${name}` },
-  spec: { state: "Loaded", ...(cves ? { cves } : {}), modules: [], rollout: { ...rollout, paused }, transitionTimeoutSeconds: 75 },
+  spec: { state: "Loaded", ...(cves ? { cves } : {}), modules: [], nodeSelector: { matchLabels }, rollout: { ...rollout, paused }, transitionTimeoutSeconds: 75 },
   status: { nodes },
 });
 const entry = (patch: string, phase: NodePhase, over: Partial<NodePatchEntry> = {}): NodePatchEntry => ({
@@ -37,15 +37,24 @@ const NOW = new Date("2026-12-03T10:05:00Z");
  * reported yet. nft-v2 (cumulative) fixes it and CVE-2024-0002: live on n1, not reported on n2.
  * misc lists no CVE. n5 holds only an entry of an older patch named nft.
  */
+const FLEET = { fleet: "yes" };
 const SNAPSHOT: FleetSnapshot = {
-  patches: [klp("nft", ["CVE-2024-1086"]), klp("nft-v2", ["CVE-2024-1086", "CVE-2024-0002"]), klp("misc", undefined)],
-  nodes: [
+  patches: [klp("nft", ["CVE-2024-1086"], FLEET), klp("nft-v2", ["CVE-2024-1086", "CVE-2024-0002"], { v2: "yes" }), klp("misc", undefined, { "kubernetes.io/hostname": "n2" })],
+  nodeObjects: [
     klpn("n1", ["nft", "nft-v2"], [entry("nft", "Replaced", { taintFlags: "OK" }), entry("nft-v2", "Loaded", { taintFlags: "OK", lastTransitionTime: "2026-12-03T10:01:00Z" })]),
     klpn("n2", ["nft", "nft-v2", "misc"], [entry("nft", "Failed", { reason: "VermagicMismatch" }), entry("misc", "Loaded", { lastTransitionTime: "2026-12-03T09:00:00Z" })]),
     klpn("n3", ["nft"], [entry("nft", "NotApplicable", { kernelRelease: "6.12.0-1-amd64", moduleName: undefined, taintFlags: "" })]),
-    klpn("n4", ["nft"], []),
     // An entry another patch of the same name left behind: not this one's.
     klpn("n5", [], [entry("nft", "Loaded", { patchUID: "uid-old" })]),
+  ],
+  clusterNodes: [
+    { name: "n1", labels: { ...FLEET, v2: "yes", "kubernetes.io/hostname": "n1" } },
+    { name: "n2", labels: { ...FLEET, v2: "yes", "kubernetes.io/hostname": "n2" } },
+    { name: "n3", labels: { ...FLEET, "kubernetes.io/hostname": "n3" } },
+    // Selected, but no object of its own yet (the operator has not projected the patch onto it).
+    { name: "n4", labels: { ...FLEET, "kubernetes.io/hostname": "n4" } },
+    { name: "n5", labels: { "kubernetes.io/hostname": "n5" } },
+    { name: "n6", labels: { "kubernetes.io/hostname": "n6" } },
   ],
 };
 
@@ -125,13 +134,13 @@ describe("the fleet views", () => {
   });
 
   it("an empty cluster", () => {
-    const none = indexFleet({ patches: [], nodes: [] });
+    const none = indexFleet({ patches: [], nodeObjects: [], clusterNodes: [] });
     expect(statusTable(statusRows(none), NOW, false)).toBe("No nodes found.\n");
     expect(cveTable(cveRows(none))).toBe("No KernelLivePatch lists a CVE.\n");
   });
 
   it("the patch's own status.nodes stands in for a node without a KernelLivePatchNode", () => {
-    const fleet2 = indexFleet({ patches: [klp("nft", ["CVE-2024-1086"], [{ nodeName: "gone", phase: "Loaded" }])], nodes: [] });
+    const fleet2 = indexFleet({ patches: [klp("nft", ["CVE-2024-1086"], FLEET, [{ nodeName: "gone", phase: "Loaded" }])], nodeObjects: [], clusterNodes: [] });
     expect(statusRows(fleet2).map((r) => [r.node, r.phase])).toEqual([["gone", "Loaded"]]);
   });
 
@@ -161,7 +170,7 @@ describe("the fleet views", () => {
       ["resume", true, false, { spec: { rollout: { paused: false } } }, "kernellivepatch/p resumed: nodes are admitted again at the pace of spec.rollout.maxUnavailable (spec.rollout.paused=false)\n"],
       ["resume a running one", false, false, undefined, "kernellivepatch/p already running (spec.rollout.paused=false)\n"],
     ])("%s", (_name, pausedNow, pause, body, message) => {
-      expect(decidePause(klp("p", undefined, [], pausedNow), pause)).toEqual({ ok: true, ...(body ? { patchBody: body } : {}), message });
+      expect(decidePause(klp("p", undefined, {}, [], pausedNow), pause)).toEqual({ ok: true, ...(body ? { patchBody: body } : {}), message });
     });
   });
 });

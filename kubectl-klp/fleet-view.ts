@@ -1,26 +1,38 @@
 /**
- * What the plugin shows, computed from one read of the fleet (every KernelLivePatch and every
- * KernelLivePatchNode). Pure: the I/O shell reads, these decide, render.ts prints.
+ * What the plugin shows, computed from one read of the fleet (every KernelLivePatch, every
+ * KernelLivePatchNode, and the Nodes' labels). Pure: the I/O shell reads, these decide, render.ts
+ * prints.
  *
- * A node's entry for a patch is taken from its KernelLivePatchNode (what its agent wrote last),
- * else from the patch's status.nodes (the operator's copy). The nodes a patch concerns are those
- * whose KernelLivePatchNode the operator projected it onto, and those with an entry for it: the
- * targeted nodes, and any it still has to clean up.
+ * A patch targets the Nodes its spec.nodeSelector selects (the API's definition, read from the
+ * labels, so the view does not wait for the operator to project a new spec). A selected node where
+ * no agent may run (the operator's KLP_AGENT_NODE_SELECTOR) stays Pending, and exposed: nothing
+ * patches it. A node's entry for a patch is taken from its KernelLivePatchNode (what its agent wrote
+ * last), else from the patch's status.nodes (the operator's copy); a node with an entry is shown
+ * whether targeted or not (one the patch no longer selects may still hold it).
  */
 import { fleetCvePosture, nodeCves, type CvePosture, type PatchCoverage } from "../crds/cve-posture.ts";
+import { selectorMatches } from "../crds/label-selector.ts";
 import { FAILED_PHASES } from "../crds/phases.ts";
 import type { KernelLivePatch, KernelLivePatchNode, NodeEntry, NodePhase } from "../crds/schema.ts";
 import { ofThisPatch } from "./api-names.ts";
 
-export interface FleetSnapshot {
-  readonly patches: readonly KernelLivePatch[];
-  readonly nodes: readonly KernelLivePatchNode[];
+/** A Node as the views need it. */
+export interface ClusterNode {
+  readonly name: string;
+  readonly labels: Readonly<Record<string, string>>;
 }
 
-/** One patch and what each node it concerns reported (no entry: nothing reported yet). */
+export interface FleetSnapshot {
+  readonly patches: readonly KernelLivePatch[];
+  readonly nodeObjects: readonly KernelLivePatchNode[];
+  readonly clusterNodes: readonly ClusterNode[];
+}
+
+/** One patch, the nodes it targets, and what each node it concerns reported (no entry: nothing reported yet). */
 export interface PatchOnFleet {
   readonly name: string;
   readonly cves: readonly string[];
+  readonly targeted: ReadonlySet<string>;
   readonly nodes: ReadonlyMap<string, NodeEntry | undefined>;
 }
 
@@ -32,26 +44,24 @@ export function indexFleet(snapshot: FleetSnapshot): PatchOnFleet[] {
     .sort((a, b) => compare(a.metadata.name, b.metadata.name))
     .map((p) => {
       const { name, uid } = p.metadata;
-      const nodes = new Map<string, NodeEntry | undefined>();
+      const targeted = new Set(snapshot.clusterNodes.filter((n) => selectorMatches(p.spec.nodeSelector, n.labels)).map((n) => n.name));
+      const nodes = new Map<string, NodeEntry | undefined>([...targeted].map((n) => [n, undefined]));
       for (const e of p.status?.nodes ?? []) nodes.set(e.nodeName, e);
-      for (const n of snapshot.nodes) {
-        const node = n.metadata.name;
+      for (const n of snapshot.nodeObjects) {
         const entry = n.status?.entries?.find((e) => e.patch === name && ofThisPatch(e.patchUID, uid));
-        const projected = n.spec.patches.some((q) => q.name === name && (q.uid === uid || uid === undefined));
-        if (entry) {
-          const { patch: _p, patchUID: _u, ...rest } = entry;
-          nodes.set(node, { ...rest, nodeName: node });
-        } else if (projected && !nodes.has(node)) nodes.set(node, undefined);
+        if (!entry) continue;
+        const { patch: _p, patchUID: _u, ...rest } = entry;
+        nodes.set(n.metadata.name, { ...rest, nodeName: n.metadata.name });
       }
-      return { name, cves: p.spec.cves ?? [], nodes: new Map([...nodes].sort(([a], [b]) => compare(a, b))) };
+      return { name, cves: p.spec.cves ?? [], targeted, nodes: new Map([...nodes].sort(([a], [b]) => compare(a, b))) };
     });
 }
 
-/** The posture's view of a patch: every node it concerns counts as targeted. */
+/** The posture's view of a patch. */
 export function coverageOf(p: PatchOnFleet): PatchCoverage {
   const phases = new Map<string, NodePhase>();
   for (const [node, e] of p.nodes) if (e) phases.set(node, e.phase);
-  return { patch: p.name, cves: p.cves, targeted: new Set(p.nodes.keys()), phases };
+  return { patch: p.name, cves: p.cves, targeted: p.targeted, phases };
 }
 
 export interface StatusRow {
@@ -100,15 +110,16 @@ export function cveRows(fleet: readonly PatchOnFleet[], cve?: string): CveRow[] 
     .filter((c) => cve === undefined || c.id === cve)
     .map((c) => ({
       ...c,
-      exposedNodes: c.exposed.map((node) => {
-        const listing = fleet.filter((p) => p.cves.includes(c.id) && p.nodes.has(node));
-        const entries = listing.map((p) => ({ p, e: p.nodes.get(node) }));
-        return {
-          node,
-          kernelRelease: entries.find(({ e }) => e?.kernelRelease)?.e?.kernelRelease,
-          patches: entries.map(({ p, e }) => ({ patch: p.name, phase: e?.phase ?? NOT_REPORTED, reason: e?.reason })),
-        };
-      }),
+      exposedNodes: c.exposed.map((node) => ({
+        node,
+        kernelRelease: releaseOf(fleet, node),
+        patches: fleet
+          .filter((p) => p.cves.includes(c.id) && p.nodes.has(node))
+          .map((p) => {
+            const e = p.nodes.get(node);
+            return { patch: p.name, phase: e?.phase ?? NOT_REPORTED, reason: e?.reason };
+          }),
+      })),
     }));
 }
 
@@ -123,28 +134,40 @@ export interface NodeRow {
 }
 
 /**
- * One row per node with a KernelLivePatchNode or an entry: the patches live in its kernel, the
- * CVEs they fix, and its taint. The release and taint are the node's, not a patch's: its most
- * recently written entry says them (the taint is sticky until reboot).
+ * One row per node a patch targets or has an entry on, or with a KernelLivePatchNode: the patches
+ * live in its kernel, the CVEs they fix, and its taint. The release and taint are the node's, not
+ * a patch's: its most recently written entry says them (the taint is sticky until reboot).
  */
 export function nodeRows(fleet: readonly PatchOnFleet[], snapshot: FleetSnapshot): NodeRow[] {
   const live = new Map(nodeCves(fleet.map(coverageOf)).map((n) => [n.node, n]));
-  const names = new Set([...snapshot.nodes.map((n) => n.metadata.name), ...live.keys()]);
+  const names = new Set([...snapshot.nodeObjects.map((n) => n.metadata.name), ...live.keys(), ...fleet.flatMap((p) => [...p.nodes.keys()])]);
   return [...names].sort(compare).map((node) => {
-    const entries = fleet.flatMap((p) => {
-      const e = p.nodes.get(node);
-      return e ? [{ patch: p.name, e }] : [];
-    });
-    const latest = [...entries].sort((a, b) => compare(b.e.lastTransitionTime ?? "", a.e.lastTransitionTime ?? ""))[0]?.e;
+    const entries = entriesOf(fleet, node);
+    const latest = entries[0]?.e;
     return {
       node,
       kernelRelease: latest?.kernelRelease,
       livePatches: live.get(node)?.livePatches ?? [],
       cves: live.get(node)?.cves ?? [],
       taintFlags: latest?.taintFlags,
-      failedPatches: entries.filter(({ e }) => FAILED_PHASES.includes(e.phase)).map(({ patch }) => patch),
+      failedPatches: entries.filter(({ e }) => FAILED_PHASES.includes(e.phase)).map(({ patch }) => patch).sort(compare),
     };
   });
+}
+
+/** A node's entries across the patches, the most recently written first. */
+function entriesOf(fleet: readonly PatchOnFleet[], node: string): Array<{ patch: string; e: NodeEntry }> {
+  return fleet
+    .flatMap((p) => {
+      const e = p.nodes.get(node);
+      return e ? [{ patch: p.name, e }] : [];
+    })
+    .sort((a, b) => compare(b.e.lastTransitionTime ?? "", a.e.lastTransitionTime ?? ""));
+}
+
+/** The node's kernel release, as its latest entry with one says. */
+function releaseOf(fleet: readonly PatchOnFleet[], node: string): string | undefined {
+  return entriesOf(fleet, node).find(({ e }) => e.kernelRelease)?.e.kernelRelease;
 }
 
 /** The nodes where a patch failed or stalled (what spec.retry tries again). */

@@ -13,6 +13,7 @@ import { execFile } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import { isDeepStrictEqual } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { API_VERSION, GROUP, NODE_KIND, NODE_PLURAL, VERSION, type NodeEntry, type NodePatchEntry } from "../../crds/schema.ts";
 import { kubeconfigConnection } from "../../kube/connection.ts";
@@ -121,7 +122,7 @@ afterAll(async () => {
 describe("the CVE posture in the patch status", () => {
   it("the operator counts, per CVE, the targeted nodes fixed, exposed and out of reach", async () => {
     const summary = async (name: string) => (await cluster.getPatch(name))?.status?.summary;
-    await until("kp-nft's CVE counts", async () => JSON.stringify((await summary("kp-nft"))?.cves) === JSON.stringify([{ id: CVE_A, fixed: 1, exposed: 2, notApplicable: 1 }]));
+    await until("kp-nft's CVE counts", async () => isDeepStrictEqual((await summary("kp-nft"))?.cves, [{ id: CVE_A, fixed: 1, exposed: 2, notApplicable: 1 }]));
     await until("kp-nft-v2's CVE counts", async () => (await summary("kp-nft-v2"))?.cves?.length === 2);
     expect(await summary("kp-nft-v2")).toMatchObject({
       cves: [
@@ -145,7 +146,7 @@ describe("the CVE posture in the patch status", () => {
     expect(rows.map((row) => [row.split(/\s+/)[0], row.slice(cvesAt, ageAt).trim()])).toEqual([
       ["kp-nft", `${CVE_A} (2 exposed)`],
       ["kp-nft-v2", `${CVE_B}, ${CVE_A} (1 exposed)`],
-      ["kp-misc", "<none>"],
+      ["kp-misc", ""],
     ]);
   });
 });
