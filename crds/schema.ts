@@ -5,6 +5,7 @@
  */
 import { z } from "zod";
 import { isValidReleasePattern } from "./module-for-release.ts";
+import { CveCount } from "./cve-count.ts";
 import { doc, maxProperties, withRules, type Rule } from "./rules.ts";
 
 export const GROUP = "livepatch.kpatch.dev";
@@ -439,16 +440,6 @@ export const NodeEntry = z
     message: doc(z.string().max(4096).optional(), "What happened and what to do."),
     observedGeneration: doc(z.int().min(0).optional(), "The spec generation the agent acted on."),
     lastTransitionTime: doc(z.iso.datetime({ offset: true }).optional(), "When the phase last changed."),
-  })
-  .strict();
-
-export const CveCount = z
-  .object({
-    // As long as spec.cves allows (its pattern bounds no length).
-    id: doc(z.string(), "The CVE identifier, from spec.cves."),
-    fixed: doc(z.int().min(0), "Targeted nodes where this patch's module is live (Loaded, or Replaced by a cumulative patch)."),
-    exposed: doc(z.int().min(0), "Targeted nodes this patch has a module for where it is not live: pending, loading, staged only, unloaded, failed or stalled."),
-    notApplicable: doc(z.int().min(0), "Targeted nodes whose kernel release no module in spec.modules is for."),
   })
   .strict();
 
