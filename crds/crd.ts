@@ -98,14 +98,15 @@ export function buildCrd(): Record<string, unknown> {
       { name: "Failed", type: "integer", jsonPath: ".status.summary.failed" },
       { name: "State", type: "string", jsonPath: ".spec.state" },
       { name: "Status", type: "string", jsonPath: '.status.conditions[?(@.type=="Ready")].reason' },
-      // kubectl get prints one value per column (not a list's), so the operator writes the line.
-      { name: "CVEs", type: "string", jsonPath: ".status.summary.cveExposure", description: "spec.cves and how many targeted nodes are still exposed" },
       { name: "Targeted", type: "integer", jsonPath: ".status.summary.targeted", priority: 1 },
       { name: "NotApplicable", type: "integer", jsonPath: ".status.summary.notApplicable", priority: 1 },
       // Counts, not the admitted list: on a fleet of a thousand nodes a list would fill the screen.
       { name: "Pending", type: "integer", jsonPath: ".status.summary.pending", priority: 1 },
       { name: "Replaced", type: "integer", jsonPath: ".status.summary.replaced", priority: 1 },
       { name: "Age", type: "date", jsonPath: ".metadata.creationTimestamp" },
+      // After Age, as kubectl puts a pod's variable-length columns: the line's length varies with
+      // the CVEs. kubectl get prints one value per column (not a list's), so the operator writes it.
+      { name: "CVEs", type: "string", jsonPath: ".status.summary.cveExposure", description: "spec.cves and how many targeted nodes are still exposed" },
     ],
     description: "KernelLivePatch rolls a kpatch live patch module across the nodes it targets and reports, node by node, what the kernel says.",
     required: ["spec"],
