@@ -9,7 +9,7 @@ export default defineConfig({
       {
         test: {
           name: "unit",
-          include: ["{crds,kube,runtime,operator,node-agent,scripts}/**/*.test.ts", "test/unit/**/*.test.ts"],
+          include: ["{crds,kube,kubectl-klp,runtime,operator,node-agent,scripts}/**/*.test.ts", "test/unit/**/*.test.ts"],
           testTimeout: 20_000,
         },
       },

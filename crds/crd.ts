@@ -104,6 +104,9 @@ export function buildCrd(): Record<string, unknown> {
       { name: "Pending", type: "integer", jsonPath: ".status.summary.pending", priority: 1 },
       { name: "Replaced", type: "integer", jsonPath: ".status.summary.replaced", priority: 1 },
       { name: "Age", type: "date", jsonPath: ".metadata.creationTimestamp" },
+      // After Age, as kubectl puts a pod's variable-length columns: the line's length varies with
+      // the CVEs. kubectl get prints one value per column (not a list's), so the operator writes it.
+      { name: "CVEs", type: "string", jsonPath: ".status.summary.cveExposure", description: "spec.cves and how many targeted nodes are still exposed" },
     ],
     description: "KernelLivePatch rolls a kpatch live patch module across the nodes it targets and reports, node by node, what the kernel says.",
     required: ["spec"],

@@ -5,6 +5,7 @@
  */
 import { z } from "zod";
 import { isValidReleasePattern } from "./module-for-release.ts";
+import { CveCount } from "./cve-count.ts";
 import { doc, maxProperties, withRules, type Rule } from "./rules.ts";
 
 export const GROUP = "livepatch.kpatch.dev";
@@ -455,6 +456,14 @@ export const Summary = z
     notApplicable: z.int().min(0),
     failed: z.int().min(0),
     pending: z.int().min(0),
+    cves: doc(
+      z.array(CveCount).max(64).optional().meta({ "x-kubernetes-list-type": "atomic" }),
+      "Per CVE in spec.cves: how many targeted nodes have the fix live (Loaded or Replaced), are still exposed, or run a kernel spec.modules has no module for. Absent when spec.cves is empty.",
+    ),
+    cveExposure: doc(
+      z.string().max(512).optional(),
+      "The CVEs and how many targeted nodes are still exposed, in one line for kubectl get, e.g. 'CVE-2024-1086 (2 exposed)'.",
+    ),
   })
   .strict();
 

@@ -4,6 +4,7 @@
  *   node-agent/cli.ts  → dist/kpatch-agent.mjs
  *   node-agent/main.ts → dist/node-agent.mjs   (when present)
  *   operator/main.ts   → dist/operator.mjs     (when present)
+ *   kubectl-klp/main.ts → dist/kubectl-klp     (the kubectl plugin: put it on PATH as kubectl-klp)
  *   re2js              → dist/re2js.mjs        (imported by the others on demand, from beside them)
  * CJS dependencies (pino) get a `require` from createRequire. Loggers write plain JSON to a file
  * descriptor (no worker-thread transports), so nothing outside the bundle is loaded at run time.
@@ -43,6 +44,7 @@ export const ENTRIES: readonly BundleEntry[] = [
   { entry: "node-agent/cli.ts", outfile: "dist/kpatch-agent.mjs" },
   { entry: "node-agent/main.ts", outfile: "dist/node-agent.mjs" },
   { entry: "operator/main.ts", outfile: "dist/operator.mjs" },
+  { entry: "kubectl-klp/main.ts", outfile: "dist/kubectl-klp" },
 ];
 
 const BANNER = [

@@ -127,6 +127,23 @@ describe("rollup", () => {
     });
   });
 
+  describe("CVE posture (spec.cves)", () => {
+    const withCves = (cves: string[] | undefined) => ({ state: "Loaded" as const, cves, rollout: { maxUnavailable: 1, paused: false, failureThreshold: 1, soakSeconds: 0 } });
+    it("counts the targeted nodes where the fix is live, exposed, or out of reach, per CVE, whatever the generation", () => {
+      const r = rollup(input([e("a", "Loaded", 0), e("b", "Failed"), e("c", "NotApplicable"), e("x", "Loaded")], { targeted: new Set(["a", "b", "c", "d"]), spec: withCves(["CVE-2024-1086", "CVE-2023-0002"]) }));
+      expect(r.summary.cves).toEqual([
+        { id: "CVE-2023-0002", fixed: 1, exposed: 2, notApplicable: 1 },
+        { id: "CVE-2024-1086", fixed: 1, exposed: 2, notApplicable: 1 },
+      ]);
+      expect(r.summary.cveExposure).toBe("CVE-2023-0002, CVE-2024-1086 (2 exposed)");
+    });
+    it.each([[undefined], [[]]])("says nothing of CVEs when spec.cves is %j", (cves) => {
+      const r = rollup(input([e("a", "Loaded")], { spec: withCves(cves) }));
+      expect(r.summary).not.toHaveProperty("cves");
+      expect(r.summary).not.toHaveProperty("cveExposure");
+    });
+  });
+
   it("names the failed nodes and their reasons in Degraded", () => {
     const r = rollup(input([e("a", "Failed", 1, "VermagicMismatch"), e("b", "Stalled", 1, "TransitionStalled")]));
     expect(cond(r, "Degraded")?.message).toBe("a: VermagicMismatch; b: TransitionStalled");

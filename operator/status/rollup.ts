@@ -1,11 +1,12 @@
 import { GROUP, type KernelLivePatchSpec, type NodeEntry, type NodePhase, type Summary } from "../../crds/schema.ts";
 import { CLEAN_PHASES, DONE_PHASES, FAILED_PHASES, UNLOADED_PHASES } from "../../crds/phases.ts";
+import { cveLine, patchCveCounts } from "../../crds/cve-posture.ts";
 import { DEFAULT_PROGRESS_DEADLINE_SECONDS, isCurrent, type DerivedFailure, type NodeReadiness } from "../rollout/settled.ts";
 import type { ConditionInput } from "./conditions.ts";
 
 export interface RollupInput {
   readonly generation: number;
-  readonly spec: Pick<KernelLivePatchSpec, "state" | "rollout">;
+  readonly spec: Pick<KernelLivePatchSpec, "state" | "rollout" | "cves">;
   readonly targeted: ReadonlySet<string>;
   readonly entries: readonly NodeEntry[];
   readonly halted: boolean;
@@ -57,6 +58,7 @@ export function rollup(input: RollupInput): Rollup {
     notApplicable,
     failed,
     pending: targeted.size - done - notApplicable - failed,
+    ...cveSummary(spec.cves, targeted, entries),
   };
 
   const c = (type: string, status: boolean, reason: string, message: string): ConditionInput => ({
@@ -128,6 +130,13 @@ export function rollup(input: RollupInput): Rollup {
             .join("; ") + (failedNodes.length > NAMED_NODES ? `; and ${failedNodes.length - NAMED_NODES} more` : ""),
         );
   return { summary, conditions: [ready, progressing, degraded] };
+}
+
+/** The CVE posture of the patch's targeted nodes (crds/cve-posture.ts), when spec.cves lists any. */
+function cveSummary(cves: readonly string[] | undefined, targeted: ReadonlySet<string>, entries: readonly NodeEntry[]): Pick<Summary, "cves" | "cveExposure"> {
+  if (!cves || cves.length === 0) return {};
+  const counts = patchCveCounts({ cves, targeted, phases: new Map(entries.map((e) => [e.nodeName, e.phase])) });
+  return { cves: counts, cveExposure: cveLine(counts) };
 }
 
 /** Entries the controller removes: nodes that are gone, or no longer targeted and already clean. */
