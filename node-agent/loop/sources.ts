@@ -342,8 +342,11 @@ function clip(s: string): string {
 function describe(err: unknown): string {
   if (!(err instanceof Error)) return String(err);
   const code = (err as NodeJS.ErrnoException).code;
-  const text = code && !err.message.includes(code) ? `${err.message} (${code})` : err.message;
-  return code && TLS_VERIFICATION_CODES.has(code) ? `TLS verification of the server's certificate failed: ${text}; trust its CA with urlAccess.caBundle` : text;
+  if (code && TLS_VERIFICATION_CODES.has(code)) {
+    // Node's own advice (run Node.js with --use-system-ca) is not the user's to follow here.
+    return `TLS verification of the server's certificate failed: ${err.message.split(";")[0]} (${code}); trust its CA with urlAccess.caBundle`;
+  }
+  return code && !err.message.includes(code) ? `${err.message} (${code})` : err.message;
 }
 
 /** OpenSSL's and Node's codes for a server certificate the client does not trust. */

@@ -8,7 +8,7 @@
  * No credential ever leaves this module but in the request's headers: errors name the Secret and
  * its key, never a value.
  */
-import { getCACertificates, rootCertificates } from "node:tls";
+import { getCACertificates } from "node:tls";
 import { X509Certificate } from "node:crypto";
 import { BEARER_TOKEN_DEFAULT_KEY, CA_BUNDLE_DEFAULT_KEY, type UrlAccess } from "../../crds/url-access.ts";
 import type { KubeHttp } from "../../kube/http-client.ts";
@@ -76,7 +76,7 @@ async function caOf(bundle: NonNullable<UrlAccess["caBundle"]>, http: KubeHttp, 
 /** The agent's default roots: the test's `ca` when given, else Node's default set (bundled, plus NODE_EXTRA_CA_CERTS). */
 function defaultRoots(baseCa: string | undefined): readonly string[] {
   if (baseCa !== undefined) return [baseCa];
-  return typeof getCACertificates === "function" ? getCACertificates("default") : rootCertificates;
+  return getCACertificates("default");
 }
 
 /** Every certificate of a PEM bundle that parses; the rest (comments, other blocks) is ignored. */
