@@ -6,7 +6,9 @@
 import { z } from "zod";
 import { isValidReleasePattern } from "./module-for-release.ts";
 import { CveCount } from "./cve-count.ts";
+import { CONFIGMAP_KEY, DNS_SUBDOMAIN } from "./object-names.ts";
 import { doc, maxProperties, withRules, type Rule } from "./rules.ts";
+import { UrlAccess } from "./url-access.ts";
 
 export const GROUP = "livepatch.kpatch.dev";
 export const VERSION = "v1alpha1";
@@ -19,8 +21,6 @@ export const FINALIZER = `${GROUP}/unload`;
 
 const SHA256 = /^[a-f0-9]{64}$/;
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
-const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
-const CONFIGMAP_KEY = /^[-._a-zA-Z0-9]+$/;
 /** Kernel release strings as `uname -r` prints them. */
 const KERNEL_RELEASE = /^[A-Za-z0-9._+~-]+$/;
 /** A kernel module name (dashes allowed here; the kernel turns them into underscores). */
@@ -124,12 +124,19 @@ const moduleRules: Rule<{
   kernelReleasePattern?: string | undefined;
   configMap?: unknown;
   url?: string | undefined;
+  urlAccess?: unknown;
   image?: unknown;
 }>[] = [
   {
     cel: "[has(self.configMap), has(self.url), has(self.image)].filter(x, x).size() == 1",
     message: "exactly one source must be set: configMap, url or image",
     holds: (m) => [m.configMap, m.url, m.image].filter((x) => x !== undefined).length === 1,
+  },
+  {
+    cel: "!has(self.urlAccess) || has(self.url)",
+    message: "urlAccess applies to a url source only",
+    fieldPath: ".urlAccess",
+    holds: (m) => m.urlAccess === undefined || m.url !== undefined,
   },
   {
     cel: "has(self.kernelRelease) != has(self.kernelReleasePattern)",
@@ -209,6 +216,7 @@ export const PatchModule = withRules(
         "HTTPS URL of the module file. Verified against sha256 before use.",
         urlRules,
       ).optional(),
+      urlAccess: UrlAccess.optional(),
       image: ImageSource.optional(),
     })
     .strict(),

@@ -26,6 +26,8 @@ export const AgentConfig = z.object({
   KPATCH_IMAGE_MODULES_DIR: z.string().default("/var/run/kpatch-agent/modules"),
   KPATCH_MAX_MODULE_BYTES: z.coerce.number().int().positive().default(64 * 1024 * 1024),
   KUBECONFIG: z.string().optional(),
+  /** The agent's (= the operator's) namespace, set by the DaemonSet: where urlAccess's Secrets and ConfigMaps are read. */
+  POD_NAMESPACE: z.string().min(1).optional(),
   LOG_LEVEL: z.enum(["trace", "debug", "info", "warn", "error", "fatal"]).default("info"),
   /** Port for /healthz, /readyz and /metrics; 0 disables. */
   METRICS_PORT: z.coerce.number().int().min(0).max(65535).default(0),

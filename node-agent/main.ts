@@ -37,7 +37,12 @@ async function main(): Promise<void> {
     nodeName: cfg.NODE_NAME,
     driver,
     api: channel.api,
-    sources: moduleSources({ http, imageModulesDir: cfg.KPATCH_IMAGE_MODULES_DIR, maxBytes: cfg.KPATCH_MAX_MODULE_BYTES }),
+    sources: moduleSources({
+      http,
+      imageModulesDir: cfg.KPATCH_IMAGE_MODULES_DIR,
+      maxBytes: cfg.KPATCH_MAX_MODULE_BYTES,
+      ...(cfg.POD_NAMESPACE ? { accessNamespace: cfg.POD_NAMESPACE } : {}),
+    }),
     log,
     resyncMs: cfg.RESYNC_SECONDS * 1000,
     metrics,

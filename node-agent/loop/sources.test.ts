@@ -13,6 +13,8 @@ import path from "node:path";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import type { PatchModule } from "../../crds/schema.ts";
 import type { KubeHttp } from "../../kube/http-client.ts";
+import { KubeApiError } from "../../kube/http-client.ts";
+import { makePrivateCa, startArtifactServer, type ArtifactServer, type PrivateCa } from "../../test/support/artifact-server.ts";
 import { HostError } from "../host/host-error.ts";
 import { moduleSources, SourceUnavailable, type SourceOptions } from "./sources.ts";
 
@@ -68,6 +70,21 @@ function route(req: IncomingMessage, res: ServerResponse): void {
       return redirect(`http://127.0.0.1:${(server.address() as AddressInfo).port}/good.ko`);
     case "/loop":
       return redirect("/loop");
+    case "/auth-to-localhost":
+      // An artifact server handing off to another origin (object storage): the token stays behind.
+      if (req.headers.authorization !== "Bearer s3cret") return void res.writeHead(401).end();
+      return redirect(`https://localhost:${(server.address() as AddressInfo).port}/no-credentials.ko`);
+    case "/auth-same-origin":
+      if (req.headers.authorization !== "Bearer s3cret") return void res.writeHead(401).end();
+      return redirect("/auth-good.ko");
+    case "/auth-good.ko":
+      if (req.headers.authorization !== "Bearer s3cret") return void res.writeHead(401).end();
+      res.writeHead(200, { "content-length": BODY.length });
+      return void res.end(BODY);
+    case "/no-credentials.ko":
+      if (req.headers.authorization !== undefined) return void res.writeHead(400).end("credentials leaked to another origin");
+      res.writeHead(200, { "content-length": BODY.length });
+      return void res.end(BODY);
     case "/missing.ko":
       res.writeHead(404);
       return void res.end("not here");
@@ -261,5 +278,179 @@ describe("URL sources", () => {
     const s = moduleSources({ http: noKube, imageModulesDir: "/nonexistent", maxBytes: 1 << 20, tmpDir, timeoutMs: 5000 });
     await expectUnavailable(s.fetch(fromUrl(url)), url, /self-signed certificate|SELF_SIGNED/);
     await expectNoTempFiles();
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// urlAccess: a private CA and credentials read from the operator's namespace at each download.
+
+const NS = "kpatch-system";
+const TOKEN = "tok-3f9a1c";
+
+/** The agent's reads of its own namespace: the objects the operator let it read, by name. */
+class FakeNamespace {
+  readonly objects = new Map<string, { data: Record<string, string> }>();
+  forbidden = new Set<string>();
+  reads = 0;
+  readonly http = {
+    json: async (method: string, p: string) => {
+      this.reads++;
+      const m = /^\/api\/v1\/namespaces\/([^/]+)\/(secrets|configmaps)\/([^/]+)$/.exec(p);
+      if (method !== "GET" || !m || m[1] !== NS) throw new Error(`unexpected request ${method} ${p}`);
+      const key = `${m[2]}/${m[3]}`;
+      if (this.forbidden.has(key)) throw new KubeApiError(403, "Forbidden", `${m[2]} "${m[3]}" is forbidden`);
+      const o = this.objects.get(key);
+      if (!o) throw new KubeApiError(404, "NotFound", `${m[2]} "${m[3]}" not found`);
+      return o;
+    },
+  } as unknown as KubeHttp;
+
+  secret(name: string, data: Record<string, string>): void {
+    this.objects.set(`secrets/${name}`, { data: Object.fromEntries(Object.entries(data).map(([k, v]) => [k, Buffer.from(v).toString("base64")])) });
+  }
+
+  configMap(name: string, data: Record<string, string>): void {
+    this.objects.set(`configmaps/${name}`, { data });
+  }
+}
+
+describe("URL sources behind a private CA and credentials (urlAccess)", () => {
+  let corp: PrivateCa;
+  let artifacts: ArtifactServer;
+  let ns: FakeNamespace;
+
+  beforeAll(async () => {
+    corp = await makePrivateCa("corp test CA");
+    artifacts = await startArtifactServer({ tls: corp, token: TOKEN });
+    artifacts.files.set("fix.ko", BODY);
+  });
+
+  afterAll(async () => {
+    await artifacts.stop();
+  });
+
+  beforeEach(() => {
+    ns = new FakeNamespace();
+    ns.configMap("corp-ca", { "ca.crt": corp.caPem });
+    ns.secret("artifactory", { token: `${TOKEN}\n` });
+    artifacts.setToken(TOKEN);
+    artifacts.requests.length = 0;
+  });
+
+  /** Sources as the agent builds them: Node's default roots (no test `ca`) unless given. */
+  function agentSources(extra: Partial<SourceOptions> = {}) {
+    return moduleSources({ http: ns.http, imageModulesDir: "/nonexistent", maxBytes: 1 << 20, tmpDir, timeoutMs: 5000, accessNamespace: NS, ...extra });
+  }
+
+  function privateModule(urlAccess: PatchModule["urlAccess"], url = `${artifacts.base}/fix.ko`, sha256 = BODY_SHA): PatchModule {
+    return { kernelRelease: "6.1.0-56-amd64", sha256, url, urlAccess };
+  }
+
+  const withCaAndToken = { caBundle: { configMapName: "corp-ca", key: "ca.crt", trust: "SystemAndBundle" as const }, bearerTokenSecret: { name: "artifactory", key: "token" } };
+
+  async function expectNoToken(err: Error): Promise<void> {
+    expect(err.message).not.toContain(TOKEN);
+    expect(JSON.stringify({ ...err, message: err.message })).not.toContain(TOKEN);
+  }
+
+  it("trusts the CA bundle of the ConfigMap's ca.crt key besides the default roots, sends the Secret's token (trimmed), and the digest still pins the file", async () => {
+    const file = await agentSources().fetchToFile(privateModule(withCaAndToken));
+    expect(file.sha256).toBe(BODY_SHA);
+    expect((await readFile(file.path)).equals(BODY)).toBe(true);
+    await file.remove();
+    expect(artifacts.requests.map((r) => r.headers.authorization)).toEqual([`Bearer ${TOKEN}`]);
+    await expectNoTempFiles();
+  });
+
+  it("without the CA bundle, the private CA's server fails TLS verification, and the message says so", async () => {
+    const url = `${artifacts.base}/fix.ko`;
+    const err = await expectUnavailable(agentSources().fetch(privateModule({ bearerTokenSecret: withCaAndToken.bearerTokenSecret })), url, /TLS verification of the server's certificate failed: .*UNABLE_TO_VERIFY_LEAF_SIGNATURE|TLS verification of the server's certificate failed: .*unable to (verify|get local issuer)/);
+    expect(err.message).toContain("urlAccess.caBundle");
+    expect(artifacts.requests).toEqual([]); // the token never left over an unverified connection
+    await expectNoTempFiles();
+  });
+
+  it("BundleOnly trusts the bundle alone; SystemAndBundle adds it to the default roots", async () => {
+    // The agent's default roots stand for the system's here: they hold the corp CA.
+    ns.configMap("other-ca", { "ca.crt": ca }); // the self-signed certificate of the first test server
+    const url = `${artifacts.base}/fix.ko`;
+    const only = { ...withCaAndToken, caBundle: { configMapName: "other-ca", key: "ca.crt", trust: "BundleOnly" as const } };
+    await expectUnavailable(agentSources({ ca: corp.caPem }).fetch(privateModule(only)), url, /TLS verification/);
+    const both = { ...withCaAndToken, caBundle: { configMapName: "other-ca", key: "ca.crt", trust: "SystemAndBundle" as const } };
+    expect(Buffer.from(await agentSources({ ca: corp.caPem }).fetch(privateModule(both))).equals(BODY)).toBe(true);
+  });
+
+  it("a wrong token: HTTP 401 named Unauthorized with the Secret it came from, never the token", async () => {
+    ns.secret("artifactory", { token: "tok-wrong-7d2e" });
+    const url = `${artifacts.base}/fix.ko`;
+    const err = await expectUnavailable(agentSources().fetch(privateModule(withCaAndToken)), url, /HTTP 401 Unauthorized \(Unauthorized: the server did not accept the credentials from Secret kpatch-system\/artifactory key token/);
+    expect(err.message).not.toContain("tok-wrong-7d2e");
+    await expectNoToken(err);
+  });
+
+  it("no credentials at all: HTTP 401 says none were sent", async () => {
+    const url = `${artifacts.base}/fix.ko`;
+    await expectUnavailable(agentSources().fetch(privateModule({ caBundle: withCaAndToken.caBundle })), url, /HTTP 401 .*no credentials were sent/);
+  });
+
+  it("a rotated token is read at the next download: the Secret is read each time, never cached", async () => {
+    const m = privateModule(withCaAndToken);
+    await agentSources().fetch(m);
+    artifacts.setToken("tok-rotated-81b0"); // the server now wants the new token; the Secret still has the old
+    await expectUnavailable(agentSources().fetch(m), m.url!, /HTTP 401/);
+    ns.secret("artifactory", { token: "tok-rotated-81b0" });
+    const s = agentSources();
+    expect(Buffer.from(await s.fetch(m)).equals(BODY)).toBe(true);
+    expect(artifacts.requests.at(-1)?.headers.authorization).toBe("Bearer tok-rotated-81b0");
+  });
+
+  it("a headers Secret sends each key as a header (GitLab's PRIVATE-TOKEN)", async () => {
+    artifacts.setToken(undefined);
+    ns.secret("gitlab", { "PRIVATE-TOKEN": TOKEN, "X-Client": "kpatch" });
+    await agentSources().fetch(privateModule({ caBundle: withCaAndToken.caBundle, headersSecretName: "gitlab" }));
+    expect(artifacts.requests[0]?.headers["private-token"]).toBe(TOKEN);
+    expect(artifacts.requests[0]?.headers["x-client"]).toBe("kpatch");
+  });
+
+  it("credentials follow a redirect within the URL's origin, but not one to another origin", async () => {
+    ns.secret("t", { token: "s3cret" });
+    const s = moduleSources({ http: ns.http, imageModulesDir: "/nonexistent", maxBytes: 1 << 20, tmpDir, ca, timeoutMs: 5000, accessNamespace: NS });
+    const token = { bearerTokenSecret: { name: "t", key: "token" } };
+    expect(Buffer.from(await s.fetch(privateModule(token, `${base}/auth-same-origin`))).equals(BODY)).toBe(true);
+    // 127.0.0.1 -> localhost: another origin; the server answers 400 if the token came along.
+    expect(Buffer.from(await s.fetch(privateModule(token, `${base}/auth-to-localhost`))).equals(BODY)).toBe(true);
+  });
+
+  it("a wrong sha256 behind a private CA and a token is still ChecksumMismatch, with nothing left on disk", async () => {
+    const err = await rejection(agentSources().fetch(privateModule(withCaAndToken, undefined, "1".repeat(64))));
+    expect((err as HostError).reason).toBe("ChecksumMismatch");
+    await expectNoTempFiles();
+  });
+
+  it.each([
+    ["a Secret that does not exist", () => ns.objects.delete("secrets/artifactory"), /Secret kpatch-system\/artifactory key token \(urlAccess.bearerTokenSecret\): Secret kpatch-system\/artifactory not found; create it in the operator's namespace/],
+    ["a Secret without the key", () => ns.secret("artifactory", { other: TOKEN }), /Secret kpatch-system\/artifactory key token .*has no data key token/],
+    ["an empty token", () => ns.secret("artifactory", { token: "  \n" }), /is empty/],
+    ["a Secret the agent may not read (not granted yet)", () => ns.forbidden.add("secrets/artifactory"), /the agent may not read Secret kpatch-system\/artifactory/],
+    ["a ConfigMap that does not exist", () => ns.objects.delete("configmaps/corp-ca"), /ConfigMap kpatch-system\/corp-ca key ca.crt \(urlAccess.caBundle\): ConfigMap kpatch-system\/corp-ca not found/],
+    ["a ConfigMap without the key", () => ns.configMap("corp-ca", { "tls.crt": corp.caPem }), /has no data key ca.crt/],
+    ["a ConfigMap key without a certificate", () => ns.configMap("corp-ca", { "ca.crt": "not a certificate" }), /holds no PEM certificate/],
+  ])("%s is a SourceUnavailable naming the object (retried: it may appear), and nothing is downloaded", async (_name, arrange, message) => {
+    arrange();
+    const url = `${artifacts.base}/fix.ko`;
+    const err = await expectUnavailable(agentSources().fetch(privateModule(withCaAndToken)), url, message);
+    await expectNoToken(err);
+    expect(artifacts.requests).toEqual([]);
+  });
+
+  it("a header value with CR/LF (header injection) is refused without echoing it", async () => {
+    ns.secret("evil", { "X-Api-Key": `${TOKEN}\r\nX-Injected: 1` });
+    const err = await expectUnavailable(agentSources().fetch(privateModule({ ...withCaAndToken, bearerTokenSecret: undefined, headersSecretName: "evil" })), `${artifacts.base}/fix.ko`, /the value of X-Api-Key holds a character a header cannot carry/);
+    await expectNoToken(err);
+    expect(artifacts.requests).toEqual([]);
+  });
+
+  it("urlAccess without the agent's namespace is a clear SourceUnavailable", async () => {
+    await expectUnavailable(agentSources({ accessNamespace: undefined }).fetch(privateModule(withCaAndToken)), `${artifacts.base}/fix.ko`, /does not know the operator's namespace/);
   });
 });

@@ -8,6 +8,12 @@
  * is streamed to a temporary file, hashed and size-checked while it arrives, and the digest is
  * checked against the pin before the file is handed over. The host driver still verifies the
  * bytes (digest and ELF) before using them.
+ *
+ * A url source's urlAccess (a private CA, a bearer token, headers) is read from the operator's
+ * namespace at each download (url-access.ts). Credentials go to the URL's own origin only: a
+ * redirect to another origin (an artifact server handing off to object storage) is followed
+ * without them, as curl and browsers do, so a token never reaches a server it was not meant for.
+ * No message this module makes carries a credential's value.
  */
 import { createHash, randomBytes } from "node:crypto";
 import { createWriteStream } from "node:fs";
@@ -22,6 +28,7 @@ import type { PatchModule } from "../../crds/schema.ts";
 import type { KubeHttp } from "../../kube/http-client.ts";
 import { HostError } from "../host/host-error.ts";
 import { describeReason } from "../host/reasons.ts";
+import { AccessUnavailable, resolveAccess, type ResolvedAccess } from "./url-access.ts";
 
 /** The source could not deliver the file (yet): retried with backoff, not a final failure. */
 export class SourceUnavailable extends Error {
@@ -64,6 +71,8 @@ export interface SourceOptions {
   readonly tmpDir?: string;
   /** Extra trusted CA certificates (PEM) for URL sources, replacing Node's bundled ones. */
   readonly ca?: string;
+  /** The operator's namespace, where the agent runs: where urlAccess's Secrets and ConfigMaps are read. */
+  readonly accessNamespace?: string;
 }
 
 export const DEFAULT_DOWNLOAD_TIMEOUT_MS = 120_000;
@@ -75,7 +84,7 @@ export function moduleSources(opts: SourceOptions): ModuleFileSources {
     if (m.configMap) return fromConfigMap(opts, m.configMap);
     if (m.url) {
       // The checked file is read back once (1x the module in memory) and deleted.
-      const file = await downloadToFile(m.url, m.sha256, opts);
+      const file = await fromUrl(m, m.url, opts);
       try {
         return await readFile(file.path);
       } catch (err) {
@@ -88,7 +97,7 @@ export function moduleSources(opts: SourceOptions): ModuleFileSources {
     throw new SourceUnavailable("the module names no source");
   };
   const fetchToFile = async (m: PatchModule): Promise<FetchedFile> => {
-    if (m.url) return downloadToFile(m.url, m.sha256, opts);
+    if (m.url) return fromUrl(m, m.url, opts);
     // These sources are small or already local: their bytes are read whole, then written out.
     const bytes = await fetch(m);
     const where = m.configMap ? `ConfigMap ${m.configMap.namespace}/${m.configMap.name}` : `the copy of ${m.image?.reference ?? "the module"}`;
@@ -96,6 +105,18 @@ export function moduleSources(opts: SourceOptions): ModuleFileSources {
     return toTempFile(opts.tmpDir ?? os.tmpdir(), m.sha256, bytes, where);
   };
   return { fetch, fetchToFile };
+}
+
+/** Reads urlAccess (now, so a rotated token counts), then downloads. */
+async function fromUrl(m: PatchModule, url: string, opts: SourceOptions): Promise<FetchedFile> {
+  let access: ResolvedAccess;
+  try {
+    access = await resolveAccess(m.urlAccess, opts.http, opts.accessNamespace, opts.ca);
+  } catch (err) {
+    if (err instanceof AccessUnavailable) throw new SourceUnavailable(`${url}: ${err.message}`, { cause: err });
+    throw err;
+  }
+  return downloadToFile(url, m.sha256, opts, access);
 }
 
 async function fromConfigMap(opts: SourceOptions, ref: { namespace: string; name: string; key: string }): Promise<Uint8Array> {
@@ -129,7 +150,12 @@ const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308]);
  * SourceUnavailable naming the URL on every failure (a digest mismatch: HostError
  * ChecksumMismatch, like the driver's own check); the temporary file never outlives a failure.
  */
-export async function downloadToFile(url: string, sha256: string, opts: Pick<SourceOptions, "maxBytes" | "timeoutMs" | "headersTimeoutMs" | "tmpDir" | "ca">): Promise<FetchedFile> {
+export async function downloadToFile(
+  url: string,
+  sha256: string,
+  opts: Pick<SourceOptions, "maxBytes" | "timeoutMs" | "headersTimeoutMs" | "tmpDir" | "ca">,
+  access: ResolvedAccess = { ...(opts.ca === undefined ? {} : { ca: opts.ca }), headers: {} },
+): Promise<FetchedFile> {
   const timeoutMs = opts.timeoutMs ?? DEFAULT_DOWNLOAD_TIMEOUT_MS;
   const headersTimeoutMs = Math.min(opts.headersTimeoutMs ?? DEFAULT_HEADERS_TIMEOUT_MS, timeoutMs);
   let current = parseHttpsUrl(url, url, undefined);
@@ -137,25 +163,22 @@ export async function downloadToFile(url: string, sha256: string, opts: Pick<Sou
   const timer = setTimeout(() => deadline.abort(new SourceUnavailable(`${url}: not downloaded within ${timeoutMs} ms (the deadline covers connecting, redirects and the body)`)), timeoutMs);
   timer.unref();
   const seen = new Set([current.href]);
+  const origin = current.origin;
   const where = () => (current.href === url ? url : `${url} (redirected to ${current.href})`);
   try {
     for (let redirects = 0; ; redirects++) {
-      const { req, res } = await requestHeaders(current, opts.ca, deadline.signal, headersTimeoutMs, where());
+      // Credentials only to the origin they were given for.
+      const headers = current.origin === origin ? access.headers : {};
+      const { req, res } = await requestHeaders(current, access.ca, headers, deadline.signal, headersTimeoutMs, where());
       const status = res.statusCode ?? 0;
       if (REDIRECT_STATUSES.has(status)) {
         discard(req, res);
-        const location = res.headers.location;
-        if (!location) throw new SourceUnavailable(`${where()}: HTTP ${status} redirect without a Location header`);
-        if (redirects >= MAX_REDIRECTS) throw new SourceUnavailable(`${url}: more than ${MAX_REDIRECTS} redirects (the last one from ${current.href} to ${clip(location)})`);
-        const next = parseHttpsUrl(location, url, current);
-        if (seen.has(next.href)) throw new SourceUnavailable(`${url}: redirect loop (${current.href} redirects back to ${next.href})`);
-        seen.add(next.href);
-        current = next;
+        current = redirectTarget({ url, current, status, location: res.headers.location, redirects, seen, where: where() });
         continue;
       }
       if (status !== 200) {
         discard(req, res);
-        throw new SourceUnavailable(`${where()}: HTTP ${status}${res.statusMessage ? ` ${res.statusMessage}` : ""}`);
+        throw new SourceUnavailable(`${where()}: ${statusLine(res)}${refusal(status, current.origin === origin, access)}`);
       }
       const declared = Number(res.headers["content-length"]);
       if (Number.isFinite(declared) && declared > opts.maxBytes) {
@@ -171,6 +194,16 @@ export async function downloadToFile(url: string, sha256: string, opts: Pick<Sou
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** Where a redirect leads: refuses a missing Location, one redirect too many, a loop, a non-https target. */
+function redirectTarget(r: { url: string; current: URL; status: number; location: string | undefined; redirects: number; seen: Set<string>; where: string }): URL {
+  if (!r.location) throw new SourceUnavailable(`${r.where}: HTTP ${r.status} redirect without a Location header`);
+  if (r.redirects >= MAX_REDIRECTS) throw new SourceUnavailable(`${r.url}: more than ${MAX_REDIRECTS} redirects (the last one from ${r.current.href} to ${clip(r.location)})`);
+  const next = parseHttpsUrl(r.location, r.url, r.current);
+  if (r.seen.has(next.href)) throw new SourceUnavailable(`${r.url}: redirect loop (${r.current.href} redirects back to ${next.href})`);
+  r.seen.add(next.href);
+  return next;
 }
 
 /** Parses a URL or a redirect's Location (relative to `base`) without throwing anything but SourceUnavailable; only https. */
@@ -191,11 +224,18 @@ function parseHttpsUrl(value: string, url: string, base: URL | undefined): URL {
 }
 
 /** One GET; resolves at the response's headers. Everything that can go wrong rejects. */
-function requestHeaders(u: URL, ca: string | undefined, signal: AbortSignal, headersTimeoutMs: number, where: string): Promise<{ req: ClientRequest; res: IncomingMessage }> {
+function requestHeaders(
+  u: URL,
+  ca: string | readonly string[] | undefined,
+  headers: Readonly<Record<string, string>>,
+  signal: AbortSignal,
+  headersTimeoutMs: number,
+  where: string,
+): Promise<{ req: ClientRequest; res: IncomingMessage }> {
   return new Promise((resolve, reject) => {
     let req: ClientRequest;
     try {
-      req = get(u, { signal, ...(ca === undefined ? {} : { ca }), headers: { accept: "application/octet-stream, */*" } });
+      req = get(u, { signal, ...(ca === undefined ? {} : { ca: typeof ca === "string" ? ca : [...ca] }), headers: { accept: "application/octet-stream, */*", ...headers } });
     } catch (err) {
       // Node can still refuse options synchronously (e.g. an unusable CA).
       reject(new SourceUnavailable(`${where}: ${describe(err)}`, { cause: err }));
@@ -281,6 +321,19 @@ function sha256Hex(bytes: Uint8Array): string {
   return createHash("sha256").update(bytes).digest("hex");
 }
 
+function statusLine(res: IncomingMessage): string {
+  return `HTTP ${res.statusCode}${res.statusMessage ? ` ${res.statusMessage}` : ""}`;
+}
+
+/** What a 401 or 403 means for this download: which credentials were refused, or that none were sent. */
+function refusal(status: number, credentialsSent: boolean, access: ResolvedAccess): string {
+  if (status !== 401 && status !== 403) return "";
+  const what = status === 401 ? "Unauthorized: the server did not accept" : "Forbidden: the server refused access with";
+  if (credentialsSent && access.credentialsFrom) return ` (${what} the credentials from ${access.credentialsFrom})`;
+  if (access.credentialsFrom) return ` (${what} the request: credentials are not sent to another origin than the URL's)`;
+  return ` (${what} the request: no credentials were sent; name a token or headers Secret in the module's urlAccess)`;
+}
+
 /** A server-chosen string, cut to a length fit for a status message. */
 function clip(s: string): string {
   return s.length <= 200 ? s : `${s.slice(0, 200)}…`;
@@ -289,5 +342,24 @@ function clip(s: string): string {
 function describe(err: unknown): string {
   if (!(err instanceof Error)) return String(err);
   const code = (err as NodeJS.ErrnoException).code;
+  if (code && TLS_VERIFICATION_CODES.has(code)) {
+    // Node's own advice (run Node.js with --use-system-ca) is not the user's to follow here.
+    return `TLS verification of the server's certificate failed: ${err.message.split(";")[0]} (${code}); trust its CA with urlAccess.caBundle`;
+  }
   return code && !err.message.includes(code) ? `${err.message} (${code})` : err.message;
 }
+
+/** OpenSSL's and Node's codes for a server certificate the client does not trust. */
+const TLS_VERIFICATION_CODES = new Set([
+  "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
+  "UNABLE_TO_GET_ISSUER_CERT",
+  "UNABLE_TO_GET_ISSUER_CERT_LOCALLY",
+  "SELF_SIGNED_CERT_IN_CHAIN",
+  "DEPTH_ZERO_SELF_SIGNED_CERT",
+  "CERT_UNTRUSTED",
+  "CERT_HAS_EXPIRED",
+  "CERT_NOT_YET_VALID",
+  "CERT_SIGNATURE_FAILURE",
+  "CERT_REVOKED",
+  "ERR_TLS_CERT_ALTNAME_INVALID",
+]);

@@ -21,6 +21,8 @@ export interface SimNodeOptions {
   readonly log: Logger;
   readonly resyncMs?: number;
   readonly onAction?: AgentDeps["onAction"];
+  /** The operator's namespace, where urlAccess's Secrets and ConfigMaps are read (POD_NAMESPACE in a pod). */
+  readonly accessNamespace?: string;
 }
 
 export interface RunningSimNode {
@@ -36,7 +38,7 @@ export async function startSimNode(o: SimNodeOptions): Promise<RunningSimNode> {
     nodeName: o.name,
     driver,
     api: channel.api,
-    sources: moduleSources({ http, imageModulesDir: path.join(o.root, ".images"), maxBytes: 64 << 20 }),
+    sources: moduleSources({ http, imageModulesDir: path.join(o.root, ".images"), maxBytes: 64 << 20, ...(o.accessNamespace ? { accessNamespace: o.accessNamespace } : {}) }),
     log: o.log,
     ...(o.resyncMs !== undefined ? { resyncMs: o.resyncMs } : {}),
     ...(o.onAction ? { onAction: o.onAction } : {}),

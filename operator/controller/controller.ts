@@ -16,6 +16,7 @@ import type { Logger } from "pino";
 import { CLEAN_PHASES } from "../../crds/phases.ts";
 import { GROUP, KernelLivePatch, NODE_OBJECTS_PATH, ofThisPatch, PATCHES_PATH, type NodeEntry } from "../../crds/schema.ts";
 import { AGENT_LABELS, desiredAgentDaemonSet } from "../agents/daemonset.ts";
+import { urlAccessRole, type UrlAccessRole } from "../agents/url-access-role.ts";
 import type { OperatorConfig } from "../config.ts";
 import { eventRecorder, type EventRecorder } from "../kube/events.ts";
 import { APPLY, ignoreNotFound, type KubeHttp } from "../../kube/http-client.ts";
@@ -81,6 +82,7 @@ export class Controller {
   private readonly nodeObjectClient: NodeObjectClient;
   private readonly http: KubeHttp;
   private readonly events: EventRecorder;
+  private readonly urlAccessRole: UrlAccessRole;
   /** Parsed patches by name, kept while their resourceVersion holds (node keys read every patch). */
   private readonly parsed = new Map<string, { resourceVersion: string | undefined; patch: KernelLivePatch | undefined }>();
   /** What a node's projection depends on, per patch: a change re-projects every node. */
@@ -117,6 +119,7 @@ export class Controller {
     this.patchClient = new PatchClient(http);
     this.nodeObjectClient = new NodeObjectClient(http);
     this.events = deps.events ?? eventRecorder(http, "kpatch-operator", log);
+    this.urlAccessRole = urlAccessRole(http, cfg, OPERATOR_FIELD_MANAGER, log);
     const informer = <T extends KubernetesObject>(name: string, path: string, more: { labelSelector?: string; transform?: (o: T) => T } = {}) =>
       new ListWatch<T>(http, {
         path,
@@ -417,6 +420,7 @@ export class Controller {
   private async reconcileDaemonSet(): Promise<void> {
     const { cfg, log } = this.deps;
     const patches = this.parsedPatches();
+    await this.urlAccessRole.apply(patches);
     const stillToClean = this.stillToClean(patches);
     const desired = desiredAgentDaemonSet(patches, cfg, stillToClean);
     const current = this.daemonSets.get(cfg.KLP_AGENT_DAEMONSET, cfg.KLP_NAMESPACE);

@@ -245,6 +245,11 @@ export interface VmNodeOptions {
   onConsole?: (line: string) => void;
   /** Modules (.ko paths) put on the node's configuration disk, for node.fixture(). */
   fixtures?: string[];
+  /**
+   * More ways out of the guest: QEMU forwards connections to `guest` (address:port in 10.0.0.0/16,
+   * outside the service range 10.0.0.0/24) to 127.0.0.1:`hostPort` here, e.g. an HTTPS server of the test's.
+   */
+  forwards?: Array<{ guest: string; hostPort: number }>;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -408,7 +413,7 @@ export class VmNode {
       // the guest's reboots (the QEMU process stays).
       "-drive", `file=${this.varDisk},format=${this.opts.prepared.varTemplate ? "qcow2" : "raw"},if=virtio,cache=unsafe`,
       "-drive", `file=${path.join(this.dir, "config.img")},format=raw,if=virtio,readonly=on`,
-      "-netdev", `user,id=n0,restrict=on,net=10.0.0.0/16,host=10.0.0.2,guestfwd=tcp:10.0.0.1:443-cmd:socat - TCP:127.0.0.1:${port}`,
+      "-netdev", `user,id=n0,restrict=on,net=10.0.0.0/16,host=10.0.0.2,guestfwd=tcp:10.0.0.1:443-cmd:socat - TCP:127.0.0.1:${port}${(this.opts.forwards ?? []).map((f) => `,guestfwd=tcp:${f.guest}-cmd:socat - TCP:127.0.0.1:${f.hostPort}`).join("")}`,
       "-device", "virtio-net-pci,netdev=n0",
       // panic=1: a panic reboots the guest (a node that crashes comes back, as a real one with
       // kernel.panic set does; QEMU runs without -no-reboot, so the reset boots it again; once the

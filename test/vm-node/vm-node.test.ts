@@ -27,6 +27,7 @@ import { FINALIZER, type KernelLivePatch, type NodeEntry } from "../../crds/sche
 import { startControlPlane, type ControlPlane } from "../../scripts/dev/control-plane/index.ts";
 import { CHART_DIR, helmClient, type Helm } from "../support/helm.ts";
 import { ensureNodeTools, planNodeNetwork, realNodeApiServerArgs, realNodeSupport, startRealNode, type RealNode } from "../support/real-node.ts";
+import { makePrivateCa, startArtifactServer, type ArtifactServer } from "../support/artifact-server.ts";
 import { enableCount, prepareVmNode, REPO, VM_CACHE, VmNode, VmNodeUnavailable, type GuestState, type PreparedVmNode } from "../support/vm-node.ts";
 
 const REQUIRED = process.env.KLP_VM_NODE_REQUIRED === "1";
@@ -54,6 +55,14 @@ let hostNode: RealNode | undefined;
 const HOST_NODE = "klp-vm-operator-node";
 let recorder: Recorder | undefined;
 const sha: Record<string, string> = {};
+/**
+ * An HTTPS artifact server on this machine (a private CA, a bearer token), reached from the guest
+ * at ARTIFACTS_GUEST through QEMU's forward (VmNodeOptions.forwards), as an Artifactory would be.
+ */
+let artifacts: ArtifactServer | undefined;
+let artifactsCaPem = "";
+const ARTIFACTS_GUEST = "10.0.5.1";
+const ARTIFACTS_TOKEN = `vm-token-${Math.random().toString(36).slice(2, 10)}`;
 const figures: {
   bootToReadyMs?: number; rebootToReadyMs?: number; guest?: Record<string, number>; rebootGuest?: Record<string, number>; scenarios: Record<string, number>;
   klpWide?: string; nodesWide?: string; prepare?: Record<string, number>; install?: Record<string, number>;
@@ -337,8 +346,13 @@ beforeAll(async () => {
   await kubectl(["taint", "node", HOST_NODE, "klp-vm/operator-only=true:NoSchedule"]);
   figures.install = { operatorNodeStartMs: Date.now() - t };
 
+  const corp = await makePrivateCa("klp vm-node artifacts CA", [ARTIFACTS_GUEST]);
+  artifactsCaPem = corp.caPem;
+  artifacts = await startArtifactServer({ tls: corp, token: ARTIFACTS_TOKEN });
+  artifacts.files.set(`${V1}.ko`, await readFile(path.join(prepared.modulesDir, `${V1}.ko`)));
   node = await VmNode.start({
     prepared, cp, log,
+    forwards: [{ guest: `${ARTIFACTS_GUEST}:443`, hostPort: artifacts.port }],
     // The node's own driver module that scenario 9's livepatch patches (loaded by its owner).
     fixtures: [path.join(prepared.modulesDir, `${STALL_TARGET}.ko`)],
     ...(process.env.KLP_VM_NODE_CONSOLE === "1" ? { onConsole: (l: string) => console.log(`  | ${l}`) } : {}),
@@ -383,6 +397,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   recorder?.stop();
+  await artifacts?.stop().catch(() => {});
   try {
     if (node) {
       await node.stop();
@@ -813,6 +828,43 @@ describe("when things go wrong, on the same VM node", () => {
       expect(done.dmesg.some((l) => l.includes(`'${STALL_MOD}': unpatching complete`))).toBe(true);
       await kubectl(["delete", "klp", STALL, "--timeout=300s"], undefined, 320_000);
       expect(await klp(STALL)).toBeUndefined();
+      await agentGone();
+    });
+  });
+
+  it("9b. a url source on a private artifact server: the guest's agent downloads over HTTPS with the CA bundle and the token from the operator's namespace (read through the Role the operator keeps), and /proc shows the patched text", async (ctx) => {
+    await scenario(ctx, "9b-url-private-ca", async () => {
+      const URLPATCH = "vm-url-private";
+      await kubectl(["create", "configmap", "vm-corp-ca", "-n", NS, "--from-literal", `ca.crt=${artifactsCaPem}`]);
+      await kubectl(["create", "secret", "generic", "vm-artifacts-token", "-n", NS, "--from-literal", `token=${ARTIFACTS_TOKEN}`]);
+      const yaml = patchYaml(URLPATCH, `${V1}.ko`, sha[`${V1}.ko`]!).replace(
+        /^ {6}configMap: .*$/m,
+        [
+          `      url: https://${ARTIFACTS_GUEST}/${V1}.ko`,
+          "      urlAccess:",
+          "        caBundle: {configMapName: vm-corp-ca, trust: BundleOnly}",
+          "        bearerTokenSecret: {name: vm-artifacts-token}",
+        ].join("\n"),
+      );
+      expect(yaml).toContain("urlAccess");
+      await kubectl(["apply", "-f", "-"], yaml);
+      const p = await waitReady(URLPATCH);
+      expect(entryOf(p)).toMatchObject({ phase: "Loaded", moduleName: V1, sha256: sha[`${V1}.ko`], enabled: true, transition: false });
+      const g = await guest();
+      expect(g.cmdline).toBe(`${V1} patched`);
+      expect(livepatch(g, V1)).toEqual({ name: V1, enabled: true, transition: false });
+      // The agent's own download (a pod on the guest, through QEMU's forward), with the token.
+      expect(artifacts!.requests.filter((r) => r.path === `/${V1}.ko`).map((r) => r.headers.authorization)).toContain(`Bearer ${ARTIFACTS_TOKEN}`);
+      // The operator (with the chart's RBAC) granted the agent exactly these two objects.
+      const role = await getJson<{ rules?: Array<{ resources: string[]; resourceNames?: string[] }> }>(["get", "role", "kpatch-agent-url-access", "-n", NS]);
+      expect(role.rules?.map((r) => [r.resources[0], r.resourceNames])).toEqual([["secrets", ["vm-artifacts-token"]], ["configmaps", ["vm-corp-ca"]]]);
+      expect(agentLog().map((l) => JSON.stringify(l.msg)).join("\n")).not.toContain(ARTIFACTS_TOKEN);
+
+      await kubectl(["delete", "klp", URLPATCH, "--timeout=300s"], undefined, 320_000);
+      expect(await klp(URLPATCH)).toBeUndefined();
+      const after = await guest();
+      expect(after.livepatches).toEqual([]);
+      expect(after.staged).toEqual([]);
       await agentGone();
     });
   });
