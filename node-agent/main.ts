@@ -2,6 +2,7 @@
  * Entry point of the node agent: configuration, the host driver, the API connection, then the
  * loop. On SIGTERM it finishes the host operation in progress and exits; it never unloads.
  */
+import { readFile } from "node:fs/promises";
 import { pino, type Logger } from "pino";
 import { loadAgentConfig, type CrashPoint } from "./config.ts";
 import { createLoader } from "./host/create-loader.ts";
@@ -112,19 +113,29 @@ async function main(): Promise<void> {
 }
 
 /**
- * A stalled transition's report lists the tasks that hold it from /proc/<pid>/task/<tid>/patch_state.
- * The unprivileged agent mounts no host /proc (only /proc/sys/kernel) and has no host PID
- * namespace: it says once that such reports will come without their tasks, and why.
+ * A stalled transition's report lists the tasks that hold it (/proc/<pid>/task/<tid>/patch_state
+ * and comm of the host's /proc) with their kernel stacks (/proc/<pid>/stack). Says once at start
+ * what of that this agent cannot read: the host's processes at all (no host /proc mounted), or the
+ * stacks (CAP_SYS_ADMIN and ptrace access, which the unprivileged agent does not have).
  */
 async function noteHostProcessView(hostRoot: string, loader: string, log: Logger): Promise<void> {
   if (loader === "sim") return;
   const entries = await createNodeHostFs(hostRoot).list("/proc").catch(() => undefined);
-  if ((entries ?? []).some((e) => /^\d+$/.test(e))) return;
-  log.warn(
-    "the host's processes are not visible to this agent (no host /proc: the unprivileged default): a stalled patch transition is " +
-      "still detected, reversed and reported, but without the tasks that held it or their kernel stacks (agent.privileged=true shows them)",
-  );
+  if (!(entries ?? []).some((e) => /^\d+$/.test(e))) {
+    log.warn("the host's processes are not visible to this agent (no host /proc): a stalled patch transition is still detected, reversed and reported, but without the tasks that held it");
+    return;
+  }
+  const status = await readFile("/proc/self/status", "utf8").catch(() => "");
+  const capEff = BigInt(`0x${/CapEff:\s+([0-9a-f]+)/.exec(status)?.[1] ?? "0"}`);
+  if (((capEff >> CAP_SYS_ADMIN) & 1n) === 0n) {
+    log.info(
+      "stalled patch transitions will name the tasks that hold them without their kernel stacks: /proc/<pid>/stack needs CAP_SYS_ADMIN " +
+        "and ptrace access, which this agent does not have (agent.privileged=true has them); another user's task is not listed (its patch_state is its owner's)",
+    );
+  }
 }
+
+const CAP_SYS_ADMIN = 21n;
 
 /** Test-only (KPATCH_TEST_CRASH_AT): dies at once, as a killed process does, at the named point. */
 function crashHook(at: CrashPoint, log: Logger): (point: CrashPoint) => void {

@@ -59,7 +59,7 @@ describe("desiredAgentDaemonSet", () => {
     expect(pod.hostNetwork).toBeUndefined();
   });
 
-  it("mounts the host paths the agent reads and writes, each at its host path, and never the whole /proc or /sys", () => {
+  it("mounts the host paths the agent reads and writes, each at its host path: of /sys only those, /proc read-only", () => {
     const pod = desiredAgentDaemonSet([patch("p1")], cfg)!.spec!.template.spec!;
     const agent = pod.containers[0]!;
     const hostPaths = pod.volumes!.filter((v) => v.hostPath).map((v) => [v.hostPath!.path, v.hostPath!.type]);
@@ -68,7 +68,7 @@ describe("desiredAgentDaemonSet", () => {
       ["/sys/kernel/livepatch", "Directory"],
       ["/sys/module", "Directory"],
       ["/sys/kernel/security", "Directory"],
-      ["/proc/sys/kernel", "Directory"],
+      ["/proc", "Directory"],
     ]);
     const mounts = Object.fromEntries(agent.volumeMounts!.map((m) => [m.mountPath, m.readOnly === true ? "ro" : "rw"]));
     expect(mounts).toEqual({
@@ -76,11 +76,11 @@ describe("desiredAgentDaemonSet", () => {
       "/host/sys/kernel/livepatch": "rw",
       "/host/sys/module": "ro",
       "/host/sys/kernel/security": "ro",
-      "/host/proc/sys/kernel": "ro",
+      "/host/proc": "ro",
       "/var/run/kpatch-agent/modules": "ro",
       "/tmp": "rw",
     });
-    for (const whole of ["/", "/proc", "/sys"]) expect(hostPaths.map(([p]) => p)).not.toContain(whole);
+    for (const whole of ["/", "/sys"]) expect(hostPaths.map(([p]) => p)).not.toContain(whole);
   });
 
   it("gives image-module init containers no capability and no privilege escalation", () => {
@@ -125,7 +125,7 @@ describe("desiredAgentDaemonSet", () => {
     expect(ds.spec!.template.spec!.containers[0]!.securityContext?.privileged).toBe(false);
     const real = desiredAgentDaemonSet([patch("p")], { ...cfg, KLP_AGENT_HOST_ROOT: "/srv/root/" })!;
     expect(real.spec!.template.spec!.volumes!.map((v) => v.hostPath?.path).filter(Boolean)).toEqual([
-      "/srv/root/var/lib/kpatch", "/srv/root/sys/kernel/livepatch", "/srv/root/sys/module", "/srv/root/sys/kernel/security", "/srv/root/proc/sys/kernel",
+      "/srv/root/var/lib/kpatch", "/srv/root/sys/kernel/livepatch", "/srv/root/sys/module", "/srv/root/sys/kernel/security", "/srv/root/proc",
     ]);
   });
 

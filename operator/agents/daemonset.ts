@@ -87,10 +87,14 @@ function agentProbes(port: number): Pick<V1Container, "ports" | "livenessProbe" 
  * Nothing else: the agent runs as uid 0 so that it owns what it writes on the host
  * (/var/lib/kpatch) and may write /sys/kernel/livepatch/<m>/enabled (root's 0644), which needs no
  * capability beyond being the owner. Not granted, with what that costs: SYS_ADMIN and SYS_PTRACE,
- * which /proc/<pid>/stack of a task that stalls a transition needs, and a view of the host's
- * processes at all (no hostPID, no host /proc): a stalled transition is still detected, reversed and
- * reported, without the list of the tasks that held it (the agent says so at start). `privileged`
- * restores the former pod for runtimes or kernels that need it (charts/kpatch-operator/README.md).
+ * which /proc/<pid>/stack of a task that stalls a transition needs (a stall report lists the tasks
+ * without their kernel stacks; the agent says so at start), and DAC_OVERRIDE, without which the
+ * patch_state of another user's task (mode 0400, its owner's) is unreadable, so such a task is not
+ * listed. Without SYS_PTRACE the kernel also refuses the agent /proc/<pid>/root, cwd, environ and
+ * mem of the host's processes (ptrace access needs the target's capabilities to be a subset of the
+ * agent's), so the host's /proc it reads does not reach the host's filesystem.
+ * `privileged` restores the former pod for runtimes or kernels that need it
+ * (charts/kpatch-operator/README.md).
  */
 export const AGENT_CAPABILITIES = ["SYS_MODULE"] as const;
 
@@ -105,7 +109,9 @@ interface HostMount {
 
 /**
  * The host paths the unprivileged agent mounts (under AGENT_HOST_MOUNT, at the same host paths), and
- * why; never the whole /proc or /sys, so there is no /proc/1/root through which to reach the host.
+ * why. Of /sys only what it reads or writes; /proc read-only, for its sysctls and for the tasks that
+ * stall a transition (/proc/<pid>/task/<tid>/patch_state and comm: no narrower mount shows them),
+ * with /proc/1/root and the like closed by the missing ptrace capabilities (AGENT_CAPABILITIES).
  * containerd mounts /sys read-only in an unprivileged container; these binds keep their own mode.
  */
 export const AGENT_HOST_MOUNTS: readonly (HostMount & { why: string })[] = [
@@ -113,7 +119,13 @@ export const AGENT_HOST_MOUNTS: readonly (HostMount & { why: string })[] = [
   { name: "host-livepatch", path: "/sys/kernel/livepatch", readOnly: false, type: "Directory", why: "the loaded patches' enabled (written to disable) and transition" },
   { name: "host-module", path: "/sys/module", readOnly: true, type: "Directory", why: "build-id notes and refcounts of loaded modules, module.sig_enforce" },
   { name: "host-security", path: "/sys/kernel/security", readOnly: true, type: "Directory", why: "lockdown mode (securityfs)" },
-  { name: "host-sysctl-kernel", path: "/proc/sys/kernel", readOnly: true, type: "Directory", why: "osrelease, random/boot_id, tainted, modules_disabled, ftrace_enabled" },
+  {
+    name: "host-proc",
+    path: "/proc",
+    readOnly: true,
+    type: "Directory",
+    why: "sys/kernel/{osrelease,random/boot_id,tainted,modules_disabled,ftrace_enabled}; <pid>/task/<tid>/{patch_state,comm} of tasks that stall a transition",
+  },
 ];
 
 /**
