@@ -41,6 +41,14 @@ export const AgentConfig = z.object({
   REQUEST_TIMEOUT_SECONDS: z.coerce.number().int().min(1).max(600).default(30),
   /** Test-only fault injection: the agent SIGKILLs itself at this point of a load or unload. */
   KPATCH_TEST_CRASH_AT: z.enum(CRASH_POINTS).optional(),
+  /**
+   * The agent checks at start that the API server refuses it another node's KernelLivePatchNode
+   * status (node-agent/kube/policy-check.ts). "true": when it does not, the agent says so loudly and
+   * acts anyway; otherwise it acts only once the check passes.
+   */
+  KPATCH_ALLOW_WITHOUT_NODE_WRITE_POLICY: z.enum(["true", "false"]).default("false").transform((v) => v === "true"),
+  /** How often an agent that is refusing to act checks the policy again. */
+  POLICY_RECHECK_SECONDS: z.coerce.number().int().min(1).max(3600).default(60),
 });
 
 export type AgentConfig = z.output<typeof AgentConfig>;

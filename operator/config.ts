@@ -38,6 +38,14 @@ export const OperatorConfig = z.object({
   KLP_AGENT_HOST_ROOT: z.string().regex(/^\//).default("/"),
   /** "sim" only for tests and demos: the agent drives a simulated host tree instead of the kernel. */
   KLP_AGENT_LOADER: z.enum(["auto", "kmod", "sim"]).default("auto"),
+  /**
+   * false: the agent runs unprivileged (CAP_SYS_MODULE, RuntimeDefault seccomp, narrow host mounts).
+   * true: the former privileged pod with the host's whole /proc and /sys, for runtimes or kernels
+   * where the unprivileged agent cannot load modules or write sysfs (charts/kpatch-operator/README.md).
+   */
+  KLP_AGENT_PRIVILEGED: bool.default(false),
+  /** true: an agent that may write other nodes' KernelLivePatchNode status says so and acts anyway. */
+  KLP_AGENT_ALLOW_WITHOUT_NODE_WRITE_POLICY: bool.default(false),
   KLP_AGENT_TOLERATIONS: json(z.array(Toleration)).default([]),
   KLP_AGENT_NODE_SELECTOR: json(z.record(z.string(), z.string())).default({}),
   KLP_AGENT_PRIORITY_CLASS: z.string().default(""),

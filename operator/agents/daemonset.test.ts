@@ -42,8 +42,64 @@ describe("unionTolerations", () => {
 describe("desiredAgentDaemonSet", () => {
   it("is absent without patches", () => expect(desiredAgentDaemonSet([], cfg)).toBeUndefined());
 
-  it("runs a privileged agent with the host mounts and the node name from the downward API", () => {
-    const ds = desiredAgentDaemonSet([patch("p1", { nodeSelector: { matchLabels: { pool: "a" } } })], cfg)!;
+  it("runs an unprivileged agent by default: CAP_SYS_MODULE only, RuntimeDefault seccomp, read-only root, no escalation", () => {
+    const pod = desiredAgentDaemonSet([patch("p1")], cfg)!.spec!.template.spec!;
+    const agent = pod.containers[0]!;
+    expect(agent.securityContext).toEqual({
+      privileged: false,
+      allowPrivilegeEscalation: false,
+      readOnlyRootFilesystem: true,
+      runAsUser: 0,
+      runAsNonRoot: false,
+      capabilities: { drop: ["ALL"], add: ["SYS_MODULE"] },
+      seccompProfile: { type: "RuntimeDefault" },
+    });
+    expect(pod.securityContext?.seccompProfile).toEqual({ type: "RuntimeDefault" });
+    expect(pod.hostPID).toBe(false);
+    expect(pod.hostNetwork).toBeUndefined();
+  });
+
+  it("mounts the host paths the agent reads and writes, each at its host path: of /sys only those, /proc read-only", () => {
+    const pod = desiredAgentDaemonSet([patch("p1")], cfg)!.spec!.template.spec!;
+    const agent = pod.containers[0]!;
+    const hostPaths = pod.volumes!.filter((v) => v.hostPath).map((v) => [v.hostPath!.path, v.hostPath!.type]);
+    expect(hostPaths).toEqual([
+      ["/var/lib/kpatch", "DirectoryOrCreate"],
+      ["/sys/kernel/livepatch", "Directory"],
+      ["/sys/module", "Directory"],
+      ["/sys/kernel/security", "Directory"],
+      ["/proc", "Directory"],
+    ]);
+    const mounts = Object.fromEntries(agent.volumeMounts!.map((m) => [m.mountPath, m.readOnly === true ? "ro" : "rw"]));
+    expect(mounts).toEqual({
+      "/host/var/lib/kpatch": "rw",
+      "/host/sys/kernel/livepatch": "rw",
+      "/host/sys/module": "ro",
+      "/host/sys/kernel/security": "ro",
+      "/host/proc": "ro",
+      "/var/run/kpatch-agent/modules": "ro",
+      "/tmp": "rw",
+    });
+    for (const whole of ["/", "/sys"]) expect(hostPaths.map(([p]) => p)).not.toContain(whole);
+  });
+
+  it("gives image-module init containers no capability and no privilege escalation", () => {
+    const p = patch("img", { modules: [{ kernelRelease: "r", sha256: "b".repeat(64), image: { reference: "reg/mods:1", path: "/m/x.ko" } }] });
+    const init = desiredAgentDaemonSet([p], cfg)!.spec!.template.spec!.initContainers![0]!;
+    expect(init.securityContext).toEqual({ allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ["ALL"] } });
+  });
+
+  it("tells the agent to act without the node write policy only when configured so", () => {
+    const env = (c: typeof cfg) => desiredAgentDaemonSet([patch("p1")], c)!.spec!.template.spec!.containers[0]!.env!.map((e) => e.name);
+    expect(env(cfg)).not.toContain("KPATCH_ALLOW_WITHOUT_NODE_WRITE_POLICY");
+    expect(desiredAgentDaemonSet([patch("p1")], { ...cfg, KLP_AGENT_ALLOW_WITHOUT_NODE_WRITE_POLICY: true })!.spec!.template.spec!.containers[0]!.env).toContainEqual({
+      name: "KPATCH_ALLOW_WITHOUT_NODE_WRITE_POLICY",
+      value: "true",
+    });
+  });
+
+  it("runs a privileged agent with the host mounts when configured so, and the node name from the downward API", () => {
+    const ds = desiredAgentDaemonSet([patch("p1", { nodeSelector: { matchLabels: { pool: "a" } } })], { ...cfg, KLP_AGENT_PRIVILEGED: true })!;
     const pod = ds.spec!.template.spec!;
     const agent = pod.containers[0]!;
     expect(agent.securityContext?.privileged).toBe(true);
@@ -65,6 +121,12 @@ describe("desiredAgentDaemonSet", () => {
     const ds = desiredAgentDaemonSet([patch("p")], { ...cfg, KLP_AGENT_HOST_ROOT: "/tmp/sim/node-a/", KLP_AGENT_LOADER: "sim" })!;
     const paths = ds.spec!.template.spec!.volumes!.map((v) => v.hostPath?.path).filter(Boolean);
     expect(paths).toEqual(["/tmp/sim/node-a/var/lib/kpatch", "/tmp/sim/node-a/sys", "/tmp/sim/node-a/proc", "/tmp/sim/node-a/.kpatch-sim"]);
+    // The simulated host runs under the same unprivileged securityContext as a real one.
+    expect(ds.spec!.template.spec!.containers[0]!.securityContext?.privileged).toBe(false);
+    const real = desiredAgentDaemonSet([patch("p")], { ...cfg, KLP_AGENT_HOST_ROOT: "/srv/root/" })!;
+    expect(real.spec!.template.spec!.volumes!.map((v) => v.hostPath?.path).filter(Boolean)).toEqual([
+      "/srv/root/var/lib/kpatch", "/srv/root/sys/kernel/livepatch", "/srv/root/sys/module", "/srv/root/sys/kernel/security", "/srv/root/proc",
+    ]);
   });
 
   it("copies image-sourced modules with one init container per digest", () => {

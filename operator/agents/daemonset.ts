@@ -5,7 +5,7 @@
  * the union of theirs. Pure: the same patches always give the same object, so the controller only
  * writes when something really changed (an update restarts agents; restarts never unload patches).
  */
-import type { V1Container, V1DaemonSet, V1NodeSelectorTerm, V1Toleration } from "@kubernetes/client-node";
+import type { V1Container, V1DaemonSet, V1NodeSelectorTerm, V1SecurityContext, V1Toleration, V1Volume, V1VolumeMount } from "@kubernetes/client-node";
 import type { KernelLivePatch, LabelSelector, Toleration } from "../../crds/schema.ts";
 import type { OperatorConfig } from "../config.ts";
 
@@ -26,6 +26,8 @@ type AgentConfig = Pick<
   | "KLP_AGENT_LOG_LEVEL"
   | "KLP_AGENT_METRICS_PORT"
   | "KLP_AGENT_LOADER"
+  | "KLP_AGENT_PRIVILEGED"
+  | "KLP_AGENT_ALLOW_WITHOUT_NODE_WRITE_POLICY"
   | "KLP_AGENT_MAX_MODULE_BYTES"
   | "KLP_AGENT_CPU_REQUEST"
   | "KLP_AGENT_MEMORY_REQUEST"
@@ -79,6 +81,97 @@ function agentProbes(port: number): Pick<V1Container, "ports" | "livenessProbe" 
 }
 
 /**
+ * What the agent container may do, and what of the host it sees. Capabilities (all others dropped):
+ * - SYS_MODULE: finit_module(2) (insmod) and delete_module(2) (rmmod). containerd's RuntimeDefault
+ *   seccomp profile allows those system calls exactly when this capability is in the bounding set.
+ * Nothing else: the agent runs as uid 0 so that it owns what it writes on the host
+ * (/var/lib/kpatch) and may write /sys/kernel/livepatch/<m>/enabled (root's 0644), which needs no
+ * capability beyond being the owner. Not granted, with what that costs: SYS_ADMIN and SYS_PTRACE,
+ * which /proc/<pid>/stack of a task that stalls a transition needs (a stall report lists the tasks
+ * without their kernel stacks; the agent says so at start), and DAC_OVERRIDE, without which the
+ * patch_state of another user's task (mode 0400, its owner's) is unreadable, so such a task is not
+ * listed. Without SYS_PTRACE the kernel also refuses the agent /proc/<pid>/root, cwd, environ and
+ * mem of the host's processes (ptrace access needs the target's capabilities to be a subset of the
+ * agent's), so the host's /proc it reads does not reach the host's filesystem.
+ * `privileged` restores the former pod for runtimes or kernels that need it
+ * (charts/kpatch-operator/README.md).
+ */
+export const AGENT_CAPABILITIES = ["SYS_MODULE"] as const;
+
+interface HostMount {
+  /** Volume name. */
+  name: string;
+  /** Host path (under the host root). */
+  path: string;
+  readOnly: boolean;
+  type: "Directory" | "DirectoryOrCreate";
+}
+
+/**
+ * The host paths the unprivileged agent mounts (under AGENT_HOST_MOUNT, at the same host paths), and
+ * why. Of /sys only what it reads or writes; /proc read-only, for its sysctls and for the tasks that
+ * stall a transition (/proc/<pid>/task/<tid>/patch_state and comm: no narrower mount shows them),
+ * with /proc/1/root and the like closed by the missing ptrace capabilities (AGENT_CAPABILITIES).
+ * containerd mounts /sys read-only in an unprivileged container; these binds keep their own mode.
+ */
+export const AGENT_HOST_MOUNTS: readonly (HostMount & { why: string })[] = [
+  { name: "host-kpatch", path: "/var/lib/kpatch", readOnly: false, type: "DirectoryOrCreate", why: "modules staged for boot and being loaded, the agent's record" },
+  { name: "host-livepatch", path: "/sys/kernel/livepatch", readOnly: false, type: "Directory", why: "the loaded patches' enabled (written to disable) and transition" },
+  { name: "host-module", path: "/sys/module", readOnly: true, type: "Directory", why: "build-id notes and refcounts of loaded modules, module.sig_enforce" },
+  { name: "host-security", path: "/sys/kernel/security", readOnly: true, type: "Directory", why: "lockdown mode (securityfs)" },
+  {
+    name: "host-proc",
+    path: "/proc",
+    readOnly: true,
+    type: "Directory",
+    why: "sys/kernel/{osrelease,random/boot_id,tainted,modules_disabled,ftrace_enabled}; <pid>/task/<tid>/{patch_state,comm} of tasks that stall a transition",
+  },
+];
+
+/**
+ * A simulated host (tests, demos) is a directory tree, not the kernel: its fake /proc and /sys are
+ * written by the agent's simulated kernel, so they are mounted whole and writable, with its state
+ * directory. It runs with the same securityContext as a real one.
+ */
+const SIM_HOST_MOUNTS: readonly HostMount[] = [
+  { name: "host-kpatch", path: "/var/lib/kpatch", readOnly: false, type: "DirectoryOrCreate" },
+  { name: "host-sys", path: "/sys", readOnly: false, type: "Directory" },
+  { name: "host-proc", path: "/proc", readOnly: false, type: "Directory" },
+  { name: "host-sim", path: "/.kpatch-sim", readOnly: false, type: "Directory" },
+];
+
+/** The former privileged pod: the host's whole /sys (writable) and /proc (read-only). */
+const PRIVILEGED_HOST_MOUNTS: readonly HostMount[] = [
+  { name: "host-kpatch", path: "/var/lib/kpatch", readOnly: false, type: "DirectoryOrCreate" },
+  { name: "host-sys", path: "/sys", readOnly: false, type: "Directory" },
+  { name: "host-proc", path: "/proc", readOnly: true, type: "Directory" },
+];
+
+const AGENT_TMP = "/tmp";
+
+export function agentSecurityContext(privileged: boolean): V1SecurityContext {
+  if (privileged) return { privileged: true };
+  return {
+    privileged: false,
+    allowPrivilegeEscalation: false,
+    readOnlyRootFilesystem: true,
+    runAsUser: 0,
+    runAsNonRoot: false,
+    capabilities: { drop: ["ALL"], add: [...AGENT_CAPABILITIES] },
+    seccompProfile: { type: "RuntimeDefault" },
+  };
+}
+
+function hostAccess(cfg: AgentConfig, hostRoot: string): { mounts: V1VolumeMount[]; volumes: V1Volume[] } {
+  const sim = cfg.KLP_AGENT_LOADER === "sim";
+  const list = sim ? SIM_HOST_MOUNTS : cfg.KLP_AGENT_PRIVILEGED ? PRIVILEGED_HOST_MOUNTS : AGENT_HOST_MOUNTS;
+  return {
+    mounts: list.map((m) => ({ name: m.name, mountPath: `${AGENT_HOST_MOUNT}${m.path}`, ...(m.readOnly ? { readOnly: true } : {}) })),
+    volumes: list.map((m) => ({ name: m.name, hostPath: { path: `${hostRoot}${m.path}`, type: m.type } })),
+  };
+}
+
+/**
  * `stillToClean`: nodes no selector targets any more but where a patch is not yet unloaded; the
  * agent must keep running there until it has cleaned up.
  */
@@ -96,10 +189,8 @@ export function desiredAgentDaemonSet(
       : selectorTerms;
   const tolerations = unionTolerations([cfg.KLP_AGENT_TOLERATIONS, ...ordered.map((p) => p.spec.tolerations)]);
   const hostRoot = cfg.KLP_AGENT_HOST_ROOT.replace(/\/+$/, "");
-  const hostPath = (p: string) => `${hostRoot}${p}`;
+  const host = hostAccess(cfg, hostRoot);
   const images = imageSources(ordered);
-  // A simulated host keeps its fake kernel's state beside the tree and writes /proc itself.
-  const sim = cfg.KLP_AGENT_LOADER === "sim";
   return {
     apiVersion: "apps/v1",
     kind: "DaemonSet",
@@ -119,12 +210,17 @@ export function desiredAgentDaemonSet(
           ...(tolerations.length > 0 ? { tolerations } : {}),
           // Long enough to finish a transition wait before SIGKILL; the agent never unloads on exit.
           terminationGracePeriodSeconds: 90,
+          // No host PID namespace: the agent sees only its own processes (see AGENT_CAPABILITIES).
+          hostPID: false,
+          securityContext: { seccompProfile: { type: "RuntimeDefault" } },
           initContainers: images.map((img, i) => ({
             name: `module-${i}`,
             image: img.reference,
             imagePullPolicy: cfg.KLP_AGENT_IMAGE_PULL_POLICY,
             command: ["cp", img.path, `${IMAGE_MODULES_DIR}/${img.sha256}.ko`],
             volumeMounts: [{ name: "image-modules", mountPath: IMAGE_MODULES_DIR }],
+            // A copy needs nothing of the host and no capability.
+            securityContext: { allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ["ALL"] } },
           })),
           containers: [
             {
@@ -140,30 +236,23 @@ export function desiredAgentDaemonSet(
                 { name: "KPATCH_MAX_MODULE_BYTES", value: String(cfg.KLP_AGENT_MAX_MODULE_BYTES) },
                 ...(cfg.KLP_AGENT_LOADER !== "auto" ? [{ name: "KPATCH_LOADER", value: cfg.KLP_AGENT_LOADER }] : []),
                 ...(cfg.KLP_AGENT_METRICS_PORT > 0 ? [{ name: "METRICS_PORT", value: String(cfg.KLP_AGENT_METRICS_PORT) }] : []),
+                ...(cfg.KLP_AGENT_ALLOW_WITHOUT_NODE_WRITE_POLICY ? [{ name: "KPATCH_ALLOW_WITHOUT_NODE_WRITE_POLICY", value: "true" }] : []),
               ],
               ...agentProbes(cfg.KLP_AGENT_METRICS_PORT),
-              // insmod and writes to /sys/kernel/livepatch need CAP_SYS_MODULE and a writable sysfs.
-              securityContext: { privileged: true },
+              securityContext: agentSecurityContext(cfg.KLP_AGENT_PRIVILEGED),
               resources: {
                 requests: { cpu: cfg.KLP_AGENT_CPU_REQUEST, memory: cfg.KLP_AGENT_MEMORY_REQUEST.text },
                 limits: { memory: cfg.KLP_AGENT_MEMORY_LIMIT.text },
               },
               volumeMounts: [
-                { name: "host-kpatch", mountPath: `${AGENT_HOST_MOUNT}/var/lib/kpatch` },
-                { name: "host-sys", mountPath: `${AGENT_HOST_MOUNT}/sys` },
-                { name: "host-proc", mountPath: `${AGENT_HOST_MOUNT}/proc`, readOnly: !sim },
+                ...host.mounts,
                 { name: "image-modules", mountPath: IMAGE_MODULES_DIR, readOnly: true },
-                ...(sim ? [{ name: "host-sim", mountPath: `${AGENT_HOST_MOUNT}/.kpatch-sim` }] : []),
+                // The root filesystem is read-only; node and kmod may still want a scratch dir.
+                { name: "tmp", mountPath: AGENT_TMP },
               ],
             },
           ],
-          volumes: [
-            { name: "host-kpatch", hostPath: { path: hostPath("/var/lib/kpatch"), type: "DirectoryOrCreate" } },
-            { name: "host-sys", hostPath: { path: hostPath("/sys"), type: "Directory" } },
-            { name: "host-proc", hostPath: { path: hostPath("/proc"), type: "Directory" } },
-            { name: "image-modules", emptyDir: {} },
-            ...(sim ? [{ name: "host-sim", hostPath: { path: hostPath("/.kpatch-sim"), type: "Directory" } }] : []),
-          ],
+          volumes: [...host.volumes, { name: "image-modules", emptyDir: {} }, { name: "tmp", emptyDir: { sizeLimit: "16Mi" } }],
         },
       },
     },

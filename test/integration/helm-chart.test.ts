@@ -336,7 +336,9 @@ describe("install, admission policy, upgrade, uninstall", () => {
     const KLP = "kernellivepatches.livepatch.kpatch.dev";
     for (const verb of ["get", "list", "watch"]) expect(await can(verb, KLPN), `${verb} ${KLPN}`).toBe("yes");
     expect(await can("patch", KLPN, ["--subresource=status"])).toBe("yes");
-    expect(await can("get", "configmaps", ["-n", "default"])).toBe("yes");
+    // Module ConfigMaps: the release namespace only by default (agent.moduleConfigMapNamespaces).
+    expect(await can("get", "configmaps", ["-n", ns])).toBe("yes");
+    expect(await can("get", "configmaps", ["-n", "default"])).toBe("no");
     expect(await can("create", "events", ["-n", "default"])).toBe("yes");
     const denied: Array<[string, string, string[]?]> = [
       // The agent no longer touches KernelLivePatches at all: the operator rolls its entries up.
@@ -356,7 +358,8 @@ describe("install, admission policy, upgrade, uninstall", () => {
     // The operator may manage DaemonSets and Leases only in its own namespace.
     expect(await can("create", "daemonsets.apps", ["-n", ns], op)).toBe("yes");
     expect(await can("create", "daemonsets.apps", ["-n", "default"], op)).toBe("no");
-    expect(await can("update", "leases.coordination.k8s.io", ["-n", ns], op)).toBe("yes");
+    // ...and by name where RBAC can check one: its Lease.
+    expect(await can("patch", "leases.coordination.k8s.io/kpatch-operator", ["-n", ns], op)).toBe("yes");
     expect(await can("get", "secrets", ["-n", ns], op)).toBe("no");
   });
 

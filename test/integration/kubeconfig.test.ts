@@ -18,7 +18,7 @@ import { kubeconfigConnection } from "../../kube/connection.ts";
 import { KubeHttp } from "../../kube/http-client.ts";
 import { lines } from "../../kube/list-watch.ts";
 import { controlPlane } from "../support/klp.ts";
-import type { ControlPlaneClient } from "../support/control-plane.ts";
+import type { ControlPlaneClient } from "../../scripts/dev/control-plane/index.ts";
 
 const suffix = Date.now().toString(36);
 const NS = `klp-kc-${suffix}`;

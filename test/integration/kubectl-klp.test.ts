@@ -22,7 +22,7 @@ import { main } from "../../kubectl-klp/cli.ts";
 import { httpFleetApi } from "../../kubectl-klp/fleet-api.ts";
 import { agentFieldManager } from "../../node-agent/kube/agent-api.ts";
 import { bundle } from "../../scripts/bundle.ts";
-import type { ControlPlaneClient } from "../support/control-plane.ts";
+import type { ControlPlaneClient } from "../../scripts/dev/control-plane/index.ts";
 import { Cluster, controlPlane, installCrd, kubeconfigPath, startOperator, until } from "../support/klp.ts";
 
 const NS = "klp-plugin-test";

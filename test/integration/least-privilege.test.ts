@@ -5,7 +5,9 @@
  * The chart's RBAC and admission policy are what is exercised: a normal rollout completes (the
  * operator writes each node's KernelLivePatchNode and rolls the agents' entries up into the patch's
  * status), and an agent forging another node's entry is denied by the API server, both in that
- * node's object (the admission policy) and in the patch's status (RBAC).
+ * node's object (the admission policy) and in the patch's status (RBAC). Then the allow/deny matrix
+ * of both ServiceAccounts, the operator's finalizer-only policy, and the agent's policy self-check
+ * with the node write policy present and absent.
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtemp } from "node:fs/promises";
@@ -14,10 +16,11 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { API_VERSION, GROUP, KIND, NODE_KIND, NODE_PLURAL, PLURAL, VERSION, type NodePatchEntry } from "../../crds/schema.ts";
 import { kubeconfigConnection } from "../../kube/connection.ts";
-import { KubeApiError, KubeHttp } from "../../kube/http-client.ts";
+import { KubeApiError, KubeHttp, MERGE } from "../../kube/http-client.ts";
+import { probeNodeWritePolicy } from "../../node-agent/kube/policy-check.ts";
 import { buildSimModule } from "../../node-agent/sim/build-module.ts";
 import { layoutSimHost } from "../../node-agent/sim/layout.ts";
-import type { ControlPlaneClient } from "../../scripts/dev/control-plane/index.ts";
+import { freePorts, type ControlPlaneClient } from "../../scripts/dev/control-plane/index.ts";
 import { CHART_DIR, helmClient, setArgs, type Helm } from "../support/helm.ts";
 import { Cluster, REPO, condition, controlPlane, entryOf, removeTree, sha256, until } from "../support/klp.ts";
 
@@ -26,6 +29,10 @@ const NS = `klp-lp-${suffix}`;
 const RELEASE = "kpatch-lp";
 const RELEASE_K = "6.1.0-56-amd64";
 const NODES = [`lp-a-${suffix}`, `lp-b-${suffix}`];
+/** Joins later, while the node write policy is off: its agent must refuse to act. */
+const LATE_NODE = `lp-c-${suffix}`;
+const AGENT_USER = `system:serviceaccount:${NS}:kpatch-agent`;
+const OPERATOR_USER = `system:serviceaccount:${NS}:kpatch-operator`;
 const module = buildSimModule({ name: "klp_lp_fix", vermagic: RELEASE_K });
 const cluster = new Cluster();
 let cp: ControlPlaneClient;
@@ -61,8 +68,8 @@ beforeAll(async () => {
   await cp.kubectl(["apply", "--server-side", "--force-conflicts", "-f", path.join(CHART_DIR, "crds")]);
   for (const plural of [PLURAL, NODE_PLURAL]) await cp.kubectl(["wait", "--for=condition=Established", `crd/${plural}.${GROUP}`, "--timeout=60s"]);
   await cluster.putModuleConfigMap(NS, "modules", { "fix.ko": module });
-  for (const n of NODES) {
-    await cluster.createNode(n, { "klp-test/suite": `lp-${suffix}` });
+  for (const n of [...NODES, LATE_NODE]) {
+    if (n !== LATE_NODE) await cluster.createNode(n, { "klp-test/suite": `lp-${suffix}` });
     // A Pod bound to the node, so the agent's token carries the node-name claim (as the kubelet's would).
     await cluster.core.createNamespacedPod({
       namespace: NS,
@@ -75,8 +82,8 @@ afterAll(async () => {
   for (const c of children) c.kill("SIGKILL");
   await cluster.forceDeletePatch(`lp-fix-${suffix}`);
   await helm.run(["uninstall", RELEASE, "-n", NS, "--wait", "--no-hooks"]); // no kubelet for the hook Job here
-  for (const n of NODES) await cluster.deleteNode(n);
-  await cp.kubectl(["delete", NODE_PLURAL, ...NODES, "--ignore-not-found", "--wait=false"]);
+  for (const n of [...NODES, LATE_NODE]) await cluster.deleteNode(n).catch(() => undefined);
+  await cp.kubectl(["delete", NODE_PLURAL, ...NODES, LATE_NODE, "--ignore-not-found", "--wait=false"]);
   await cluster.core.deleteNamespace({ name: NS }).catch(() => undefined);
   for (const r of roots) await removeTree(r);
 });
@@ -176,5 +183,163 @@ describe("the chart's least privilege, with the real processes", () => {
     expect(await nodeObjectEntry(a)).toMatchObject({ phase: "Loaded" });
     const p = await cluster.getPatch(patch);
     for (const n of NODES) expect(entryOf(p, n)?.phase).toBe("Loaded");
+  });
+
+  it("RBAC: the allow/deny matrix of the agent and the operator ServiceAccounts", async () => {
+    const KLPN = `${NODE_PLURAL}.${GROUP}`;
+    const KLP = `${PLURAL}.${GROUP}`;
+    type Row = [who: string, verb: string, resource: string, ns: string | undefined, extra: string[], allowed: boolean];
+    const agent = (verb: string, resource: string, ns: string | undefined, allowed: boolean, extra: string[] = []): Row => [AGENT_USER, verb, resource, ns, extra, allowed];
+    const op = (verb: string, resource: string, ns: string | undefined, allowed: boolean, extra: string[] = []): Row => [OPERATOR_USER, verb, resource, ns, extra, allowed];
+    const status = ["--subresource=status"];
+    const rows: Row[] = [
+      // The agent: its node objects (status only), Nodes, module ConfigMaps in the release namespace, Events in default.
+      ...["get", "list", "watch"].map((v) => agent(v, KLPN, undefined, true)),
+      agent("patch", KLPN, undefined, true, status),
+      agent("update", KLPN, undefined, false, status),
+      ...["create", "patch", "update", "delete"].map((v) => agent(v, KLPN, undefined, false)),
+      ...["get", "list", "watch"].map((v) => agent(v, "nodes", undefined, true)),
+      agent("patch", "nodes", undefined, false),
+      agent("get", "configmaps", NS, true),
+      agent("list", "configmaps", NS, false),
+      agent("get", "configmaps", "default", false),
+      agent("get", "configmaps", "kube-system", false),
+      agent("create", "events", "default", true),
+      agent("patch", "events", "default", true),
+      agent("create", "events.events.k8s.io", "default", true),
+      agent("create", "events", NS, false),
+      agent("create", "events", "kube-system", false),
+      ...["get", "list", "watch", "patch", "delete"].map((v) => agent(v, KLP, undefined, false)),
+      agent("patch", KLP, undefined, false, status),
+      agent("get", "secrets", NS, false),
+      agent("get", "daemonsets.apps", NS, false),
+      agent("create", "pods", NS, false),
+      // The operator: KernelLivePatches (patch for the finalizer, status), node objects, its DaemonSet and Lease by name.
+      ...["get", "list", "watch", "patch"].map((v) => op(v, KLP, undefined, true)),
+      ...["create", "update", "delete"].map((v) => op(v, KLP, undefined, false)),
+      op("patch", KLP, undefined, true, status),
+      op("update", KLP, undefined, false, status),
+      op("update", KLP, undefined, false, ["--subresource=finalizers"]),
+      ...["get", "list", "watch", "create", "patch", "delete"].map((v) => op(v, KLPN, undefined, true)),
+      op("patch", KLPN, undefined, false, status),
+      ...["list", "watch", "create"].map((v) => op(v, "daemonsets.apps", NS, true)),
+      ...["get", "patch", "delete"].map((v) => op(v, "daemonsets.apps/kpatch-agent", NS, true)),
+      ...["get", "patch", "delete", "update"].map((v) => op(v, "daemonsets.apps/someone-elses", NS, false)),
+      op("update", "daemonsets.apps/kpatch-agent", NS, false),
+      op("create", "daemonsets.apps", "default", false),
+      op("create", "leases.coordination.k8s.io", NS, true),
+      ...["get", "patch"].map((v) => op(v, "leases.coordination.k8s.io/kpatch-operator", NS, true)),
+      op("patch", "leases.coordination.k8s.io/someone-elses", NS, false),
+      op("update", "leases.coordination.k8s.io/kpatch-operator", NS, false),
+      op("create", "leases.coordination.k8s.io", "default", false),
+      op("create", "events", "default", true),
+      op("create", "events", NS, false),
+      op("get", "configmaps", NS, false),
+      op("get", "secrets", NS, false),
+      op("patch", "nodes", undefined, false),
+    ];
+    const wrong: string[] = [];
+    for (const [who, verb, resource, ns, extra, allowed] of rows) {
+      const r = await cp.kubectl(["auth", "can-i", verb, resource, `--as=${who}`, ...(ns ? ["-n", ns] : []), ...extra]);
+      const got = r.stdout.trim() === "yes";
+      if (got !== allowed) wrong.push(`${who.split(":").pop()} ${verb} ${resource}${ns ? ` -n ${ns}` : ""} ${extra.join(" ")}: ${r.stdout.trim() || r.stderr.trim()}, expected ${allowed ? "yes" : "no"}`);
+    }
+    expect(wrong).toEqual([]);
+  });
+
+  it("RBAC: agent.moduleConfigMapNamespaces names the namespaces (a Role in each), [\"*\"] all of them", async () => {
+    const rendered = async (set: string[]) => {
+      const r = await helm.run(["template", RELEASE, CHART_DIR, "-n", NS, ...set]);
+      expect(r.code, r.stderr).toBe(0);
+      return r.stdout;
+    };
+    const roles = (yaml: string) => [...yaml.matchAll(/kind: Role\nmetadata:\n {2}name: (\S+)\n {2}namespace: (\S+)/g)].map((m) => `${m[2]}/${m[1]}`);
+    const byDefault = await rendered([]);
+    expect(roles(byDefault).filter((r) => r.endsWith("-agent-modules"))).toEqual([`${NS}/${RELEASE}-${NS}-agent-modules`]);
+    expect(roles(await rendered(["--set", "agent.moduleConfigMapNamespaces={a,b}"])).filter((r) => r.endsWith("-agent-modules")).map((r) => r.split("/")[0])).toEqual(["a", "b"]);
+    const all = await rendered(["--set", "agent.moduleConfigMapNamespaces={*}"]);
+    expect(roles(all).filter((r) => r.endsWith("-agent-modules"))).toEqual([]);
+    expect(all).toMatch(/kind: ClusterRole\n[\s\S]*?-agent\n[\s\S]*?resources: \["configmaps"\]/);
+  });
+
+  it("the operator may change a KernelLivePatch's finalizers, not its spec or labels (admission policy)", async () => {
+    const patch = `lp-fix-${suffix}`;
+    const http = new KubeHttp(kubeconfigConnection(await cp.tokenKubeconfig(await token("kpatch-operator"))));
+    const dryRun = (body: object) =>
+      http.send("PATCH", `/apis/${GROUP}/${VERSION}/${PLURAL}/${patch}`, { query: { dryRun: "All", fieldManager: "kpatch-operator" }, contentType: MERGE, body }).then(() => undefined, (e: unknown) => e);
+    try {
+      const current = (await cluster.getPatch(patch))!;
+      expect(await dryRun({ metadata: { finalizers: [...(current.metadata.finalizers ?? []), "example.com/other"] } })).toBeUndefined();
+      for (const forbidden of [{ spec: { state: "Unloaded" } }, { metadata: { labels: { forged: "1" } } }, { metadata: { annotations: { forged: "1" } } }]) {
+        const e = await dryRun(forbidden);
+        expect(e, JSON.stringify(forbidden)).toBeInstanceOf(KubeApiError);
+        expect((e as KubeApiError).code).toBe(403);
+        expect((e as KubeApiError).message).toContain("may change the finalizers of a KernelLivePatch, never its spec");
+      }
+    } finally {
+      http.close();
+    }
+  });
+
+  it("the agent's policy self-check: refused with the policy, allowed without it; an agent without it does not act until it is back", async () => {
+    const [a] = NODES as [string, string];
+    const agentHttp = new KubeHttp(kubeconfigConnection(await cp.tokenKubeconfig(await token("kpatch-agent", `agent-${a}`))));
+    try {
+      // With the chart's policy (the default): refused by the admission policy.
+      expect(await probeNodeWritePolicy(agentHttp, a)).toMatchObject({ kind: "denied", by: "admission" });
+
+      // Without it: the dry run would be written.
+      await helm.ok(["upgrade", RELEASE, CHART_DIR, "-n", NS, "--reuse-values", ...setArgs({ "admissionPolicy.enabled": "false" })]);
+      await until("the API server without the policy", async () => (await probeNodeWritePolicy(agentHttp, a)).kind === "allowed", 30_000);
+      expect(await probeNodeWritePolicy(agentHttp, a)).toMatchObject({ kind: "allowed" });
+    } finally {
+      agentHttp.close();
+    }
+
+    // A node joins now: its agent finds the policy missing, says so, and does not act.
+    await cluster.createNode(LATE_NODE, { "klp-test/suite": `lp-${suffix}` });
+    const root = await mkdtemp(path.join(tmpdir(), `klp-lp-${LATE_NODE}-`));
+    roots.push(root);
+    await layoutSimHost(root, { kernelRelease: RELEASE_K, transitionMs: 300 });
+    const [metricsPort] = (await freePorts(1)) as [number];
+    const kubeconfig = await cp.tokenKubeconfig(await token("kpatch-agent", `agent-${LATE_NODE}`));
+    run(LATE_NODE, "node-agent/main.ts", {
+      KUBECONFIG: kubeconfig, NODE_NAME: LATE_NODE, KPATCH_HOST_ROOT: root, KPATCH_LOADER: "sim", LOG_LEVEL: "info",
+      METRICS_PORT: String(metricsPort), POLICY_RECHECK_SECONDS: "1",
+    });
+    const out = outputs.get(LATE_NODE)!;
+    await until("the agent's refusal", () => out().includes("NodeWritePolicyMissing") || out().includes("not acting until it does"), 30_000).catch((e: Error) => {
+      throw new Error(`${e.message}\n${logs()}`);
+    });
+    const metricsText = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+    expect(metricsText).toContain(`kpatch_agent_node_write_policy{node="${LATE_NODE}"} 0`);
+    expect((await fetch(`http://127.0.0.1:${metricsPort}/readyz`)).status).toBe(503);
+    const event = await until("the Warning event on the Node", async () => {
+      const r = await cp.kubectl(["get", "events", "-n", "default", "--field-selector", `involvedObject.name=${LATE_NODE},reason=NodeWritePolicyMissing`, "-o", "json"]);
+      const items = (JSON.parse(r.stdout || "{}") as { items?: Array<{ type: string; message: string }> }).items ?? [];
+      return items[0];
+    }, 30_000);
+    expect(event.type).toBe("Warning");
+    expect(event.message).toContain("not acting");
+    // The operator projects the patch onto the new node's object; its agent writes nothing there.
+    const patch = `lp-fix-${suffix}`;
+    const lateEntry = async () =>
+      ((await cluster.custom.getClusterCustomObject({ group: GROUP, version: VERSION, plural: NODE_PLURAL, name: LATE_NODE }).catch(() => undefined)) as { status?: { entries?: NodePatchEntry[] } } | undefined)
+        ?.status?.entries?.find((e) => e.patch === patch);
+    await until("the patch projected onto the new node", async () => {
+      const o = (await cluster.custom.getClusterCustomObject({ group: GROUP, version: VERSION, plural: NODE_PLURAL, name: LATE_NODE }).catch(() => undefined)) as
+        | { spec?: { patches?: Array<{ name: string }> } }
+        | undefined;
+      return o?.spec?.patches?.some((p) => p.name === patch);
+    }, 60_000);
+    await new Promise((r) => setTimeout(r, 3_000));
+    expect(await lateEntry()).toBeUndefined();
+
+    // The policy back: the waiting agent's next check passes and it loads the patch.
+    await helm.ok(["upgrade", RELEASE, CHART_DIR, "-n", NS, "--reuse-values", ...setArgs({ "admissionPolicy.enabled": "true" })]);
+    await until("the late node's entry Loaded", async () => (await lateEntry())?.phase === "Loaded", 90_000).catch((e: Error) => {
+      throw new Error(`${e.message}\n${logs()}`);
+    });
+    expect(out()).toContain('"nodeWritePolicy":"enforced"');
   });
 });

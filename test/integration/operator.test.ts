@@ -75,7 +75,8 @@ beforeAll(async () => {
   for (const [name, pool] of [["op-a1", "a"], ["op-a2", "a"], ["op-b1", "b"], ["op-c1", "c"]] as const) {
     await cluster.createNode(name, { "klp-test/pool": pool });
   }
-  operator = await startOperator({ KLP_NAMESPACE: NS, KLP_AGENT_IMAGE: "kpatch-agent:test" });
+  // The privileged agent (agent.privileged): its DaemonSet is what the first test checks.
+  operator = await startOperator({ KLP_NAMESPACE: NS, KLP_AGENT_IMAGE: "kpatch-agent:test", KLP_AGENT_PRIVILEGED: "true" });
   http = new KubeHttp(kubeconfigConnection(kubeconfigPath()));
 });
 

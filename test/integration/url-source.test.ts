@@ -29,7 +29,7 @@ import { startSimNode, type RunningSimNode } from "../../node-agent/sim/sim-node
 import { loadOperatorConfig } from "../../operator/config.ts";
 import { urlAccessRole } from "../../operator/agents/url-access-role.ts";
 import { makePrivateCa, startArtifactServer, type ArtifactServer, type PrivateCa } from "../support/artifact-server.ts";
-import type { ControlPlaneClient } from "../support/control-plane.ts";
+import type { ControlPlaneClient } from "../../scripts/dev/control-plane/index.ts";
 import { helmClient } from "../support/helm.ts";
 import { Cluster, controlPlane, entryOf, installCrd, kubeconfigPath, removeTree, sha256, startOperator, testLog, until } from "../support/klp.ts";
 

@@ -8,11 +8,13 @@
 import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
-import { mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import type { KernelLivePatch } from "../../crds/schema.ts";
+import { desiredAgentDaemonSet } from "../../operator/agents/daemonset.ts";
+import { loadOperatorConfig } from "../../operator/config.ts";
 import { readSimState } from "../../node-agent/sim/sim-files.ts";
 import { attachControlPlane, type ControlPlaneClient } from "../../scripts/dev/control-plane/index.ts";
 import { AGENT_IMAGE, OPERATOR_IMAGE, buildImages, ensureDockerEngine } from "../support/docker.ts";
@@ -332,6 +334,89 @@ describe.skipIf(!!unavailable)("the chart on a real node", () => {
     expect(denied.stderr).toContain(realNodeName);
   });
 
+  it("the agent pod that loaded it is unprivileged: CAP_SYS_MODULE alone, no new privileges, seccomp, and no way to the host through /proc/1/root", async () => {
+    const pod = await runningAgentPod();
+    const c = pod.spec.containers.find((x: any) => x.name === "agent");
+    expect(c.securityContext).toMatchObject({ privileged: false, allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ["ALL"], add: ["SYS_MODULE"] } });
+    expect(pod.spec.hostPID ?? false).toBe(false);
+    const exec = (cmd: string) => cp.kubectl(["exec", "-n", ns, pod.metadata.name, "-c", "agent", "--", "sh", "-c", cmd]);
+    // As the kernel sees the agent's process: CAP_SYS_MODULE (bit 16) only, no_new_privs, a seccomp filter.
+    const status = (await exec("cat /proc/self/status")).stdout;
+    expect(status).toMatch(/^CapEff:\s+0000000000010000$/m);
+    expect(status).toMatch(/^CapBnd:\s+0000000000010000$/m);
+    expect(status).toMatch(/^NoNewPrivs:\s+1$/m);
+    expect(status).toMatch(/^Seccomp:\s+2$/m);
+    // A file on this machine, outside every mount of the pod: not reachable through /proc/1/root
+    // (pid 1 of the container's own PID namespace is the agent itself).
+    const marker = path.join(work, "host-marker");
+    await writeFile(marker, "host\n");
+    const through = await exec(`cat /proc/1/root${marker}`);
+    expect(through.code).not.toBe(0);
+    expect((await exec("cat /proc/1/cmdline")).stdout).toContain("node-agent.mjs");
+    // Its root filesystem is read-only.
+    expect((await exec("touch /app/x")).stderr).toMatch(/read-only file system/i);
+  });
+
+  it("the production agent pod spec on this machine's real /proc and /sys: the host's /proc is readable, its /proc/1/root is refused", async () => {
+    // The DaemonSet's pod as the operator renders it for a real host (hostRoot "/", the kmod
+    // loader), run here with `sleep` instead of the agent: it must not touch this machine's kernel.
+    // Mounts this kernel lacks (no /sys/kernel/livepatch here) and /var/lib/kpatch (not to create
+    // it on this machine) are left out.
+    const cfg = loadOperatorConfig({ KLP_NAMESPACE: ns, KLP_AGENT_IMAGE: AGENT_IMAGE, KLP_AGENT_IMAGE_PULL_POLICY: "Never" });
+    const ds = desiredAgentDaemonSet([(await getPatch())!], cfg)!;
+    const spec = ds.spec!.template.spec!;
+    const kept = spec.volumes!.filter((v) => !v.hostPath || (v.name !== "host-kpatch" && existsSync(v.hostPath.path)));
+    expect(kept.map((v) => v.hostPath?.path).filter(Boolean)).toContain("/proc");
+    const agent = spec.containers[0]!;
+    const probeName = `agent-spec-probe-${suffix}`;
+    const probe = {
+      apiVersion: "v1",
+      kind: "Pod",
+      metadata: { name: probeName, namespace: ns },
+      spec: {
+        ...spec,
+        nodeName: realNodeName,
+        affinity: undefined,
+        automountServiceAccountToken: false,
+        terminationGracePeriodSeconds: 0,
+        initContainers: [],
+        volumes: kept,
+        containers: [
+          {
+            ...agent,
+            command: ["sleep", "infinity"],
+            livenessProbe: undefined,
+            readinessProbe: undefined,
+            volumeMounts: agent.volumeMounts!.filter((m) => kept.some((v) => v.name === m.name)),
+          },
+        ],
+      },
+    };
+    await kubectl(["apply", "-f", "-"], JSON.stringify(probe));
+    try {
+      await kubectl(["wait", "--for=condition=Ready", `pod/${probeName}`, "-n", ns, "--timeout=120s"], undefined, 130_000);
+      const exec = (cmd: string) => cp.kubectl(["exec", "-n", ns, probeName, "-c", "agent", "--", "sh", "-c", cmd]);
+      // What the agent reads there works: the sysctls, the host's processes, /sys/module.
+      expect((await exec("cat /host/proc/sys/kernel/osrelease")).stdout.trim()).toBe(os.release());
+      expect((await exec("cat /host/proc/sys/kernel/tainted")).stdout.trim()).toMatch(/^\d+$/);
+      expect((await exec("cat /host/proc/1/comm")).code).toBe(0);
+      expect((await exec("ls /host/sys/module")).stdout.split("\n").filter(Boolean).sort()).toEqual((await readdir("/sys/module")).sort());
+      // The way to the host's filesystem is closed: ptrace access to pid 1 is refused.
+      for (const cmd of ["cat /host/proc/1/root/etc/hostname", "ls /host/proc/1/root/", "cat /host/proc/1/environ", "ls /host/proc/1/cwd/"]) {
+        const r = await exec(cmd);
+        expect(r.code, `${cmd}: ${r.stdout}`).not.toBe(0);
+        expect(r.stderr, cmd).toMatch(/permission denied/i);
+      }
+      // Read-only where it reads only.
+      expect((await exec("echo 0 > /host/proc/sys/kernel/tainted")).stderr).toMatch(/read-only file system/i);
+      expect((await exec("touch /host/sys/module/x")).stderr).toMatch(/read-only file system|permission denied/i);
+      const status = (await exec("cat /proc/self/status")).stdout;
+      expect(status).toMatch(/^CapEff:\s+0000000000010000$/m);
+    } finally {
+      await cp.kubectl(["delete", "pod", probeName, "-n", ns, "--grace-period=0", "--force", "--wait=true"], { timeoutMs: 60_000 });
+    }
+  });
+
   it("deleting the agent pod: the DaemonSet recreates it and the patch stays loaded, never reloaded", async () => {
     const before = await runningAgentPod();
     const insmods = (await simState()).insmods[moduleName];
@@ -370,6 +455,8 @@ describe.skipIf(!!unavailable)("the chart on a real node", () => {
     expect(json.length).toBeGreaterThan(0);
     expect(json.every((j) => typeof j.level === "number" && typeof j.msg === "string")).toBe(true);
     expect(json.map((j) => j.msg)).toContain("host read");
+    // The restarted agent checked, as its ServiceAccount, that another node's object is refused it.
+    expect(json.some((j) => (j as { nodeWritePolicy?: string }).nodeWritePolicy === "enforced"), lines.join("\n")).toBe(true);
     // The container killed above logged too.
     const previous = await kubectl(["logs", "-n", ns, pod.metadata.name, "-c", "agent", "--previous"]);
     expect(previous.split("\n").filter(Boolean).every((l) => JSON.parse(l).msg !== undefined)).toBe(true);
