@@ -17,7 +17,6 @@ import { loadKubeconfig } from "./kubeconfig/load.ts";
 import { planConnection, type ConnectionPlan, type Material } from "./kubeconfig/plan.ts";
 
 export type { Credentials, CredentialSource } from "./kubeconfig/credentials.ts";
-export { KubeconfigError } from "./kubeconfig/errors.ts";
 
 export interface Connection {
   /** https://host[:port][/path prefix], no trailing slash: every request path goes after the prefix. */

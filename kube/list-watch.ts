@@ -295,16 +295,7 @@ export class ListWatch<T extends ObjectMeta> {
         timer = setTimeout(silent, silenceMs);
         if (!this.alive(generation)) break;
         this.lastProgress = this.now();
-        if (!line.trim()) continue;
-        const ev = JSON.parse(line) as { type: string; object: T & { code?: number; reason?: string; message?: string } };
-        if (ev.type === "ERROR") {
-          const status = ev.object;
-          throw new KubeApiError(status.code ?? 500, status.reason ?? "WatchError", status.message ?? "watch error");
-        }
-        const obj = withoutManagedFields(ev.object);
-        last = obj.metadata?.resourceVersion ?? last;
-        if (ev.type === "BOOKMARK") continue;
-        this.apply(ev.type, this.cached(obj));
+        last = this.onLine(line, last);
       }
     } catch (err) {
       return aborted ? { rv: last } : { rv: last, err };
@@ -313,9 +304,28 @@ export class ListWatch<T extends ObjectMeta> {
       if (this.current === abort) this.current = undefined;
     }
     if (aborted || !this.alive(generation)) return { rv: last };
-    if (res.errored) return { rv: last, err: res.errored };
-    if (!res.complete) return { rv: last, err: new Error(`the watch of ${path} was cut off`) };
-    return { rv: last };
+    return { rv: last, err: this.endError(res) };
+  }
+
+  /** One line of the watch stream: applies its event; returns the last resourceVersion seen. */
+  private onLine(line: string, last: string): string {
+    if (!line.trim()) return last;
+    const ev = JSON.parse(line) as { type: string; object: T & { code?: number; reason?: string; message?: string } };
+    if (ev.type === "ERROR") {
+      const status = ev.object;
+      throw new KubeApiError(status.code ?? 500, status.reason ?? "WatchError", status.message ?? "watch error");
+    }
+    const obj = withoutManagedFields(ev.object);
+    const rv = obj.metadata?.resourceVersion ?? last;
+    if (ev.type !== "BOOKMARK") this.apply(ev.type, this.cached(obj));
+    return rv;
+  }
+
+  /** Why a watch stream that ended on its own ended: nothing (the server closed it), an error, or a cut. */
+  private endError(res: WatchResponse): unknown {
+    if (res.errored) return res.errored;
+    if (!res.complete) return new Error(`the watch of ${this.opts.path} was cut off`);
+    return undefined;
   }
 
   private apply(type: string, obj: T): void {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import type { KernelLivePatch, KernelLivePatchNode, NodeEntry, NodePatchEntry, NodePhase } from "../crds/schema.ts";
+import { KernelLivePatchSpec, type KernelLivePatch, type KernelLivePatchNode, type NodeEntry, type NodePatchEntry, type NodePhase } from "../crds/schema.ts";
 import { decidePause, decideRetry } from "./actions.ts";
 import { cveRows, failedNodes, indexFleet, nodeRows, statusRows, type FleetSnapshot } from "./fleet-view.ts";
 import { cveTable, exposedTable, nodeTable, statusTable, structured } from "./render.ts";
@@ -23,11 +23,13 @@ const entry = (patch: string, phase: NodePhase, over: Partial<NodePatchEntry> = 
   lastTransitionTime: "2026-12-03T10:00:00Z",
   ...over,
 });
+/** A projected spec as the operator writes it; the plugin reads only the patch's name from it. */
+const PROJECTED_SPEC = KernelLivePatchSpec.parse({ state: "Loaded", modules: [{ sha256: "a".repeat(64), url: "https://modules.example/p.ko", kernelRelease: "6.1.0-56-amd64" }] });
 const klpn = (name: string, projected: string[], entries: NodePatchEntry[]): KernelLivePatchNode => ({
   apiVersion: "livepatch.kpatch.dev/v1alpha1",
   kind: "KernelLivePatchNode",
   metadata: { name },
-  spec: { patches: projected.map((p) => ({ name: p, uid: `uid-${p}`, generation: 1, creationTimestamp: "2026-12-03T09:00:00Z", admitted: true, spec: {} })) },
+  spec: { patches: projected.map((p) => ({ name: p, uid: `uid-${p}`, generation: 1, creationTimestamp: "2026-12-03T09:00:00Z", admitted: true, spec: PROJECTED_SPEC })) },
   status: { entries: entries.map((e) => ({ ...e, nodeName: name })) },
 });
 

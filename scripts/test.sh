@@ -39,7 +39,7 @@ step() {
 
 for layer in $layers; do
   case $layer in
-    static) step "typecheck" npx tsc --noEmit; step "lint (typescript-eslint, warning budget)" npm run --silent lint ;;
+    static) step "typecheck" npx tsc --noEmit; step "lint (typescript-eslint, no warnings)" npm run --silent lint; step "dead code (knip)" npm run --silent deadcode ;;
     unit) step "unit tests" vitest_layer unit env ;;
     images) step "bundles and container images" bash -c 'npm run build && bash scripts/images/build.sh' ;;
     integration) step "integration tests (real control plane)" vitest_layer integration env ;;

@@ -16,7 +16,6 @@ const VERB_FLAGS: Readonly<Record<string, readonly Flag[]>> = {
   help: [],
 };
 
-export const VERBS = Object.keys(VERB_FLAGS);
 
 const LOG_LEVELS = ["silent", "fatal", "error", "warn", "info", "debug", "trace"] as const;
 

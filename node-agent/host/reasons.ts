@@ -148,7 +148,3 @@ export function describeReason(reason: Reason, params: ReasonParams = {}): strin
     return value === undefined ? "?" : String(value);
   });
 }
-
-export function reasonAction(reason: Reason): string {
-  return REASONS[reason].action;
-}

@@ -13,14 +13,6 @@ export function simPath(root: string, hostPath: string): string {
   return path.join(root, hostPath);
 }
 
-export async function isSimHost(root: string): Promise<boolean> {
-  try {
-    return (await fs.stat(simPath(root, SIM_DIR))).isDirectory();
-  } catch {
-    return false;
-  }
-}
-
 // Config and state are read synchronously: small files on tmpfs, read on every loader call (a
 // thousand simulated hosts in one benchmark process spent more CPU on the promise API's
 // open/fstat/read/close round trips than on the simulation itself).

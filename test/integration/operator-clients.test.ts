@@ -5,7 +5,7 @@
  * unit-tested beside their modules; here the world they leave is checked.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { FINALIZER, NODE_OBJECTS_PATH, type KernelLivePatchStatus, type PatchOnNode } from "../../crds/schema.ts";
+import { FINALIZER, KernelLivePatchSpec, NODE_OBJECTS_PATH, type KernelLivePatchStatus, type PatchOnNode } from "../../crds/schema.ts";
 import { kubeconfigConnection } from "../../kube/connection.ts";
 import type { KubeHttp } from "../../kube/http-client.ts";
 import { operatorHttp } from "../../operator/kube/api-client.ts";
@@ -116,7 +116,7 @@ describe("the operator's writes to patches and node objects", () => {
     const node = await cluster.core.readNode({ name: NODE });
     const client = new NodeObjectClient(http);
     const projection: PatchOnNode[] = [
-      { name: "p", uid: "uid-p", generation: 2, creationTimestamp: "2026-12-03T12:00:00Z", admitted: true, spec: { state: "Loaded" } },
+      { name: "p", uid: "uid-p", generation: 2, creationTimestamp: "2026-12-03T12:00:00Z", admitted: true, spec: KernelLivePatchSpec.parse({ state: "Loaded", modules: [{ sha256: "a".repeat(64), url: "https://modules.example/p.ko", kernelRelease: "6.1.0-56-amd64" }] }) },
     ];
     await client.applySpec({ name: NODE, uid: node.metadata!.uid! }, projection, "hash-1");
     type NodeObject = { metadata: { annotations?: Record<string, string>; ownerReferences?: Array<{ kind: string; name: string; uid: string }> }; spec: { patches: PatchOnNode[] } };
