@@ -5,7 +5,7 @@
 import { readFile } from "node:fs/promises";
 import { pino, type Logger } from "pino";
 import { loadAgentConfig, type CrashPoint } from "./config.ts";
-import { createLoader } from "./host/create-loader.ts";
+import { createLoader } from "./create-loader.ts";
 import { createHostDriver } from "./host/driver.ts";
 import { createNodeHostFs } from "./host/node-host-fs.ts";
 import { watchOwnNode } from "./kube/agent-api.ts";

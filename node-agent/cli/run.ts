@@ -1,5 +1,5 @@
 import { pino, type Logger } from "pino";
-import { createLoader } from "../host/create-loader.ts";
+import { createLoader } from "../create-loader.ts";
 import { createHostDriver } from "../host/driver.ts";
 import { isHostError } from "../host/host-error.ts";
 import { parseCli, type GlobalOptions } from "./args.ts";

@@ -2,7 +2,7 @@ import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { createLoader } from "../host/create-loader.ts";
+import { createLoader } from "../create-loader.ts";
 import { LoaderError } from "../host/ports.ts";
 import { buildSimModule } from "./build-module.ts";
 import { layoutSimHost, rebootSimHost } from "./layout.ts";

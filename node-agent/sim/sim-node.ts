@@ -4,7 +4,7 @@
  */
 import path from "node:path";
 import type { Logger } from "pino";
-import { createLoader } from "../host/create-loader.ts";
+import { createLoader } from "../create-loader.ts";
 import { createHostDriver } from "../host/driver.ts";
 import { watchOwnNode } from "../kube/agent-api.ts";
 import { kubeconfigConnection } from "../../kube/connection.ts";

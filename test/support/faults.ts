@@ -12,7 +12,7 @@ import net from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { API_VERSION, GROUP, KIND, PLURAL, VERSION, type KernelLivePatch, type NodeEntry } from "../../crds/schema.ts";
-import { createLoader } from "../../node-agent/host/create-loader.ts";
+import { createLoader } from "../../node-agent/create-loader.ts";
 import { createHostDriver } from "../../node-agent/host/driver.ts";
 import { watchOwnNode } from "../../node-agent/kube/agent-api.ts";
 import { nodeChannel } from "../../node-agent/kube/node-channel.ts";

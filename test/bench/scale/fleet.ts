@@ -14,7 +14,7 @@ import { readFileSync } from "node:fs";
 import { mkdir, open } from "node:fs/promises";
 import path from "node:path";
 import { pino, type Logger } from "pino";
-import { createLoader } from "../../../node-agent/host/create-loader.ts";
+import { createLoader } from "../../../node-agent/create-loader.ts";
 import { createHostDriver } from "../../../node-agent/host/driver.ts";
 import { watchOwnNode } from "../../../node-agent/kube/agent-api.ts";
 import type { Connection } from "../../../kube/connection.ts";

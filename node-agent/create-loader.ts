@@ -1,9 +1,9 @@
 import { existsSync } from "node:fs";
 import path from "node:path";
-import { SIM_DIR } from "../sim/sim-config.ts";
-import { createSimLoader } from "../sim/sim-loader.ts";
-import { createKmodLoader } from "./kmod-loader.ts";
-import type { Clock, ModuleLoader } from "./ports.ts";
+import { SIM_DIR } from "./sim/sim-config.ts";
+import { createSimLoader } from "./sim/sim-loader.ts";
+import { createKmodLoader } from "./host/kmod-loader.ts";
+import type { Clock, ModuleLoader } from "./host/ports.ts";
 
 export type LoaderKind = "auto" | "kmod" | "sim";
 
