@@ -40,7 +40,8 @@ describe("kubeconfigPath", () => {
   it.each<[string, string | undefined, Record<string, string>, string]>([
     ["the flag first", "/flag", { KUBECONFIG: "/env" }, "/flag"],
     ["then $KUBECONFIG", undefined, { KUBECONFIG: "/env" }, "/env"],
-    ["the first file of a $KUBECONFIG list", undefined, { KUBECONFIG: ":/a:/b" }, "/a"],
+    ["a $KUBECONFIG list whole (merged as kubectl merges it)", undefined, { KUBECONFIG: ":/a:/b" }, ":/a:/b"],
+    ["an empty $KUBECONFIG: ~/.kube/config", undefined, { KUBECONFIG: ":", HOME: "/home/admin" }, "/home/admin/.kube/config"],
     ["then ~/.kube/config", undefined, { HOME: "/home/admin" }, "/home/admin/.kube/config"],
   ])("%s", (_name, flag, env, want) => {
     expect(kubeconfigPath(flag, env)).toBe(want);

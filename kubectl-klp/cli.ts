@@ -24,13 +24,13 @@ export interface PluginIo {
 }
 
 /**
- * The kubeconfig: --kubeconfig, else $KUBECONFIG, else ~/.kube/config. Of a $KUBECONFIG list, the
- * first file (kube/connection.ts reads one file).
+ * The kubeconfig: --kubeconfig, else $KUBECONFIG, else ~/.kube/config. A $KUBECONFIG list is
+ * passed whole: kube/connection.ts merges it as kubectl does.
  */
 export function kubeconfigPath(flag: string | undefined, env: PluginIo["env"]): string {
   if (flag) return flag;
-  const first = env.KUBECONFIG?.split(path.delimiter).find((p) => p !== "");
-  return first ?? path.join(env.HOME ?? homedir(), ".kube", "config");
+  const list = env.KUBECONFIG;
+  return list?.split(path.delimiter).some((p) => p !== "") ? list : path.join(env.HOME ?? homedir(), ".kube", "config");
 }
 
 export async function main(argv: readonly string[], io: PluginIo): Promise<number> {
