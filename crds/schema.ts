@@ -9,16 +9,10 @@ import { CveCount } from "./cve-count.ts";
 import { HTTPS_URL, IMAGE_REFERENCE } from "./reference-grammar.ts";
 import { CONFIGMAP_KEY, DNS_SUBDOMAIN } from "./object-names.ts";
 import { doc, maxProperties, withRules, type Rule } from "./rules.ts";
+import { API_VERSION, KIND, NODE_KIND } from "./names.ts";
 import { UrlAccess } from "./url-access.ts";
 
-export const GROUP = "livepatch.kpatch.dev";
-export const VERSION = "v1alpha1";
-export const KIND = "KernelLivePatch";
-export const PLURAL = "kernellivepatches";
-export const API_VERSION = `${GROUP}/${VERSION}`;
-/** The API path of the KernelLivePatch collection. */
-export const PATCHES_PATH = `/apis/${GROUP}/${VERSION}/${PLURAL}`;
-export const FINALIZER = `${GROUP}/unload`;
+export { API_VERSION, FINALIZER, GROUP, KIND, NODE_KIND, NODE_OBJECTS_PATH, NODE_PLURAL, ofThisPatch, PATCHES_PATH, PLURAL, VERSION } from "./names.ts";
 
 const SHA256 = /^[a-f0-9]{64}$/;
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
@@ -525,10 +519,6 @@ export type DesiredState = z.output<typeof DesiredState>;
 // that concern it, their spec and whether its turn has come), the agent writes its entries into the
 // same object's status, and the operator rolls them up into each patch's status.nodes.
 
-export const NODE_KIND = "KernelLivePatchNode";
-export const NODE_PLURAL = "kernellivepatchnodes";
-/** The API path of the KernelLivePatchNode collection. */
-export const NODE_OBJECTS_PATH = `/apis/${GROUP}/${VERSION}/${NODE_PLURAL}`;
 
 export const PatchOnNode = z
   .object({
@@ -595,13 +585,5 @@ export const KernelLivePatchNode = z.object({
 export type PatchOnNode = z.output<typeof PatchOnNode>;
 export type NodePatchEntry = z.output<typeof NodePatchEntry>;
 
-/**
- * Whether an entry written for the patch uid `patchUID` is about the patch whose uid is `uid`, not
- * one an earlier patch of the same name left behind (an entry without a uid predates uids and
- * counts as this patch's).
- */
-export function ofThisPatch(patchUID: string | undefined, uid: string | undefined): boolean {
-  return patchUID === undefined || patchUID === uid;
-}
 export type KernelLivePatchNode = z.output<typeof KernelLivePatchNode>;
 export type KernelLivePatchNodeSpec = z.output<typeof KernelLivePatchNodeSpec>;

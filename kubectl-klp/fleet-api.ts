@@ -8,7 +8,7 @@
 import { KubeHttp, MERGE } from "../kube/http-client.ts";
 import type { Connection } from "../kube/connection.ts";
 import type { KernelLivePatch, KernelLivePatchNode } from "../crds/schema.ts";
-import { KLPN_PATH, KLP_PATH } from "./api-names.ts";
+import { NODE_OBJECTS_PATH, PATCHES_PATH } from "../crds/names.ts";
 import type { FleetSnapshot } from "./fleet-view.ts";
 
 export interface FleetApi {
@@ -23,13 +23,13 @@ export function httpFleetApi(connection: Connection): FleetApi {
   return {
     read: async () => {
       const [patches, nodeObjects, nodes] = await Promise.all([
-        items<KernelLivePatch>(KLP_PATH),
-        items<KernelLivePatchNode>(KLPN_PATH),
+        items<KernelLivePatch>(PATCHES_PATH),
+        items<KernelLivePatchNode>(NODE_OBJECTS_PATH),
         items<{ metadata: { name: string; labels?: Record<string, string> } }>("/api/v1/nodes"),
       ]);
       return { patches, nodeObjects, clusterNodes: nodes.map((n) => ({ name: n.metadata.name, labels: n.metadata.labels ?? {} })) };
     },
-    mergePatch: (name, body) => http.send("PATCH", `${KLP_PATH}/${encodeURIComponent(name)}`, { body, contentType: MERGE }),
+    mergePatch: (name, body) => http.send("PATCH", `${PATCHES_PATH}/${encodeURIComponent(name)}`, { body, contentType: MERGE }),
     close: () => http.close(),
   };
 }

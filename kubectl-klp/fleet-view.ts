@@ -14,7 +14,7 @@ import { fleetCvePosture, nodeCves, type CvePosture, type PatchCoverage } from "
 import { selectorMatches } from "../crds/label-selector.ts";
 import { FAILED_PHASES } from "../crds/phases.ts";
 import type { KernelLivePatch, KernelLivePatchNode, NodeEntry, NodePhase } from "../crds/schema.ts";
-import { ofThisPatch } from "./api-names.ts";
+import { ofThisPatch } from "../crds/names.ts";
 
 /** A Node as the views need it. */
 export interface ClusterNode {
