@@ -41,6 +41,7 @@ else
   # A pidfile left by a daemon that died (machine restarted, daemon killed) names a dead pid: drop
   # it, or the wait below would read it before the new daemon rewrites it and give up at once.
   rm -f "$pidfile"
+  drop_stale_containerd_pidfile "${DOCKER_EXEC_ROOT:-/var/run/docker}"
   # setsid: the daemon outlives this script and its process group.
   setsid dockerd \
     --iptables=false --ip-masq=false --bridge=none \

@@ -22,3 +22,16 @@ fi
 export DOCKER_BUILDKIT=0
 
 docker_ready() { "$DOCKER" version --format '{{.Server.Version}}' >/dev/null 2>&1; }
+
+# dockerd reuses the containerd named by <exec root>/containerd/containerd.pid when that pid is
+# alive. After the machine or the daemon was killed, the pid can belong to any other process; dockerd
+# then waits for a containerd that never answers and gives up ("timeout waiting for containerd").
+# Drops the pid file unless it names a live containerd. $1: dockerd's exec root.
+drop_stale_containerd_pidfile() {
+  local pidfile=$1/containerd/containerd.pid pid
+  [ -f "$pidfile" ] || return 0
+  pid=$(tr -dc 0-9 <"$pidfile")
+  if [ -n "$pid" ] && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = containerd ]; then return 0; fi
+  log "dropping $pidfile: it names pid ${pid:-?}, which is not a running containerd"
+  rm -f "$pidfile"
+}
