@@ -37,7 +37,7 @@ const patch = (o: PatchShape = {}): KernelLivePatch =>
           status: {
             observedGeneration: 1,
             conditions: [{ type: "Ready", status: o.ready, reason: "RolloutInProgress", message: "", lastTransitionTime: at(60) }],
-            rollout: { generation: 1, admitted: ["a", "b"], halted: false },
+            rollout: { generation: 1, admittedCount: 2, halted: false },
           },
         }
       : {}),
@@ -51,6 +51,7 @@ const seen = (entries: NodeEntry[], readiness: Record<string, NodeReadiness> = {
   entries,
   readiness: new Map(Object.entries(readiness)),
   targeted: new Set(Object.keys(readiness)),
+  projectedAdmitted: new Set(["a", "b"].filter((n) => n in readiness)),
 });
 
 const input = (p: KernelLivePatch, observation: PatchObservation, lastWrite?: LastStatusWrite): PatchPlanInput => ({
