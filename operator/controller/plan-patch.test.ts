@@ -198,4 +198,23 @@ describe("planPatch", () => {
     const plan = planPatch(input(patch({ deleting: true, finalizers: [] }), seen([entry("a", "Loading")])), NOW);
     expect(plan.kind === "act" && plan.admission.needing).toEqual(["a"]);
   });
+
+  describe("admission is rebuilt from the node objects (maxUnavailable 3, five nodes, a and b loading)", () => {
+    const five = Object.fromEntries(["a", "b", "c", "d", "e"].map((n) => [n, ready]));
+    const loading = (projected: string[], remembered?: string[]): PatchPlanInput => ({
+      ...input(patch({ ready: "False" }), { ...seen([entry("a", "Loading"), entry("b", "Loading")], five), projectedAdmitted: new Set(projected) }),
+      ...(remembered ? { memory: { admitted: new Set(remembered) } } : {}),
+    });
+    it.each<[string, PatchPlanInput, string[], number]>([
+      ["just started: the nodes the projections show admitted hold their slots, one is left", loading(["a", "b"]), ["c"], 3],
+      ["admitted by this operator, not projected yet: it holds its slot too", loading(["a", "b"], ["c"]), [], 3],
+      ["remembered and projected alike: counted once", loading(["a", "b"], ["a", "b"]), ["c"], 3],
+    ])("%s", (_what, i, newly, count) => {
+      const plan = planPatch(i, NOW);
+      if (plan.kind !== "act") throw new Error("expected a plan");
+      expect(plan.admission.newlyAdmitted).toEqual(newly);
+      expect(plan.status?.status.rollout).toEqual({ generation: 1, admittedCount: count, halted: false });
+      expect(plan.admission.rollout.admitted).toHaveLength(count);
+    });
+  });
 });
