@@ -26,7 +26,7 @@ import { loadOperatorConfig } from "../../operator/config.ts";
 import { Controller, type ControllerTimings } from "../../operator/controller/controller.ts";
 import { operatorMetrics, type OperatorMetrics } from "../../operator/metrics.ts";
 import { freePorts } from "../../scripts/dev/control-plane/index.ts";
-import { recordStatus, REPO, testLog, until } from "./klp.ts";
+import { admittedIn, nodeObjects, recordStatus, REPO, testLog, until } from "./klp.ts";
 
 export { freePorts };
 export const RELEASE = "6.1.0-56-amd64";
@@ -87,6 +87,12 @@ export class TestApi {
       if (e instanceof KubeApiError && e.code === 404) return undefined;
       throw e;
     });
+  }
+
+  /** The nodes the rollout admits for the patch's current generation, from the node objects' projections (see admittedIn). */
+  async admitted(name: string): Promise<{ patch: KernelLivePatch | undefined; admitted: string[] }> {
+    const patch = await this.getPatch(name);
+    return { patch, admitted: patch ? admittedIn(await nodeObjects(this.http), patch) : [] };
   }
 
   async mergePatch(name: string, body: unknown): Promise<void> {

@@ -86,7 +86,7 @@ describe("the operator killed while leading", () => {
       nodeSelector: { matchLabels: { "klp-test/suite": "fault-failover" } },
       rollout: { maxUnavailable: 1 },
     });
-    await until("a second node admitted", async () => ((await api.getPatch(PATCH))?.status?.rollout?.admitted.length ?? 0) >= 2, 60_000, 100);
+    await until("a second node admitted", async () => (await api.admitted(PATCH)).admitted.length >= 2, 60_000, 100);
     await kill(operators[leader]!);
     const killedAt = Date.now();
 
