@@ -122,7 +122,7 @@ describe("the operator killed while leading", () => {
 
   it("restarted while a loaded node soaks: the admitted set is rebuilt from the node objects, no node beyond maxUnavailable is admitted, the rollout completes", async () => {
     const started = Date.now();
-    const SOAK = 15;
+    const SOAK = 20;
     const running = Object.entries(operators).find(([, p]) => p.child.exitCode === null && p.child.signalCode === null)!;
     const rec = await recordVersions(kubeconfigPath(), RESTARTED);
     await api.createPatch(RESTARTED, {
