@@ -124,6 +124,8 @@ describe("the operator killed while leading", () => {
     const started = Date.now();
     const SOAK = 20;
     const running = Object.entries(operators).find(([, p]) => p.child.exitCode === null && p.child.signalCode === null)!;
+    // The first case loaded (and unloaded) the same module on every node once.
+    const loadsBefore = new Map(agents.map((a) => [a.name, insmods(a.root, MODULE)]));
     const rec = await recordVersions(kubeconfigPath(), RESTARTED);
     await api.createPatch(RESTARTED, {
       modules: [{ kernelRelease: RELEASE, sha256: sha256(module), configMap: { namespace: NS, name: "modules", key: "fix.ko" } }],
@@ -161,7 +163,7 @@ describe("the operator killed while leading", () => {
     // Never more than one admitted node not yet loaded, before the restart or after it.
     expect(Math.max(...rec.versions.map((v) => v.admitted.filter((n) => entryOf(v, n)?.phase !== "Loaded").length))).toBe(1);
     for (const a of agents) {
-      expect(insmods(a.root, MODULE), a.name).toBe(1);
+      expect(insmods(a.root, MODULE) - loadsBefore.get(a.name)!, a.name).toBe(1);
       expect(partialFiles(a.root), a.name).toEqual([]);
     }
     await deleteAndWaitGone(api, RESTARTED);
