@@ -413,6 +413,18 @@ export const NodeEntry = z
   })
   .strict();
 
+/** Rows of status.summary.taints: the most common flag sets, then one row adding up the rest. */
+export const MAX_TAINT_ROWS = 16;
+/** The flags of the row that adds up the flag sets beyond the first MAX_TAINT_ROWS - 1. */
+export const OTHER_TAINTS = "other";
+
+export const TaintCount = z
+  .object({
+    flags: doc(z.string().max(64), `Decoded taint letters as the agents report them (e.g. OEK), or "${OTHER_TAINTS}".`),
+    nodes: doc(z.int().min(0), "How many targeted nodes report exactly these flags."),
+  })
+  .strict();
+
 export const Summary = z
   .object({
     ready: doc(z.string().max(32), "Loaded (or Staged/Unloaded, per the desired state) out of targeted applicable nodes, e.g. 3/4."),
@@ -432,22 +444,34 @@ export const Summary = z
       z.string().max(512).optional(),
       "The CVEs and how many targeted nodes are still exposed, in one line for kubectl get, e.g. 'CVE-2024-1086 (2 exposed)'.",
     ),
+    taints: doc(
+      z.array(TaintCount).max(MAX_TAINT_ROWS).optional().meta({ "x-kubernetes-list-type": "atomic" }),
+      `How many targeted nodes report each set of kernel taint flags (a node's taintFlags, e.g. OEK), most common first; nodes without a taint are not counted. At most ${MAX_TAINT_ROWS} rows: beyond ${MAX_TAINT_ROWS - 1} distinct sets, the rest are added up in one row with flags "${OTHER_TAINTS}". Absent when no targeted node reports a taint.`,
+    ),
   })
   .strict();
 
 export const RolloutStatus = doc(
   z
     .object({
-      generation: doc(z.int().min(0), "The spec generation the admitted list belongs to."),
-      admitted: doc(
-        z.array(z.string().max(253)).max(100000).default([]).meta({ "x-kubernetes-list-type": "set" }),
-        "Nodes the controller has admitted to change for this generation. An agent changes its node's kernel (load, unload, uninstall) only when its node is listed.",
+      generation: doc(z.int().min(0), "The spec generation the admission decision belongs to."),
+      admittedCount: doc(
+        // Optional: a status written by an operator before this field (with the admitted list instead) has none.
+        z.int().min(0).optional(),
+        "How many nodes the controller has admitted to change for this generation. Which ones is in each node's KernelLivePatchNode (spec.patches[].admitted): an agent changes its node's kernel (load, unload, uninstall) only when admitted there.",
       ),
       halted: doc(z.boolean(), "True when failures reached failureThreshold: no new node is admitted to load. Unloads go on: never halted for state Unloaded or deletion."),
     })
     .strict(),
-  "Pacing state written by the controller and obeyed by the agents.",
+  "Pacing state written by the controller; the agents obey the admission projected onto their KernelLivePatchNode.",
 );
+
+/** status.nodes lists at most this many entries: the whole fleet's up to here, a digest beyond. */
+export const MAX_STATUS_NODES = 50;
+/** A status.nodes entry's message is cut to this many characters (the full one is on the node object). */
+export const DIGEST_MESSAGE_CHARS = 256;
+/** A status.nodes entry lists this many of its stalledTasks at most. */
+export const DIGEST_STALLED_TASKS = 4;
 
 export const KernelLivePatchStatus = z
   .object({
@@ -462,12 +486,16 @@ export const KernelLivePatchStatus = z
     nodes: doc(
       z
         .array(NodeEntry)
-        .max(100000)
+        .max(MAX_STATUS_NODES)
         .optional()
         // Atomic: the operator alone writes the list, whole; as a map it would carry a field-manager
-        // record per entry (a third of a 1000-node patch's bytes).
+        // record per entry.
         .meta({ "x-kubernetes-list-type": "atomic" }),
-      "One entry per targeted node, as that node's agent wrote it into its KernelLivePatchNode; copied here by the operator.",
+      `The nodes' entries as their agents wrote them into their KernelLivePatchNodes, copied here by the operator: every node's when at most ${MAX_STATUS_NODES} have one, else the ${MAX_STATUS_NODES} that need attention first (Failed, Stalled, changing, admitted and Pending, then the rest; by name). Each message is cut to ${DIGEST_MESSAGE_CHARS} characters and stalledTasks to the first ${DIGEST_STALLED_TASKS}; the full entry is in the node's KernelLivePatchNode (kubectl get klpn, kubectl klp status).`,
+    ),
+    nodesOmitted: doc(
+      z.int().min(0).optional(),
+      "How many nodes' entries status.nodes does not list (absent or 0: it lists them all).",
     ),
   })
   .strict();
@@ -506,6 +534,7 @@ export type NodePhase = z.output<typeof NodePhase>;
 export type Condition = z.output<typeof Condition>;
 export type Summary = z.output<typeof Summary>;
 export type RolloutStatus = z.output<typeof RolloutStatus>;
+export type TaintCount = z.output<typeof TaintCount>;
 export type DesiredState = z.output<typeof DesiredState>;
 
 // ---------------------------------------------------------------------------------------------
@@ -517,7 +546,9 @@ export type DesiredState = z.output<typeof DesiredState>;
 // moved to per-node Leases for the same reason; Kernel Module Management keeps a NodeModulesConfig
 // per node. Here the operator projects onto each node's object what that node must do (the patches
 // that concern it, their spec and whether its turn has come), the agent writes its entries into the
-// same object's status, and the operator rolls them up into each patch's status.nodes.
+// same object's status, and the operator rolls them up into each patch's status (counts, and a
+// bounded digest of the nodes in status.nodes). The projection's `admitted` is the record of
+// admission: the operator rebuilds its rollout state from it after a restart.
 
 
 export const PatchOnNode = z
@@ -565,7 +596,7 @@ export const KernelLivePatchNodeStatus = z
         .max(1000)
         .optional()
         .meta({ "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["patch"] }),
-      "This node's entry per patch, written by its agent; the operator copies them into each patch's status.nodes.",
+      "This node's entry per patch, written by its agent; the operator rolls them up into each patch's status.",
     ),
     summary: doc(
       z.string().max(4096).optional(),

@@ -141,9 +141,15 @@ describe("the fleet views", () => {
     expect(cveTable(cveRows(none))).toBe("No KernelLivePatch lists a CVE.\n");
   });
 
-  it("the patch's own status.nodes stands in for a node without a KernelLivePatchNode", () => {
-    const fleet2 = indexFleet({ patches: [klp("nft", ["CVE-2024-1086"], FLEET, [{ nodeName: "gone", phase: "Loaded" }])], nodeObjects: [], clusterNodes: [] });
-    expect(statusRows(fleet2).map((r) => [r.node, r.phase])).toEqual([["gone", "Loaded"]]);
+  it("every row comes from the KernelLivePatchNodes, not the patch's status.nodes (a digest of 50 nodes at most, its messages cut)", () => {
+    const digest = [{ nodeName: "gone", phase: "Loaded" as const }, { nodeName: "n1", phase: "Failed" as const, message: "cut…" }];
+    const fleet2 = indexFleet({
+      patches: [klp("nft", ["CVE-2024-1086"], FLEET, digest)],
+      nodeObjects: [klpn("n1", ["nft"], [entry("nft", "Failed", { message: "the whole message" })])],
+      clusterNodes: [{ name: "n1", labels: FLEET }, { name: "n2", labels: FLEET }],
+    });
+    expect(statusRows(fleet2).map((r) => [r.node, r.phase])).toEqual([["n1", "Failed"], ["n2", "Pending"]]);
+    expect(fleet2[0]!.nodes.get("n1")?.message).toBe("the whole message");
   });
 
   describe("retry, pause, resume", () => {

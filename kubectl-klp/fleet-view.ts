@@ -7,8 +7,8 @@
  * labels, so the view does not wait for the operator to project a new spec). A selected node where
  * no agent may run (the operator's KLP_AGENT_NODE_SELECTOR) stays Pending, and exposed: nothing
  * patches it. A node's entry for a patch is taken from its KernelLivePatchNode (what its agent wrote
- * last), else from the patch's status.nodes (the operator's copy); a node with an entry is shown
- * whether targeted or not (one the patch no longer selects may still hold it).
+ * last), never from the patch's status.nodes (beyond 50 nodes a digest, its messages cut); a node
+ * with an entry is shown whether targeted or not (one the patch no longer selects may still hold it).
  */
 import { fleetCvePosture, nodeCves, type CvePosture, type PatchCoverage } from "../crds/cve-posture.ts";
 import { selectorMatches } from "../crds/label-selector.ts";
@@ -46,7 +46,6 @@ export function indexFleet(snapshot: FleetSnapshot): PatchOnFleet[] {
       const { name, uid } = p.metadata;
       const targeted = new Set(snapshot.clusterNodes.filter((n) => selectorMatches(p.spec.nodeSelector, n.labels)).map((n) => n.name));
       const nodes = new Map<string, NodeEntry | undefined>([...targeted].map((n) => [n, undefined]));
-      for (const e of p.status?.nodes ?? []) nodes.set(e.nodeName, e);
       for (const n of snapshot.nodeObjects) {
         const entry = n.status?.entries?.find((e) => e.patch === name && ofThisPatch(e.patchUID, uid));
         if (!entry) continue;

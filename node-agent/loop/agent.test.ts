@@ -7,7 +7,7 @@ import { createHash } from "node:crypto";
 import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { API_VERSION, KIND, type KernelLivePatch, type NodeEntry } from "../../crds/schema.ts";
+import { API_VERSION, KIND, type KernelLivePatch as ApiPatch, type KernelLivePatchStatus, type NodeEntry } from "../../crds/schema.ts";
 import { buildIdSysfsPath, parseBuildIdNote } from "../host/build-id.ts";
 import { parseModule } from "../host/parse-module.ts";
 import { buildSimModule } from "../sim/build-module.ts";
@@ -32,6 +32,15 @@ const v1Rebuilt = buildSimModule({ name: "klp_fix_v1", vermagic: RELEASE, extraM
 const files = new Map<string, Uint8Array>([v1, v2, wrongRelease, signed, v1Rebuilt].map((b) => [sha(b), b]));
 /** A digest whose source fails with an unexpected error (not a SourceUnavailable). */
 const THROWING_SOURCE = "e".repeat(64);
+
+/**
+ * The fake's patch: a KernelLivePatch whose status also keeps the rollout's admitted nodes and the
+ * nodes' entries, the operator's decisions and the agent's writes in one object; projected() turns
+ * it into what the operator writes onto the node's object.
+ */
+type KernelLivePatch = Omit<ApiPatch, "status"> & {
+  status?: Omit<KernelLivePatchStatus, "rollout"> & { rollout?: { generation: number; admitted: string[]; halted: boolean } };
+};
 
 /**
  * What the operator projects of a patch onto the node's object, with the node's entry for it and

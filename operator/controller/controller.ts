@@ -311,14 +311,38 @@ export class Controller {
     return out;
   }
 
-  /** The patch's entries as the nodes' agents wrote them into their node objects. */
-  private entriesOf(patch: KernelLivePatch): NodeEntry[] {
-    const out: NodeEntry[] = [];
+  /**
+   * The patch's entries as the nodes' agents wrote them into their node objects, and the nodes
+   * whose object's projection of the patch says admitted for its current generation (one pass).
+   */
+  private nodeObjectsOf(patch: KernelLivePatch): { entries: NodeEntry[]; projectedAdmitted: Set<string> } {
+    const { name, uid } = patch.metadata;
+    const generation = patch.metadata.generation ?? 0;
+    const entries: NodeEntry[] = [];
+    const projectedAdmitted = new Set<string>();
     for (const o of this.nodeObjects.list() as NodeObjectView[]) {
-      const hit = o.byPatch?.get(patch.metadata.name);
-      if (hit && ofThisPatch(hit.uid, patch.metadata.uid)) out.push(hit.entry);
+      const hit = o.byPatch?.get(name);
+      if (hit && ofThisPatch(hit.uid, uid)) entries.push(hit.entry);
+      const projected = o.projected?.get(name);
+      if (projected?.admitted && projected.uid === uid && projected.generation === generation) projectedAdmitted.add(o.metadata?.name ?? "");
     }
-    return out.sort((a, b) => (a.nodeName < b.nodeName ? -1 : a.nodeName > b.nodeName ? 1 : 0));
+    entries.sort((a, b) => (a.nodeName < b.nodeName ? -1 : a.nodeName > b.nodeName ? 1 : 0));
+    return { entries, projectedAdmitted };
+  }
+
+  /**
+   * Whether the rollout admits the node for the patch's current generation: this operator's last
+   * decision; before it made one (just started, or elected), what the node object's projection
+   * says for this uid and generation (the previous operator's decision, which this one's will
+   * keep: admission is monotonic); undefined when neither says (not decided yet).
+   */
+  private admissionOf(patch: KernelLivePatch, node: string, current: NodeObjectView | undefined): boolean | undefined {
+    const { name, uid } = patch.metadata;
+    const generation = patch.metadata.generation ?? 0;
+    const decided = this.memory.peek(name, uid, generation)?.admitted;
+    if (decided) return decided.has(node);
+    const projected = current?.projected?.get(name);
+    return projected && projected.uid === uid && projected.generation === generation ? projected.admitted : undefined;
   }
 
   /** Writes what concerns this node onto its KernelLivePatchNode (or deletes it: nothing does, or the Node is gone). */
@@ -332,6 +356,7 @@ export class Controller {
           globalSelector: this.deps.cfg.KLP_AGENT_NODE_SELECTOR,
           patches: this.parsedPatches(),
           entries: current?.status?.entries ?? [],
+          admitted: (p) => this.admissionOf(p, name, current),
         })
       : [];
     if (desired.length === 0) {
@@ -371,17 +396,31 @@ export class Controller {
         memory: memory.input,
         statusIntervalMs: this.deps.timings?.statusIntervalMs ?? 500,
         notReadyGraceSeconds: this.deps.cfg.KLP_NOT_READY_GRACE_SECONDS,
-        observe: () => ({ entries: this.entriesOf(patch), readiness: this.readiness(), targeted: this.targetedNodes(patch) }),
+        observe: () => ({ ...this.nodeObjectsOf(patch), readiness: this.readiness(), targeted: this.targetedNodes(patch) }),
       },
       now,
     );
     if (plan.kind === "throttled") return { requeueAfterMs: plan.requeueAfterMs };
-    // A node's progress deadline counts from when this operator first saw it admitted (status.rollout
-    // keeps no times; after a restart the clock of a node that has not reported yet starts again).
+    // A node's progress deadline counts from when this operator first saw it admitted (the
+    // projection keeps no times; after a restart the clock of a node that has not reported yet
+    // starts again).
+    const before = memory.admitted;
     this.announceFailures(patch, memory.remember(plan.admission, now));
+    this.projectAdmission(before, memory.admitted ?? new Set());
     setPatchGauges(this.deps.metrics, name, plan.gauges);
     await this.carryOut(patch, plan);
     return plan.requeueAfterMs !== undefined ? { requeueAfterMs: plan.requeueAfterMs } : undefined;
+  }
+
+  /**
+   * The projections follow the decision just remembered: the first one for a patch generation
+   * concerns every node (a new patch is projected only once it is decided), a later one the
+   * nodes whose admission changed.
+   */
+  private projectAdmission(before: ReadonlySet<string> | undefined, after: ReadonlySet<string>): void {
+    if (before === undefined) return this.enqueueNodes();
+    for (const n of after) if (!before.has(n)) this.queue.add(`node/${n}`);
+    for (const n of before) if (!after.has(n)) this.queue.add(`node/${n}`);
   }
 
   /** The plan's writes in order, each followed by its events. */
@@ -443,11 +482,11 @@ export class Controller {
   }
 }
 
-/** What the projections read of a patch: not its status, but for the rollout's admission. */
+/** What the projections read of a patch: not its status (admission comes from the controller's decisions, see projectAdmission). */
 function projectionInputs(obj: KubernetesObject): string {
-  const p = obj as KubernetesObject & { spec?: unknown; status?: { rollout?: unknown } };
+  const p = obj as KubernetesObject & { spec?: unknown };
   const m = p.metadata ?? {};
-  return JSON.stringify([m.uid, m.generation, m.deletionTimestamp, m.creationTimestamp, p.spec, p.status?.rollout]);
+  return JSON.stringify([m.uid, m.generation, m.deletionTimestamp, m.creationTimestamp, p.spec]);
 }
 
 function daemonSetsPath(namespace: string): { name: string; path: string } {

@@ -37,7 +37,7 @@ const patch = (o: PatchShape = {}): KernelLivePatch =>
           status: {
             observedGeneration: 1,
             conditions: [{ type: "Ready", status: o.ready, reason: "RolloutInProgress", message: "", lastTransitionTime: at(60) }],
-            rollout: { generation: 1, admitted: ["a", "b"], halted: false },
+            rollout: { generation: 1, admittedCount: 2, halted: false },
           },
         }
       : {}),
@@ -51,6 +51,7 @@ const seen = (entries: NodeEntry[], readiness: Record<string, NodeReadiness> = {
   entries,
   readiness: new Map(Object.entries(readiness)),
   targeted: new Set(Object.keys(readiness)),
+  projectedAdmitted: new Set(["a", "b"].filter((n) => n in readiness)),
 });
 
 const input = (p: KernelLivePatch, observation: PatchObservation, lastWrite?: LastStatusWrite): PatchPlanInput => ({
@@ -196,5 +197,24 @@ describe("planPatch", () => {
   it("what the rollout memory takes in is planned whatever is written", () => {
     const plan = planPatch(input(patch({ deleting: true, finalizers: [] }), seen([entry("a", "Loading")])), NOW);
     expect(plan.kind === "act" && plan.admission.needing).toEqual(["a"]);
+  });
+
+  describe("admission is rebuilt from the node objects (maxUnavailable 3, five nodes, a and b loading)", () => {
+    const five = Object.fromEntries(["a", "b", "c", "d", "e"].map((n) => [n, ready]));
+    const loading = (projected: string[], remembered?: string[]): PatchPlanInput => ({
+      ...input(patch({ ready: "False" }), { ...seen([entry("a", "Loading"), entry("b", "Loading")], five), projectedAdmitted: new Set(projected) }),
+      ...(remembered ? { memory: { admitted: new Set(remembered) } } : {}),
+    });
+    it.each<[string, PatchPlanInput, string[], number]>([
+      ["just started: the nodes the projections show admitted hold their slots, one is left", loading(["a", "b"]), ["c"], 3],
+      ["admitted by this operator, not projected yet: it holds its slot too", loading(["a", "b"], ["c"]), [], 3],
+      ["remembered and projected alike: counted once", loading(["a", "b"], ["a", "b"]), ["c"], 3],
+    ])("%s", (_what, i, newly, count) => {
+      const plan = planPatch(i, NOW);
+      if (plan.kind !== "act") throw new Error("expected a plan");
+      expect(plan.admission.newlyAdmitted).toEqual(newly);
+      expect(plan.status?.status.rollout).toEqual({ generation: 1, admittedCount: count, halted: false });
+      expect(plan.admission.rollout.admitted).toHaveLength(count);
+    });
   });
 });

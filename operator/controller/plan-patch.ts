@@ -6,6 +6,7 @@
  * calls this and carries the plan out; nothing here writes, logs or reads a clock.
  */
 import { FINALIZER, type KernelLivePatch, type KernelLivePatchStatus, type NodeEntry, type NodePhase } from "../../crds/schema.ts";
+import { nodeDigest, taintSummary } from "../status/node-digest.ts";
 import { admit, UNLOAD_IMMEDIATELY_ANNOTATION, type AdmitInput, type AdmitResult } from "../rollout/admit.ts";
 import type { NodeReadiness } from "../rollout/settled.ts";
 import { mergeConditions } from "../status/conditions.ts";
@@ -33,13 +34,21 @@ export interface PatchObservation {
   readonly readiness: ReadonlyMap<string, NodeReadiness>;
   /** The Nodes the patch's selectors target. */
   readonly targeted: ReadonlySet<string>;
+  /**
+   * The nodes whose node object's projection of this patch (its uid) says admitted for the
+   * patch's current generation: the record of admission, read back after a restart.
+   */
+  readonly projectedAdmitted: ReadonlySet<string>;
 }
 
 export interface PatchPlanInput {
   readonly patch: KernelLivePatch;
   readonly lastWrite: LastStatusWrite | undefined;
-  /** What the rollout memory holds for this patch generation (see rollout/memory.ts). */
-  readonly memory: Pick<AdmitInput, "admittedAt" | "gateFailed">;
+  /**
+   * What the rollout memory holds for this patch generation (see rollout/memory.ts): the clocks,
+   * and the nodes this operator admitted (the projections may not show them yet).
+   */
+  readonly memory: Pick<AdmitInput, "admittedAt" | "gateFailed"> & { readonly admitted?: ReadonlySet<string> | undefined };
   /** A status is written at most this often, and never sooner than twice its last write took. */
   readonly statusIntervalMs: number;
   /** KLP_NOT_READY_GRACE_SECONDS: how long a deleted patch's finalizer waits for a NotReady node. */
@@ -87,8 +96,8 @@ export interface ActPlan {
   readonly kind: "act";
   /** Shown whatever write follows. */
   readonly gauges: PatchGauges;
-  /** For the rollout memory (RolloutMemory.remember), whatever write follows. */
-  readonly admission: Pick<AdmitResult, "needing" | "derived" | "gateFailed" | "newlyAdmitted">;
+  /** For the rollout memory (RolloutMemory.remember) and the projections, whatever write follows. */
+  readonly admission: Pick<AdmitResult, "rollout" | "needing" | "derived" | "gateFailed" | "newlyAdmitted">;
   /** Absent: nothing to write (unchanged since the last write, or not this time). */
   readonly status?: StatusWrite;
   readonly finalizer?: FinalizerWrite;
@@ -126,12 +135,16 @@ interface Assessment {
   readonly unload: UnloadDecision | undefined;
   readonly admitted: AdmitResult;
   readonly status: KernelLivePatchStatus;
+  /** Every entry the status stands for (status.nodes lists some of them at scale). */
+  readonly shown: readonly NodeEntry[];
   readonly gauges: PatchGauges;
 }
 
 function assess(input: PatchPlanInput, seen: PatchObservation, now: Date): Assessment {
   const { patch } = input;
   const { entries, readiness, targeted } = seen;
+  // Admitted so far: what the projections show, and what this operator decided since (monotonic).
+  const admittedBefore = new Set([...seen.projectedAdmitted, ...(input.memory.admitted ?? [])]);
   const generation = patch.metadata.generation ?? 0;
   const deleting = patch.metadata.deletionTimestamp !== undefined;
   const annotations = patch.metadata.annotations ?? {};
@@ -145,31 +158,38 @@ function assess(input: PatchPlanInput, seen: PatchObservation, now: Date): Asses
     spec: patch.spec,
     targeted: [...targeted],
     entries: new Map(entries.map((e) => [e.nodeName, e])),
-    previous: patch.status?.rollout,
+    previous: { generation, admitted: [...admittedBefore].sort() },
     now,
     readiness,
-    ...input.memory,
+    admittedAt: input.memory.admittedAt,
+    gateFailed: input.memory.gateFailed,
     ...(unload ? { deletion: { waitingFor: unload.waitingFor, immediately: unloadImmediately } } : {}),
   });
   const rolled = rollup({ generation, spec: patch.spec, targeted, entries, halted: admitted.rollout.halted, deleting, derived: admitted.derived, unloadImmediately });
   const ready = rolled.conditions.find((c) => c.type === "Ready")?.status === "True";
   // Entries of nodes that are gone, or no longer targeted and clean, are not shown.
   const stale = new Set(staleEntries(entries, new Set(readiness.keys()), targeted));
+  // A bounded digest of the nodes (status/node-digest.ts): the admitted nodes still to change come before the rest.
+  const shown = entries.filter((e) => !stale.has(e.nodeName));
+  const digest = nodeDigest(shown, new Set(admitted.needing));
+  const taints = taintSummary(entries, targeted);
+  const { generation: rolloutGeneration, admitted: admittedNow, halted } = admitted.rollout;
   const status: KernelLivePatchStatus = {
     observedGeneration: generation,
     conditions: mergeConditions(patch.status?.conditions, rolled.conditions, now),
-    summary: rolled.summary,
-    rollout: admitted.rollout,
-    nodes: entries.filter((e) => !stale.has(e.nodeName)),
+    summary: { ...rolled.summary, ...(taints ? { taints } : {}) },
+    rollout: { generation: rolloutGeneration, admittedCount: admittedNow.length, halted },
+    nodes: digest.nodes,
+    ...(digest.omitted > 0 ? { nodesOmitted: digest.omitted } : {}),
   };
-  return { unload, admitted, status, gauges: patchGauges(entries, targeted, ready, admitted.rollout.halted) };
+  return { unload, admitted, status, shown, gauges: patchGauges(entries, targeted, ready, admitted.rollout.halted) };
 }
 
 function decide(input: PatchPlanInput, seen: PatchObservation, now: Date): ActPlan {
   const { patch } = input;
-  const { unload, admitted, status, gauges } = assess(input, seen, now);
+  const { unload, admitted, status, shown, gauges } = assess(input, seen, now);
   const base = { kind: "act" as const, gauges, admission: admitted };
-  const write = statusWrite(status, input.lastWrite, patch.metadata.uid);
+  const write = statusWrite(status, shown, input.lastWrite, patch.metadata.uid);
   const finalizers = patch.metadata.finalizers ?? [];
 
   if (unload && !finalizers.includes(FINALIZER)) return base;
@@ -193,14 +213,16 @@ function decide(input: PatchPlanInput, seen: PatchObservation, now: Date): ActPl
   };
 }
 
-/** The status to write, with its progress events; undefined when it is what this operator last wrote for this patch. */
-function statusWrite(status: KernelLivePatchStatus, last: LastStatusWrite | undefined, uid: string | undefined): StatusWrite | undefined {
+/**
+ * The status to write, with its progress events (from every entry it stands for, not only those
+ * status.nodes lists); undefined when it is what this operator last wrote for this patch.
+ */
+function statusWrite(status: KernelLivePatchStatus, shown: readonly NodeEntry[], last: LastStatusWrite | undefined, uid: string | undefined): StatusWrite | undefined {
   const json = JSON.stringify(status);
   const same = last !== undefined && last.uid === uid;
   if (same && last.json === json) return undefined;
-  const nodes = status.nodes ?? [];
-  const events = progressEvents(same ? last.phases : undefined, nodes, status.summary?.targeted ?? 0).map((p) => ({ type: "Normal" as const, ...p }));
-  return { status, json, phases: phasesOf(nodes), events };
+  const events = progressEvents(same ? last.phases : undefined, shown, status.summary?.targeted ?? 0).map((p) => ({ type: "Normal" as const, ...p }));
+  return { status, json, phases: phasesOf(shown), events };
 }
 
 /** RolloutComplete and RolloutHalted, when the written status makes them so. */

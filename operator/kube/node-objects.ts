@@ -6,10 +6,15 @@ import { OPERATOR_FIELD_MANAGER } from "./patches.ts";
 /** Annotation holding the hash of the projection last written, so the cache need not keep the spec. */
 export const PROJECTION_HASH = `${GROUP}/projection-hash`;
 
+/** What the cache keeps of one projected patch: whose, which generation, and whether the node is admitted for it. */
+export type ProjectedAdmission = Pick<PatchOnNode, "uid" | "generation" | "admitted">;
+
 /**
- * What the operator's cache keeps of a node object: no spec, only the hash of it, the agent's
- * entries, and those entries as each patch's status.nodes shows them, indexed by patch (converted
- * once per version of the object, not once per roll-up: a roll-up reads every node object).
+ * What the operator's cache keeps of a node object: of the spec, only the hash of it and each
+ * projected patch's admission (the record of admission: the operator rebuilds its rollout state
+ * from it after a restart); the agent's entries, and those entries as each patch's status shows
+ * them, indexed by patch (converted once per version of the object, not once per roll-up: a
+ * roll-up reads every node object).
  */
 export interface NodeObjectView {
   apiVersion?: string;
@@ -17,6 +22,8 @@ export interface NodeObjectView {
   metadata?: { name?: string; resourceVersion?: string; annotations?: Record<string, string> };
   status?: { entries?: NodePatchEntry[] };
   byPatch?: ReadonlyMap<string, { readonly uid: string | undefined; readonly entry: NodeEntry }>;
+  /** Per projected patch name. */
+  projected?: ReadonlyMap<string, ProjectedAdmission>;
 }
 
 export class NodeObjectClient {
@@ -48,9 +55,14 @@ export class NodeObjectClient {
   }
 }
 
-/** The cache's copy: the spec (a thousand copies of every patch's spec at scale) reduced to its hash. */
+/** The cache's copy: the spec (a thousand copies of every patch's spec at scale) reduced to its hash and each patch's admission. */
 export function cachedNodeObject<T>(o: T): T {
-  const { spec: _, ...rest } = o as NodeObjectView & { spec?: unknown };
+  const { spec, ...rest } = o as NodeObjectView & { spec?: { patches?: Array<Partial<PatchOnNode>> } };
+  const projected = new Map<string, ProjectedAdmission>();
+  for (const p of spec?.patches ?? []) {
+    if (typeof p.name !== "string") continue;
+    projected.set(p.name, { uid: p.uid ?? "", generation: p.generation ?? 0, admitted: p.admitted === true });
+  }
   const nodeName = rest.metadata?.name ?? "";
   const byPatch = new Map(
     (rest.status?.entries ?? []).map((e) => {
@@ -58,5 +70,5 @@ export function cachedNodeObject<T>(o: T): T {
       return [patch, { uid: patchUID, entry: { ...entry, nodeName } }] as const;
     }),
   );
-  return { ...rest, byPatch } as T;
+  return { ...rest, byPatch, projected } as T;
 }

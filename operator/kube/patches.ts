@@ -27,12 +27,19 @@ export class PatchClient {
 }
 
 /**
- * The cache's copy of a patch, without status.nodes: the controller rebuilds the entries from the
- * node objects, and at scale they are most of the object.
+ * The cache's copy of a patch, without status.nodes (the controller rebuilds the entries from the
+ * node objects) and without status.rollout.admitted, the list an operator before
+ * status.rollout.admittedCount wrote: the node objects' projections hold admission now, and the
+ * schema no longer has the field, so a patch still carrying it until its next status write parses.
  */
 export function cachedPatch<T>(o: T): T {
-  const p = o as { status?: { nodes?: unknown } };
-  if (!p.status || !("nodes" in p.status)) return o;
+  const p = o as { status?: { nodes?: unknown; rollout?: { admitted?: unknown } } };
+  const oldRollout = p.status?.rollout !== undefined && "admitted" in p.status.rollout;
+  if (!p.status || (!("nodes" in p.status) && !oldRollout)) return o;
   const { nodes: _, ...status } = p.status;
+  if (oldRollout) {
+    const { admitted: _a, ...rollout } = p.status.rollout!;
+    return { ...p, status: { ...status, rollout } } as T;
+  }
   return { ...p, status } as T;
 }

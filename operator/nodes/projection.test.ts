@@ -2,8 +2,16 @@ import { describe, expect, it } from "vitest";
 import type { KernelLivePatch, NodePatchEntry } from "../../crds/schema.ts";
 import { projectNode } from "./projection.ts";
 
-const patch = (name: string, o: { selector?: Record<string, string>; admitted?: string[]; generation?: number; deleting?: boolean; uid?: string } = {}): KernelLivePatch =>
-  ({
+/** The rollout decisions the operator holds in memory, per patch: generation 1's, with the nodes it admits. */
+const decisions = new WeakMap<KernelLivePatch, { generation: number; admitted: readonly string[] }>();
+/** The operator's decision for n1, as the controller answers it (undefined: none for this generation). */
+const admittedN1 = (p: KernelLivePatch): boolean | undefined => {
+  const d = decisions.get(p);
+  return d !== undefined && d.generation === p.metadata.generation ? d.admitted.includes("n1") : undefined;
+};
+
+const patch = (name: string, o: { selector?: Record<string, string>; admitted?: string[]; generation?: number; deleting?: boolean; uid?: string } = {}): KernelLivePatch => {
+  const p = {
     apiVersion: "livepatch.kpatch.dev/v1alpha1",
     kind: "KernelLivePatch",
     metadata: {
@@ -14,13 +22,15 @@ const patch = (name: string, o: { selector?: Record<string, string>; admitted?: 
       ...(o.deleting ? { deletionTimestamp: "2026-11-27T01:00:00Z" } : {}),
     },
     spec: { state: "Loaded", modules: [], rollout: { maxUnavailable: 1, paused: false, failureThreshold: 1, soakSeconds: 0 }, transitionTimeoutSeconds: 75, ...(o.selector ? { nodeSelector: { matchLabels: o.selector } } : {}) },
-    status: { rollout: { generation: 1, admitted: o.admitted ?? [], halted: false } },
-  }) as unknown as KernelLivePatch;
+  } as unknown as KernelLivePatch;
+  decisions.set(p, { generation: 1, admitted: o.admitted ?? [] });
+  return p;
+};
 
 const entry = (p: string, phase: NodePatchEntry["phase"], patchUID?: string): NodePatchEntry => ({ patch: p, nodeName: "n1", phase, ...(patchUID ? { patchUID } : {}) });
 
 describe("projectNode", () => {
-  const base = { nodeName: "n1", labels: { pool: "a" }, globalSelector: {}, entries: [] as NodePatchEntry[] };
+  const base = { nodeName: "n1", labels: { pool: "a" }, globalSelector: {}, entries: [] as NodePatchEntry[], admitted: admittedN1 };
 
   it.each([
     ["a targeting patch, not admitted", [patch("p", { selector: { pool: "a" } })], [], [["p", false]]],

@@ -18,6 +18,11 @@ export interface NodeProjectionInput {
   readonly patches: readonly KernelLivePatch[];
   /** What the node's agent has written, per patch. */
   readonly entries: readonly NodePatchEntry[];
+  /**
+   * Whether the rollout admits this node for the patch's current generation: the operator's
+   * decision (see Controller.admissionOf); undefined while none is decided for that generation.
+   */
+  readonly admitted: (patch: KernelLivePatch) => boolean | undefined;
 }
 
 /**
@@ -28,41 +33,27 @@ export interface NodeProjectionInput {
  * the same input gives the same object, so an unchanged projection is never written again.
  */
 export function projectNode(input: NodeProjectionInput): PatchOnNode[] {
-  const { nodeName, labels, globalSelector } = input;
+  const { labels, globalSelector } = input;
   return input.patches
     .filter((p) => {
       const entry = entryFor(input.entries, p);
-      if (entry === undefined && p.status?.rollout?.generation !== (p.metadata.generation ?? 0)) return false;
+      if (entry === undefined && input.admitted(p) === undefined) return false;
       if (targets(p, labels, globalSelector)) return true;
       return entry !== undefined && !CLEAN_PHASES.includes(entry.phase);
     })
     .map((p): PatchOnNode => {
       const generation = p.metadata.generation ?? 0;
-      const rollout = p.status?.rollout;
       return {
         name: p.metadata.name,
         uid: p.metadata.uid ?? "",
         generation,
         creationTimestamp: p.metadata.creationTimestamp ?? "",
         ...(p.metadata.deletionTimestamp ? { deletionTimestamp: p.metadata.deletionTimestamp } : {}),
-        admitted: rollout?.generation === generation && admittedSet(rollout.admitted).has(nodeName),
+        admitted: input.admitted(p) === true,
         spec: p.spec,
       };
     })
     .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-}
-
-const admittedSets = new WeakMap<readonly string[], ReadonlySet<string>>();
-
-/**
- * The admitted list as a set, built once per list: projecting 1000 nodes against a patch that
- * admits 1000 searched the list a million times (the operator's parsed patches, and so their
- * lists, stay the same objects until the patch changes).
- */
-function admittedSet(admitted: readonly string[]): ReadonlySet<string> {
-  let set = admittedSets.get(admitted);
-  if (!set) admittedSets.set(admitted, (set = new Set(admitted)));
-  return set;
 }
 
 /** The node's entry for this patch (not one left by an earlier patch of the same name). */

@@ -1,4 +1,4 @@
-import { GROUP, type KernelLivePatchSpec, type NodeEntry, type RolloutStatus } from "../../crds/schema.ts";
+import { GROUP, type KernelLivePatchSpec, type NodeEntry } from "../../crds/schema.ts";
 import { CHANGING_PHASES, CLEAN_PHASES } from "../../crds/phases.ts";
 import {
   DEFAULT_PROGRESS_DEADLINE_SECONDS,
@@ -19,10 +19,11 @@ import {
 export const UNLOAD_IMMEDIATELY_ANNOTATION = `${GROUP}/unload-immediately`;
 
 /**
- * Pacing: which nodes may change now. The controller writes the result to `status.rollout`; an
- * agent changes its node's kernel for a patch — loads a module, or takes one off (unload, leftover,
- * uninstall) — only when its node is in `admitted` for the patch's current generation. So
- * maxUnavailable paces every change, and a node needs admission when:
+ * Pacing: which nodes may change now. The controller projects the result onto each node's
+ * KernelLivePatchNode (spec.patches[].admitted, with the patch's uid and generation) and counts it
+ * in `status.rollout`; an agent changes its node's kernel for a patch — loads a module, or takes
+ * one off (unload, leftover, uninstall) — only when its node is admitted for the patch's current
+ * generation. So maxUnavailable paces every change, and a node needs admission when:
  *
  * - the patch is to be Loaded or Staged: it is targeted and not there yet for this generation (a
  *   node whose kernel release was dropped from spec.modules is done once it reports NotApplicable
@@ -48,19 +49,32 @@ export const UNLOAD_IMMEDIATELY_ANNOTATION = `${GROUP}/unload-immediately`;
  * (NodeNotReadyDuringSoak). They count towards failureThreshold, and free the node's slot, like
  * any failure.
  */
+/** One admission decision: the nodes admitted for a generation, and whether loads are halted. */
+export interface Admission {
+  readonly generation: number;
+  /** Sorted by name. */
+  readonly admitted: readonly string[];
+  readonly halted: boolean;
+}
+
 export interface AdmitInput {
   readonly generation: number;
   readonly spec: Pick<KernelLivePatchSpec, "state" | "rollout">;
   /** Names of the nodes the patch targets, in any order. */
   readonly targeted: readonly string[];
   readonly entries: ReadonlyMap<string, NodeEntry>;
-  readonly previous: RolloutStatus | undefined;
+  /**
+   * The nodes admitted so far (`halted` is not read): those the node objects' projections show
+   * admitted for this generation, and those this operator admitted since, not projected yet.
+   * Admission of another generation is not kept.
+   */
+  readonly previous: (Pick<Admission, "generation" | "admitted"> & Partial<Admission>) | undefined;
   readonly now: Date;
   /** Readiness of the targeted Nodes (a node missing here gives no evidence). */
   readonly readiness?: ReadonlyMap<string, NodeReadiness>;
   /**
    * When each node of `previous.admitted` was admitted for the change it still needs, as far as
-   * the caller knows (status.rollout keeps no times; the controller remembers when it first saw
+   * the caller knows (the projection keeps no times; the controller remembers when it first saw
    * each admitted and needing a change: see AdmitResult.needing). The progress deadline of a node
    * that has not reported yet counts from here; a node missing here is not judged.
    */
@@ -80,7 +94,7 @@ export interface AdmitInput {
 }
 
 export interface AdmitResult {
-  readonly rollout: RolloutStatus;
+  readonly rollout: Admission;
   /** Nodes newly admitted by this decision. */
   readonly newlyAdmitted: readonly string[];
   /**

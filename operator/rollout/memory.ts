@@ -3,7 +3,8 @@
  * status.rollout has no room for it, and the status the operator writes is not read back (see
  * cachedPatch). Lost on a restart or a change of leader: then the progress deadline of a node that
  * has not reported yet starts again, and a health-gate failure whose evidence is gone (the Node is
- * Ready again) is forgotten.
+ * Ready again) is forgotten. The admitted nodes are not lost: the node objects' projections record
+ * them, and the next decision starts from those.
  */
 import type { AdmitInput, AdmitResult } from "./admit.ts";
 import type { DerivedFailure } from "./settled.ts";
@@ -15,6 +16,12 @@ export class RolloutMemory {
    * must unload, its clock starts again).
    */
   readonly admittedAt = new Map<string, Date>();
+  /**
+   * The nodes this operator's last decision admitted for this generation (undefined: none decided
+   * yet). The projections follow it; until a node object shows a node admitted, this is the only
+   * record of it, and the next decision keeps it.
+   */
+  admitted: ReadonlySet<string> | undefined = undefined;
   /** admit's `gateFailed`, fed back to the next decision. */
   gateFailed: ReadonlyMap<string, string> = new Map();
   /** Derived failures already announced, as node/reason. */
@@ -25,9 +32,9 @@ export class RolloutMemory {
     readonly generation: number,
   ) {}
 
-  /** What admit() takes from here. */
-  get input(): Pick<AdmitInput, "admittedAt" | "gateFailed"> {
-    return { admittedAt: this.admittedAt, gateFailed: this.gateFailed };
+  /** What the next decision takes from here. */
+  get input(): Pick<AdmitInput, "admittedAt" | "gateFailed"> & { readonly admitted: ReadonlySet<string> | undefined } {
+    return { admittedAt: this.admittedAt, gateFailed: this.gateFailed, admitted: this.admitted };
   }
 
   /**
@@ -35,7 +42,8 @@ export class RolloutMemory {
    * admitted for it now, the health-gate failures stand. Returns the derived failures not announced
    * before.
    */
-  remember(result: Pick<AdmitResult, "needing" | "derived" | "gateFailed">, now: Date): Array<[string, DerivedFailure]> {
+  remember(result: Pick<AdmitResult, "rollout" | "needing" | "derived" | "gateFailed">, now: Date): Array<[string, DerivedFailure]> {
+    this.admitted = new Set(result.rollout.admitted);
     const needing = new Set(result.needing);
     for (const node of this.admittedAt.keys()) if (!needing.has(node)) this.admittedAt.delete(node);
     for (const node of needing) if (!this.admittedAt.has(node)) this.admittedAt.set(node, now);
@@ -61,6 +69,12 @@ export class RolloutMemories {
     const fresh = new RolloutMemory(uid, generation);
     this.byName.set(name, fresh);
     return fresh;
+  }
+
+  /** The patch generation's memory if there is one, without starting one. */
+  peek(name: string, uid: string | undefined, generation: number): RolloutMemory | undefined {
+    const known = this.byName.get(name);
+    return known && known.uid === uid && known.generation === generation ? known : undefined;
   }
 
   forget(name: string): void {

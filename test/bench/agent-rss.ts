@@ -66,11 +66,11 @@ async function main(): Promise<void> {
       await cp.kubectl(["apply", "-f", "-"], { input: JSON.stringify({ apiVersion: API_VERSION, kind: "KernelLivePatch", metadata: { name: `bench-${i}` }, spec }) });
       const got = await cp.kubectl(["get", "klp", `bench-${i}`, "-o", "json"]);
       const p = KernelLivePatch.parse(JSON.parse(got.stdout));
-      // No operator here: the node admitted, as the controller would admit it.
-      patches.push({ ...p, status: { rollout: { generation: p.metadata.generation ?? 0, admitted: ["bench-node"], halted: false } } });
+      patches.push(p);
     }
-    // ... and its projection onto the node's KernelLivePatchNode, as the controller writes it.
-    const projection = projectNode({ nodeName: "bench-node", labels: { bench: "yes" }, globalSelector: {}, patches, entries: [] });
+    // No operator here: the node admitted for every patch, and the projection onto its
+    // KernelLivePatchNode, as the controller writes them.
+    const projection = projectNode({ nodeName: "bench-node", labels: { bench: "yes" }, globalSelector: {}, patches, entries: [], admitted: () => true });
     const nodeObject = { apiVersion: API_VERSION, kind: NODE_KIND, metadata: { name: "bench-node" }, spec: { patches: projection } };
     const applied = await cp.kubectl(["apply", "--server-side", "--field-manager=kpatch-operator", "-f", "-"], { input: JSON.stringify(nodeObject) });
     if (applied.code !== 0) throw new Error(applied.stderr);

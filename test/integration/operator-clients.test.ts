@@ -95,7 +95,7 @@ describe("the operator's writes to patches and node objects", () => {
     const status: KernelLivePatchStatus = {
       observedGeneration: 1,
       summary: { ready: "0/0", targeted: 0, staged: 0, loaded: 0, replaced: 0, unloaded: 0, notApplicable: 0, failed: 0, pending: 0 },
-      rollout: { generation: 1, admitted: [], halted: false },
+      rollout: { generation: 1, admittedCount: 0, halted: false },
       nodes: [],
     };
     await client.applyStatus(PATCH, status);

@@ -160,22 +160,26 @@ describe("the controller", () => {
       const p = await cluster.getPatch("op-pace");
       return condition(p, "Progressing")?.reason === "Paused" ? p : undefined;
     });
-    expect(paused.status!.rollout!.admitted).toEqual([]);
+    expect((await cluster.admitted("op-pace")).admitted).toEqual([]);
+    expect(paused.status!.rollout!.admittedCount).toBe(0);
     expect(paused.status!.summary!.targeted).toBe(4);
 
     await cluster.mergePatch("op-pace", { spec: { rollout: { paused: false } } });
-    const first = await until("one admitted", async () => (await cluster.getPatch("op-pace"))?.status?.rollout?.admitted.length === 1 && (await cluster.getPatch("op-pace")));
-    const [n1] = first.status!.rollout!.admitted;
+    const first = await until("one admitted", async () => {
+      const a = await cluster.admitted("op-pace");
+      return a.admitted.length === 1 ? a : undefined;
+    });
+    const [n1] = first.admitted;
     await agentWrites("op-pace", { nodeName: n1!, phase: "Loading" });
     await new Promise((r) => setTimeout(r, 1500));
-    expect((await cluster.getPatch("op-pace"))!.status!.rollout!.admitted).toEqual([n1]);
+    expect((await cluster.admitted("op-pace")).admitted).toEqual([n1]);
 
     await agentWrites("op-pace", { nodeName: n1!, phase: "Loaded" });
     const second = await until("a second node admitted", async () => {
-      const p = await cluster.getPatch("op-pace");
-      return p?.status?.rollout?.admitted.length === 2 ? p : undefined;
+      const a = await cluster.admitted("op-pace");
+      return a.admitted.length === 2 ? a : undefined;
     });
-    const n2 = second.status!.rollout!.admitted.find((n) => n !== n1)!;
+    const n2 = second.admitted.find((n) => n !== n1)!;
     await agentWrites("op-pace", { nodeName: n2, phase: "Failed", reason: "VermagicMismatch", message: "built for another kernel" });
     const halted = await until("halted", async () => {
       const p = await cluster.getPatch("op-pace");
@@ -185,7 +189,8 @@ describe("the controller", () => {
     expect(condition(halted, "Degraded")?.message).toContain(`${n2}: VermagicMismatch`);
     expect(condition(halted, "Ready")).toMatchObject({ status: "False", reason: "RolloutHalted" });
     await new Promise((r) => setTimeout(r, 1500));
-    expect((await cluster.getPatch("op-pace"))!.status!.rollout!.admitted.sort()).toEqual([n1, n2].sort());
+    expect((await cluster.admitted("op-pace")).admitted).toEqual([n1, n2].sort());
+    expect((await cluster.getPatch("op-pace"))!.status!.rollout!.admittedCount).toBe(2);
     const events = await cluster.core.listNamespacedEvent({ namespace: "default", fieldSelector: "involvedObject.name=op-pace" });
     expect(events.items.map((e) => e.reason)).toContain("RolloutHalted");
   });

@@ -103,7 +103,7 @@ describe("a rollout across simulated nodes", () => {
     rec.stop();
     const busy = rec.versions.map((v) => (v.status?.nodes ?? []).filter((e) => ["Staging", "Loading"].includes(e.phase)).map((e) => e.nodeName));
     expect(Math.max(...busy.map((b) => b.length))).toBe(1);
-    const admittedSizes = rec.versions.map((v) => v.status?.rollout?.admitted.length ?? 0);
+    const admittedSizes = rec.versions.map((v) => v.admitted.length);
     expect(admittedSizes).toContain(1);
     // Each node wrote Loading then Loaded: two status writes per node.
     for (const n of ["ro-n1", "ro-n2"]) {

@@ -26,7 +26,7 @@ import { loadOperatorConfig } from "../../operator/config.ts";
 import { Controller, type ControllerTimings } from "../../operator/controller/controller.ts";
 import { operatorMetrics, type OperatorMetrics } from "../../operator/metrics.ts";
 import { freePorts } from "../../scripts/dev/control-plane/index.ts";
-import { recordStatus, REPO, testLog, until } from "./klp.ts";
+import { admittedIn, nodeObjects, recordStatus, REPO, testLog, until, type RecordedVersion } from "./klp.ts";
 
 export { freePorts };
 export const RELEASE = "6.1.0-56-amd64";
@@ -87,6 +87,12 @@ export class TestApi {
       if (e instanceof KubeApiError && e.code === 404) return undefined;
       throw e;
     });
+  }
+
+  /** The nodes the rollout admits for the patch's current generation, from the node objects' projections (see admittedIn). */
+  async admitted(name: string): Promise<{ patch: KernelLivePatch | undefined; admitted: string[] }> {
+    const patch = await this.getPatch(name);
+    return { patch, admitted: patch ? admittedIn(await nodeObjects(this.http), patch) : [] };
   }
 
   async mergePatch(name: string, body: unknown): Promise<void> {
@@ -150,7 +156,7 @@ export async function deleteAndWaitGone(api: TestApi, name: string, timeoutMs = 
  * check sequences: how many nodes were changing at once.
  */
 /** Every version of a patch, entries as the agents wrote them (see recordStatus), against this control plane. */
-export function recordVersions(kubeconfig: string, name: string): Promise<{ versions: KernelLivePatch[]; stop: () => void }> {
+export function recordVersions(kubeconfig: string, name: string): Promise<{ versions: RecordedVersion[]; stop: () => void }> {
   return recordStatus(name, { kubeconfig, requestTimeoutMs: 5000, watchTimeoutSeconds: 30 });
 }
 

@@ -10,7 +10,7 @@ import path from "node:path";
 import { AppsV1Api, CoreV1Api, CustomObjectsApi, KubeConfig, PatchStrategy, setHeaderOptions, type V1DaemonSet } from "@kubernetes/client-node";
 import { pino, type Logger } from "pino";
 import { inject } from "vitest";
-import { GROUP, NODE_PLURAL, PLURAL, VERSION, type KernelLivePatch, type NodeEntry, type NodePatchEntry } from "../../crds/schema.ts";
+import { GROUP, NODE_OBJECTS_PATH, NODE_PLURAL, PLURAL, VERSION, type KernelLivePatch, type NodeEntry, type NodePatchEntry, type PatchOnNode } from "../../crds/schema.ts";
 import { loadOperatorConfig, type OperatorConfig } from "../../operator/config.ts";
 import { Controller } from "../../operator/controller/controller.ts";
 import { operatorMetrics } from "../../operator/metrics.ts";
@@ -171,8 +171,39 @@ export class Cluster {
       body: { metadata: { name }, binaryData: Object.fromEntries(Object.entries(files).map(([k, v]) => [k, Buffer.from(v).toString("base64")])) },
     });
   }
+
+  /** The nodes the rollout admits for the patch's current generation (see admittedIn), with the patch as read. */
+  async admitted(name: string): Promise<{ patch: KernelLivePatch | undefined; admitted: string[] }> {
+    const patch = await this.getPatch(name);
+    const list = (await this.custom.listClusterCustomObject({ group: GROUP, version: VERSION, plural: NODE_PLURAL })) as { items: NodeObjectSpec[] };
+    return { patch, admitted: patch ? admittedIn(list.items, patch) : [] };
+  }
 }
 
+/** What the admission tests read of a KernelLivePatchNode: the operator's projection. */
+export interface NodeObjectSpec {
+  readonly metadata: { readonly name: string };
+  readonly spec?: { readonly patches?: readonly PatchOnNode[] };
+}
+
+/**
+ * The nodes the rollout admits for this patch's current generation: those whose node object's
+ * projection of it (its uid) says admitted for that generation. The projections are the record of
+ * admission (the patch's status only counts them, status.rollout.admittedCount).
+ */
+export function admittedIn(nodeObjects: readonly NodeObjectSpec[], patch: KernelLivePatch): string[] {
+  return nodeObjects
+    .filter((o) => o.spec?.patches?.some((p) => p.name === patch.metadata.name && p.uid === patch.metadata.uid && p.generation === patch.metadata.generation && p.admitted))
+    .map((o) => o.metadata.name)
+    .sort();
+}
+
+/** Every node object, as the admission tests read them. */
+export async function nodeObjects(http: KubeHttp): Promise<NodeObjectSpec[]> {
+  return (await http.json<{ items: NodeObjectSpec[] }>("GET", NODE_OBJECTS_PATH)).items;
+}
+
+/** The patch's entry for the node as its status.nodes lists it (all of them in a fleet of at most 50 nodes). */
 export function entryOf(p: KernelLivePatch | undefined, node: string): NodeEntry | undefined {
   return p?.status?.nodes?.find((e) => e.nodeName === node);
 }
@@ -222,26 +253,32 @@ export async function removeTree(root: string): Promise<void> {
   await rm(root, { recursive: true, force: true });
 }
 
+/** A recorded version: the patch, its entries from every node object, and the nodes admitted then. */
+export type RecordedVersion = KernelLivePatch & { readonly admitted: readonly string[] };
+
 /**
- * Every version of a patch as the tests reason about it: the patch's own status (admission,
- * conditions, summary) with `status.nodes` as the agents wrote them, version by version, into
- * their KernelLivePatchNodes (the operator's roll-up coalesces, so a short Loading may never show on
- * the patch itself). A node's last entry is kept after its node object goes.
+ * Every version of a patch as the tests reason about it: the patch's own status (conditions,
+ * summary) with `status.nodes` as the agents wrote them, version by version, into their
+ * KernelLivePatchNodes, every node's (the operator's roll-up coalesces, so a short Loading may
+ * never show on the patch itself, and lists at most 50 nodes), and `admitted`: the nodes the
+ * projections admit for the patch's generation then. A node's last entry is kept after its node
+ * object goes.
  */
 export async function recordStatus(
   name: string,
   o: { kubeconfig?: string; requestTimeoutMs?: number; watchTimeoutSeconds?: number } = {},
-): Promise<{ versions: KernelLivePatch[]; stop: () => void }> {
+): Promise<{ versions: RecordedVersion[]; stop: () => void }> {
   const http = new KubeHttp(kubeconfigConnection(o.kubeconfig ?? kubeconfigPath()), o.requestTimeoutMs ? { requestTimeoutMs: o.requestTimeoutMs } : {});
   const timeouts = o.watchTimeoutSeconds ? { timeoutSeconds: o.watchTimeoutSeconds } : {};
-  const versions: KernelLivePatch[] = [];
+  const versions: RecordedVersion[] = [];
   const { Watcher } = await import("../../node-agent/kube/watcher.ts");
   let patch: KernelLivePatch | undefined;
   const entries = new Map<string, NodeEntry>();
+  const projections = new Map<string, NodeObjectSpec>();
   const push = () => {
     if (!patch) return;
     const nodes = [...entries.values()].sort((a, b) => a.nodeName.localeCompare(b.nodeName));
-    versions.push(structuredClone({ ...patch, status: { ...patch.status, nodes } }));
+    versions.push(structuredClone({ ...patch, status: { ...patch.status, nodes }, admitted: admittedIn([...projections.values()], patch) }));
   };
   const patchWatch = new Watcher(http, {
     path: `/apis/${GROUP}/${VERSION}/${PLURAL}`,
@@ -259,7 +296,15 @@ export async function recordStatus(
     ...timeouts,
     onChange: (m) => {
       let changed = false;
+      for (const node of [...projections.keys()].filter((n) => !m.has(n))) {
+        projections.delete(node);
+        changed = true;
+      }
       for (const [node, o] of m) {
+        const projected = o as NodeObjectSpec;
+        const mine = (x: NodeObjectSpec | undefined) => JSON.stringify(x?.spec?.patches?.find((p) => p.name === name) ?? null);
+        if (mine(projections.get(node)) !== mine(projected)) changed = true;
+        projections.set(node, { metadata: { name: node }, ...(projected.spec ? { spec: projected.spec } : {}) });
         const e = (o as { status?: { entries?: NodePatchEntry[] } }).status?.entries?.find((x) => x.patch === name && (!patch || !x.patchUID || x.patchUID === patch.metadata.uid));
         if (!e) continue;
         const { patch: _p, patchUID: _u, ...entry } = e;

@@ -103,15 +103,16 @@ async function seedState(c: Cluster, log: (l: string) => void): Promise<string[]
     const written = await c.admin.json<unknown>("PATCH", `${PATCHES_PATH}/${name}/status`, {
       query: { fieldManager: OPERATOR_FIELD_MANAGER, force: true },
       contentType: "application/apply-patch+yaml",
-      body: { apiVersion: API_VERSION, kind: KIND, metadata: { name }, status: { observedGeneration: generation, rollout: { generation, admitted: [...c.nodes].sort(), halted: false } } },
+      body: { apiVersion: API_VERSION, kind: KIND, metadata: { name }, status: { observedGeneration: generation, rollout: { generation, admittedCount: c.nodes.length, halted: false } } },
     });
     patches.push(KernelLivePatch.parse(written));
   }
   log(`seeding ${c.nodes.length} node objects: the operator's projection, then ${c.patches.length} Loaded entries each`);
   const uids = patches.map((p) => p.metadata.uid ?? "");
   await pool(c.nodes, 16, async (node) => {
-    // As the controller's reconcileNode computes and writes it (operator/controller/controller.ts).
-    const desired = projectNode({ nodeName: node, labels: { "kubernetes.io/hostname": node, bench: "yes" }, globalSelector: {}, patches, entries: [] });
+    // As the controller's reconcileNode computes and writes it (operator/controller/controller.ts),
+    // every node admitted: the projection is the record of admission.
+    const desired = projectNode({ nodeName: node, labels: { "kubernetes.io/hostname": node, bench: "yes" }, globalSelector: {}, patches, entries: [], admitted: () => true });
     const hash = createHash("sha256").update(JSON.stringify(desired)).digest("hex").slice(0, 16);
     await c.admin.json("PATCH", `${NODE_OBJECTS_PATH}/${node}`, {
       query: { fieldManager: OPERATOR_FIELD_MANAGER, force: true },

@@ -13,14 +13,14 @@ export interface Timeline {
   finalizerMs?: number;
   /** Node objects: every node object exists (the operator's first projection). */
   projectedMs?: number;
-  /** Patch: status.rollout admits every node, for every patch. */
+  /** Patch: status.rollout counts every node admitted, for every patch. */
   admittedMs?: number;
   /** Node objects: every node's projection says admitted, for every patch. */
   projectedAdmittedMs?: number;
   /** Node objects: the first agent entry Loaded / every node's entries Loaded. */
   firstLoadedMs?: number;
   allLoadedMs?: number;
-  /** Patch: status.nodes shows every node Loaded, for every patch (the operator's roll-up). */
+  /** Patch: status.summary counts every node Loaded, for every patch (the operator's roll-up). */
   rolledUpMs?: number;
   /** Patch: Ready with summary.ready N/N, for every patch. */
   readyMs?: number;
@@ -31,9 +31,8 @@ interface PatchView {
   status?: {
     observedGeneration?: number;
     conditions?: Array<{ type: string; status: string }>;
-    summary?: unknown;
-    rollout?: { generation: number; admitted: string[]; halted: boolean };
-    nodes?: Array<{ nodeName: string; phase: string }>;
+    summary?: { ready?: string; loaded?: number };
+    rollout?: { generation: number; admittedCount?: number; halted: boolean };
   };
 }
 
@@ -89,10 +88,11 @@ export class Tracker {
     for (const p of views) if (p) this.attributePatch(p);
     if (views.some((v) => v === undefined)) return;
     const ps = views as PatchView[];
-    const loaded = ps.map((p) => (p.status?.nodes ?? []).filter((e) => e.phase === "Loaded").length);
+    // status.nodes lists at most 50 nodes: the roll-up's counts say how many are Loaded.
+    const loaded = ps.map((p) => p.status?.summary?.loaded ?? 0);
     this.rolledUp = Math.min(...loaded);
     this.mark("finalizerMs", ps.every((p) => p.metadata.finalizers?.includes(FINALIZER)));
-    this.mark("admittedMs", ps.every((p) => p.status?.rollout?.generation === p.metadata.generation && p.status?.rollout?.admitted.length === this.nodes));
+    this.mark("admittedMs", ps.every((p) => p.status?.rollout?.generation === p.metadata.generation && p.status?.rollout?.admittedCount === this.nodes));
     this.mark("rolledUpMs", this.rolledUp === this.nodes);
     this.mark(
       "readyMs",
@@ -100,7 +100,7 @@ export class Tracker {
         (p) =>
           p.status?.observedGeneration === p.metadata.generation &&
           p.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True") &&
-          (p.status.summary as { ready?: string } | undefined)?.ready === `${this.nodes}/${this.nodes}`,
+          p.status.summary?.ready === `${this.nodes}/${this.nodes}`,
       ),
     );
   }

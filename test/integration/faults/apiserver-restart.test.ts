@@ -69,7 +69,7 @@ describe("the API server restarted in the middle of a rollout", () => {
       rollout: { maxUnavailable: 1 },
     });
     // Restart once the first node has loaded and the second is on its way.
-    await until("a second node admitted", async () => ((await api.getPatch(PATCH))?.status?.rollout?.admitted.length ?? 0) >= 2, 60_000, 100);
+    await until("a second node admitted", async () => (await api.admitted(PATCH)).admitted.length >= 2, 60_000, 100);
     await cp.restartApiServer();
 
     const done = await waitReady(api, PATCH, 120_000);

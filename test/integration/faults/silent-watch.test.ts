@@ -84,8 +84,8 @@ describe("watches that go silent", () => {
     // Freeze while the first node loads: its Loaded reaches the operator only through a new
     // watch, and the second node learns of its admission only through a relist.
     const first = await until("the first node loading", async () => {
-      const p = await api.getPatch(PATCH);
-      const n = p?.status?.rollout?.admitted[0];
+      const { patch: p, admitted } = await api.admitted(PATCH);
+      const n = admitted[0];
       return n && entryOf(p, n)?.phase === "Loading" ? n : undefined;
     }, 60_000, 50);
     const second = NODES.find((n) => n !== first)!;
