@@ -614,7 +614,20 @@ describe.skipIf(!!unavailable)("the chart on a real node", () => {
     expect(st.insmods[imageModuleName]).toBe(1);
     const p = JSON.parse(await kubectl(["get", "klp", imagePatchName, "-o", "json"])) as KernelLivePatch;
     expect(entryOf(p, realNodeName)).toMatchObject({ phase: "Loaded", kernelRelease: RELEASE });
-  }, 300_000);
+
+    // What a change of the image sources costs each node (docs/module-images.md): a second pull
+    // secret changes the pod template, and the DaemonSet replaces the node's agent pod. The new
+    // pod copies the module again and reloads nothing.
+    await kubectl(["apply", "-f", "-"], JSON.stringify({ apiVersion: "v1", kind: "Secret", type: "kubernetes.io/dockerconfigjson", metadata: { name: "klp-e2e-registry-2", namespace: ns }, data: { ".dockerconfigjson": auth } }));
+    const tRoll = performance.now();
+    await kubectl(["patch", "klp", imagePatchName, "--type", "json", "-p", JSON.stringify([{ op: "add", path: "/spec/modules/0/image/pullSecrets/-", value: { name: "klp-e2e-registry-2" } }])]);
+    const rolled = await runningAgentPod(180_000, { name: pod.metadata.name });
+    figures.agentPodReplacedOnTemplateChangeMs = Math.round(performance.now() - tRoll);
+    expect(rolled.spec.imagePullSecrets).toEqual([{ name: "klp-e2e-registry" }, { name: "klp-e2e-registry-2" }]);
+    await eventually("the rolled agent's first pass", 60_000, async () => (await kubectl(["logs", "-n", ns, rolled.metadata.name, "-c", "agent"])).includes("watching this node's KernelLivePatchNode"));
+    await kubectl(["wait", "--for=condition=Ready", `klp/${imagePatchName}`, "--timeout=120s"], undefined, 130_000);
+    expect((await simState()).insmods[imageModuleName]).toBe(1);
+  }, 420_000);
 
   it("measures Kubernetes image volumes on this node (kubelet v1.37, Debian's containerd 1.6): the alternative to a copying container", async () => {
     const probeName = `image-volume-probe-${suffix}`;
@@ -665,7 +678,7 @@ describe.skipIf(!!unavailable)("the chart on a real node", () => {
     await kubectl(["delete", "klp", imagePatchName, "--wait=false"]);
     await kubectl(["wait", "--for=delete", `klp/${imagePatchName}`, "--timeout=180s"], undefined, 200_000);
     expect((await simState()).modules.find((m) => m.name === imageModuleName)).toBeUndefined();
-    await kubectl(["delete", "secret", "klp-e2e-registry", "-n", ns]);
+    await kubectl(["delete", "secret", "klp-e2e-registry", "klp-e2e-registry-2", "-n", ns]);
     await eventually("the agent DaemonSet gone", 120_000, async () => (await cp.kubectl(["get", "ds", "kpatch-agent", "-n", ns])).code !== 0);
     await eventually("the agent pods gone", 150_000, async () => (await agentPods()).length === 0);
   }, 400_000);
