@@ -8,7 +8,7 @@
  */
 import type { V1Volume, V1VolumeMount } from "@kubernetes/client-node";
 
-export const SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount";
+const SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount";
 const VOLUME = "kube-api-access";
 
 /** The kubelet's own choice for automounted tokens: it refreshes them at 80% of their life. */

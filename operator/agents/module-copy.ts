@@ -21,13 +21,13 @@ const COPY_TOOLS_DIR = "/var/run/kpatch-agent/copy-tools";
 /** The statically linked busybox of the agent image (images/agent.Dockerfile installs busybox-static). */
 const AGENT_IMAGE_BUSYBOX = "/bin/busybox";
 /** The copy tool as the copying containers run it. */
-export const COPY_TOOL = `${COPY_TOOLS_DIR}/busybox`;
+const COPY_TOOL = `${COPY_TOOLS_DIR}/busybox`;
 
 const MODULES_VOLUME = "image-modules";
 const TOOLS_VOLUME = "module-copy-tools";
 
 /** One module file to copy out of an image, named by the digest the agent checks it against. */
-export interface ImageModule {
+interface ImageModule {
   reference: string;
   path: string;
   sha256: string;
@@ -51,7 +51,7 @@ export function agentPullSecrets(chart: readonly V1LocalObjectReference[], patch
 }
 
 /** What a copying container may do: write one file into an emptyDir as `uid`, and nothing else. */
-export function moduleCopySecurityContext(uid: number): V1SecurityContext {
+function moduleCopySecurityContext(uid: number): V1SecurityContext {
   return {
     runAsNonRoot: true,
     runAsUser: uid,
