@@ -74,16 +74,39 @@ describe("spec.modules[].url", () => {
 
 describe("spec.modules[].image.reference", () => {
   const image = (reference: string) => module({ image: { reference, path: "/lib/modules/fix.ko" } });
+  const DIGEST = `@sha256:${"0123456789abcdef".repeat(4)}`;
   it.each([
-    "mods",
-    "r/m:1",
-    "registry.example.com:5000/team/livepatch-mods:v1.2_3",
-    `ghcr.io/org/mods@sha256:${"0123456789abcdef".repeat(4)}`,
-    `localhost/mods:1@sha256:${"0123456789abcdef".repeat(4)}`,
-    "[::1]:5000/mods",
-    "a__b/c.d-e--f",
+    `mods${DIGEST}`,
+    `r/m:1${DIGEST}`,
+    `registry.example.com:5000/team/livepatch-mods:v1.2_3${DIGEST}`,
+    `ghcr.io/org/mods${DIGEST}`,
+    `localhost/mods:1${DIGEST}`,
+    `[::1]:5000/mods${DIGEST}`,
+    `a__b/c.d-e--f${DIGEST}`,
   ])("accepts %s", (reference) => {
     expect(issues(image(reference))).toEqual([]);
+  });
+
+  // In the grammar, but not pinned to content: a tag can be moved to other bytes in the registry.
+  const PINNED = "modules.0.image.reference: image.reference must be pinned by digest";
+  it.each([
+    ["a name alone", "mods"],
+    ["a tag", "r/m:1"],
+    ["a host, port and tag", "registry.example.com:5000/team/livepatch-mods:v1.2_3"],
+    ["a digest of another algorithm", `r/m@sha512:${"ab".repeat(64)}`],
+    ["a sha256 digest in upper case", `r/m@sha256:${"0123456789ABCDEF".repeat(4)}`],
+    ["a sha256 digest of 63 characters", `r/m@sha256:${"a".repeat(63)}`],
+    ["a sha256 digest of 65 characters", `r/m@sha256:${"a".repeat(65)}`],
+  ])("refuses a reference not pinned by a sha256 digest: %s", (_why, reference) => {
+    expect(issues(image(reference))).toContainEqual(expect.stringContaining(PINNED));
+  });
+
+  it("takes pull secrets by name, at most 8, each a DNS subdomain", () => {
+    const withSecrets = (pullSecrets: unknown) => module({ image: { reference: `r/m${DIGEST}`, path: "/m.ko", pullSecrets } });
+    expect(issues(withSecrets([{ name: "registry-creds" }, { name: "mirror.creds" }]))).toEqual([]);
+    expect(issues(withSecrets(Array.from({ length: 9 }, (_, i) => ({ name: `s${i}` }))))).toContainEqual(expect.stringMatching(/^modules\.0\.image\.pullSecrets: /));
+    expect(issues(withSecrets([{ name: "Bad_Name" }]))).toContainEqual(expect.stringMatching(/^modules\.0\.image\.pullSecrets\.0\.name: /));
+    expect(issues(withSecrets([{ name: "s", namespace: "other" }]))).toContainEqual(expect.stringMatching(/^modules\.0\.image\.pullSecrets\.0: /));
   });
 
   it.each([

@@ -49,20 +49,46 @@ export const ConfigMapSource = doc(
   "A ConfigMap whose binaryData key holds the module file (up to ~1 MiB).",
 );
 
+/**
+ * A module image is named by its content: the kubelet pulls exactly the bytes that were reviewed,
+ * and a tag moved in the registry (or a node that cached an older image under the same tag) cannot
+ * change what a node loads. The agent still checks the file against spec.modules[].sha256.
+ * Lower-case hex, as the OCI image spec requires of a sha256 digest.
+ */
+const IMAGE_DIGEST_PINNED = /@sha256:[a-f0-9]{64}$/;
+
+const imageReferenceRules: Rule<string>[] = [
+  {
+    cel: `self.matches(r'${IMAGE_DIGEST_PINNED.source}')`,
+    message: "image.reference must be pinned by digest: end it with @sha256:<64 lower-case hex characters> (a tag alone may point at other bytes tomorrow)",
+    holds: (ref) => IMAGE_DIGEST_PINNED.test(ref),
+  },
+];
+
+/** A Secret in the operator's namespace, the kubelet's credentials for pulling a module image. */
+const PullSecretReference = z
+  .object({ name: doc(z.string().min(1).max(253).regex(DNS_SUBDOMAIN), "Name of a kubernetes.io/dockerconfigjson Secret in the operator's namespace.") })
+  .strict();
+
 export const ImageSource = doc(
   z
     .object({
-      reference: doc(
+      reference: withRules(
         z.string().min(1).max(512).regex(IMAGE_REFERENCE, "image.reference must be an image reference: [host[:port]/]path[:tag][@digest], the path in lower case"),
-        "Image reference holding the module, ideally pinned by digest: [host[:port]/]path[:tag][@digest].",
+        "Image reference holding the module, pinned by digest: [host[:port]/]path[:tag]@sha256:<64 hex>.",
+        imageReferenceRules,
       ),
       path: doc(
         z.string().max(1024).regex(/^\/[^\s]*\.ko$/),
         "Absolute path of the .ko file inside the image.",
       ),
+      pullSecrets: doc(
+        z.array(PullSecretReference).max(8).optional(),
+        "Secrets in the operator's namespace (where the agent pods run) holding registry credentials for this image; added to the agent pods' imagePullSecrets, beside the chart's agent.imagePullSecrets.",
+      ),
     })
     .strict(),
-  "A container image holding the module file; an init container copies it for the agent.",
+  "A container image holding the module file; an init container of the agent pod copies it for the agent.",
 );
 
 /**

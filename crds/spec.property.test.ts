@@ -45,9 +45,11 @@ const imageReference = fc
     fc.option(fc.constantFrom("registry.example.com", "localhost:5000", "10.0.0.5:443", "[::1]:5000", "ghcr.io"), { nil: undefined }),
     fc.array(pathComponent, { minLength: 1, maxLength: 3 }),
     fc.option(fc.stringMatching(/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,12}$/), { nil: undefined }),
+    // Every module image is pinned: a drawn digest, or a fixed one (drawn as an option so that the
+    // rest of the generated specs stay what this seed gave before digests were required).
     fc.option(hex64.map((h) => `sha256:${h}`), { nil: undefined }),
   )
-  .map(([host, path, tag, digest]) => `${host === undefined ? "" : `${host}/`}${path.join("/")}${tag === undefined ? "" : `:${tag}`}${digest === undefined ? "" : `@${digest}`}`);
+  .map(([host, path, tag, digest]) => `${host === undefined ? "" : `${host}/`}${path.join("/")}${tag === undefined ? "" : `:${tag}`}@${digest ?? `sha256:${"0".repeat(64)}`}`);
 const image = fc.record({ reference: imageReference, path: fc.stringMatching(/^\/[a-z0-9_/-]{0,20}$/).map((p) => `${p}.ko`) });
 const source = fc.oneof(
   configMap.map((c) => ({ configMap: c })),
@@ -230,6 +232,7 @@ function oracleModuleValid(m: Record<string, unknown>): boolean {
   if (!SHA.test(m.sha256 as string)) return false;
   if ([m.configMap, m.url, m.image].filter((s) => s !== undefined).length !== 1) return false;
   if (m.url !== undefined && !/^https:\/\/[^\s]+$/.test(m.url as string)) return false;
+  if (m.image !== undefined && !/@sha256:[a-f0-9]{64}$/.test((m.image as { reference: string }).reference)) return false;
   const n = m.moduleName as string | undefined;
   return n === undefined || /^[A-Za-z0-9_-]{1,55}$/.test(n);
 }
@@ -274,6 +277,7 @@ const MUTATIONS: Mutation[] = [
     name: `url ${url}`,
     apply: (s: Spec, i: number) => void (["configMap", "image"].forEach((k) => delete at(s, i)[k]), (at(s, i).url = url)),
   })),
+  { name: "image reference with a tag and no digest", apply: (s, i) => void (["configMap", "url"].forEach((k) => delete at(s, i)[k]), (at(s, i).image = { reference: "registry.example.com/mods:1", path: "/a.ko" })) },
   { name: "image reference with an upper-case path", apply: (s, i) => void (["configMap", "url"].forEach((k) => delete at(s, i)[k]), (at(s, i).image = { reference: "registry.example.com/Mods:1", path: "/a.ko" })) },
   { name: "pattern with a class starting with ]", apply: (s, i) => void (delete at(s, i).kernelRelease, (at(s, i).kernelReleasePattern = "6\\.1\\.0-[]0-9]+")) },
   { name: "pattern RE2 refuses and JavaScript compiles", apply: (s, i) => void (delete at(s, i).kernelRelease, (at(s, i).kernelReleasePattern = "6{1001}")) },

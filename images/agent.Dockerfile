@@ -1,14 +1,17 @@
-# The node agent (privileged DaemonSet pod started by the operator) and the kpatch-agent CLI.
-# kmod provides insmod/rmmod/modinfo for the real-kernel loader. Needs network for apt during the
-# build (scripts/images/build.sh builds with --network host).
+# The node agent (the DaemonSet pod started by the operator) and the kpatch-agent CLI.
+# kmod provides insmod/rmmod/modinfo for the real-kernel loader. busybox-static is the copy tool of
+# module images: a statically linked binary the agent pod's init containers run inside a module
+# image, which then needs no cp or libc of its own (operator/agents/module-copy.ts). Needs network
+# for apt during the build (scripts/images/build.sh builds with --network host).
 ARG BASE_IMAGE=kpatch-base:bookworm
 FROM ${BASE_IMAGE}
 RUN set -eu; \
     apt-get update -qq; \
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends kmod >/dev/null; \
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends kmod busybox-static >/dev/null; \
     apt-get clean; \
     rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /usr/share/doc/* /usr/share/man/*; \
-    command -v insmod rmmod modinfo >/dev/null
+    command -v insmod rmmod modinfo >/dev/null; \
+    /bin/busybox --list | grep -qx cp
 # re2js.mjs: the RE2 engine, imported only once a patch uses a kernelReleasePattern.
 COPY node-agent.mjs kpatch-agent.mjs re2js.mjs /app/
 WORKDIR /app

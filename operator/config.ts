@@ -49,6 +49,10 @@ export const OperatorConfig = z.object({
   KLP_AGENT_TOLERATIONS: json(z.array(Toleration)).default([]),
   KLP_AGENT_NODE_SELECTOR: json(z.record(z.string(), z.string())).default({}),
   KLP_AGENT_PRIORITY_CLASS: z.string().default(""),
+  /** Secrets (in KLP_NAMESPACE) the kubelet pulls the agent and module images with: [{"name": ...}]. */
+  KLP_AGENT_IMAGE_PULL_SECRETS: json(z.array(z.object({ name: z.string().min(1).max(253) }).strict())).default([]),
+  /** The UID the containers that copy modules out of module images run as (never root). */
+  KLP_AGENT_MODULE_COPY_UID: z.coerce.number().int().min(1).max(2_147_483_647).default(65532),
   KLP_AGENT_LOG_LEVEL: z.string().default("info"),
   /** The agents' /metrics, /healthz and /readyz (and so their probes); 0 turns all of it off. */
   KLP_AGENT_METRICS_PORT: z.coerce.number().int().min(0).max(65535).default(9090),

@@ -3,6 +3,7 @@ import { KernelLivePatch as KernelLivePatchSchema, type KernelLivePatch } from "
 import { loadOperatorConfig } from "../config.ts";
 import { desiredAgentDaemonSet, unionAffinity, unionTolerations } from "./daemonset.ts";
 
+const IMG = `reg/mods:1@sha256:${"c".repeat(64)}`;
 const cfg = loadOperatorConfig({ KLP_NAMESPACE: "kpatch-system", KLP_AGENT_IMAGE: "agent:1" });
 const patch = (name: string, spec: Record<string, unknown> = {}): KernelLivePatch =>
   KernelLivePatchSchema.parse({
@@ -77,16 +78,58 @@ describe("desiredAgentDaemonSet", () => {
       "/host/sys/module": "ro",
       "/host/sys/kernel/security": "ro",
       "/host/proc": "ro",
+      "/var/run/secrets/kubernetes.io/serviceaccount": "ro",
       "/var/run/kpatch-agent/modules": "ro",
       "/tmp": "rw",
     });
     for (const whole of ["/", "/sys"]) expect(hostPaths.map(([p]) => p)).not.toContain(whole);
   });
 
-  it("gives image-module init containers no capability and no privilege escalation", () => {
-    const p = patch("img", { modules: [{ kernelRelease: "r", sha256: "b".repeat(64), image: { reference: "reg/mods:1", path: "/m/x.ko" } }] });
-    const init = desiredAgentDaemonSet([p], cfg)!.spec!.template.spec!.initContainers![0]!;
-    expect(init.securityContext).toEqual({ allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ["ALL"] } });
+  it("gives image-module init containers no capability and no privilege escalation, a read-only root, a fixed non-root UID and seccomp", () => {
+    const p = patch("img", { modules: [{ kernelRelease: "r", sha256: "b".repeat(64), image: { reference: IMG, path: "/m/x.ko" } }] });
+    const init = desiredAgentDaemonSet([p], cfg)!.spec!.template.spec!.initContainers!;
+    expect(init).toHaveLength(2);
+    for (const c of init) {
+      expect(c.securityContext, c.name).toEqual({
+        allowPrivilegeEscalation: false,
+        readOnlyRootFilesystem: true,
+        capabilities: { drop: ["ALL"] },
+        privileged: false,
+        runAsNonRoot: true,
+        runAsUser: 65532,
+        runAsGroup: 65532,
+        seccompProfile: { type: "RuntimeDefault" },
+      });
+    }
+    const uid = desiredAgentDaemonSet([p], { ...cfg, KLP_AGENT_MODULE_COPY_UID: 4242 })!.spec!.template.spec!.initContainers!;
+    expect(uid.map((c) => c.securityContext?.runAsUser)).toEqual([4242, 4242]);
+  });
+
+  it("mounts the ServiceAccount token into the agent container only: the pod automounts none, so the copying containers have none", () => {
+    const p = patch("img", { modules: [{ kernelRelease: "r", sha256: "b".repeat(64), image: { reference: IMG, path: "/m/x.ko" } }] });
+    for (const pod of [desiredAgentDaemonSet([p], cfg)!.spec!.template.spec!, desiredAgentDaemonSet([patch("p1")], cfg)!.spec!.template.spec!]) {
+      expect(pod.automountServiceAccountToken).toBe(false);
+      const tokenVolumes = pod.volumes!.filter((v) => v.projected?.sources?.some((s) => s.serviceAccountToken));
+      expect(tokenVolumes.map((v) => v.name)).toEqual(["kube-api-access"]);
+      expect(tokenVolumes[0]!.projected!.sources).toEqual([
+        { serviceAccountToken: { path: "token", expirationSeconds: 3607 } },
+        { configMap: { name: "kube-root-ca.crt", items: [{ key: "ca.crt", path: "ca.crt" }] } },
+        { downwardAPI: { items: [{ path: "namespace", fieldRef: { apiVersion: "v1", fieldPath: "metadata.namespace" } }] } },
+      ]);
+      expect(pod.containers[0]!.volumeMounts).toContainEqual({ name: "kube-api-access", mountPath: "/var/run/secrets/kubernetes.io/serviceaccount", readOnly: true });
+      for (const c of pod.initContainers ?? []) expect(c.volumeMounts!.map((m) => m.name), c.name).not.toContain("kube-api-access");
+    }
+  });
+
+  it("renders the chart's imagePullSecrets and those of the patches' image sources, once each, sorted; none without any", () => {
+    const img = (name: string, sha: string, pullSecrets?: Array<{ name: string }>) =>
+      patch(name, { modules: [{ kernelRelease: "r", sha256: sha.repeat(64), image: { reference: IMG, path: "/m/x.ko", ...(pullSecrets ? { pullSecrets } : {}) } }] });
+    const withChart = { ...cfg, KLP_AGENT_IMAGE_PULL_SECRETS: [{ name: "chart-creds" }, { name: "a-creds" }] };
+    const pod = desiredAgentDaemonSet([img("a", "b", [{ name: "team-creds" }, { name: "a-creds" }]), img("b", "c", [{ name: "team-creds" }])], withChart)!.spec!.template.spec!;
+    expect(pod.imagePullSecrets).toEqual([{ name: "a-creds" }, { name: "chart-creds" }, { name: "team-creds" }]);
+    expect(desiredAgentDaemonSet([patch("p1")], withChart)!.spec!.template.spec!.imagePullSecrets).toEqual([{ name: "a-creds" }, { name: "chart-creds" }]);
+    expect(desiredAgentDaemonSet([img("a", "b", [{ name: "team-creds" }])], cfg)!.spec!.template.spec!.imagePullSecrets).toEqual([{ name: "team-creds" }]);
+    expect(desiredAgentDaemonSet([patch("p1")], cfg)!.spec!.template.spec!).not.toHaveProperty("imagePullSecrets");
   });
 
   it("tells the agent to act without the node write policy only when configured so", () => {
@@ -129,13 +172,24 @@ describe("desiredAgentDaemonSet", () => {
     ]);
   });
 
-  it("copies image-sourced modules with one init container per digest", () => {
+  it("copies image-sourced modules with one init container per digest, with the agent image's static busybox: the module image needs no cp", () => {
     const p = patch("img", {
-      modules: [{ kernelRelease: "r", sha256: "b".repeat(64), image: { reference: "reg/mods:1", path: "/m/x.ko" } }],
+      modules: [{ kernelRelease: "r", sha256: "b".repeat(64), image: { reference: IMG, path: "/m/x.ko" } }],
     });
-    const init = desiredAgentDaemonSet([p], cfg)!.spec!.template.spec!.initContainers!;
-    expect(init).toHaveLength(1);
-    expect(init[0]!.command).toEqual(["cp", "/m/x.ko", `/var/run/kpatch-agent/modules/${"b".repeat(64)}.ko`]);
+    const pod = desiredAgentDaemonSet([p], cfg)!.spec!.template.spec!;
+    const init = pod.initContainers!;
+    expect(init.map((c) => [c.name, c.image])).toEqual([["module-copy-tools", "agent:1"], ["module-0", IMG]]);
+    expect(init[0]!.command).toEqual(["/bin/busybox", "cp", "/bin/busybox", "/var/run/kpatch-agent/copy-tools/busybox"]);
+    expect(init[1]!.command).toEqual(["/var/run/kpatch-agent/copy-tools/busybox", "cp", "/m/x.ko", `/var/run/kpatch-agent/modules/${"b".repeat(64)}.ko`]);
+    expect(init[1]!.volumeMounts).toEqual([
+      { name: "module-copy-tools", mountPath: "/var/run/kpatch-agent/copy-tools", readOnly: true },
+      { name: "image-modules", mountPath: "/var/run/kpatch-agent/modules" },
+    ]);
+    expect(pod.volumes!.filter((v) => v.emptyDir).map((v) => v.name)).toEqual(["image-modules", "module-copy-tools", "tmp"]);
+    // Without an image source: no init container and no tools volume.
+    const plain = desiredAgentDaemonSet([patch("p1")], cfg)!.spec!.template.spec!;
+    expect(plain.initContainers).toBeUndefined();
+    expect(plain.volumes!.filter((v) => v.emptyDir).map((v) => v.name)).toEqual(["image-modules", "tmp"]);
   });
 
   it("probes the agent by default, and not when its metrics port is 0", () => {

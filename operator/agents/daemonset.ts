@@ -8,6 +8,8 @@
 import type { V1Container, V1DaemonSet, V1NodeSelectorTerm, V1SecurityContext, V1Toleration, V1Volume, V1VolumeMount } from "@kubernetes/client-node";
 import type { KernelLivePatch, LabelSelector, Toleration } from "../../crds/schema.ts";
 import type { OperatorConfig } from "../config.ts";
+import { API_ACCESS_MOUNT, API_ACCESS_VOLUME } from "./api-access-volume.ts";
+import { AGENT_MODULES_MOUNT, IMAGE_MODULES_DIR, agentPullSecrets, imageModules, moduleCopyContainers, moduleCopyVolumes } from "./module-copy.ts";
 
 export const AGENT_LABELS = { "app.kubernetes.io/name": "kpatch-agent", "app.kubernetes.io/part-of": "kpatch-operator" } as const;
 export const AGENT_HOST_MOUNT = "/host";
@@ -32,6 +34,8 @@ type AgentConfig = Pick<
   | "KLP_AGENT_CPU_REQUEST"
   | "KLP_AGENT_MEMORY_REQUEST"
   | "KLP_AGENT_MEMORY_LIMIT"
+  | "KLP_AGENT_IMAGE_PULL_SECRETS"
+  | "KLP_AGENT_MODULE_COPY_UID"
 >;
 
 /** One ORed term per distinct selector; undefined when some patch targets every node. */
@@ -56,15 +60,6 @@ export function unionTolerations(lists: ReadonlyArray<readonly Toleration[] | un
   }
   return [...all.entries()].sort(([a], [b]) => a.localeCompare(b)).map(([, t]) => t);
 }
-
-/** Module files from image sources, copied by init containers into the pod's module volume. */
-export function imageSources(patches: readonly KernelLivePatch[]): Array<{ reference: string; path: string; sha256: string }> {
-  const all = new Map<string, { reference: string; path: string; sha256: string }>();
-  for (const p of patches) for (const m of p.spec.modules) if (m.image) all.set(m.sha256, { ...m.image, sha256: m.sha256 });
-  return [...all.values()].sort((a, b) => a.sha256.localeCompare(b.sha256));
-}
-
-export const IMAGE_MODULES_DIR = "/var/run/kpatch-agent/modules";
 
 /**
  * With a metrics port the agent serves /healthz and /readyz there. Readiness (first pass done)
@@ -190,7 +185,8 @@ export function desiredAgentDaemonSet(
   const tolerations = unionTolerations([cfg.KLP_AGENT_TOLERATIONS, ...ordered.map((p) => p.spec.tolerations)]);
   const hostRoot = cfg.KLP_AGENT_HOST_ROOT.replace(/\/+$/, "");
   const host = hostAccess(cfg, hostRoot);
-  const images = imageSources(ordered);
+  const images = imageModules(ordered);
+  const pullSecrets = agentPullSecrets(cfg.KLP_AGENT_IMAGE_PULL_SECRETS, ordered);
   return {
     apiVersion: "apps/v1",
     kind: "DaemonSet",
@@ -204,6 +200,10 @@ export function desiredAgentDaemonSet(
         metadata: { labels: { ...AGENT_LABELS } },
         spec: {
           serviceAccountName: cfg.KLP_AGENT_SERVICE_ACCOUNT,
+          // The agent container mounts its token itself (API_ACCESS_VOLUME); the copying init
+          // containers, which run module images, get none.
+          automountServiceAccountToken: false,
+          ...(pullSecrets.length > 0 ? { imagePullSecrets: pullSecrets } : {}),
           ...(cfg.KLP_AGENT_PRIORITY_CLASS ? { priorityClassName: cfg.KLP_AGENT_PRIORITY_CLASS } : {}),
           ...(Object.keys(cfg.KLP_AGENT_NODE_SELECTOR).length > 0 ? { nodeSelector: { ...cfg.KLP_AGENT_NODE_SELECTOR } } : {}),
           ...(terms ? { affinity: { nodeAffinity: { requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerms: terms } } } } : {}),
@@ -213,15 +213,9 @@ export function desiredAgentDaemonSet(
           // No host PID namespace: the agent sees only its own processes (see AGENT_CAPABILITIES).
           hostPID: false,
           securityContext: { seccompProfile: { type: "RuntimeDefault" } },
-          initContainers: images.map((img, i) => ({
-            name: `module-${i}`,
-            image: img.reference,
-            imagePullPolicy: cfg.KLP_AGENT_IMAGE_PULL_POLICY,
-            command: ["cp", img.path, `${IMAGE_MODULES_DIR}/${img.sha256}.ko`],
-            volumeMounts: [{ name: "image-modules", mountPath: IMAGE_MODULES_DIR }],
-            // A copy needs nothing of the host and no capability.
-            securityContext: { allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ["ALL"] } },
-          })),
+          ...(images.length > 0
+            ? { initContainers: moduleCopyContainers(images, { agentImage: cfg.KLP_AGENT_IMAGE, pullPolicy: cfg.KLP_AGENT_IMAGE_PULL_POLICY, uid: cfg.KLP_AGENT_MODULE_COPY_UID }) }
+            : {}),
           containers: [
             {
               name: "agent",
@@ -246,13 +240,14 @@ export function desiredAgentDaemonSet(
               },
               volumeMounts: [
                 ...host.mounts,
-                { name: "image-modules", mountPath: IMAGE_MODULES_DIR, readOnly: true },
+                API_ACCESS_MOUNT,
+                AGENT_MODULES_MOUNT,
                 // The root filesystem is read-only; node and kmod may still want a scratch dir.
                 { name: "tmp", mountPath: AGENT_TMP },
               ],
             },
           ],
-          volumes: [...host.volumes, { name: "image-modules", emptyDir: {} }, { name: "tmp", emptyDir: { sizeLimit: "16Mi" } }],
+          volumes: [...host.volumes, API_ACCESS_VOLUME, ...moduleCopyVolumes(images), { name: "tmp", emptyDir: { sizeLimit: "16Mi" } }],
         },
       },
     },

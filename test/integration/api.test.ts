@@ -10,6 +10,7 @@ import type { ControlPlaneClient } from "../../scripts/dev/control-plane/index.t
 import { controlPlane, installCrd, until } from "../support/klp.ts";
 
 const SHA = "a".repeat(64);
+const PINNED = `@sha256:${"c".repeat(64)}`;
 const good = { kernelRelease: "6.1.0-56-amd64", sha256: SHA, configMap: { namespace: "kpatch-system", name: "mods", key: "fix.ko" } };
 
 let cp: ControlPlaneClient;
@@ -52,7 +53,11 @@ describe("the KernelLivePatch API on a real API server", () => {
       state: "Staged",
       description: "fixes CVE-2024-1086",
       cves: ["CVE-2024-1086"],
-      modules: [good, { kernelReleasePattern: "6\\.1\\.0-5[0-9]-cloud-amd64", sha256: "b".repeat(64), url: "https://example.com/fix.ko", moduleName: "livepatch-fix" }],
+      modules: [
+        good,
+        { kernelReleasePattern: "6\\.1\\.0-5[0-9]-cloud-amd64", sha256: "b".repeat(64), url: "https://example.com/fix.ko", moduleName: "livepatch-fix" },
+        { kernelRelease: "6.1.0-57-amd64", sha256: "d".repeat(64), image: { reference: `registry.example.com:5000/mods:v1${PINNED}`, path: "/lib/fix.ko", pullSecrets: [{ name: "registry-creds" }] } },
+      ],
       nodeSelector: { matchLabels: { pool: "a" }, matchExpressions: [{ key: "zone", operator: "In", values: ["x"] }] },
       tolerations: [{ operator: "Exists" }],
       rollout: { maxUnavailable: "25%", paused: true, failureThreshold: 3, soakSeconds: 600 },
@@ -71,7 +76,7 @@ describe("the KernelLivePatch API on a real API server", () => {
     ["digest missing", { modules: [{ kernelRelease: "r", configMap: good.configMap }] }, "spec.modules[0].sha256: Required value"],
     ["no source", { modules: [{ kernelRelease: "r", sha256: SHA }] }, "exactly one source must be set"],
     ["two sources", { modules: [{ ...good, url: "https://x/y.ko" }] }, "exactly one source must be set"],
-    ["three sources", { modules: [{ ...good, url: "https://x/y.ko", image: { reference: "r/m:1", path: "/m.ko" } }] }, "exactly one source must be set"],
+    ["three sources", { modules: [{ ...good, url: "https://x/y.ko", image: { reference: `r/m:1${PINNED}`, path: "/m.ko" } }] }, "exactly one source must be set"],
     ["release and pattern", { modules: [{ ...good, kernelReleasePattern: "6.*" }] }, "exactly one of kernelRelease and kernelReleasePattern"],
     ["neither release nor pattern", { modules: [{ sha256: SHA, configMap: good.configMap }] }, "exactly one of kernelRelease and kernelReleasePattern"],
     ["duplicate release", { modules: [good, { ...good, sha256: "c".repeat(64) }] }, "each kernelRelease may appear only once"],
@@ -92,8 +97,13 @@ describe("the KernelLivePatch API on a real API server", () => {
     ["release with a slash", { modules: [{ ...good, kernelRelease: "6.1/../x" }] }, "spec.modules[0].kernelRelease"],
     ["module name with a slash", { modules: [{ ...good, moduleName: "../evil" }] }, "spec.modules[0].moduleName"],
     ["module name too long", { modules: [{ ...good, moduleName: "m".repeat(56) }] }, "spec.modules[0].moduleName"],
-    ["image path not a .ko", { modules: [{ kernelRelease: "r", sha256: SHA, image: { reference: "r/m:1", path: "/m.txt" } }] }, "spec.modules[0].image.path"],
-    ["image path relative", { modules: [{ kernelRelease: "r", sha256: SHA, image: { reference: "r/m:1", path: "m.ko" } }] }, "spec.modules[0].image.path"],
+    ["image path not a .ko", { modules: [{ kernelRelease: "r", sha256: SHA, image: { reference: `r/m:1${PINNED}`, path: "/m.txt" } }] }, "spec.modules[0].image.path"],
+    // A module image must be named by its content (sha256 digest), not only by a tag.
+    ["image reference with a tag alone", { modules: [{ kernelRelease: "r", sha256: SHA, image: { reference: "registry.example.com/mods:v1", path: "/m.ko" } }] }, "image.reference must be pinned by digest"],
+    ["image reference with a name alone", { modules: [{ kernelRelease: "r", sha256: SHA, image: { reference: "mods", path: "/m.ko" } }] }, "image.reference must be pinned by digest"],
+    ["image reference with a sha512 digest", { modules: [{ kernelRelease: "r", sha256: SHA, image: { reference: `r/m@sha512:${"ab".repeat(64)}`, path: "/m.ko" } }] }, "image.reference must be pinned by digest"],
+    ["image pull secret with a bad name", { modules: [{ kernelRelease: "r", sha256: SHA, image: { reference: `r/m${PINNED}`, path: "/m.ko", pullSecrets: [{ name: "Bad_Name" }] } }] }, "spec.modules[0].image.pullSecrets[0].name"],
+    ["image path relative", { modules: [{ kernelRelease: "r", sha256: SHA, image: { reference: `r/m:1${PINNED}`, path: "m.ko" } }] }, "spec.modules[0].image.path"],
     ["configMap without key", { modules: [{ kernelRelease: "r", sha256: SHA, configMap: { namespace: "a", name: "b" } }] }, "spec.modules[0].configMap.key: Required value"],
     ["configMap bad namespace", { modules: [{ kernelRelease: "r", sha256: SHA, configMap: { namespace: "Bad_NS", name: "b", key: "k" } }] }, "spec.modules[0].configMap.namespace"],
     ["unknown state", { state: "Enabled", modules: [good] }, 'Unsupported value: "Enabled"'],

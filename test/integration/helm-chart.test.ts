@@ -214,8 +214,8 @@ describe("chart", () => {
   it("sets every KLP_* variable of operator/config.ts, and they parse", async () => {
     const objs = await helm.template({
       namespace: ns,
-      set: { "agent.hostRoot": "/srv/sim-host", "agent.loader": "sim", "agent.priorityClassName": "system-node-critical" },
-      setJson: { "agent.nodeSelector": '{"kpatch.dev/enabled":"true"}', "agent.tolerations": '[{"operator":"Exists"}]' },
+      set: { "agent.hostRoot": "/srv/sim-host", "agent.loader": "sim", "agent.priorityClassName": "system-node-critical", "agent.moduleCopy.runAsUser": "4242" },
+      setJson: { "agent.nodeSelector": '{"kpatch.dev/enabled":"true"}', "agent.tolerations": '[{"operator":"Exists"}]', "agent.imagePullSecrets": '[{"name":"registry-creds"}]' },
     });
     const deploy = one(objs, "Deployment");
     const container = deploy.spec.template.spec.containers[0];
@@ -235,6 +235,8 @@ describe("chart", () => {
       KLP_AGENT_NODE_SELECTOR: { "kpatch.dev/enabled": "true" },
       KLP_AGENT_TOLERATIONS: [{ operator: "Exists" }],
       KLP_AGENT_PRIORITY_CLASS: "system-node-critical",
+      KLP_AGENT_IMAGE_PULL_SECRETS: [{ name: "registry-creds" }],
+      KLP_AGENT_MODULE_COPY_UID: 4242,
       KLP_LEADER_ELECTION: true,
       KLP_METRICS_ADDR: ":8080",
       KLP_HEALTH_ADDR: ":8081",
@@ -245,6 +247,7 @@ describe("chart", () => {
     const ds = desiredAgentDaemonSet([kernelLivePatch("p") as any], cfg);
     expect(sas).toContain(ds?.spec?.template.spec?.serviceAccountName);
     expect(ds?.spec?.template.spec?.volumes?.find((v) => v.name === "host-sys")?.hostPath?.path).toBe("/srv/sim-host/sys");
+    expect(ds?.spec?.template.spec?.imagePullSecrets).toEqual([{ name: "registry-creds" }]);
   });
 
   it("renders a restricted operator pod with probes, ports and no DaemonSet", async () => {
