@@ -392,7 +392,7 @@ export class Controller {
    * What the caches say about the nodes for this patch, and which Nodes' readiness its decisions
    * read now with no current reading (`missing`: the caller reads them and decides again).
    */
-  private observe(patch: KernelLivePatch, now: Date): PatchObservation & { missing: string[] } {
+  private observe(patch: KernelLivePatch, admittedAt: ReadonlyMap<string, Date>, now: Date): PatchObservation & { missing: string[] } {
     const entries = this.entriesOf(patch);
     const targeted = this.targetedNodes(patch);
     const { name, generation = 0, deletionTimestamp, annotations } = patch.metadata;
@@ -405,7 +405,7 @@ export class Controller {
       targeted,
       now,
       readySeenAt: (node) => this.nodeReadiness.readySeenAt(node, now.getTime()),
-      ...(waits ? { deletion: { admitted: new Set(rollout?.generation === generation ? rollout.admitted : []) } } : {}),
+      ...(waits ? { deletion: { admitted: new Set(rollout?.generation === generation ? rollout.admitted : []), admittedAt } } : {}),
     });
     if (wanted.length) this.readinessWantedBy.set(name, new Set(wanted));
     else this.readinessWantedBy.delete(name);
@@ -437,7 +437,7 @@ export class Controller {
           statusIntervalMs: this.deps.timings?.statusIntervalMs ?? 500,
           notReadyGraceSeconds: this.deps.cfg.KLP_NOT_READY_GRACE_SECONDS,
           observe: () => {
-            const seen = this.observe(patch, now);
+            const seen = this.observe(patch, memory.admittedAt, now);
             missing = seen.missing;
             return seen;
           },

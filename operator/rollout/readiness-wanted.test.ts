@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { NodeEntry } from "../../crds/schema.ts";
-import { GATE_LOOKBACK_MS, readinessWanted, type ReadinessWantedInput } from "./readiness-wanted.ts";
+import { GATE_LOOKBACK_MS, readinessWanted, UNLOAD_QUIET_MS, type ReadinessWantedInput } from "./readiness-wanted.ts";
 
 const T0 = Date.parse("2026-12-03T12:00:00Z");
 const at = (s: number) => new Date(T0 + s * 1000);
@@ -21,6 +21,7 @@ const base = (o: Partial<ReadinessWantedInput>): ReadinessWantedInput => ({
   ...o,
 });
 const lookback = GATE_LOOKBACK_MS / 1000;
+const quiet = UNLOAD_QUIET_MS / 1000;
 
 describe("readinessWanted", () => {
   it.each([
@@ -35,16 +36,24 @@ describe("readinessWanted", () => {
     ["Loaded for an earlier generation", base({ generation: 2 }), []],
     ["Loaded but no longer targeted", base({ targeted: new Set() }), []],
     [
-      "deleting: the nodes admitted to unload that have not reported it",
+      "deleting: the nodes admitted to unload that have not reported it and stayed silent since their admission",
       base({
         soakSeconds: 0,
-        entries: [entry("n1", "Loaded"), entry("n2", "Unloading"), entry("n3", "Unloaded"), entry("n4", "Loaded")],
-        targeted: new Set(["n1", "n2", "n3", "n4"]),
-        deletion: { admitted: new Set(["n1", "n2", "n3"]) },
+        entries: [entry("n1", "Loaded"), entry("n2", "Unloading"), entry("n3", "Unloaded"), entry("n4", "Loaded"), entry("n5", "Loaded"), entry("n6", "Loaded")],
+        targeted: new Set(["n1", "n2", "n3", "n4", "n5", "n6"]),
+        deletion: {
+          admitted: new Set(["n1", "n2", "n3", "n5", "n6"]),
+          admittedAt: new Map([
+            ["n1", at(100 - quiet)],
+            ["n2", at(100 - quiet - 50)],
+            ["n3", at(0)],
+            ["n5", at(100 - quiet + 1)],
+          ]),
+        },
       }),
       ["n1", "n2"],
     ],
-    ["deleting, none admitted yet", base({ soakSeconds: 0, deletion: { admitted: new Set() } }), []],
+    ["deleting, none admitted yet", base({ soakSeconds: 0, deletion: { admitted: new Set(), admittedAt: new Map() } }), []],
   ] as const)("%s", (_name, input, want) => {
     expect(readinessWanted(input)).toEqual(want);
   });

@@ -8,8 +8,10 @@
  *   since (it can no longer fail: a later NotReady is after the soak), at most GATE_LOOKBACK_MS
  *   past the soak's end (an operator that starts later does not judge that soak again);
  * - a deleted patch's finalizer (rollup.ts unloadComplete): the nodes admitted to unload that have
- *   not reported it (a node NotReady past the grace period is no longer waited for and frees its
- *   slot). A node not admitted yet is read once it is.
+ *   not reported it UNLOAD_QUIET_MS after their admission (a node NotReady past the grace period is
+ *   no longer waited for and frees its slot). A healthy node reports Unloading well within that, so
+ *   a deletion reads no Node that is not silent; the grace period (15 min by default) counts from
+ *   the NotReady transition, so reading late costs no time.
  *
  * Every other Node counts as Ready (no evidence) for the decisions.
  */
@@ -20,6 +22,9 @@ import { isCurrent } from "./settled.ts";
 /** How long after a soak's end its health gate is still judged when it was not judged by then (a restart, a backlog). */
 export const GATE_LOOKBACK_MS = 600_000;
 
+/** How long a node admitted to unload a deleted patch may stay silent before its readiness is read. */
+export const UNLOAD_QUIET_MS = 30_000;
+
 export interface ReadinessWantedInput {
   readonly generation: number;
   readonly soakSeconds: number;
@@ -28,8 +33,11 @@ export interface ReadinessWantedInput {
   readonly now: Date;
   /** When each node was last known Ready (ms), as far as the readings say. */
   readonly readySeenAt: (node: string) => number | undefined;
-  /** The patch is being deleted and waits for its nodes (no force-delete): the nodes admitted to unload. */
-  readonly deletion?: { readonly admitted: ReadonlySet<string> };
+  /**
+   * The patch is being deleted and waits for its nodes (no force-delete): the nodes admitted to
+   * unload, and when this operator saw each admitted (the rollout memory's admittedAt).
+   */
+  readonly deletion?: { readonly admitted: ReadonlySet<string>; readonly admittedAt: ReadonlyMap<string, Date> };
 }
 
 export function readinessWanted(input: ReadinessWantedInput): string[] {
@@ -37,10 +45,14 @@ export function readinessWanted(input: ReadinessWantedInput): string[] {
   const wanted: string[] = [];
   for (const e of input.entries) {
     const node = e.nodeName;
-    if (deletion?.admitted.has(node) && !UNLOADED_PHASES.includes(e.phase)) wanted.push(node);
+    if (deletion?.admitted.has(node) && !UNLOADED_PHASES.includes(e.phase) && silent(deletion.admittedAt.get(node), now)) wanted.push(node);
     else if (targeted.has(node) && inGateWindow(e, generation, soakSeconds, now.getTime(), input.readySeenAt(node))) wanted.push(node);
   }
   return wanted;
+}
+
+function silent(admittedAt: Date | undefined, now: Date): boolean {
+  return admittedAt !== undefined && now.getTime() - admittedAt.getTime() >= UNLOAD_QUIET_MS;
 }
 
 function inGateWindow(e: NodeEntry, generation: number, soakSeconds: number, now: number, readySeenAt: number | undefined): boolean {
