@@ -36,6 +36,8 @@ export interface RequestOptions {
   readonly query?: Record<string, string | number | boolean | undefined>;
   readonly body?: unknown;
   readonly contentType?: string;
+  /** The Accept header (default application/json): list-watch asks for PartialObjectMetadata with it. */
+  readonly accept?: string;
   readonly timeoutMs?: number;
 }
 
@@ -142,7 +144,7 @@ export class KubeHttp {
           agent: this.agentFor(creds),
           ...(servername ? { servername } : {}),
           headers: {
-            accept: "application/json",
+            accept: opts.accept ?? "application/json",
             "user-agent": this.userAgent,
             ...(authorization ? { authorization } : {}),
             ...(body !== undefined ? { "content-type": opts.contentType ?? "application/json", "content-length": Buffer.byteLength(body) } : {}),

@@ -9,6 +9,9 @@ import { lines, ListWatch, pagedList, silenceAfterMs, type ListWatchClient, type
 
 const obj = (name: string, rv: string): KubernetesObject => ({ metadata: { name, resourceVersion: rv } });
 const tick = (ms = 5) => new Promise((r) => setTimeout(r, ms));
+const until = async (done: () => boolean) => {
+  for (let i = 0; i < 200 && !done(); i++) await tick();
+};
 
 type Query = Record<string, string | number | boolean | undefined>;
 type List = { items: KubernetesObject[]; metadata: { resourceVersion: string; continue?: string } };
@@ -26,14 +29,18 @@ interface OpenWatch {
 /** Serves the scripted lists in turn (the last one again and again) and records every watch opened. */
 class FakeApi implements ListWatchClient {
   readonly opened: OpenWatch[] = [];
+  /** The Accept header of each request ("default": none given), lists and watches in order. */
+  readonly accepts: string[] = [];
   calls = 0;
   constructor(private readonly lists: Array<() => Promise<List>>) {}
 
-  async json<R>(_method: string, _path: string, _opts: { query: Query }): Promise<R> {
+  async json<R>(_method: string, _path: string, opts: { query: Query; accept?: string }): Promise<R> {
+    this.accepts.push(`list ${opts.accept ?? "default"}`);
     return (await this.lists[Math.min(this.calls++, this.lists.length - 1)]!()) as R;
   }
 
-  async stream(_path: string, opts: { query: Query }): Promise<WatchResponse> {
+  async stream(_path: string, opts: { query: Query; accept?: string }): Promise<WatchResponse> {
+    this.accepts.push(`watch ${opts.accept ?? "default"}`);
     const body = new PassThrough();
     let complete = false;
     const w: OpenWatch = {
@@ -91,6 +98,19 @@ describe("ListWatch", () => {
     expect(informer.get("b")?.metadata).toEqual({ name: "b", resourceVersion: "11" });
   });
 
+  it("hands an update the cached object it replaces, from the watch and from a relist", async () => {
+    const { informer, watch } = setup([listOf("10", obj("a", "1")), listOf("20", obj("a", "3"))]);
+    const updates: string[] = [];
+    informer.on("update", (o, old) => updates.push(`${old?.metadata?.resourceVersion}->${o.metadata?.resourceVersion}`));
+    await informer.start();
+    await tick();
+    watch.last.send("MODIFIED", obj("a", "2"));
+    await tick();
+    watch.last.send("ERROR", { code: 410, message: "too old" }); // relists
+    await until(() => updates.length === 2);
+    expect(updates).toEqual(["1->2", "2->3"]);
+  });
+
   it("takes the list's items as they were kept while it read them, transforming each once", async () => {
     const transformed: string[] = [];
     const { informer } = setup([listOf("5", obj("a", "1"), obj("b", "2"))], {
@@ -123,6 +143,19 @@ describe("ListWatch", () => {
     await informer.start();
     await tick();
     expect(watch.last.query).toEqual({ labelSelector: "a=b", watch: "1", resourceVersion: "10", allowWatchBookmarks: "true", timeoutSeconds: "60" });
+  });
+
+  it.each([
+    ["metadata only: PartialObjectMetadataList for the list, PartialObjectMetadata for the watch, each with the plain JSON fallback", true, [
+      "list application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json",
+      "watch application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json",
+    ]],
+    ["whole objects: the client's own Accept", false, ["list default", "watch default"]],
+  ])("%s", async (_name, metadataOnly, accepts) => {
+    const { informer, watch } = setup([listOf("10")], { metadataOnly });
+    await informer.start();
+    await tick();
+    expect(watch.accepts).toEqual(accepts);
   });
 
   it("applies watch events, re-watches from the last resourceVersion when a stream ends or idles out", async () => {

@@ -13,6 +13,9 @@
  * - The silence watchdog: a watch on which nothing at all arrived for `silenceMs` (a connection
  *   frozen without FIN or RST, a proxy that lost the other side) is dropped and reopened, on a new
  *   connection, from its last resourceVersion.
+ * - Optional: metadata only (`metadataOnly`): the list and the watch ask for PartialObjectMetadata
+ *   (the Accept header of client-go's metadata client, which controller-runtime's metadata-only
+ *   watches use), so the server sends each object's metadata and never its spec or status.
  * - Optional: a periodic relist (`relistMs`), diffed into the cache, and a whole-cycle watchdog
  *   (`staleMs`) that starts over when nothing moved at all (a list or a watch call that hangs).
  *
@@ -37,6 +40,15 @@ export interface ObjectMeta {
 
 type Query = Record<string, string | number | boolean | undefined>;
 
+/**
+ * The Accept headers of a metadata-only list and watch, as client-go's metadata client sends them
+ * (JSON here): the server converts each object to meta.k8s.io/v1 PartialObjectMetadata, and a
+ * server that cannot falls back to the whole object (plain application/json), which `transform`
+ * still reduces.
+ */
+const METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json";
+const METADATA_WATCH = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json";
+
 /** The watch's response as list-watch reads it (node:http's IncomingMessage is one). */
 export interface WatchResponse extends AsyncIterable<string | Buffer> {
   setEncoding(encoding: "utf8"): unknown;
@@ -48,14 +60,20 @@ export interface WatchResponse extends AsyncIterable<string | Buffer> {
 
 /** What list-watch needs of the HTTP client (kube/http-client.ts's KubeHttp). */
 export interface ListWatchClient {
-  json<R>(method: string, path: string, opts: { query: Query }): Promise<R>;
-  stream(path: string, opts: { query: Query }): Promise<WatchResponse>;
+  json<R>(method: string, path: string, opts: { query: Query; accept?: string }): Promise<R>;
+  stream(path: string, opts: { query: Query; accept?: string }): Promise<WatchResponse>;
 }
 
 export interface ListWatchOptions<T> {
   readonly path: string;
   /** Selectors (labelSelector, fieldSelector) of both the list and the watch. */
   readonly query?: Record<string, string>;
+  /**
+   * Ask for metadata only (PartialObjectMetadata, list and watch): for a collection read only for
+   * its names, labels and resourceVersions, such as the operator's Nodes (a kubelet's Node is
+   * 5–20 KiB, nearly all of it status).
+   */
+  readonly metadataOnly?: boolean;
   /** Applied to every object (after managedFields are dropped) before it is cached: keep only what is read. */
   readonly transform?: (obj: T) => T;
   /** Items per list page (default PAGE_SIZE). */
@@ -81,7 +99,8 @@ export interface ListWatchOptions<T> {
   readonly random?: () => number;
 }
 
-type Handler<T> = (obj: T) => void;
+/** An event's object, and for an update the cached object it replaces (as client-go's UpdateFunc(old, new)). */
+type Handler<T> = (obj: T, old?: T) => void;
 
 /** How long a watch may stay silent: the server closes it after `timeoutSeconds`; allow a margin. */
 export function silenceAfterMs(timeoutSeconds: number): number {
@@ -247,7 +266,8 @@ export class ListWatch<T extends ObjectMeta> {
 
   /** Lists and diffs into the cache; undefined when a newer cycle took over meanwhile. */
   private async relist(generation: number): Promise<string | undefined> {
-    const list = await pagedList<T>(this.client, this.opts.path, this.opts.query ?? {}, (o) => this.cached(o), this.opts.pageSize);
+    const accept = this.opts.metadataOnly ? METADATA_LIST : undefined;
+    const list = await pagedList<T>(this.client, this.opts.path, this.opts.query ?? {}, (o) => this.cached(o), this.opts.pageSize, accept);
     if (!this.alive(generation)) return undefined;
     const fresh = new Map(list.items.map((o) => [keyOf(o), o]));
     const before = this.objects;
@@ -255,7 +275,7 @@ export class ListWatch<T extends ObjectMeta> {
     for (const [k, o] of fresh) {
       const old = before.get(k);
       if (!old) this.emit("add", o);
-      else if (old.metadata?.resourceVersion !== o.metadata?.resourceVersion) this.emit("update", o);
+      else if (old.metadata?.resourceVersion !== o.metadata?.resourceVersion) this.emit("update", o, old);
     }
     for (const [k, o] of before) if (!fresh.has(k)) this.emit("delete", o);
     this.lastProgress = this.now();
@@ -275,6 +295,7 @@ export class ListWatch<T extends ObjectMeta> {
     try {
       res = await this.client.stream(path, {
         query: { ...this.opts.query, watch: "1", resourceVersion: rv, allowWatchBookmarks: "true", timeoutSeconds: String(timeoutSeconds) },
+        ...(this.opts.metadataOnly ? { accept: METADATA_WATCH } : {}),
       });
     } catch (err) {
       return { rv, err };
@@ -334,9 +355,10 @@ export class ListWatch<T extends ObjectMeta> {
       this.objects.delete(k);
       this.emit("delete", obj);
     } else {
-      const had = this.objects.has(k);
+      const old = this.objects.get(k);
       this.objects.set(k, obj);
-      this.emit(had ? "update" : "add", obj);
+      if (old) this.emit("update", obj, old);
+      else this.emit("add", obj);
     }
     this.changed();
   }
@@ -355,10 +377,10 @@ export class ListWatch<T extends ObjectMeta> {
     }
   }
 
-  private emit(verb: ListWatchVerb, obj: T): void {
+  private emit(verb: ListWatchVerb, obj: T, old?: T): void {
     for (const h of this.handlers[verb]) {
       try {
-        h(obj);
+        h(obj, old);
       } catch (err) {
         this.opts.onError?.(err, "handler");
       }
@@ -374,7 +396,8 @@ interface ListPage<T> {
 /**
  * A list read page by page (`limit`/`continue`: every page from the same snapshot), each item passed
  * through `keep` as its page arrives, so the full objects of only one page are alive at a time.
- * An expired continue token (410) fails the list; list-watch lists again.
+ * An expired continue token (410) fails the list; list-watch lists again. `accept`: the Accept
+ * header of every page (default: the client's).
  */
 export async function pagedList<T>(
   client: Pick<ListWatchClient, "json">,
@@ -382,12 +405,13 @@ export async function pagedList<T>(
   query: Record<string, string>,
   keep: (obj: T) => T,
   limit = PAGE_SIZE,
+  accept?: string,
 ): Promise<{ items: T[]; metadata: { resourceVersion?: string } }> {
   const items: T[] = [];
   let next: string | undefined;
   let resourceVersion: string | undefined;
   do {
-    const page: ListPage<T> = await client.json("GET", path, { query: { ...query, limit, continue: next } });
+    const page: ListPage<T> = await client.json("GET", path, { query: { ...query, limit, continue: next }, ...(accept ? { accept } : {}) });
     for (const o of page.items) items.push(keep(o));
     next = page.metadata?.continue || undefined;
     resourceVersion = page.metadata?.resourceVersion;

@@ -56,6 +56,13 @@ export function operatorMetrics() {
     }),
     leader: new Gauge({ name: "leader_election_master_status", help: "Gauge of if the reporting system is master of the relevant lease, 0 indicates backup, 1 indicates master", labelNames: ["name"], registers: r }),
     informerRelists: new Counter({ name: "kpatch_operator_informer_relists_total", help: "Fresh lists of a watched collection, by resource and cause (error, expired, periodic, stale)", labelNames: ["resource", "cause"], registers: r }),
+    nodeEvents: new Counter({
+      name: "kpatch_operator_node_events_total",
+      help: "Node events of the metadata-only watch, by verb and outcome (enqueued: a Node added or deleted, or a change of targeting; readiness: a Node whose readiness a patch reads changed; ignored: nothing any patch reads)",
+      labelNames: ["verb", "outcome"],
+      registers: r,
+    }),
+    nodeReads: new Counter({ name: "kpatch_operator_node_reads_total", help: "GETs of whole Nodes for their Ready condition (the nodes in their soak, the nodes a deleted patch waits for)", registers: r }),
     nodesByPhase: new Gauge({ name: "kpatch_patch_nodes", help: "Targeted nodes per phase per KernelLivePatch (a node without an entry yet counts as Pending)", labelNames: ["patch", "phase"], registers: r }),
     targeted: new Gauge({ name: "kpatch_patch_targeted_nodes", help: "Nodes a KernelLivePatch targets", labelNames: patch, registers: r }),
     ready: new Gauge({ name: "kpatch_patch_ready", help: "1 while a KernelLivePatch's Ready condition is True", labelNames: patch, registers: r }),

@@ -23,13 +23,17 @@ import { APPLY, ignoreNotFound, type KubeHttp } from "../../kube/http-client.ts"
 import { operatorHttp } from "../kube/api-client.ts";
 import { ListWatch } from "../../kube/list-watch.ts";
 import { cachedNodeObject, NodeObjectClient, PROJECTION_HASH, type NodeObjectView } from "../kube/node-objects.ts";
+import { NodeReadinessCache } from "../kube/node-readiness.ts";
 import { cachedNode, type NodeView } from "../kube/nodes.ts";
 import { cachedPatch, OPERATOR_FIELD_MANAGER, PatchClient } from "../kube/patches.ts";
 import { removePatchGauges, setPatchGauges, type OperatorMetrics } from "../metrics.ts";
+import { nodeChangeMatters } from "../nodes/node-change.ts";
 import { projectNode, targets } from "../nodes/projection.ts";
-import { RolloutMemories } from "../rollout/memory.ts";
+import { RolloutMemories, type RolloutMemory } from "../rollout/memory.ts";
+import { readinessWanted } from "../rollout/readiness-wanted.ts";
 import type { DerivedFailure, NodeReadiness } from "../rollout/settled.ts";
-import { planPatch, type ActPlan, type LastStatusWrite, type PatchEvent } from "./plan-patch.ts";
+import { FORCE_DELETE_ANNOTATION } from "../status/rollup.ts";
+import { planPatch, type ActPlan, type LastStatusWrite, type PatchEvent, type PatchObservation } from "./plan-patch.ts";
 import { WorkQueue } from "./work-queue.ts";
 
 const DAEMONSET_KEY = "daemonset";
@@ -39,6 +43,8 @@ const QUEUE = "kernellivepatch";
 const WORKERS = 16;
 /** A watch on which nothing arrived this long is reopened (a connection may be frozen: no FIN, no RST). */
 const WATCH_SILENCE_MS = 30_000;
+/** The readiness of a Node no decision reads now: no evidence (see rollout/readiness-wanted.ts). */
+const NO_EVIDENCE: NodeReadiness = { ready: true };
 
 /** Timings with production defaults; tests shorten them. */
 export interface ControllerTimings {
@@ -75,7 +81,11 @@ export interface ControllerDeps {
 export class Controller {
   private readonly queue: WorkQueue;
   private readonly patches: ListWatch<KubernetesObject>;
+  /** Nodes as metadata only (names, uids, labels); readiness is read on demand into `nodeReadiness`. */
   private readonly nodes: ListWatch<NodeView>;
+  private readonly nodeReadiness: NodeReadinessCache;
+  /** Per patch, the Nodes whose readiness its last reconcile read: a change of one brings the patch back. */
+  private readonly readinessWantedBy = new Map<string, ReadonlySet<string>>();
   private readonly daemonSets: ListWatch<V1DaemonSet>;
   private readonly nodeObjects: ListWatch<KubernetesObject>;
   private readonly patchClient: PatchClient;
@@ -120,11 +130,12 @@ export class Controller {
     this.nodeObjectClient = new NodeObjectClient(http);
     this.events = deps.events ?? eventRecorder(http, "kpatch-operator", log);
     this.urlAccessRole = urlAccessRole(http, cfg, OPERATOR_FIELD_MANAGER, log);
-    const informer = <T extends KubernetesObject>(name: string, path: string, more: { labelSelector?: string; transform?: (o: T) => T } = {}) =>
+    const informer = <T extends KubernetesObject>(name: string, path: string, more: { labelSelector?: string; transform?: (o: T) => T; metadataOnly?: boolean } = {}) =>
       new ListWatch<T>(http, {
         path,
         ...(more.labelSelector ? { query: { labelSelector: more.labelSelector } } : {}),
         ...(more.transform ? { transform: more.transform } : {}),
+        ...(more.metadataOnly ? { metadataOnly: true } : {}),
         relistMs: t.relistMs ?? 600_000,
         staleMs: t.staleMs ?? 300_000,
         ...(t.watchTimeoutSeconds !== undefined ? { watchTimeoutSeconds: t.watchTimeoutSeconds } : {}),
@@ -143,7 +154,8 @@ export class Controller {
       });
     this.patches = informer("kernellivepatches", PATCHES_PATH, { transform: cachedPatch });
     this.nodeObjects = informer("kernellivepatchnodes", NODE_OBJECTS_PATH, { transform: cachedNodeObject });
-    this.nodes = informer("nodes", "/api/v1/nodes", { transform: cachedNode });
+    this.nodes = informer("nodes", "/api/v1/nodes", { transform: cachedNode, metadataOnly: true });
+    this.nodeReadiness = new NodeReadinessCache(http, { onRead: () => metrics.nodeReads.inc() });
     const selector = Object.entries(AGENT_LABELS).map(([k, v]) => `${k}=${v}`).join(",");
     this.daemonSets = informer(daemonSetsPath(cfg.KLP_NAMESPACE).name, daemonSetsPath(cfg.KLP_NAMESPACE).path, { labelSelector: selector });
     metrics.maxConcurrentReconciles.set({ controller: QUEUE }, WORKERS);
@@ -174,9 +186,18 @@ export class Controller {
       else this.projectionInputs.set(name, inputs);
       this.enqueueNodes();
     };
-    const onNode = (n: NodeView) => {
-      this.enqueuePatches();
-      this.queue.add(`node/${n.metadata?.name}`);
+    const onNode = (verb: "add" | "update" | "delete", n: NodeView, old: NodeView | undefined) => {
+      const name = n.metadata?.name ?? "";
+      if (verb === "delete") this.nodeReadiness.deleted(name);
+      else this.nodeReadiness.changed(name, n.metadata?.resourceVersion, this.now().getTime());
+      const outcome = this.nodeEventOutcome(verb, n, old);
+      this.deps.metrics.nodeEvents.inc({ verb, outcome });
+      if (outcome === "enqueued") {
+        this.enqueuePatches();
+        this.queue.add(`node/${name}`);
+      } else if (outcome === "readiness") {
+        for (const [patch, nodes] of this.readinessWantedBy) if (nodes.has(name)) this.queue.add(`patch/${patch}`);
+      }
     };
     const onNodeObject = (o: KubernetesObject) => {
       for (const e of (o as NodeObjectView).status?.entries ?? []) this.queue.add(`patch/${e.patch}`);
@@ -187,7 +208,7 @@ export class Controller {
     };
     for (const verb of ["add", "update", "delete"] as const) {
       this.patches.on(verb, (o) => onPatch(o, verb === "delete"));
-      this.nodes.on(verb, onNode);
+      this.nodes.on(verb, (n, old) => onNode(verb, n, old));
       this.nodeObjects.on(verb, onNodeObject);
       this.daemonSets.on(verb, () => this.queue.add(DAEMONSET_KEY));
     }
@@ -218,6 +239,19 @@ export class Controller {
       this.daemonSetTimer = undefined;
       this.queue.add(DAEMONSET_KEY);
     }, 1000);
+  }
+
+  /**
+   * What a Node event changes: `enqueued` (added, deleted, replaced, or its labels move some patch's
+   * targeting: every patch and its node object are looked at again), `readiness` (a Node whose
+   * readiness a patch reads: that patch), or nothing (`ignored`: a resourceVersion, an annotation or
+   * a label no selector reads; with the metadata-only watch, most of a kubelet's updates).
+   */
+  private nodeEventOutcome(verb: "add" | "update" | "delete", n: NodeView, old: NodeView | undefined): "enqueued" | "readiness" | "ignored" {
+    const name = n.metadata?.name ?? "";
+    if (verb !== "update" || nodeChangeMatters(old?.metadata, n.metadata, this.parsedPatches(), this.deps.cfg.KLP_AGENT_NODE_SELECTOR)) return "enqueued";
+    for (const nodes of this.readinessWantedBy.values()) if (nodes.has(name)) return "readiness";
+    return "ignored";
   }
 
   private enqueueAll(): void {
@@ -371,9 +405,36 @@ export class Controller {
     await this.nodeObjectClient.applySpec({ name, uid: node!.metadata!.uid! }, desired, hash);
   }
 
-  /** Every Node that exists, with its readiness. */
+  /**
+   * Every Node that exists, with its readiness where a current reading has it (read for the nodes
+   * some decision reads it of: see observe), no evidence elsewhere.
+   */
   private readiness(): Map<string, NodeReadiness> {
-    return new Map(this.nodes.list().map((n) => [n.metadata!.name!, n.readiness]));
+    return new Map(this.nodes.list().map((n) => [n.metadata!.name!, this.nodeReadiness.current(n.metadata!.name!) ?? NO_EVIDENCE]));
+  }
+
+  /**
+   * What the caches say about the nodes for this patch, and which Nodes' readiness its decisions
+   * read now with no current reading (`missing`: the caller reads them and decides again).
+   */
+  private observe(patch: KernelLivePatch, memory: RolloutMemory, now: Date): PatchObservation & { missing: string[] } {
+    const { entries, projectedAdmitted } = this.nodeObjectsOf(patch);
+    const targeted = this.targetedNodes(patch);
+    const { name, generation = 0, deletionTimestamp, annotations } = patch.metadata;
+    const waits = deletionTimestamp !== undefined && annotations?.[FORCE_DELETE_ANNOTATION] !== "true";
+    const wanted = readinessWanted({
+      generation,
+      soakSeconds: patch.spec.rollout.soakSeconds,
+      entries,
+      targeted,
+      now,
+      readySeenAt: (node) => this.nodeReadiness.readySeenAt(node, now.getTime()),
+      ...(waits ? { deletion: { admitted: new Set([...projectedAdmitted, ...(memory.admitted ?? [])]), admittedAt: memory.admittedAt } } : {}),
+    });
+    if (wanted.length) this.readinessWantedBy.set(name, new Set(wanted));
+    else this.readinessWantedBy.delete(name);
+    const missing = wanted.filter((node) => this.nodeReadiness.current(node) === undefined && this.nodes.get(node));
+    return { entries, projectedAdmitted, readiness: this.readiness(), targeted, missing };
   }
 
   private async reconcilePatch(name: string): Promise<{ requeueAfterMs?: number | undefined } | void> {
@@ -383,23 +444,36 @@ export class Controller {
       this.written.delete(name);
       this.parsed.delete(name);
       this.memory.forget(name);
+      this.readinessWantedBy.delete(name);
       return;
     }
     const patch = this.parse(raw); // logs what it cannot parse
     if (!patch) return;
     const now = this.now();
     const memory = this.memory.of(name, patch.metadata.uid, patch.metadata.generation ?? 0);
-    const plan = planPatch(
-      {
-        patch,
-        lastWrite: this.written.get(name),
-        memory: memory.input,
-        statusIntervalMs: this.deps.timings?.statusIntervalMs ?? 500,
-        notReadyGraceSeconds: this.deps.cfg.KLP_NOT_READY_GRACE_SECONDS,
-        observe: () => ({ ...this.nodeObjectsOf(patch), readiness: this.readiness(), targeted: this.targetedNodes(patch) }),
-      },
-      now,
-    );
+    let missing: string[] = [];
+    const decide = () =>
+      planPatch(
+        {
+          patch,
+          lastWrite: this.written.get(name),
+          memory: memory.input,
+          statusIntervalMs: this.deps.timings?.statusIntervalMs ?? 500,
+          notReadyGraceSeconds: this.deps.cfg.KLP_NOT_READY_GRACE_SECONDS,
+          observe: () => {
+            const seen = this.observe(patch, memory, now);
+            missing = seen.missing;
+            return seen;
+          },
+        },
+        now,
+      );
+    let plan = decide();
+    // Readiness some decision reads and no current reading has: read those Nodes, decide again.
+    if (missing.length) {
+      await this.nodeReadiness.read(missing, now.getTime());
+      plan = decide();
+    }
     if (plan.kind === "throttled") return { requeueAfterMs: plan.requeueAfterMs };
     // A node's progress deadline counts from when this operator first saw it admitted (the
     // projection keeps no times; after a restart the clock of a node that has not reported yet

@@ -23,14 +23,18 @@ describe("nodeReadiness", () => {
 });
 
 describe("cachedNode", () => {
-  it("keeps name, uid, resourceVersion, labels and readiness only; a second pass changes nothing", () => {
+  it("keeps name, uid, resourceVersion and labels only; a second pass changes nothing", () => {
     const kept = cachedNode(node([{ type: "Ready", status: "False", lastTransitionTime: "2026-11-27T12:00:00Z" }])) as unknown as NodeView;
-    expect(kept).toEqual({
-      apiVersion: "v1",
-      kind: "Node",
-      metadata: { name: "n1", uid: "u1", resourceVersion: "7", labels: { pool: "a" } },
-      readiness: { ready: false, since: "2026-11-27T12:00:00Z" },
-    });
+    expect(kept).toEqual({ metadata: { name: "n1", uid: "u1", resourceVersion: "7", labels: { pool: "a" } } });
     expect(cachedNode(kept)).toBe(kept);
+  });
+
+  it("keeps the same of a Node's PartialObjectMetadata (what the metadata-only watch sends)", () => {
+    const partial = {
+      apiVersion: "meta.k8s.io/v1",
+      kind: "PartialObjectMetadata",
+      metadata: { name: "n1", uid: "u1", resourceVersion: "7", labels: { pool: "a" }, annotations: { big: "x" }, creationTimestamp: "2026-11-27T12:00:00Z" },
+    };
+    expect(cachedNode(partial)).toEqual({ metadata: { name: "n1", uid: "u1", resourceVersion: "7", labels: { pool: "a" } } });
   });
 });

@@ -3,6 +3,7 @@
  * kubelet): the agent DaemonSet and where its pods land, status roll-up from entries written as
  * agents write them, pacing, and the finalizer.
  */
+import { PatchStrategy, setHeaderOptions } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { API_VERSION, GROUP, NODE_KIND, NODE_PLURAL, VERSION, type NodeEntry, type NodePatchEntry } from "../../crds/schema.ts";
 import { KubeHttp } from "../../kube/http-client.ts";
@@ -38,6 +39,19 @@ async function agentWrites(patch: string, entry: Partial<NodeEntry> & { nodeName
     contentType: "application/apply-patch+yaml",
     body: { apiVersion: API_VERSION, kind: NODE_KIND, metadata: { name: entry.nodeName }, status: { entries: [...others, mine] } },
   });
+}
+
+/** Node update events the operator classified so far (metrics.ts kpatch_operator_node_events_total). */
+async function nodeUpdates(outcome: "enqueued" | "readiness" | "ignored"): Promise<number> {
+  const { values } = await operator.metrics.nodeEvents.get();
+  return values.filter((v) => v.labels.verb === "update" && v.labels.outcome === outcome).reduce((sum, v) => sum + v.value, 0);
+}
+
+/** Sets a Node's Ready condition as the kubelet or the node lifecycle controller does (a merge patch of its status). */
+async function setReady(node: string, status: "True" | "False" | "Unknown"): Promise<void> {
+  const now = new Date();
+  const condition = { type: "Ready", status, reason: status === "True" ? "KubeletReady" : "NodeStatusUnknown", message: "test", lastHeartbeatTime: now, lastTransitionTime: now };
+  await cluster.core.patchNodeStatus({ name: node, body: { status: { conditions: [condition] } } }, setHeaderOptions("Content-Type", PatchStrategy.MergePatch));
 }
 
 const podsOnNodes = async () => {
@@ -81,9 +95,9 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  for (const p of ["op-p1", "op-p2", "op-pace", "op-del"]) await cluster.forceDeletePatch(p);
+  for (const p of ["op-p1", "op-p2", "op-pace", "op-del", "op-gate"]) await cluster.forceDeletePatch(p);
   await operator?.stop();
-  for (const n of ["op-a1", "op-a2", "op-b1", "op-c1"]) await cluster.deleteNode(n);
+  for (const n of ["op-a1", "op-a2", "op-b1", "op-c1", "op-soak"]) await cluster.deleteNode(n);
   http?.close();
 });
 
@@ -223,5 +237,53 @@ describe("the controller", () => {
       ),
     );
     expect(gone).toBe(true);
+  });
+  it("reacts to a Node change only when it moves some patch's targeting: not to an annotation, a status update or a label no selector reads", async () => {
+    // op-p1 selects pool a (op-a1, op-a2); op-pace selects every node.
+    const targeted = async () => (await cluster.getPatch("op-p1"))?.status?.summary?.targeted;
+    expect(await targeted()).toBe(2);
+    const enqueued = await nodeUpdates("enqueued");
+    let ignored = await nodeUpdates("ignored");
+    const cp = await controlPlane();
+    const annotate = await cp.kubectl(["annotate", "node", "op-c1", "--overwrite", "klp-test/note=seen"]);
+    expect(annotate.code, annotate.stderr).toBe(0);
+    await until("the annotation change ignored", async () => (await nodeUpdates("ignored")) > ignored);
+    ignored = await nodeUpdates("ignored");
+    await setReady("op-c1", "True"); // a kubelet's status update: only the resourceVersion reaches the metadata watch
+    await until("the status update ignored", async () => (await nodeUpdates("ignored")) > ignored);
+    ignored = await nodeUpdates("ignored");
+    await cluster.labelNode("op-c1", { "klp-test/unrelated": "x" });
+    await until("the unrelated label ignored", async () => (await nodeUpdates("ignored")) > ignored);
+    expect(await nodeUpdates("enqueued")).toBe(enqueued);
+
+    await cluster.labelNode("op-c1", { "klp-test/pool": "a" });
+    await until("op-p1 targets op-c1 too", async () => (await targeted()) === 3);
+    expect(await nodeUpdates("enqueued")).toBeGreaterThan(enqueued);
+    await cluster.labelNode("op-c1", { "klp-test/pool": "c", "klp-test/unrelated": null });
+    await until("op-p1 back to two nodes", async () => (await targeted()) === 2);
+  });
+
+  it("fails a node that goes NotReady during its soak, its readiness read on demand as the metadata watch sees its Node change", async () => {
+    await cluster.createNode("op-soak", { "klp-test/pool": "soak" });
+    await cluster.createPatch("op-gate", { modules: [mod], nodeSelector: { matchLabels: { "klp-test/pool": "soak" } }, rollout: { maxUnavailable: 1, failureThreshold: 1, soakSeconds: 120 } });
+    await until("op-soak admitted", async () => (await cluster.admitted("op-gate")).admitted.includes("op-soak"));
+    const reads = async () => (await operator.metrics.nodeReads.get()).values[0]?.value ?? 0;
+    const readsBefore = await reads();
+    const changesBefore = await nodeUpdates("readiness");
+    await agentWrites("op-gate", { nodeName: "op-soak", phase: "Loaded" });
+    await until("op-soak Loaded on the patch", async () => entryOf(await cluster.getPatch("op-gate"), "op-soak")?.phase === "Loaded");
+    // The soak has two minutes to run: the verdict must come from the Node's change, not the soak's end.
+    await setReady("op-soak", "Unknown");
+    const failed = await until("NodeNotReadyDuringSoak", async () => {
+      const p = await cluster.getPatch("op-gate");
+      return condition(p, "Degraded")?.message?.includes("op-soak: NodeNotReadyDuringSoak") ? p : undefined;
+    }, 30_000);
+    expect(failed.status?.rollout?.halted).toBe(true);
+    // One read when the node entered its soak, then at most one per change of its Node while it is
+    // of interest (the condition, and the taints the node lifecycle controller puts on it), not per reconcile.
+    const read = (await reads()) - readsBefore;
+    const changes = (await nodeUpdates("readiness")) - changesBefore;
+    expect(read).toBeGreaterThanOrEqual(2);
+    expect(read).toBeLessThanOrEqual(1 + changes);
   });
 });

@@ -13,7 +13,7 @@ import { inject } from "vitest";
 import { GROUP, NODE_OBJECTS_PATH, NODE_PLURAL, PLURAL, VERSION, type KernelLivePatch, type NodeEntry, type NodePatchEntry, type PatchOnNode } from "../../crds/schema.ts";
 import { loadOperatorConfig, type OperatorConfig } from "../../operator/config.ts";
 import { Controller } from "../../operator/controller/controller.ts";
-import { operatorMetrics } from "../../operator/metrics.ts";
+import { operatorMetrics, type OperatorMetrics } from "../../operator/metrics.ts";
 import { kubeconfigConnection } from "../../kube/connection.ts";
 import { KubeHttp } from "../../kube/http-client.ts";
 import { Agent } from "../../node-agent/loop/agent.ts";
@@ -213,12 +213,16 @@ export function condition(p: KernelLivePatch | undefined, type: string): { statu
 }
 
 /** The operator, as its main.ts builds it, in this process (without leader election). */
-export async function startOperator(overrides: Record<string, string> = {}, name = "operator"): Promise<{ controller: Controller; cfg: OperatorConfig; stop: () => Promise<void> }> {
+export async function startOperator(
+  overrides: Record<string, string> = {},
+  name = "operator",
+): Promise<{ controller: Controller; cfg: OperatorConfig; metrics: OperatorMetrics; stop: () => Promise<void> }> {
   const cfg = loadOperatorConfig({ KLP_NAMESPACE: "kpatch-system", KLP_LEADER_ELECTION: "false", KLP_RESYNC_SECONDS: "30", ...overrides });
   const log = testLog(name);
-  const controller = new Controller({ connection: kubeconfigConnection(kubeconfigPath()), cfg, log, metrics: operatorMetrics() });
+  const metrics = operatorMetrics();
+  const controller = new Controller({ connection: kubeconfigConnection(kubeconfigPath()), cfg, log, metrics });
   await controller.start();
-  return { controller, cfg, stop: () => controller.stop() };
+  return { controller, cfg, metrics, stop: () => controller.stop() };
 }
 
 export interface SimNode {

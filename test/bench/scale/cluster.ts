@@ -84,7 +84,7 @@ export async function prepareCluster(opts: { dir: string; binDir: string; nodes:
     });
     const nodes = Array.from({ length: opts.nodes }, (_, i) => nodeName(i));
     opts.log(`creating ${opts.nodes} Node objects`);
-    const nodeUids = await createNodes(admin, nodes);
+    const nodeUids = await createNodes(admin, nodes, opts.log);
     return {
       cp,
       conn,

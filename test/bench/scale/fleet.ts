@@ -18,7 +18,7 @@ import { createLoader } from "../../../node-agent/create-loader.ts";
 import { createHostDriver } from "../../../node-agent/host/driver.ts";
 import { watchOwnNode } from "../../../node-agent/kube/agent-api.ts";
 import type { Connection } from "../../../kube/connection.ts";
-import { KubeHttp } from "../../../kube/http-client.ts";
+import { KubeHttp, MERGE } from "../../../kube/http-client.ts";
 import { nodeChannel, type NodeChannel } from "../../../node-agent/kube/node-channel.ts";
 import type { Watcher } from "../../../node-agent/kube/watcher.ts";
 import { Agent } from "../../../node-agent/loop/agent.ts";
@@ -28,15 +28,133 @@ import { failureKind, pool } from "./util.ts";
 
 export const nodeName = (i: number) => `bench-node-${String(i).padStart(4, "0")}`;
 
-/** Creates the Node objects; their uids by name. */
-export async function createNodes(http: KubeHttp, names: readonly string[]): Promise<Map<string, string>> {
-  const uids = await pool(names, 16, async (name) => {
-    const node = await http.json<{ metadata: { uid: string } }>("POST", "/api/v1/nodes", {
-      body: { apiVersion: "v1", kind: "Node", metadata: { name, labels: { "kubernetes.io/hostname": name, bench: "yes" } } },
-    });
+/**
+ * Creates the Node objects as a kubelet registers them: the Node (labels, annotations, spec) by
+ * POST, then its status by a PATCH of /status (as the kubelet posts it): 40–60 images with digests,
+ * five conditions, addresses, capacity and allocatable, nodeInfo, 5–20 KiB of JSON each, so the
+ * benchmark's lists and watches of Nodes carry what a real cluster's do. Their uids by name; logs
+ * the average size.
+ */
+export async function createNodes(http: KubeHttp, names: readonly string[], log?: (line: string) => void): Promise<Map<string, string>> {
+  let bytes = 0;
+  const uids = await pool(names, 16, async (name, i) => {
+    const { metadata, spec, status } = kubeletNode(name, i);
+    const node = await http.json<{ metadata: { uid: string } }>("POST", "/api/v1/nodes", { body: { apiVersion: "v1", kind: "Node", metadata, spec } });
+    const full = await http.json<object>("PATCH", `/api/v1/nodes/${name}/status`, { contentType: MERGE, body: { status } });
+    bytes += JSON.stringify(full).length;
     return node.metadata.uid;
   });
+  log?.(`${names.length} Nodes created, ${(bytes / Math.max(1, names.length) / 1024).toFixed(1)} KiB of JSON each on average`);
   return new Map(names.map((n, i) => [n, uids[i]!]));
+}
+
+/** A small deterministic generator, so that every run creates the same fleet. */
+function seeded(seed: number): () => number {
+  let x = (seed * 2654435761 + 1) >>> 0;
+  return () => {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    return (x >>> 0) / 2 ** 32;
+  };
+}
+
+const hex = (random: () => number, n: number) => Array.from({ length: n }, () => Math.floor(random() * 16).toString(16)).join("");
+
+/** Image repositories as a node of a busy cluster holds them (system pods, CNI, CSI, monitoring, workloads). */
+const REPOSITORIES = [
+  "registry.k8s.io/kube-proxy",
+  "registry.k8s.io/pause",
+  "registry.k8s.io/coredns/coredns",
+  "registry.k8s.io/sig-storage/csi-node-driver-registrar",
+  "registry.k8s.io/sig-storage/livenessprobe",
+  "docker.io/calico/node",
+  "docker.io/calico/cni",
+  "quay.io/cilium/cilium",
+  "quay.io/prometheus/node-exporter",
+  "quay.io/prometheus-operator/prometheus-config-reloader",
+  "docker.io/grafana/promtail",
+  "public.ecr.aws/eks-distro/kubernetes-csi/external-provisioner",
+  "gcr.io/datadoghq/agent",
+  "ghcr.io/fluxcd/source-controller",
+  "mcr.microsoft.com/oss/kubernetes-csi/azuredisk-csi",
+  "europe-west1-docker.pkg.dev/acme-prod/platform/payments-api",
+  "europe-west1-docker.pkg.dev/acme-prod/platform/checkout-worker",
+  "123456789012.dkr.ecr.eu-west-1.amazonaws.com/team-search/indexer",
+  "123456789012.dkr.ecr.eu-west-1.amazonaws.com/team-search/query-frontend",
+  "harbor.internal.example.com/ml/feature-store-sync",
+];
+
+/** One Node as a kubelet of a cloud VM shows it (11–16 KiB of JSON before the server adds its metadata). */
+function kubeletNode(name: string, i: number) {
+  const random = seeded(i + 1);
+  const zone = `europe-west1-${"bcd"[i % 3]}`;
+  const ip = `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`;
+  const now = new Date().toISOString();
+  const images = Array.from({ length: 40 + Math.floor(random() * 21) }, (_, k) => {
+    const repo = REPOSITORIES[k % REPOSITORIES.length]!;
+    const tag = `v${1 + Math.floor(random() * 3)}.${Math.floor(random() * 30)}.${Math.floor(random() * 10)}-${hex(random, 7)}`;
+    return { names: [`${repo}@sha256:${hex(random, 64)}`, `${repo}:${tag}`], sizeBytes: 5_000_000 + Math.floor(random() * 900_000_000) };
+  });
+  const condition = (type: string, status: string, reason: string, message: string) => ({ type, status, reason, message, lastHeartbeatTime: now, lastTransitionTime: now });
+  const resources = { cpu: "16", "ephemeral-storage": "203070420Ki", "hugepages-1Gi": "0", "hugepages-2Mi": "0", memory: "65842540Ki", pods: "110" };
+  return {
+    metadata: {
+      name,
+      labels: {
+        "kubernetes.io/hostname": name,
+        "kubernetes.io/os": "linux",
+        "kubernetes.io/arch": "amd64",
+        "beta.kubernetes.io/os": "linux",
+        "beta.kubernetes.io/arch": "amd64",
+        "node.kubernetes.io/instance-type": "n2-standard-16",
+        "beta.kubernetes.io/instance-type": "n2-standard-16",
+        "topology.kubernetes.io/region": "europe-west1",
+        "topology.kubernetes.io/zone": zone,
+        "failure-domain.beta.kubernetes.io/region": "europe-west1",
+        "failure-domain.beta.kubernetes.io/zone": zone,
+        "cloud.google.com/gke-nodepool": `pool-${i % 4}`,
+        bench: "yes",
+      },
+      annotations: {
+        "node.alpha.kubernetes.io/ttl": "0",
+        "volumes.kubernetes.io/controller-managed-attach-detach": "true",
+        "csi.volume.kubernetes.io/nodeid": JSON.stringify({ "pd.csi.storage.gke.io": `projects/acme-prod/zones/${zone}/instances/${name}` }),
+      },
+    },
+    spec: { podCIDR: `10.${64 + (i >> 8)}.${i & 255}.0/24`, podCIDRs: [`10.${64 + (i >> 8)}.${i & 255}.0/24`], providerID: `gce://acme-prod/${zone}/${name}` },
+    status: {
+      capacity: resources,
+      allocatable: { ...resources, cpu: "15890m", memory: "61134956Ki", "ephemeral-storage": "187149698332" },
+      conditions: [
+        condition("NetworkUnavailable", "False", "RouteCreated", "RouteController created a route"),
+        condition("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
+        condition("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
+        condition("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
+        condition("Ready", "True", "KubeletReady", "kubelet is posting ready status. AppArmor enabled"),
+      ],
+      addresses: [
+        { type: "InternalIP", address: ip },
+        { type: "ExternalIP", address: `34.${(i >> 8) & 255}.${i & 255}.${17 + (i % 200)}` },
+        { type: "InternalDNS", address: `${name}.${zone}.c.acme-prod.internal` },
+        { type: "Hostname", address: `${name}.${zone}.c.acme-prod.internal` },
+      ],
+      daemonEndpoints: { kubeletEndpoint: { Port: 10250 } },
+      nodeInfo: {
+        machineID: hex(random, 32),
+        systemUUID: `${hex(random, 8)}-${hex(random, 4)}-${hex(random, 4)}-${hex(random, 4)}-${hex(random, 12)}`,
+        bootID: `${hex(random, 8)}-${hex(random, 4)}-${hex(random, 4)}-${hex(random, 4)}-${hex(random, 12)}`,
+        kernelVersion: "6.1.0-56-amd64",
+        osImage: "Debian GNU/Linux 12 (bookworm)",
+        containerRuntimeVersion: "containerd://1.7.24",
+        kubeletVersion: "v1.31.4",
+        kubeProxyVersion: "v1.31.4",
+        operatingSystem: "linux",
+        architecture: "amd64",
+      },
+      images,
+    },
+  };
 }
 
 /** Counters of one in-process agent. */
