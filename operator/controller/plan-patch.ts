@@ -162,7 +162,7 @@ function assess(input: PatchPlanInput, seen: PatchObservation, now: Date): Asses
     rollout: admitted.rollout,
     nodes: entries.filter((e) => !stale.has(e.nodeName)),
   };
-  return { unload, admitted, status, gauges: patchGauges(entries, targeted, ready, admitted.rollout.halted) };
+  return { unload, admitted, status, gauges: patchGauges(entries, targeted, ready, admitted.rollout.halted, rolled.summary.cves) };
 }
 
 function decide(input: PatchPlanInput, seen: PatchObservation, now: Date): ActPlan {
