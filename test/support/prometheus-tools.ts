@@ -6,7 +6,6 @@ import path from "node:path";
 
 const REPO_ROOT = path.resolve(import.meta.dirname, "../..");
 export const ALERTS_FILE = path.join(REPO_ROOT, "charts/kpatch-operator/files/alerts.yaml");
-export const DASHBOARD_FILE = path.join(REPO_ROOT, "charts/kpatch-operator/files/dashboard.json");
 
 export interface PrometheusTools {
   readonly prometheus: string;
