@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { operatorMetrics, removePatchGauges, setPatchGauges } from "./metrics.ts";
+import type { CvePosture } from "../crds/cve-posture.ts";
 import { patchGauges } from "./status/patch-gauges.ts";
 
 describe("operator metrics", () => {
@@ -56,4 +57,24 @@ describe("operator metrics", () => {
     text = await m.registry.metrics();
     expect(text).not.toMatch(/^kpatch_patch_cve_nodes\{/m);
   });
+
+  it("show per CVE across the fleet how many nodes are fixed, exposed, not applicable, each node once, as the posture reads when scraped", async () => {
+    const m = operatorMetrics();
+    let posture: CvePosture[] = [
+      { id: "CVE-2024-1086", patches: ["p1", "p2"], fixed: ["a", "b"], exposed: ["c"], notApplicable: [] },
+      { id: "CVE-2024-0001", patches: ["p1"], fixed: [], exposed: ["a"], notApplicable: ["d"] },
+    ];
+    m.samplers.cves = () => posture;
+    let text = await m.registry.metrics();
+    expect(text).toContain('kpatch_cve_nodes{cve="CVE-2024-1086",state="fixed"} 2');
+    expect(text).toContain('kpatch_cve_nodes{cve="CVE-2024-1086",state="exposed"} 1');
+    expect(text).toContain('kpatch_cve_nodes{cve="CVE-2024-1086",state="not_applicable"} 0');
+    expect(text).toContain('kpatch_cve_nodes{cve="CVE-2024-0001",state="not_applicable"} 1');
+    // No patch lists CVE-2024-0001 any more.
+    posture = posture.slice(0, 1);
+    text = await m.registry.metrics();
+    expect(text).not.toContain("CVE-2024-0001");
+    expect(text).toContain('kpatch_cve_nodes{cve="CVE-2024-1086",state="fixed"} 2');
+  });
 });
+

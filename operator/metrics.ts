@@ -4,7 +4,7 @@
  * alerts on, per KernelLivePatch.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
-import type { CveCount } from "../crds/cve-posture.ts";
+import type { CveCount, CvePosture } from "../crds/cve-posture.ts";
 import { NodePhase } from "../crds/schema.ts";
 import type { QueueSample } from "./controller/work-queue.ts";
 import type { PatchGauges } from "./status/patch-gauges.ts";
@@ -14,6 +14,9 @@ export const PHASES = NodePhase.options;
 /** controller-runtime's buckets for reconcile and work-queue durations. */
 const DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15, 20, 25, 30, 40, 50, 60];
 const QUEUE_BUCKETS = [1e-8, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 0.01, 0.1, 1, 10, 100, 1000];
+
+/** The label values of state of the CVE series, from status.summary.cves's fields. */
+const CVE_STATES = { fixed: "fixed", exposed: "exposed", notApplicable: "not_applicable" } as const satisfies Record<Exclude<keyof CveCount, "id">, string>;
 
 export function operatorMetrics() {
   const registry = new Registry();
@@ -25,7 +28,11 @@ export function operatorMetrics() {
   /** The CVEs each patch's CVE series were last set for, so that a CVE dropped from spec.cves loses its series. */
   const cvesOf = new Map<string, readonly string[]>();
   /** Figures read when scraped (the controller plugs its work queue in). */
-  const samplers: { queue?: { labels: { name: string; controller: string }; sample: () => QueueSample } } = {};
+  const samplers: {
+    queue?: { labels: { name: string; controller: string }; sample: () => QueueSample };
+    /** Each CVE across every patch that lists it (crds/cve-posture.ts fleetCvePosture). */
+    cves?: () => readonly CvePosture[];
+  } = {};
   return {
     registry,
     samplers,
@@ -65,6 +72,22 @@ export function operatorMetrics() {
     ready: new Gauge({ name: "kpatch_patch_ready", help: "1 while a KernelLivePatch's Ready condition is True", labelNames: patch, registers: r }),
     rolloutHalted: new Gauge({ name: "kpatch_rollout_halted", help: "1 when a KernelLivePatch rollout halted at its failure threshold", labelNames: patch, registers: r }),
     stalled: new Gauge({ name: "kpatch_transitions_stalled", help: "Nodes whose transition stalled and was reversed, per KernelLivePatch", labelNames: patch, registers: r }),
+    // Per CVE, never per node: one series per CVE any patch lists and state.
+    fleetCveNodes: new Gauge({
+      name: "kpatch_cve_nodes",
+      help: "Per CVE any KernelLivePatch lists: nodes where a patch listing it is live (fixed), else targeted by one with a module for their kernel (exposed), else targeted only by patches without one (not_applicable); each node counted once",
+      labelNames: ["cve", "state"],
+      registers: r,
+      collect() {
+        if (!samplers.cves) return;
+        this.reset();
+        for (const c of samplers.cves()) {
+          this.set({ cve: c.id, state: CVE_STATES.fixed }, c.fixed.length);
+          this.set({ cve: c.id, state: CVE_STATES.exposed }, c.exposed.length);
+          this.set({ cve: c.id, state: CVE_STATES.notApplicable }, c.notApplicable.length);
+        }
+      },
+    }),
     // Per patch and CVE, never per node: at most 64 CVEs (spec.cves) x 3 states per patch.
     cveNodes: new Gauge({
       name: "kpatch_patch_cve_nodes",
@@ -86,9 +109,6 @@ export function setPatchGauges(m: OperatorMetrics, name: string, g: PatchGauges)
   m.stalled.set({ patch: name }, g.byPhase.Stalled);
   setCveGauges(m, name, g.cves);
 }
-
-/** The label values of kpatch_patch_cve_nodes's state, from status.summary.cves's fields. */
-const CVE_STATES = { fixed: "fixed", exposed: "exposed", notApplicable: "not_applicable" } as const satisfies Record<Exclude<keyof CveCount, "id">, string>;
 
 function setCveGauges(m: OperatorMetrics, patch: string, cves: readonly CveCount[]): void {
   const now = new Set(cves.map((c) => c.id));

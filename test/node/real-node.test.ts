@@ -319,6 +319,8 @@ describe.skipIf(!!unavailable)("the chart on a real node", () => {
       expect(loaded.map((s) => s.value[1])).toEqual(["3"]);
       const cve = await prometheus.query(`kpatch_patch_cve_nodes{patch="${patchName}",cve="CVE-2024-1086"}`);
       expect(Object.fromEntries(cve.map((s) => [s.metric.state, s.value[1]]))).toEqual({ fixed: "3", exposed: "0", not_applicable: "0" });
+      const fleet = await prometheus.query(`kpatch_cve_nodes{cve="CVE-2024-1086"}`);
+      expect(Object.fromEntries(fleet.map((s) => [s.metric.state, s.value[1]]))).toEqual({ fixed: "3", exposed: "0", not_applicable: "0" });
       // Every query of the chart's dashboard returns data (a rate() once two scrapes are in).
       const queries = dashboardQueries(prometheus.dashboard);
       expect(queries.length).toBeGreaterThanOrEqual(10);
