@@ -61,3 +61,26 @@ describe("agent metrics", () => {
     expect(text).toContain("kpatch_agent_last_pass_timestamp_seconds 2000");
   });
 });
+
+describe("agent metrics per patch", () => {
+  it("show each patch's phase on the node and whether its wanted module is live, and drop what the last pass no longer lists", () => {
+    const m = agentMetrics("node-1", proc);
+    m.patches([
+      { patch: "p1", phase: "Loaded", wanted: { module: "klp_a", live: true } },
+      { patch: "p2", phase: "Failed", wanted: { module: "klp_b", live: false } },
+      { patch: "p3", phase: "Staged" },
+    ]);
+    let text = m.render();
+    expect(text).toContain('kpatch_agent_patch_phase{patch="p1",phase="Loaded"} 1');
+    expect(text).toContain('kpatch_agent_patch_phase{patch="p3",phase="Staged"} 1');
+    expect(text).toContain('kpatch_agent_patch_live{patch="p1",module="klp_a"} 1');
+    expect(text).toContain('kpatch_agent_patch_live{patch="p2",module="klp_b"} 0');
+    expect(text).not.toContain('kpatch_agent_patch_live{patch="p3"');
+    m.patches([{ patch: "p1", phase: "Unloaded" }]);
+    text = m.render();
+    expect(text).toContain('kpatch_agent_patch_phase{patch="p1",phase="Unloaded"} 1');
+    expect(text).not.toContain('phase="Loaded"');
+    expect(text).not.toContain("p2");
+    expect(text).not.toContain("kpatch_agent_patch_live{");
+  });
+});

@@ -4,6 +4,7 @@
  * restarts). Updated by the loop and the watches; rendered on /metrics.
  */
 import { MetricSet } from "./exposition.ts";
+import type { PatchFacts } from "./patch-facts.ts";
 
 /** The part of a host read the metrics show. */
 export interface HostFacts {
@@ -18,6 +19,8 @@ export type WatchRestartCause = "error" | "silent" | "expired";
 
 export interface AgentMetrics {
   hostRead(host: HostFacts): void;
+  /** Each patch's phase on this node and whether its wanted module is live, as of the last pass. */
+  patches(facts: readonly PatchFacts[]): void;
   /** `result` is "success" or the failure's reason code. */
   hostOperation(op: string, result: string, seconds: number): void;
   statusWrite(ok: boolean): void;
@@ -53,6 +56,11 @@ export function agentMetrics(nodeName: string, proc: ProcessFacts = nodeProcessF
   const loaded = m.gauge("kpatch_agent_loaded_patches", "Livepatch modules enabled in the node's kernel");
   const enabled = m.gauge("kpatch_agent_livepatch_enabled", "/sys/kernel/livepatch/<module>/enabled per livepatch module in the kernel");
   const transition = m.gauge("kpatch_agent_livepatch_transition", "/sys/kernel/livepatch/<module>/transition per livepatch module in the kernel");
+  const patchPhase = m.gauge("kpatch_agent_patch_phase", "This node's phase for each KernelLivePatch that concerns it (value 1; Pending before its first entry)");
+  const patchLive = m.gauge(
+    "kpatch_agent_patch_live",
+    "Per KernelLivePatch that wants its module live on this node (state Loaded, a module for its kernel, rollout admitted): 1 while the fix is in the kernel (module enabled, or Replaced by a cumulative patch), else 0",
+  );
   const ops = m.counter("kpatch_agent_host_operations_total", "Host operations by op (install, installAndLoad, unload, removeLeftover, uninstall) and result (success or a reason code)");
   const opSeconds = m.summary("kpatch_agent_host_operation_duration_seconds", "Time spent in host operations, by op");
   const writes = m.counter("kpatch_agent_status_writes_total", "Writes of this node's status entries, by result");
@@ -81,6 +89,14 @@ export function agentMetrics(nodeName: string, proc: ProcessFacts = nodeProcessF
       for (const p of host.livepatches) {
         enabled.set({ module: p.name }, p.enabled ? 1 : 0);
         transition.set({ module: p.name }, p.transition ? 1 : 0);
+      }
+    },
+    patches(facts) {
+      patchPhase.clear();
+      patchLive.clear();
+      for (const f of facts) {
+        patchPhase.set({ patch: f.patch, phase: f.phase }, 1);
+        if (f.wanted) patchLive.set({ patch: f.patch, module: f.wanted.module }, f.wanted.live ? 1 : 0);
       }
     },
     hostOperation(op, result, seconds) {

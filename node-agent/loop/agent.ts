@@ -16,6 +16,7 @@ import { isHostError } from "../host/host-error.ts";
 import type { HostState } from "../host/inspect.ts";
 import type { CrashPoint } from "../config.ts";
 import type { AgentMetrics } from "./agent-metrics.ts";
+import { patchFacts } from "./patch-facts.ts";
 import type { LoopState } from "./health.ts";
 import { entryOf } from "./entry-of.ts";
 import { OwnWrites, sameEntry } from "./own-writes.ts";
@@ -262,6 +263,7 @@ export class Agent {
       }
       views.push(view.view);
     }
+    this.showPatches(views, host);
     let waitMs: number | undefined;
     let acted = false;
     const orphan = await this.cleanOrphans(patches, hostView, host.kernelRelease, now);
@@ -292,6 +294,11 @@ export class Agent {
     }
     await Promise.all(writes);
     return { acted, waitMs };
+  }
+
+  /** The per-patch metrics (patch-facts.ts) from this pass's views and host read. */
+  private showPatches(views: readonly PatchView[], host: HostState): void {
+    this.deps.metrics?.patches(patchFacts(views, host.livepatches));
   }
 
   /** Records, before it reaches the host, which patch a module belongs to (agent-record.ts). */

@@ -13,6 +13,7 @@ import { createHash } from "node:crypto";
 import type { KubernetesObject, V1DaemonSet } from "@kubernetes/client-node";
 import type { Connection } from "../../kube/connection.ts";
 import type { Logger } from "pino";
+import { fleetCvePosture, type CvePosture } from "../../crds/cve-posture.ts";
 import { CLEAN_PHASES } from "../../crds/phases.ts";
 import { GROUP, KernelLivePatch, NODE_OBJECTS_PATH, ofThisPatch, PATCHES_PATH, type NodeEntry } from "../../crds/schema.ts";
 import { AGENT_LABELS, desiredAgentDaemonSet } from "../agents/daemonset.ts";
@@ -160,6 +161,7 @@ export class Controller {
     this.daemonSets = informer(daemonSetsPath(cfg.KLP_NAMESPACE).name, daemonSetsPath(cfg.KLP_NAMESPACE).path, { labelSelector: selector });
     metrics.maxConcurrentReconciles.set({ controller: QUEUE }, WORKERS);
     metrics.samplers.queue = { labels: q, sample: () => this.queue.sample() };
+    metrics.samplers.cves = () => this.cvePosture();
   }
 
   get ready(): boolean {
@@ -343,6 +345,14 @@ export class Controller {
       }
     }
     return out;
+  }
+
+  /** The fleet's CVE posture from the caches, for the kpatch_cve_nodes metric (read when scraped). */
+  private cvePosture(): CvePosture[] {
+    const listing = this.parsedPatches().filter((p) => (p.spec.cves ?? []).length > 0);
+    return fleetCvePosture(
+      listing.map((p) => ({ patch: p.metadata.name, cves: p.spec.cves ?? [], targeted: this.targetedNodes(p), phases: new Map(this.nodeObjectsOf(p).entries.map((e) => [e.nodeName, e.phase])) })),
+    );
   }
 
   /**

@@ -182,7 +182,7 @@ function assess(input: PatchPlanInput, seen: PatchObservation, now: Date): Asses
     nodes: digest.nodes,
     ...(digest.omitted > 0 ? { nodesOmitted: digest.omitted } : {}),
   };
-  return { unload, admitted, status, shown, gauges: patchGauges(entries, targeted, ready, admitted.rollout.halted) };
+  return { unload, admitted, status, shown, gauges: patchGauges(entries, targeted, ready, admitted.rollout.halted, rolled.summary.cves) };
 }
 
 function decide(input: PatchPlanInput, seen: PatchObservation, now: Date): ActPlan {

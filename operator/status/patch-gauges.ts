@@ -1,3 +1,4 @@
+import type { CveCount } from "../../crds/cve-posture.ts";
 import type { NodeEntry, NodePhase } from "../../crds/schema.ts";
 
 export interface PatchGauges {
@@ -6,6 +7,8 @@ export interface PatchGauges {
   readonly targeted: number;
   readonly ready: boolean;
   readonly halted: boolean;
+  /** status.summary.cves: per CVE in spec.cves, the targeted nodes fixed, exposed, not applicable. */
+  readonly cves: readonly CveCount[];
 }
 
 const ZERO: Record<NodePhase, number> = {
@@ -23,7 +26,7 @@ const ZERO: Record<NodePhase, number> = {
 };
 
 /** What the operator's per-patch gauges show, from the entries and the rollout decision. */
-export function patchGauges(entries: readonly NodeEntry[], targeted: ReadonlySet<string>, ready: boolean, halted: boolean): PatchGauges {
+export function patchGauges(entries: readonly NodeEntry[], targeted: ReadonlySet<string>, ready: boolean, halted: boolean, cves: readonly CveCount[] = []): PatchGauges {
   const byPhase = { ...ZERO };
   const seen = new Set<string>();
   for (const e of entries) {
@@ -32,5 +35,5 @@ export function patchGauges(entries: readonly NodeEntry[], targeted: ReadonlySet
     byPhase[e.phase]++;
   }
   byPhase.Pending += targeted.size - seen.size;
-  return { byPhase, targeted: targeted.size, ready, halted };
+  return { byPhase, targeted: targeted.size, ready, halted, cves };
 }

@@ -12,6 +12,7 @@ import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promis
 import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { parse } from "yaml";
 import type { KernelLivePatch } from "../../crds/schema.ts";
 import { desiredAgentDaemonSet } from "../../operator/agents/daemonset.ts";
 import { loadOperatorConfig } from "../../operator/config.ts";
@@ -20,7 +21,9 @@ import { attachControlPlane, type ControlPlaneClient } from "../../scripts/dev/c
 import { AGENT_IMAGE, OPERATOR_IMAGE, buildImages, ensureDockerEngine } from "../support/docker.ts";
 import { CHART_DIR, helmClient, setArgs, type Helm } from "../support/helm.ts";
 import { Cluster, entryOf, recordStatus, startSimAgent, type SimNode } from "../support/klp.ts";
+import { ALERTS_FILE, ensurePrometheusTools } from "../support/prometheus-tools.ts";
 import { startRealNode, type NodeNetwork, type NodeTools, type RealNode } from "../support/real-node.ts";
+import { dashboardQueries, scrapeJobsFrom, startPrometheus, type PodInfo } from "./prometheus-scrape.ts";
 
 const unavailable = inject("realNodeUnavailable");
 if (unavailable) console.warn(`[real-node] skipping: this machine cannot run a kubelet: ${unavailable}`);
@@ -320,6 +323,54 @@ describe.skipIf(!!unavailable)("the chart on a real node", () => {
       return i >= 0 ? i : undefined;
     });
   }, 300_000);
+
+  it("a real Prometheus configured from the chart's PodMonitors scrapes the operator and the agent: each node's patch state and taint, the CVE counts, every dashboard query; the chart's rules load and stay quiet", async () => {
+    const t = performance.now();
+    const prometheus = await scrapeWithPrometheus();
+    try {
+      const byNode = (expr: string) => prometheus.query(`${expr} * on (instance) group_left (node) kpatch_agent_node_info`);
+      // Each scraped node's patch state and kernel taint (the agent's metrics, joined to its node).
+      const state = await byNode(`kpatch_agent_patch_phase{patch="${patchName}"}`);
+      expect(state.map((s) => [s.metric.node, s.metric.phase, s.value[1]])).toEqual([[realNodeName, "Loaded", "1"]]);
+      const taint = await byNode(`kpatch_agent_kernel_taint_flag{flag="K"}`);
+      expect(taint.map((s) => [s.metric.node, s.value[1]])).toEqual([[realNodeName, "1"]]);
+      const live = await byNode(`kpatch_agent_patch_live{patch="${patchName}"}`);
+      expect(live.map((s) => [s.metric.node, s.metric.module, s.value[1]])).toEqual([[realNodeName, moduleName, "1"]]);
+      // The operator's view of the patch: its three targeted nodes Loaded, and fixed for its CVE.
+      const loaded = await prometheus.query(`kpatch_patch_nodes{patch="${patchName}",phase="Loaded"}`);
+      expect(loaded.map((s) => s.value[1])).toEqual(["3"]);
+      const cve = await prometheus.query(`kpatch_patch_cve_nodes{patch="${patchName}",cve="CVE-2024-1086"}`);
+      expect(Object.fromEntries(cve.map((s) => [s.metric.state, s.value[1]]))).toEqual({ fixed: "3", exposed: "0", not_applicable: "0" });
+      const fleet = await prometheus.query(`kpatch_cve_nodes{cve="CVE-2024-1086"}`);
+      expect(Object.fromEntries(fleet.map((s) => [s.metric.state, s.value[1]]))).toEqual({ fixed: "3", exposed: "0", not_applicable: "0" });
+      // Every query of the chart's dashboard returns data (a rate() once two scrapes are in).
+      const queries = dashboardQueries(prometheus.dashboard);
+      expect(queries.length).toBeGreaterThanOrEqual(10);
+      const empty = await eventually("every dashboard query returning data", 30_000, async () => {
+        const none: string[] = [];
+        for (const q of queries) if ((await prometheus.query(q.expr)).length === 0) none.push(`${q.panel}: ${q.expr}`);
+        return none.length === 0 ? none : undefined;
+      });
+      expect(empty).toEqual([]);
+      // The chart's alert rules, evaluated by this Prometheus: all healthy, none pending or firing.
+      const alerts = (parse(await readFile(ALERTS_FILE, "utf8")) as { groups: Array<{ rules: Array<{ alert: string }> }> }).groups.flatMap((g) => g.rules.map((r) => r.alert));
+      const rules = await eventually("the rules evaluated", 30_000, async () => {
+        const r = await prometheus.api<{ groups: Array<{ rules: Array<{ name: string; health: string; lastError?: string }> }> }>("/api/v1/rules");
+        const all = r.groups.flatMap((g) => g.rules);
+        return all.length > 0 && all.every((x) => x.health !== "unknown") ? all : undefined;
+      });
+      expect(rules.map((r) => [r.name, r.health, r.lastError ?? ""])).toEqual(alerts.map((a) => [a, "ok", ""]));
+      // KpatchOperatorDown is pending until the first scrape of the operator has been evaluated.
+      const active = await eventually("no alert pending or firing", 15_000, async () => {
+        const a = await prometheus.query("ALERTS");
+        return a.length === 0 ? a : undefined;
+      }).catch(async () => prometheus.query("ALERTS"));
+      expect(active).toEqual([]);
+    } finally {
+      await prometheus.stop();
+    }
+    figures.prometheusProofMs = Math.round(performance.now() - t);
+  });
 
   it("the agent wrote its entry with the kubelet's projected token: the admission policy holds it to its own node", async () => {
     const pod = await runningAgentPod();
@@ -715,6 +766,49 @@ describe.skipIf(!!unavailable)("the chart on a real node", () => {
     expect(await node!.containers()).toEqual([]);
   }, 300_000);
 });
+
+/**
+ * Prometheus scraping what the chart's PodMonitors select (helm template with the monitoring
+ * toggles on; the pods as the API lists them), with the rules the PrometheusRule ships, once both
+ * targets answer. Also checks that the rendered PrometheusRule is the rules file promtool tests.
+ */
+async function scrapeWithPrometheus() {
+  const tools = await ensurePrometheusTools();
+  const rendered = await helm.template({
+    release,
+    namespace: ns,
+    set: { "monitoring.podMonitor.enabled": "true", "monitoring.prometheusRule.enabled": "true", "monitoring.grafanaDashboard.enabled": "true" },
+  });
+  const rule = rendered.find((o) => o.kind === "PrometheusRule");
+  expect(rule?.spec).toEqual(parse(await readFile(ALERTS_FILE, "utf8")));
+  const board = rendered.find((o) => o.kind === "ConfigMap" && o.metadata.labels?.grafana_dashboard === "1");
+  const dashboard = JSON.parse((board?.data as Record<string, string>)["kpatch-operator.json"]!) as Parameters<typeof dashboardQueries>[0];
+  const jobs = scrapeJobsFrom(rendered, (await kubectlJson<{ items: PodInfo[] }>(["get", "pods", "-n", ns])).items);
+  // The operator's pod and the real node's agent pod, each at the port its PodMonitor names.
+  expect(jobs.map((j) => [j.job, j.path, j.targets.map((x) => x.address.replace(/^[\d.]+:/, ""))])).toEqual([
+    ["kpatch-operator", "/metrics", ["8080"]],
+    ["kpatch-agent", "/metrics", ["9090"]],
+  ]);
+  const prometheus = await startPrometheus({
+    prometheus: tools.prometheus,
+    dir: path.join(work, "prometheus"),
+    netnsPid: node!.holderPid,
+    listenIp: node!.network.nodeIp,
+    port: 19090,
+    jobs,
+    ruleFiles: [ALERTS_FILE],
+  });
+  try {
+    await eventually("both targets up", 30_000, async () => {
+      const up = await prometheus.query("up");
+      return up.length === 2 && up.every((s) => s.value[1] === "1") ? up : undefined;
+    });
+  } catch (e) {
+    await prometheus.stop();
+    throw e;
+  }
+  return { ...prometheus, dashboard };
+}
 
 async function apiServerPid(): Promise<number> {
   const state = JSON.parse(await readFile(path.join(inject("controlPlaneDir"), "control-plane.json"), "utf8")) as { apiServerPort: number };
