@@ -25,7 +25,6 @@ export const ContextSchema = z.object({
   namespace: z.string().nullish(),
   extensions,
 });
-export type KubeContext = z.infer<typeof ContextSchema>;
 
 export const ClusterSchema = z.strictObject({
   /** https://host[:port][/path prefix]: the prefix (Rancher's /k8s/clusters/c-x) is kept on every request. */
@@ -42,10 +41,8 @@ export const ClusterSchema = z.strictObject({
   "disable-compression": z.boolean().nullish(),
   extensions,
 });
-export type KubeCluster = z.infer<typeof ClusterSchema>;
 
 export const EXEC_API_VERSIONS = ["client.authentication.k8s.io/v1", "client.authentication.k8s.io/v1beta1"] as const;
-export type ExecApiVersion = (typeof EXEC_API_VERSIONS)[number];
 
 export const ExecConfigSchema = z.strictObject({
   apiVersion: z.enum(EXEC_API_VERSIONS, { error: `exec apiVersion must be one of ${EXEC_API_VERSIONS.join(", ")}` }),
@@ -109,4 +106,3 @@ export const ExecCredentialSchema = z.object({
     })
     .nullish(),
 });
-export type ExecCredential = z.infer<typeof ExecCredentialSchema>;

@@ -8,8 +8,8 @@
 //   attachControlPlane(dir) -> ControlPlaneClient   for another process (a vitest worker) that uses a
 //                                                   control plane started elsewhere (global setup)
 // And the binaries: ensureBinaries(names, log) -> the directory holding exactly those.
-export type { ClientIdentity, ControlPlane, ControlPlaneClient, ControlPlaneOptions, KubectlResult } from "./types.ts";
+export type { ControlPlane, ControlPlaneClient } from "./types.ts";
 export { startControlPlane } from "./start.ts";
 export { attachControlPlane } from "./client.ts";
-export { controlPlaneBinaries, ensureBinaries, type KubeBinary } from "./binaries.ts";
+export { controlPlaneBinaries, ensureBinaries } from "./binaries.ts";
 export { freePorts } from "./network.ts";
