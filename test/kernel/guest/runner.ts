@@ -76,12 +76,12 @@ interface AgentRun extends Run {
 const hasAgent = existsSync(AGENT);
 
 /** The agent CLI as a host would run it: `node kpatch-agent.mjs --json --loader kmod ... <verb>`. */
-function agent(args: string[], opts: { transitionTimeout?: number } = {}): AgentRun {
+function agent(args: string[], opts: { transitionTimeout?: number; nodeFlags?: string[] } = {}): AgentRun {
   if (!hasAgent) throw new Error(`agent bundle missing at ${AGENT}`);
   const globals = ["--json", "--loader", "kmod"];
   if (opts.transitionTimeout !== undefined) globals.push("--transition-timeout", String(opts.transitionTimeout));
   const full = [...globals, ...args];
-  const r = run(process.execPath, [AGENT, ...full]);
+  const r = run(process.execPath, [...(opts.nodeFlags ?? []), AGENT, ...full]);
   let json: Json = null;
   try {
     json = JSON.parse(r.stdout) as Json;
@@ -319,6 +319,42 @@ const steps: Record<string, () => Details> = {
       listCompileCache: times([AGENT, "--json", "list"], { ...process.env, NODE_COMPILE_CACHE: cacheDir }),
       bundleBytes: hasAgent ? readFileSync(AGENT).length : 0,
     };
+  },
+
+  // Diagnostics (plan agentcost): where the agent's insmod → loaded goes, next to a bare insmod +
+  // wait, round by round: the kernel's own transition (its log) under each, and the agent with V8's
+  // background threads off (--single-threaded), which are the agent's only threads that can be
+  // running when the kernel tries to switch every task.
+  "agent-cost"(): Details {
+    const file = `${MODS}/klp_test_v1.ko`;
+    const install = agent(["install", file]);
+    const variants: Record<string, string[] | null> = { bare: null, agent: [], agentSingleThreaded: ["--single-threaded"] };
+    const rounds: Details[] = [];
+    for (let i = 0; i < 5; i++) {
+      for (const [variant, flags] of Object.entries(variants)) {
+        const mark = kmsgLines().length;
+        let loadMs: number;
+        if (flags === null) {
+          loadMs = Number(bareLoad(`${STAGE}/klp_test_v1.ko`, "klp_test_v1").totalMs);
+        } else {
+          const spawnedAt = Date.now();
+          const load = agent(["--log-level", "info", "load", "klp_test_v1"], { nodeFlags: flags });
+          loadMs = insmodToLoaded(agentTimeline(load.stderr, spawnedAt, Date.now()));
+        }
+        const kernelMs = kernelTransitionMs(kmsgSince(mark), "klp_test_v1");
+        bareUnload("klp_test_v1");
+        rounds.push({ round: i, variant, loadMs, kernelMs });
+      }
+    }
+    const summary: Details = {};
+    for (const variant of Object.keys(variants)) {
+      const mine = rounds.filter((r) => r.variant === variant);
+      summary[variant] = {
+        loadMs: mine.map((r) => r.loadMs), kernelMs: mine.map((r) => r.kernelMs),
+        medianLoadMs: median(mine.map((r) => Number(r.loadMs))), medianKernelMs: median(mine.map((r) => Number(r.kernelMs))),
+      };
+    }
+    return { installRc: install.rc, rounds, summary };
   },
 
   // A bare insmod of klp_test_v1 with no agent at all: proves the module and the guest.
@@ -572,6 +608,7 @@ const steps: Record<string, () => Details> = {
 const plans: Record<string, string[]> = {
   smoke: ["env", "bare"],
   clicost: ["env", "cli-cost"],
+  agentcost: ["env", "agent-cost"],
   boot1: ["env", "bare", "s1-install-load", "s2-unload-uninstall", "perf", "s3-vermagic", "s4-not-livepatch-truncated", "s5-replace", "prep-reboot"],
   boot2: ["env", "s6-reboot", "stall-bare", "s7-stall", "cli-info", "unload-all", "refuse-ftrace", "refuse-modules-disabled"],
   lockdown: ["env", "refuse-lockdown"],
