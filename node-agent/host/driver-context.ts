@@ -5,6 +5,7 @@ import type { KpatchStore } from "./kpatch-store.ts";
 import { rmmodReason } from "./loader-reasons.ts";
 import { isValidModuleName, normalizeModuleName } from "./names.ts";
 import { isLoaderError, type Clock, type HostFs, type ModuleLoader } from "./ports.ts";
+import { readPreflightFacts } from "./preflight.ts";
 import type { HostTiming } from "./timing.ts";
 import { pollDelay, type TransitionDeps } from "./transition.ts";
 
@@ -66,7 +67,9 @@ export async function removeModule(ctx: DriverContext, name: string): Promise<bo
   } catch (error) {
     if (isLoaderError(error) && error.code === "ENOENT") return false;
     if (!isLoaderError(error)) throw asHostError(error, name);
-    throw hostError(rmmodReason(error.code), { name, detail: error.message, refcnt, operation: "remove" }, {
+    // Read only on failure: whether kernel.modules_disabled explains an EPERM.
+    const { modulesDisabled } = await readPreflightFacts(ctx.fs);
+    throw hostError(rmmodReason(error.code, { modulesDisabled }), { name, detail: error.message, refcnt, operation: "remove" }, {
       details: { errno: error.code },
       cause: error,
     });

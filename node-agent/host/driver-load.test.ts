@@ -141,6 +141,18 @@ describe("load", () => {
     expect(state.modules).toEqual([]);
   });
 
+  it.each([
+    { config: { signatureEnforce: true }, reason: "SignatureRejected", message: "rejected the signature of livepatch_fix" },
+    { config: { lockdown: "integrity" as const }, reason: "LockdownDenied", message: "livepatch_fix: it is signed, but not by a key this kernel trusts" },
+  ])("a module signed by a key the kernel does not hold, host $config → $reason, nothing loaded", async ({ config, reason, message }) => {
+    await stage("livepatch_fix", { signed: true, untrustedKey: true });
+    await configureSimHost(host.root, config);
+    const error = await failure(host.driver.load("livepatch_fix"));
+    expect(error.reason).toBe(reason);
+    expect(error.message).toContain(message);
+    expect((await host.driver.inspect()).modules).toEqual([]);
+  });
+
   it("loads a signed module under signature enforcement and lockdown", async () => {
     await stage("signed_fix", { signed: true });
     await configureSimHost(host.root, { signatureEnforce: true, lockdown: "confidentiality" });

@@ -109,6 +109,18 @@ describe("unload", () => {
     expect((await failure(host.driverWith(loader).unload("livepatch_fix"))).reason).toBe(reason);
   });
 
+  it("kernel.modules_disabled=1 set while a patch is live: disabled, its module stays, ModulesDisabled", async () => {
+    await stage("livepatch_fix");
+    await host.driver.load("livepatch_fix");
+    await configureSimHost(host.root, { modulesDisabled: true });
+    const error = await failure(host.driver.unload("livepatch_fix"));
+    expect(error.reason).toBe("ModulesDisabled");
+    expect(error.details).toMatchObject({ errno: "EPERM" });
+    const state = await host.driver.inspect();
+    expect(state.livepatches).toEqual([]);
+    expect(state.modules.map((m) => m.name)).toEqual(["livepatch_fix"]);
+  });
+
   it("an rmmod that finds the module gone is fine", async () => {
     await stage("livepatch_fix");
     await host.driver.load("livepatch_fix");

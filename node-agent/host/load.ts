@@ -133,7 +133,7 @@ async function insmod(ctx: DriverContext, file: string, module: VerifiedModule, 
     await retryOnBusy(`insmod ${module.name}`, retry, () => ctx.loader.insmod(file));
   } catch (error) {
     if (!isLoaderError(error)) throw asHostError(error, file);
-    const reason = insmodReason(error.code, { ...preflight, signed: module.signed });
+    const reason = insmodReason(error.code, preflight);
     throw hostError(
       reason,
       {
@@ -142,6 +142,7 @@ async function insmod(ctx: DriverContext, file: string, module: VerifiedModule, 
         operation: "load",
         sigEnforce: preflight.sigEnforce ? "on" : "off",
         lockdown: preflight.lockdown,
+        signature: module.signed ? "it is signed, but not by a key this kernel trusts" : "it is unsigned",
       },
       { details: { errno: error.code }, cause: error },
     );

@@ -2,7 +2,6 @@ import { describe, expect, it } from "vitest";
 import { insmodReason, rmmodReason, sysfsWriteReason, type InsmodContext } from "./loader-reasons.ts";
 
 const host: InsmodContext = {
-  signed: false,
   sigEnforce: false,
   lockdown: "none",
   modulesDisabled: false,
@@ -23,7 +22,9 @@ describe("insmodReason", () => {
     { code: "EPERM", ctx: {}, reason: "PermissionDenied" },
     { code: "EPERM", ctx: { modulesDisabled: true }, reason: "ModulesDisabled" },
     { code: "EPERM", ctx: { lockdown: "integrity" as const }, reason: "LockdownDenied" },
-    { code: "EPERM", ctx: { lockdown: "confidentiality" as const, signed: true }, reason: "PermissionDenied" },
+    // A signed module whose key no keyring holds is refused by lockdown just as an unsigned one
+    // (module_sig_check: ENOKEY, not enforced → security_locked_down → EPERM).
+    { code: "EPERM", ctx: { lockdown: "confidentiality" as const }, reason: "LockdownDenied" },
     { code: "EKEYREJECTED", ctx: { sigEnforce: true }, reason: "SignatureRejected" },
     { code: "EWOULDBLOCK", ctx: {}, reason: "Busy" },
     { code: "EIO", ctx: {}, reason: "LoadFailed" },
@@ -34,12 +35,13 @@ describe("insmodReason", () => {
 
 describe("rmmodReason", () => {
   it.each([
-    { code: "EWOULDBLOCK", reason: "ModuleInUse" },
-    { code: "EBUSY", reason: "ModuleInUse" },
-    { code: "EPERM", reason: "PermissionDenied" },
-    { code: "EIO", reason: "UnloadFailed" },
-  ] as const)("$code → $reason", ({ code, reason }) => {
-    expect(rmmodReason(code)).toBe(reason);
+    { code: "EWOULDBLOCK", modulesDisabled: false, reason: "ModuleInUse" },
+    { code: "EBUSY", modulesDisabled: false, reason: "ModuleInUse" },
+    { code: "EPERM", modulesDisabled: false, reason: "PermissionDenied" },
+    { code: "EPERM", modulesDisabled: true, reason: "ModulesDisabled" },
+    { code: "EIO", modulesDisabled: false, reason: "UnloadFailed" },
+  ] as const)("$code (modules_disabled=$modulesDisabled) → $reason", ({ code, modulesDisabled, reason }) => {
+    expect(rmmodReason(code, { modulesDisabled })).toBe(reason);
   });
 });
 

@@ -4,7 +4,6 @@ import type { Reason } from "./reasons.ts";
 
 /** What the driver knows about the host and the module when insmod fails. */
 export interface InsmodContext {
-  signed: boolean;
   sigEnforce: boolean;
   lockdown: Lockdown;
   modulesDisabled: boolean;
@@ -27,8 +26,12 @@ export function insmodReason(code: LoaderErrno, ctx: InsmodContext): Reason {
     case "EBUSY":
       return ctx.ftraceEnabled ? "Busy" : "FtraceDisabled";
     case "EPERM":
+      // may_init_module() refuses every load while modules are disabled, before any other check.
       if (ctx.modulesDisabled) return "ModulesDisabled";
-      if (ctx.lockdown !== "none" && !ctx.signed) return "LockdownDenied";
+      // Under lockdown module_sig_check() answers EPERM for a module it cannot verify: unsigned,
+      // or signed by a key no keyring of this kernel holds (a signed module is not proof of a
+      // trusted one). Without lockdown, EPERM is a capability or another security module.
+      if (ctx.lockdown !== "none") return "LockdownDenied";
       return "PermissionDenied";
     case "EKEYREJECTED":
       return "SignatureRejected";
@@ -39,14 +42,20 @@ export function insmodReason(code: LoaderErrno, ctx: InsmodContext): Reason {
   }
 }
 
+/** What the driver knows about the host when rmmod fails. */
+export interface RmmodContext {
+  modulesDisabled: boolean;
+}
+
 /** Interprets an rmmod errno. ENOENT (already gone) is not a failure and is handled by the caller. */
-export function rmmodReason(code: LoaderErrno): Reason {
+export function rmmodReason(code: LoaderErrno, ctx: RmmodContext): Reason {
   switch (code) {
     case "EWOULDBLOCK":
     case "EBUSY":
       return "ModuleInUse";
     case "EPERM":
-      return "PermissionDenied";
+      // delete_module() refuses every removal while modules are disabled, as init does every load.
+      return ctx.modulesDisabled ? "ModulesDisabled" : "PermissionDenied";
     default:
       return "UnloadFailed";
   }

@@ -66,15 +66,15 @@ export const REASONS = {
   },
   ModulesDisabled: {
     message: "module loading is disabled on this node (kernel.modules_disabled=1)",
-    action: "Module loading stays disabled until reboot; reboot the node to apply the fix instead.",
+    action: "Module loading (and removal) stays disabled until reboot; reboot the node to apply the fix instead.",
   },
   SignatureRejected: {
     message: "the kernel rejected the signature of {name} (signature enforcement is {sigEnforce})",
     action: "Sign the module with a key the node's kernel trusts (MOK or built-in keyring).",
   },
   LockdownDenied: {
-    message: "kernel lockdown ({lockdown}) refused to load the unsigned module {name}",
-    action: "Sign the module with a trusted key; lockdown forbids unsigned modules.",
+    message: "kernel lockdown ({lockdown}) refused to load {name}: {signature}",
+    action: "Sign the module with a key the node's kernel trusts (MOK or built-in keyring); lockdown forbids modules it cannot verify.",
   },
   FtraceDisabled: {
     message: "ftrace is disabled (kernel.ftrace_enabled=0); livepatches cannot be applied",

@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 import { BUILD_ID_SECTION, encodeBuildIdNote } from "../host/build-id.ts";
 import { ELF } from "../host/elf-sections.ts";
 import { encodeModinfo, type ModinfoEntry } from "../host/modinfo.ts";
-import { appendSignature } from "../host/module-signature.ts";
+import { appendSignature, splitSignature } from "../host/module-signature.ts";
 import { THIS_MODULE_NAME_OFFSET } from "../host/parse-module.ts";
 
 /**
@@ -26,6 +26,8 @@ export interface SimModuleOptions {
   replace?: boolean;
   /** Appends a (fake, sim-trusted) PKCS#7 signature trailer (default false). */
   signed?: boolean;
+  /** With `signed`: signs with a key the simulated kernel's keyring does not hold (default false). */
+  untrustedKey?: boolean;
   /** modinfo license (default "GPL"). */
   license?: string;
   /** ELF machine (default x86_64). */
@@ -79,7 +81,25 @@ export function buildSimModule(options: SimModuleOptions): Buffer {
     { name: ".strtab", type: SHT.STRTAB, flags: 0, data: Buffer.from([0]), align: 1 },
   ];
   const elf = layoutElf(sections, MACHINE[options.arch ?? "x86_64"]);
-  return options.signed ? appendSignature(elf, fakeSignature(elf)) : elf;
+  return options.signed ? appendSignature(elf, fakeSignature(elf, options.untrustedKey ? UNTRUSTED_SIGNER : TRUSTED_SIGNER)) : elf;
+}
+
+/** The signer names fake signatures carry: the simulated kernel's keyring holds only the first. */
+const TRUSTED_SIGNER = "kpatch-sim-signature";
+const UNTRUSTED_SIGNER = "kpatch-sim-unknown-key";
+
+/**
+ * What the simulated kernel's module_sig_check() finds: no signature, one from the key its keyring
+ * holds (a fake signature built here), or one it cannot verify (any other signer, real ones too).
+ */
+export type SimSignature = "none" | "trusted" | "untrusted";
+
+export function simSignatureOf(bytes: Uint8Array): SimSignature {
+  const split = splitSignature(bytes);
+  if (!split.ok) return "untrusted";
+  if (!split.signature) return "none";
+  const trailer = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).subarray(split.module.byteLength);
+  return trailer.includes(TRUSTED_SIGNER, 0, "latin1") ? "trusted" : "untrusted";
 }
 
 function modinfoEntries(options: SimModuleOptions): ModinfoEntry[] {
@@ -160,9 +180,9 @@ function elfHeader(machine: number, shoff: number, shnum: number): Buffer {
 }
 
 /** A DER-shaped blob naming sha256 (so the parser reports the hash) and a sim marker. */
-function fakeSignature(module: Buffer): Buffer {
+function fakeSignature(module: Buffer, signer: string): Buffer {
   const sha256Oid = Buffer.from("0609608648016503040201", "hex");
   const digest = createHash("sha256").update(module).digest();
-  const body = Buffer.concat([sha256Oid, Buffer.from("kpatch-sim-signature", "latin1"), digest]);
+  const body = Buffer.concat([sha256Oid, Buffer.from(signer, "latin1"), digest]);
   return Buffer.concat([Buffer.from([0x30, body.length]), body]);
 }

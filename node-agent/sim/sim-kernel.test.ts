@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { parseModule } from "../host/parse-module.ts";
-import { buildSimModule, type SimModuleOptions } from "./build-module.ts";
+import { buildSimModule, simSignatureOf, type SimModuleOptions } from "./build-module.ts";
 import { SimConfigSchema, type SimConfigInput } from "./sim-config.ts";
 import {
   advance,
@@ -36,17 +36,25 @@ describe("insmod", () => {
   it.each([
     { case: "ok", c: {}, o: {}, errno: undefined },
     { case: "bad ELF", c: {}, o: {}, bytes: Buffer.from("junk"), errno: "ENOEXEC" },
+    // load_module() checks the signature before it looks at the ELF.
+    { case: "bad ELF under sig_enforce", c: { signatureEnforce: true }, o: {}, bytes: Buffer.from("junk"), errno: "EKEYREJECTED" },
+    { case: "bad ELF under lockdown", c: { lockdown: "integrity" as const }, o: {}, bytes: Buffer.from("junk"), errno: "EPERM" },
     { case: "unsigned under sig_enforce", c: { signatureEnforce: true }, o: {}, errno: "EKEYREJECTED" },
     { case: "signed under sig_enforce", c: { signatureEnforce: true }, o: { signed: true }, errno: undefined },
     { case: "unsigned under lockdown", c: { lockdown: "integrity" as const }, o: {}, errno: "EPERM" },
+    { case: "signed under lockdown", c: { lockdown: "integrity" as const }, o: { signed: true }, errno: undefined },
+    // A key the kernel's keyrings do not hold (module_sig_check: ENOKEY) is no better than none.
+    { case: "unknown key under sig_enforce", c: { signatureEnforce: true }, o: { signed: true, untrustedKey: true }, errno: "EKEYREJECTED" },
+    { case: "unknown key under lockdown", c: { lockdown: "integrity" as const }, o: { signed: true, untrustedKey: true }, errno: "EPERM" },
+    { case: "unknown key, nothing enforced", c: {}, o: { signed: true, untrustedKey: true }, errno: undefined },
     { case: "modules disabled", c: { modulesDisabled: true }, o: { signed: true }, errno: "EPERM" },
     { case: "no livepatch support", c: { livepatchSupported: false }, o: {}, errno: "ENOEXEC" },
     { case: "plain module without livepatch support", c: { livepatchSupported: false }, o: { livepatch: false }, errno: undefined },
     { case: "ftrace disabled", c: { ftraceEnabled: false }, o: {}, errno: "EBUSY" },
     { case: "other release (modversions)", c: {}, o: { vermagic: "6.1.0-1-amd64" }, errno: undefined },
   ])("$case → $errno", ({ c, o, bytes, errno: expected }) => {
-    const result = bytes ? parseModule(bytes) : parsed("p", o);
-    expect(errno(() => insmod(freshState("b", 0), config(c), result, 0))).toBe(expected);
+    const image = bytes ?? buildSimModule({ name: "p", vermagic: "6.1.0-56-amd64", ...o });
+    expect(errno(() => insmod(freshState("b", 0), config(c), parseModule(image), 0, simSignatureOf(image)))).toBe(expected);
   });
 
   it("refuses a duplicate name (EEXIST) and a load during another transition (EBUSY)", () => {
@@ -61,8 +69,11 @@ describe("insmod", () => {
     { o: { signed: true }, tainted: 36864, letters: "OK" },
     { o: { livepatch: false }, tainted: 12288, letters: "OE" },
     { o: { intree: true, signed: true, livepatch: false }, tainted: 0, letters: "" },
+    // E unless the signature verified: a trailer from an unknown key taints like none.
+    { o: { signed: true, untrustedKey: true }, tainted: 45056, letters: "OEK" },
   ])("taints $letters ($tainted)", ({ o, tainted, letters }) => {
-    const state = insmod(freshState("b", 0), config(), parsed("p", o), 0);
+    const image = buildSimModule({ name: "p", vermagic: "6.1.0-56-amd64", ...o });
+    const state = insmod(freshState("b", 0), config(), parseModule(image), 0, simSignatureOf(image));
     expect(state.tainted).toBe(tainted);
     expect(moduleTaint(state.modules[0]!)).toBe(letters);
   });

@@ -4,7 +4,7 @@ import type { ParseResult } from "../host/parse-module.ts";
 import { modinfoFlag } from "../host/modinfo.ts";
 import { TAINT } from "../host/taint.ts";
 import type { SimConfig } from "./sim-config.ts";
-import { SIM_REPLACE_MODINFO_KEY } from "./build-module.ts";
+import { SIM_REPLACE_MODINFO_KEY, type SimSignature } from "./build-module.ts";
 
 /**
  * The simulated kernel as pure functions over a state record: module loading, livepatch
@@ -123,12 +123,23 @@ function freeDisabled(state: SimState, now: number): SimState {
   return { ...state, modules: state.modules.map((m) => (due(m) ? { ...m, patch: null } : m)) };
 }
 
-export function insmod(state: SimState, config: SimConfig, parsed: ParseResult, now: number): SimState {
+/**
+ * finit_module() in the kernel's order: may_init_module() (modules_disabled), then
+ * module_sig_check() before the ELF is even looked at (a module it cannot verify: EKEYREJECTED
+ * under sig_enforce, else EPERM under lockdown), then the ELF, then the module's own init.
+ */
+export function insmod(
+  state: SimState,
+  config: SimConfig,
+  parsed: ParseResult,
+  now: number,
+  signature: SimSignature = parsed.ok && parsed.module.signed ? "trusted" : "none",
+): SimState {
   if (config.modulesDisabled) fail("EPERM", "Operation not permitted");
+  if (signature !== "trusted" && config.signatureEnforce) fail("EKEYREJECTED", "Key was rejected by service");
+  if (signature !== "trusted" && config.lockdown !== "none") fail("EPERM", "Operation not permitted");
   if (!parsed.ok) return fail("ENOEXEC", "Invalid module format");
   const m = parsed.module;
-  if (!m.signed && config.signatureEnforce) fail("EKEYREJECTED", "Key was rejected by service");
-  if (!m.signed && config.lockdown !== "none") fail("EPERM", "Operation not permitted");
   if (state.modules.some((x) => x.name === m.name)) fail("EEXIST", "File exists");
   // Like Debian's modversions kernel, the release part of vermagic is not compared here.
   if (m.livepatch) {
@@ -140,7 +151,8 @@ export function insmod(state: SimState, config: SimConfig, parsed: ParseResult, 
     name: m.name,
     livepatch: m.livepatch,
     replace: modinfoFlag(m.modinfo, SIM_REPLACE_MODINFO_KEY),
-    signed: m.signed,
+    // The kernel taints E unless the signature verified (sig_ok), whatever the trailer says.
+    signed: signature === "trusted",
     intree: m.intree,
     ...(m.srcversion === undefined ? {} : { srcversion: m.srcversion }),
     ...(m.buildId === undefined ? {} : { buildId: m.buildId }),

@@ -1,6 +1,7 @@
 import { promises as fs } from "node:fs";
 import { parseModule } from "../host/parse-module.ts";
 import { LoaderError, type Clock, type LoaderOperation, type ModuleLoader } from "../host/ports.ts";
+import { simSignatureOf } from "./build-module.ts";
 import { materializeState } from "./materialize.ts";
 import type { SimConfig } from "./sim-config.ts";
 import { readSimConfig, readSimState, withSimLock, writeSimState } from "./sim-files.ts";
@@ -72,7 +73,8 @@ export function createSimLoader(options: SimLoaderOptions): SimLoader {
         });
       }
       const parsed = parseModule(bytes, file);
-      await step("insmod", file, (s, c, t) => insmod(s, c, parsed, t));
+      const signature = simSignatureOf(bytes);
+      await step("insmod", file, (s, c, t) => insmod(s, c, parsed, t, signature));
     },
     async rmmod(name) {
       await step("rmmod", name, (s, c) => rmmod(s, c, name));

@@ -9,7 +9,9 @@
 #       boot under TCG.
 # Cached as $KDIR/guest-<hash of every input>/; a warm run only hashes. Older guests are removed.
 # Env: RUNNER=<guest-runner.mjs> (required), AGENT=<kpatch-agent.mjs> (optional: without it the
-# guest can only run bare-insmod steps), MODULES=<dir of built .ko> (default: build-modules.sh).
+# guest can only run bare-insmod steps), MODULES=<dir of built .ko> (default: build-modules.sh),
+# FOREIGN_MODULES=<dir of .ko built for another release> (optional: copied to /opt/klp/foreign,
+# with that release in /opt/klp/foreign/release, for the refusals of another release's build).
 # Prints GUEST=<dir> (initramfs.cpio.gz, tools.img) and the ensure-tools.sh variables on stdout.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -37,6 +39,8 @@ mapfile -t libs < <( { libs_of "$NODE"; libs_of "$KMOD"; } | sort -u)
 inputs=("$NODE" "$BUSYBOX" "$KMOD" "${libs[@]}" "${bootmods[@]}" "$RUNNER" "$HERE/guest-init.sh" \
   "$HERE/build-guest.sh" "$MODULES"/*.ko)
 [ -z "$AGENT" ] || inputs+=("$AGENT")
+FOREIGN_MODULES=${FOREIGN_MODULES:-}
+[ -z "$FOREIGN_MODULES" ] || inputs+=("$FOREIGN_MODULES"/*.ko)
 hash=$( { echo "$KREL $KVERSION agent=${AGENT:+yes}"; sha256sum "${inputs[@]}" | cut -d' ' -f1; } | sha256sum | cut -c1-16)
 OUT=$KDIR/guest-$hash
 if [ ! -f "$OUT/.ready" ]; then
@@ -63,6 +67,11 @@ if [ ! -f "$OUT/.ready" ]; then
   cp "$MODULES"/*.ko "$T/klp/modules/"
   cp "$RUNNER" "$T/klp/guest-runner.mjs"
   [ -z "$AGENT" ] || cp "$AGENT" "$T/klp/kpatch-agent.mjs"
+  if [ -n "$FOREIGN_MODULES" ]; then
+    mkdir -p "$T/klp/foreign"
+    cp "$FOREIGN_MODULES"/*.ko "$T/klp/foreign/"
+    modinfo -F vermagic "$FOREIGN_MODULES/klp_test_v1.ko" | cut -d' ' -f1 > "$T/klp/foreign/release"
+  fi
   echo "$KREL" > "$T/klp/release"
   size_mb=$(( $(du -sm "$T" | cut -f1) * 12 / 10 + 16 ))
   mkfs.ext4 -q -F -O ^has_journal -L klptools -d "$T" "$OUT/tools.img" "${size_mb}M"

@@ -7,6 +7,8 @@
 #   klp_test_v1_rebuilt.ko the same source built again with -DKLP_TEST_V1_REBUILT in its own
 #                          directory: the same module name (klp_test_v1), another GNU build-id,
 #                          /proc/cmdline says "klp_test_v1 rebuilt"
+#   klp_test_v1_signed.ko  klp_test_v1.ko signed (scripts/sign-file, sha256) with a key made for
+#                          this build: a valid signature from a key no keyring of the kernel holds
 # Output: $KDIR/modules-<hash of sources+release>/out/*.ko, reused when present.
 # Prints MODULES=<dir> on stdout; logs go to stderr.
 # Usage: scripts/kernel/build-modules.sh   (run ensure-tools.sh first, or let this call it)
@@ -39,6 +41,16 @@ if [ ! -f "$OUT/.ready" ]; then
   build_id() { readelf -n "$1" | sed -n 's/^ *Build ID: //p'; }
   [ -n "$(build_id "$OUT/out/klp_test_v1_rebuilt.ko")" ] && [ "$(build_id "$OUT/out/klp_test_v1_rebuilt.ko")" != "$(build_id "$OUT/out/klp_test_v1.ko")" ] \
     || { log "klp_test_v1_rebuilt.ko has no build-id of its own"; exit 1; }
+
+  # Signed after stripping (strip would cut the appended signature). The key is thrown away: the
+  # kernel cannot verify the signature, which is the point (lockdown / sig_enforce refuse it).
+  openssl req -new -x509 -newkey rsa:2048 -nodes -days 36500 -batch -subj "/CN=klp test key no kernel trusts/" \
+    -outform DER -out "$OUT/build/signing_cert.der" -keyout "$OUT/build/signing_key.pem" 2>/dev/null
+  "$KBUILD/scripts/sign-file" sha256 "$OUT/build/signing_key.pem" "$OUT/build/signing_cert.der" \
+    "$OUT/out/klp_test_v1.ko" "$OUT/out/klp_test_v1_signed.ko"
+  rm -f "$OUT/build/signing_key.pem"
+  [ "$(tail -c 28 "$OUT/out/klp_test_v1_signed.ko")" = "~Module signature appended~" ] \
+    || { log "klp_test_v1_signed.ko has no signature trailer"; exit 1; }
 
   # Another release of the same length: change the last digit of the ABI number (56 -> 57).
   abi=${KREL%-*}; last=${abi: -1}

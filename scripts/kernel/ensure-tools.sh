@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the real-kernel tests need on a fresh Debian bookworm machine (root, Debian's mirror):
 #   - host tools from apt, each only when missing: QEMU, busybox-static, cpio, kmod, make, gcc-12,
-#     e2fsprogs, and the runtime libraries of the kernel's build helpers;
+#     e2fsprogs, openssl (a key to sign one test module with), and the runtime libraries of the
+#     kernel's build helpers;
 #   - Debian's kernel image, headers and kbuild for one release, fetched with `apt-get download` and
 #     unpacked (dpkg-deb -x) into $KLP_CACHE/kernel/<release>/ — nothing is installed into the
 #     system's /boot, /lib/modules or /usr/src.
@@ -30,6 +31,7 @@ declare -A need=(
   [gcc-12]=gcc-12
   [mkfs.ext4]=e2fsprogs
   [ldd]=libc-bin
+  [openssl]=openssl
 )
 missing=()
 for cmd in "${!need[@]}"; do

@@ -7,6 +7,8 @@ export PATH=/sbin:/usr/bin:/bin
 export HOME=/root
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
+# As systemd does on the host: /sys/kernel/security/lockdown is where the agent reads lockdown.
+mount -t securityfs securityfs /sys/kernel/security
 mount -t devtmpfs devtmpfs /dev
 mount -t tmpfs tmpfs /run
 mount -t tmpfs tmpfs /tmp

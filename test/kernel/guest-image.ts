@@ -105,23 +105,49 @@ async function bundleRunner(): Promise<string> {
   return outfile;
 }
 
-export async function prepareGuest(): Promise<PreparedGuest> {
+export interface GuestOptions {
+  /** Debian kernel release (default: the scripts' pinned one, or $KERNEL_RELEASE). */
+  release?: string;
+  /**
+   * Also put the test modules built for another release into the guest, at /opt/klp/foreign
+   * (`release` unset: the scripts' pinned release).
+   */
+  foreignModules?: { release?: string };
+}
+
+/** The scripts' environment for one release: KERNEL_RELEASE is the one variable naming it. */
+function releaseEnv(release: string | undefined): Record<string, string> {
+  return release ? { KERNEL_RELEASE: release } : {};
+}
+
+/** build-modules.sh for a release (after ensure-tools.sh for it); returns the directory of the .ko files. */
+async function buildModules(release: string | undefined, timings: Record<string, number>, key: string): Promise<string> {
+  const t = performance.now();
+  const mods = await runScript("bash", [join(REPO, "scripts/kernel/build-modules.sh")], releaseEnv(release));
+  timings[key] = Math.round(performance.now() - t);
+  if (mods.code !== 0) throw new Error(`scripts/kernel/build-modules.sh failed (exit ${mods.code}):\n${tail(mods.stderr, 30)}`);
+  return vars(mods.stdout).MODULES ?? "";
+}
+
+async function ensureTools(release: string | undefined): Promise<void> {
+  const tools = await runScript("bash", [join(REPO, "scripts/kernel/ensure-tools.sh")], releaseEnv(release));
+  if (tools.code !== 0) {
+    throw new KernelUnavailable(`scripts/kernel/ensure-tools.sh${release ? ` (${release})` : ""} failed (exit ${tools.code}): QEMU or Debian's kernel packages could not be obtained:\n${tail(tools.stderr)}`);
+  }
+}
+
+export async function prepareGuest(options: GuestOptions = {}): Promise<PreparedGuest> {
   if (process.platform !== "linux" || process.arch !== "x64") {
     throw new KernelUnavailable(`needs linux/x64 for Debian's amd64 kernel, this is ${process.platform}/${process.arch}`);
   }
   const timings: Record<string, number> = {};
   let t = performance.now();
-  const tools = await runScript("bash", [join(REPO, "scripts/kernel/ensure-tools.sh")]);
+  await ensureTools(options.release);
+  if (options.foreignModules) await ensureTools(options.foreignModules.release);
   timings.ensureToolsMs = Math.round(performance.now() - t);
-  if (tools.code !== 0) {
-    throw new KernelUnavailable(`scripts/kernel/ensure-tools.sh failed (exit ${tools.code}): QEMU or Debian's kernel packages could not be obtained:\n${tail(tools.stderr)}`);
-  }
 
-  t = performance.now();
-  const mods = await runScript("bash", [join(REPO, "scripts/kernel/build-modules.sh")]);
-  timings.buildModulesMs = Math.round(performance.now() - t);
-  if (mods.code !== 0) throw new Error(`scripts/kernel/build-modules.sh failed (exit ${mods.code}):\n${tail(mods.stderr, 30)}`);
-  const modulesDir = vars(mods.stdout).MODULES ?? "";
+  const modulesDir = await buildModules(options.release, timings, "buildModulesMs");
+  const foreignDir = options.foreignModules ? await buildModules(options.foreignModules.release, timings, "buildForeignModulesMs") : undefined;
 
   t = performance.now();
   const agent = await ensureAgentBundle();
@@ -132,7 +158,8 @@ export async function prepareGuest(): Promise<PreparedGuest> {
 
   t = performance.now();
   const guest = await runScript("bash", [join(REPO, "scripts/kernel/build-guest.sh")], {
-    RUNNER: runner, MODULES: modulesDir, ...(agent ? { AGENT: agent } : {}),
+    ...releaseEnv(options.release), RUNNER: runner, MODULES: modulesDir, ...(agent ? { AGENT: agent } : {}),
+    ...(foreignDir ? { FOREIGN_MODULES: foreignDir } : {}),
   });
   timings.buildGuestMs = Math.round(performance.now() - t);
   if (guest.code !== 0) throw new Error(`scripts/kernel/build-guest.sh failed (exit ${guest.code}):\n${tail(guest.stderr, 30)}`);

@@ -9,6 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it, type TestContext } from "vitest";
 import { KernelUnavailable, prepareGuest, CACHE, type PreparedGuest } from "./guest-image.ts";
+import { arr, expectOk, expectRefused, findInstalled, findModule, findPatch, hostReport, obj, run, taintLetters, type Obj } from "./facts.ts";
 import { boot, BootTimeout, chooseAccel, consoleTail, type BootOutcome, type StepResult } from "./qemu.ts";
 
 // Under TCG each agent CLI call costs 3-10 s (Node loading the bundle), so boot 1 (~28 calls) can
@@ -25,58 +26,6 @@ const V2 = "klp_test_v2";
 const TAINT_O = 1 << 12;
 const TAINT_E = 1 << 13;
 const TAINT_K = 1 << 15;
-
-// ---- loose views of the facts the guest reports -------------------------------------------------
-// The guest passes the agent's JSON through untouched; these helpers read it without trusting shape.
-type Obj = Record<string, unknown>;
-interface AgentRun {
-  rc: number | null;
-  ms: number;
-  stdout: string;
-  stderr: string;
-  args: string[];
-  json: unknown;
-}
-const obj = (v: unknown): Obj => (v && typeof v === "object" && !Array.isArray(v) ? (v as Obj) : {});
-const arr = (v: unknown): unknown[] => (Array.isArray(v) ? v : []);
-const run = (v: unknown): AgentRun => v as AgentRun;
-const show = (r: AgentRun): string => `agent ${r.args?.join(" ")} -> rc ${r.rc}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`;
-
-/** Letters of a taintFlags value, whatever its form: "OEK", ["O","E","K"], [{letter:"O"}...]. */
-function taintLetters(flags: unknown): string[] {
-  if (typeof flags === "string") return flags.split("").filter((c) => /[A-Z]/.test(c));
-  return arr(flags).map((f) => (typeof f === "string" ? f : String(obj(f).letter ?? obj(f).flag ?? ""))).filter(Boolean);
-}
-
-function expectOk(r: AgentRun): void {
-  expect(r.rc, show(r)).toBe(0);
-  expect(obj(r.json).ok ?? true, show(r)).not.toBe(false);
-}
-
-/** A refusal: exit 1, `kpatch-agent: <Reason>: ...` on stderr, {ok:false, reason} on stdout. */
-function expectRefused(r: AgentRun, reasons: string[]): string {
-  expect(r.rc, show(r)).toBe(1);
-  const reason = String(obj(r.json).reason ?? "");
-  expect(reasons, show(r)).toContain(reason);
-  expect(obj(r.json).ok, show(r)).toBe(false);
-  expect(r.stderr.trim(), show(r)).toMatch(new RegExp(`^kpatch-agent: ${reason}: `));
-  return reason;
-}
-
-/** The host report of `list --json` (flat) or `status --json` (under `host`). */
-function hostReport(json: unknown): Obj {
-  const o = obj(json);
-  return o.host !== undefined ? obj(o.host) : o;
-}
-function findPatch(report: Obj, name: string): Obj | undefined {
-  return arr(report.livepatches).map(obj).find((p) => p.name === name);
-}
-function findInstalled(report: Obj, name: string): Obj | undefined {
-  return arr(report.installed).map(obj).find((p) => p.name === name);
-}
-function findModule(report: Obj, name: string): Obj | undefined {
-  return arr(report.modules).map(obj).find((p) => p.name === name);
-}
 
 // ---- suite -----------------------------------------------------------------------------------------
 let guest: PreparedGuest | undefined;
@@ -405,5 +354,92 @@ describe("real kernel: the agent on Debian's kernel under QEMU", () => {
     expect(obj(after.stall).sysModule, "the agent removed the stalled module").toBe(false);
     expect(after.cmdline, "the other patch is untouched").toBe("klp_test_v2 patched");
     expect(obj(after.v2).enabled).toBe("1");
+  });
+  scenario("info: klp_test_v2 describes itself, its staged file and its live patch", getBoot2, "cli-info", (d) => {
+    const release = guest?.krel;
+    const info = run(d.info);
+    expectOk(info);
+    const j = obj(info.json);
+    expect(j.file).toBe(`/var/lib/kpatch/${release}/${V2}.ko`);
+    expect(j.sha256).toBe(d.stagedSha);
+    const m = obj(j.module);
+    expect(m.name).toBe(V2);
+    expect(m.livepatch).toBe(true);
+    expect(String(m.vermagic).split(" ")[0]).toBe(release);
+    expect(m.signed).toBe(false);
+    expect(String(m.buildId)).toMatch(/^[0-9a-f]{40}$/);
+    expect(arr(j.installed).map((i) => obj(i).name)).toEqual([V2]);
+    expect(obj(arr(j.installed)[0]).running).toBe(true);
+    expect(obj(j.livepatch)).toMatchObject({ name: V2, enabled: true, transition: false, buildId: m.buildId });
+    expect(obj(j.loaded).name).toBe(V2);
+    expect(String(obj(j.loaded).taint)).toMatch(/K/);
+    log(`info ${V2}: ${info.ms} ms (CLI)`);
+  });
+
+  scenario("unload --all: v2 and v1 stacked on it both disabled and removed, original /proc/cmdline back", getBoot2, "unload-all", (d) => {
+    const original = String(stepOf("boot2", "env").originalCmdline);
+    expect(obj(d.v1).rc).toBe(0);
+    const before = obj(d.before);
+    expect(before.livepatches).toEqual([V1, V2]);
+    expect(before.cmdline).toBe("klp_test_v1 patched");
+    const u = run(d.unloadAll);
+    expectOk(u);
+    expect(arr(obj(u.json).unloaded).map(String).sort()).toEqual([V1, V2]);
+    expect(obj(u.json).failed).toEqual([]);
+    const after = obj(d.after);
+    expect(after.livepatches).toEqual([]);
+    expect(obj(after.v1).sysModule).toBe(false);
+    expect(obj(after.v2).sysModule).toBe(false);
+    expect(after.cmdline).toBe(original);
+    const s = hostReport(run(d.list).json);
+    for (const name of [V1, V2]) {
+      expect(findPatch(s, name)).toBeUndefined();
+      expect(findModule(s, name)).toBeUndefined();
+    }
+    expect(findInstalled(s, V2), "unload does not uninstall").toBeDefined();
+    log(`unload --all of two patches: ${u.ms} ms (CLI)`);
+  });
+
+  scenario("kernel.ftrace_enabled=0: the kernel refuses with EBUSY, the agent with FtraceDisabled, nothing left", getBoot2, "refuse-ftrace", (d) => {
+    expect(d.livepatchesBefore, "the sysctl needs no live patch").toEqual([]);
+    expect(d.setErr).toBeNull();
+    expect(d.ftraceEnabled).toBe("0");
+    const bare = obj(d.bare);
+    expect(bare.rc).toBe(1);
+    expect(String(bare.stderr)).toMatch(/Device or resource busy/);
+    const kmsg = arr(bare.kmsg).join("\n");
+    expect(kmsg).toMatch(/failed to register ftrace handler for function 'cmdline_proc_show' \(-16\)/);
+    expect(kmsg).toMatch(/failed to enable patch 'klp_test_v1'/);
+    const load = run(d.load);
+    expectRefused(load, ["FtraceDisabled"]);
+    const after = obj(d.after);
+    expect(after.sysModule).toBe(false);
+    expect(after.livepatch).toBe(false);
+    expect(arr(after.kpatchTree).filter((f) => !String(f).endsWith(`/${V2}.ko`)), "nothing but boot 1's staged v2").toEqual([]);
+    expect(d.restoreErr).toBeNull();
+    expect(d.ftraceAfter).toBe("1");
+    log(`ftrace_enabled=0: bare insmod "${String(bare.stderr)}"; agent ${load.stderr.trim()} (${load.ms} ms)`);
+  });
+
+  scenario("kernel.modules_disabled=1: loads refused with ModulesDisabled (EPERM); unload disables the live patch but its module stays, ModulesDisabled", getBoot2, "refuse-modules-disabled", (d) => {
+    expect(obj(d.v1).rc).toBe(0);
+    expect(d.setErr).toBeNull();
+    expect(d.modulesDisabled).toBe("1");
+    const bare = obj(d.bare);
+    expect(bare.rc).toBe(1);
+    expect(String(bare.stderr)).toMatch(/Operation not permitted/);
+    const load = run(d.load);
+    expectRefused(load, ["ModulesDisabled"]);
+    const afterLoad = obj(d.afterLoad);
+    expect(obj(afterLoad.v2).sysModule).toBe(false);
+    expect(arr(afterLoad.kpatchTree).filter((f) => !String(f).endsWith(`/${V2}.ko`))).toEqual([]);
+    const unload = run(d.unload);
+    expectRefused(unload, ["ModulesDisabled"]);
+    expect(obj(obj(unload.json).details).errno).toBe("EPERM");
+    const afterUnload = obj(d.afterUnload);
+    expect(obj(afterUnload.v1).livepatch, "the patch was disabled").toBe(false);
+    expect(obj(afterUnload.v1).sysModule, "its module cannot be removed").toBe(true);
+    expect(afterUnload.cmdline).toBe(String(stepOf("boot2", "env").originalCmdline));
+    log(`modules_disabled=1: bare insmod "${String(bare.stderr)}"; agent load ${load.stderr.trim()}; unload ${unload.stderr.trim()}`);
   });
 });

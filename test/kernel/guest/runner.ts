@@ -76,12 +76,12 @@ interface AgentRun extends Run {
 const hasAgent = existsSync(AGENT);
 
 /** The agent CLI as a host would run it: `node kpatch-agent.mjs --json --loader kmod ... <verb>`. */
-function agent(args: string[], opts: { transitionTimeout?: number } = {}): AgentRun {
+function agent(args: string[], opts: { transitionTimeout?: number; nodeFlags?: string[] } = {}): AgentRun {
   if (!hasAgent) throw new Error(`agent bundle missing at ${AGENT}`);
   const globals = ["--json", "--loader", "kmod"];
   if (opts.transitionTimeout !== undefined) globals.push("--transition-timeout", String(opts.transitionTimeout));
   const full = [...globals, ...args];
-  const r = run(process.execPath, [AGENT, ...full]);
+  const r = run(process.execPath, [...(opts.nodeFlags ?? []), AGENT, ...full]);
   let json: Json = null;
   try {
     json = JSON.parse(r.stdout) as Json;
@@ -211,9 +211,66 @@ function kernelTransitionMs(lines: string[], name: string): number {
   return Math.round(at("patching complete") - at("starting patching transition"));
 }
 
+function modinfoVermagic(path: string): string | null {
+  const r = run("modinfo", ["-F", "vermagic", path]);
+  return r.rc === 0 ? r.stdout.trim() : null;
+}
+
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.floor(s.length / 2)] ?? NaN;
+}
+
+/** Every file under /var/lib/kpatch (the staging area and the agent's own files), relative paths. */
+function kpatchTree(dir = "/var/lib/kpatch", prefix = ""): string[] {
+  const out: string[] = [];
+  for (const entry of ls(dir) ?? []) {
+    if (entry === "lost+found") continue;
+    const path = `${dir}/${entry}`;
+    const sub = ls(path);
+    if (sub) out.push(...kpatchTree(path, `${prefix}${entry}/`));
+    else out.push(`${prefix}${entry}`);
+  }
+  return out;
+}
+
+/** Writes a sysctl/sysfs value; the errno code when the kernel refuses it. */
+function writeKernel(path: string, value: string): string | null {
+  try {
+    writeFileSync(path, value);
+    return null;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code ?? String(e);
+  }
+}
+
+/** The kernel's own answer to a module, no agent: insmod's exit and words, and the log lines it left. */
+function bareInsmod(path: string): Details {
+  const mark = kmsgLines().length;
+  const r = run("insmod", [path]);
+  return { rc: r.rc, stderr: r.stderr.trim(), kmsg: kmsgSince(mark) };
+}
+
+/**
+ * One of the kernel's refusals of our unsigned (and untrusted-signed) klp_test_v1: what the kernel
+ * says to a bare insmod, and what the agent says to `load <file>`; then that nothing is loaded and
+ * nothing is left under /var/lib/kpatch.
+ */
+function refusal(): Details {
+  const settings = {
+    lockdown: read("/sys/kernel/security/lockdown"),
+    sigEnforce: read("/sys/module/module/parameters/sig_enforce"),
+    cmdline: read("/proc/cmdline"),
+  };
+  const bare = bareInsmod(`${MODS}/klp_test_v1.ko`);
+  const bareSigned = bareInsmod(`${MODS}/klp_test_v1_signed.ko`);
+  const mark = kmsgLines().length;
+  const unsigned = agent(["load", `${MODS}/klp_test_v1.ko`]);
+  const signed = agent(["load", `${MODS}/klp_test_v1_signed.ko`]);
+  return {
+    settings, bare, bareSigned, unsigned, signed, agentKmsg: kmsgSince(mark),
+    after: { ...kernelFacts(), ...moduleFacts("klp_test_v1"), kpatchTree: kpatchTree() },
+  };
 }
 
 // ---- steps -------------------------------------------------------------------------------------
@@ -262,6 +319,42 @@ const steps: Record<string, () => Details> = {
       listCompileCache: times([AGENT, "--json", "list"], { ...process.env, NODE_COMPILE_CACHE: cacheDir }),
       bundleBytes: hasAgent ? readFileSync(AGENT).length : 0,
     };
+  },
+
+  // Diagnostics (plan agentcost): where the agent's insmod → loaded goes, next to a bare insmod +
+  // wait, round by round: the kernel's own transition (its log) under each, and the agent with V8's
+  // background threads off (--single-threaded), which are the agent's only threads that can be
+  // running when the kernel tries to switch every task.
+  "agent-cost"(): Details {
+    const file = `${MODS}/klp_test_v1.ko`;
+    const install = agent(["install", file]);
+    const variants: Record<string, string[] | null> = { bare: null, agent: [], agentSingleThreaded: ["--single-threaded"] };
+    const rounds: Details[] = [];
+    for (let i = 0; i < 5; i++) {
+      for (const [variant, flags] of Object.entries(variants)) {
+        const mark = kmsgLines().length;
+        let loadMs: number;
+        if (flags === null) {
+          loadMs = Number(bareLoad(`${STAGE}/klp_test_v1.ko`, "klp_test_v1").totalMs);
+        } else {
+          const spawnedAt = Date.now();
+          const load = agent(["--log-level", "info", "load", "klp_test_v1"], { nodeFlags: flags });
+          loadMs = insmodToLoaded(agentTimeline(load.stderr, spawnedAt, Date.now()));
+        }
+        const kernelMs = kernelTransitionMs(kmsgSince(mark), "klp_test_v1");
+        bareUnload("klp_test_v1");
+        rounds.push({ round: i, variant, loadMs, kernelMs });
+      }
+    }
+    const summary: Details = {};
+    for (const variant of Object.keys(variants)) {
+      const mine = rounds.filter((r) => r.variant === variant);
+      summary[variant] = {
+        loadMs: mine.map((r) => r.loadMs), kernelMs: mine.map((r) => r.kernelMs),
+        medianLoadMs: median(mine.map((r) => Number(r.loadMs))), medianKernelMs: median(mine.map((r) => Number(r.kernelMs))),
+      };
+    }
+    return { installRc: install.rc, rounds, summary };
   },
 
   // A bare insmod of klp_test_v1 with no agent at all: proves the module and the guest.
@@ -446,13 +539,81 @@ const steps: Record<string, () => Details> = {
     leftover.targetRmmod = run("rmmod", ["klp_stall_target"]).rc;
     return { targetInsmod: { rc: target.rc, stderr: target.stderr }, tid, stackBefore, load, after, leftover, kmsg: kmsgSince(mark) };
   },
+
+  // Booted with lockdown=integrity / module.sig_enforce=1 (the host test's kernel command line).
+  "refuse-lockdown": refusal,
+  "refuse-sig-enforce": refusal,
+
+  // Boot 2, after the stall: `info` of the staged and loaded klp_test_v2.
+  "cli-info"(): Details {
+    const info = agent(["info", "klp_test_v2"]);
+    const file = `${STAGE}/klp_test_v2.ko`;
+    return { info, stagedSha: existsSync(file) ? sha256(file) : null, v2: moduleFacts("klp_test_v2") };
+  },
+
+  // `unload --all` with two patches live: v2 (kpatch.service) and v1 stacked on it by a bare insmod.
+  "unload-all"(): Details {
+    const mark = kmsgLines().length;
+    const v1 = bareLoad(`${MODS}/klp_test_v1.ko`, "klp_test_v1");
+    const before = { ...kernelFacts(), v1: moduleFacts("klp_test_v1"), v2: moduleFacts("klp_test_v2") };
+    const unloadAll = agent(["unload", "--all"]);
+    const after = { ...kernelFacts(), v1: moduleFacts("klp_test_v1"), v2: moduleFacts("klp_test_v2") };
+    const list = agent(["list"]);
+    return { v1, before, unloadAll, after, list, kmsg: kmsgSince(mark) };
+  },
+
+  // kernel.ftrace_enabled=0 (no livepatch may be live: the kernel refuses the sysctl then).
+  "refuse-ftrace"(): Details {
+    const livepatchesBefore = ls(LP);
+    const setErr = writeKernel("/proc/sys/kernel/ftrace_enabled", "0");
+    const ftraceEnabled = read("/proc/sys/kernel/ftrace_enabled");
+    const bare = bareInsmod(`${MODS}/klp_test_v1.ko`);
+    const load = agent(["load", `${MODS}/klp_test_v1.ko`]);
+    const after = { ...kernelFacts(), ...moduleFacts("klp_test_v1"), kpatchTree: kpatchTree() };
+    const restoreErr = writeKernel("/proc/sys/kernel/ftrace_enabled", "1");
+    return { livepatchesBefore, setErr, ftraceEnabled, bare, load, after, restoreErr, ftraceAfter: read("/proc/sys/kernel/ftrace_enabled") };
+  },
+
+  // kernel.modules_disabled=1 (one way: the last step of its boot) with klp_test_v1 live.
+  "refuse-modules-disabled"(): Details {
+    const v1 = bareLoad(`${MODS}/klp_test_v1.ko`, "klp_test_v1");
+    const setErr = writeKernel("/proc/sys/kernel/modules_disabled", "1");
+    const modulesDisabled = read("/proc/sys/kernel/modules_disabled");
+    const bare = bareInsmod(`${MODS}/klp_test_v2.ko`);
+    const mark = kmsgLines().length;
+    const load = agent(["load", `${MODS}/klp_test_v2.ko`]);
+    const afterLoad = { ...kernelFacts(), v2: moduleFacts("klp_test_v2"), kpatchTree: kpatchTree() };
+    const unload = agent(["unload", "klp_test_v1"]);
+    const afterUnload = { ...kernelFacts(), v1: moduleFacts("klp_test_v1") };
+    return { v1, setErr, modulesDisabled, bare, load, afterLoad, unload, afterUnload, kmsg: kmsgSince(mark) };
+  },
+
+  // A guest of the second Debian release: its own build of klp_test_v1 loads; the pinned release's
+  // build of the same source (in /opt/klp/foreign) is refused before insmod.
+  "second-release"(): Details {
+    const foreign = "/opt/klp/foreign/klp_test_v1.ko";
+    const mark = kmsgLines().length;
+    const foreignLoad = agent(["load", foreign]);
+    const afterForeign = { ...kernelFacts(), ...moduleFacts("klp_test_v1"), kpatchTree: kpatchTree() };
+    const foreignKmsg = kmsgSince(mark);
+    const load = agent(["load", `${MODS}/klp_test_v1.ko`]);
+    const loaded = { ...kernelFacts(), ...moduleFacts("klp_test_v1") };
+    return {
+      foreignRelease: read("/opt/klp/foreign/release"), foreignVermagic: modinfoVermagic(foreign),
+      ownVermagic: modinfoVermagic(`${MODS}/klp_test_v1.ko`), foreignLoad, afterForeign, foreignKmsg, load, loaded,
+    };
+  },
 };
 
 const plans: Record<string, string[]> = {
   smoke: ["env", "bare"],
   clicost: ["env", "cli-cost"],
+  agentcost: ["env", "agent-cost"],
   boot1: ["env", "bare", "s1-install-load", "s2-unload-uninstall", "perf", "s3-vermagic", "s4-not-livepatch-truncated", "s5-replace", "prep-reboot"],
-  boot2: ["env", "s6-reboot", "stall-bare", "s7-stall"],
+  boot2: ["env", "s6-reboot", "stall-bare", "s7-stall", "cli-info", "unload-all", "refuse-ftrace", "refuse-modules-disabled"],
+  lockdown: ["env", "refuse-lockdown"],
+  "sig-enforce": ["env", "refuse-sig-enforce"],
+  "second-release": ["env", "second-release"],
 };
 
 function main(): void {
