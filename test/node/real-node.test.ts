@@ -5,7 +5,7 @@
 // pod there). The agent on the real node works on a simulated host tree made by the CLI, reached
 // through the chart's `agent.hostRoot` / `agent.loader: sim`, never on this machine's kernel.
 // Where this machine cannot run a kubelet the global setup says why and this file skips.
-import { spawn } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
@@ -370,6 +370,28 @@ describe.skipIf(!!unavailable)("the chart on a real node", () => {
       await prometheus.stop();
     }
     figures.prometheusProofMs = Math.round(performance.now() - t);
+  });
+
+  it("kubectl klp, the bundled plugin found on PATH by kubectl: the real node's entry as its agent read the kernel, its live CVE, the fleet's count", async () => {
+    const plugin = (args: string[]) =>
+      new Promise<string>((resolve, reject) =>
+        execFile(
+          path.join(inject("binDir"), "kubectl"),
+          ["klp", ...args],
+          { env: { ...process.env, KUBECONFIG: inject("kubeconfig"), PATH: [path.join(REPO, "dist"), path.dirname(process.execPath), process.env.PATH].join(path.delimiter) }, timeout: 60_000 },
+          (e, stdout, stderr) => (e ? reject(new Error(`kubectl klp ${args.join(" ")}: ${String(e)}\n${stderr}`)) : resolve(stdout)),
+        ),
+      );
+    const entry = entryOf((await getPatch())!, realNodeName)!;
+    const status = JSON.parse(await plugin(["status", patchName, "-o", "json"])) as Array<{ node: string; phase: string; taintFlags?: string; moduleName?: string; kernelRelease?: string }>;
+    expect(status.find((r) => r.node === realNodeName)).toMatchObject({ phase: "Loaded", moduleName, kernelRelease: RELEASE, taintFlags: entry.taintFlags });
+    expect(entry.taintFlags).toContain("K");
+    const table = await plugin(["status", patchName]);
+    expect(table.split("\n").find((l) => l.startsWith(realNodeName)), table).toMatch(new RegExp(`${RELEASE}\\s+Loaded\\s+${entry.taintFlags}\\s+${moduleName}`));
+    const nodes = JSON.parse(await plugin(["nodes", "-o", "json"])) as Array<{ node: string; livePatches: string[]; cves: string[] }>;
+    expect(nodes.find((r) => r.node === realNodeName)).toMatchObject({ livePatches: [patchName], cves: ["CVE-2024-1086"] });
+    const cves = JSON.parse(await plugin(["cves", "CVE-2024-1086", "-o", "json"])) as Array<{ id: string; fixed: string[]; exposed: string[] }>;
+    expect(cves.find((c) => c.id === "CVE-2024-1086")).toMatchObject({ fixed: [realNodeName, ...simNodeNames].sort(), exposed: [] });
   });
 
   it("the agent wrote its entry with the kubelet's projected token: the admission policy holds it to its own node", async () => {
