@@ -23,6 +23,7 @@ import { CHART_DIR, helmClient, setArgs, type Helm } from "../support/helm.ts";
 import { Cluster, entryOf, recordStatus, startSimAgent, type SimNode } from "../support/klp.ts";
 import { ALERTS_FILE, ensurePrometheusTools } from "../support/prometheus-tools.ts";
 import { startRealNode, type NodeNetwork, type NodeTools, type RealNode } from "../support/real-node.ts";
+import { cli, eventually as waitFor, kubectlOf, namespaceState } from "./harness.ts";
 import { dashboardQueries, scrapeJobsFrom, startPrometheus, type PodInfo } from "./prometheus-scrape.ts";
 
 const unavailable = inject("realNodeUnavailable");
@@ -64,47 +65,10 @@ const cluster = () => new Cluster();
 // ---------------------------------------------------------------------------------------------
 // helpers
 
-async function kubectl(args: string[], input?: string, timeoutMs?: number): Promise<string> {
-  const r = await cp.kubectl(args, { ...(input === undefined ? {} : { input }), ...(timeoutMs ? { timeoutMs } : {}) });
-  if (r.code !== 0) throw new Error(`kubectl ${args.join(" ")} failed (${r.code}): ${r.stderr}${r.stdout}`);
-  return r.stdout;
-}
-
-async function kubectlJson<T = any>(args: string[]): Promise<T> {
-  return JSON.parse(await kubectl([...args, "-o", "json"])) as T;
-}
-
-async function eventually<T>(what: string, timeoutMs: number, fn: () => Promise<T | undefined | false>): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v !== undefined && v !== false) return v;
-    } catch (e) {
-      last = e;
-    }
-    if (Date.now() > deadline) {
-      const pods = await cp.kubectl(["get", "pods,ds,deploy", "-n", ns, "-o", "wide"]).then((r) => r.stdout + r.stderr).catch(() => "");
-      const events = await cp.kubectl(["get", "events", "-n", ns, "--sort-by=.lastTimestamp"]).then((r) => r.stdout.split("\n").slice(-15).join("\n")).catch(() => "");
-      throw new Error(
-        `${what}: not reached within ${timeoutMs} ms${last ? ` (last error: ${String(last)})` : ""}\n${pods}\n${events}\n${(await node?.describe(15)) ?? ""}`,
-      );
-    }
-    await new Promise((r) => setTimeout(r, 500));
-  }
-}
-
-function cli(args: string[]): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(path.join(REPO, "node_modules/.bin/tsx"), [path.join(REPO, "node-agent/cli.ts"), ...args], { cwd: REPO, stdio: ["ignore", "pipe", "pipe"] });
-    let out = "";
-    child.stdout.setEncoding("utf8").on("data", (c: string) => (out += c));
-    child.stderr.setEncoding("utf8").on("data", (c: string) => (out += c));
-    child.on("error", reject);
-    child.on("close", (code) => (code === 0 ? resolve(out) : reject(new Error(`kpatch-agent ${args.join(" ")} exited ${code}: ${out}`))));
-  });
-}
+const kubectl = (args: string[], input?: string, timeoutMs?: number): Promise<string> => kubectlOf(cp)(args, input, timeoutMs);
+const kubectlJson = <T = any>(args: string[]): Promise<T> => kubectlOf(cp).json<T>(args);
+const eventually = <T>(what: string, timeoutMs: number, fn: () => Promise<T | undefined | false>): Promise<T> =>
+  waitFor(what, timeoutMs, fn, async () => `${await namespaceState(cp, ns)}\n${(await node?.describe(15)) ?? ""}`);
 
 function runScript(script: string, args: string[]): Promise<string> {
   return new Promise((resolve, reject) => {
