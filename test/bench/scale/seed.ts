@@ -6,9 +6,10 @@
  *   - N KernelLivePatchNodes, each with the projection the operator would write (computed by the
  *     operator's own projectNode and hashed as the controller hashes it, under its field manager,
  *     owned by the Node) and P `Loaded` entries in its status under the agent's field manager.
- * Then the operator starts on that state (its spec and status writes during the start are counted:
- * 0 projection writes means it found every projection as it would have written it), one agent
- * process starts, and a churn of agent-like writes (a node going Loading → Loaded again on one patch,
+ * Then the operator starts on that state, with one agent process on the first node (seeded without
+ * entries: that agent loads its patches itself), until every patch is Ready (the writes during the
+ * start are counted: 0 projection writes means the operator found every projection as it would
+ * have written it), and a churn of agent-like writes (a node going Loading → Loaded again on one patch,
  * as after a reboot: each write carries the node's P entries, as the agent's do) runs.
  */
 import type { ChildProcess } from "node:child_process";
@@ -124,7 +125,10 @@ async function seedState(c: Cluster, log: (l: string) => void): Promise<string[]
         spec: { patches: desired },
       },
     });
-    await applyEntries(c.admin, node, entriesOf(c, uids, node));
+    // The node the agent process runs on gets no entries: its simulated host is fresh, and Loaded
+    // entries from another boot, with nothing live, are what a node that crashed during its soak
+    // shows (its agent reports RebootDuringSoak and the rollout halts). Its agent loads the patches.
+    if (node !== c.nodes[0]) await applyEntries(c.admin, node, entriesOf(c, uids, node));
   });
   return uids;
 }
@@ -163,14 +167,6 @@ export async function runSeeded(opts: SeedOptions): Promise<SeedResult> {
     const started = performance.now();
     const op = await startOperator(opts.operator, c.cp.kubeconfigPath, path.join(dir, "operator.log"));
     operator = op.child;
-    await until("every patch Ready", 1_800_000, () => ready.size === opts.patches, 500);
-    const operatorStartMs = performance.now() - started;
-    await sleep(2000); // the node keys' reconciles that follow
-    const startCounts = apiCounts(apiStart, await scrapeApiServer(c.admin));
-    log(`operator: every patch Ready ${(operatorStartMs / 1000).toFixed(1)} s after its start; writes: ${startCounts.projectionApplies} projections, ${startCounts.patchStatusApplies} patch statuses`);
-    const onePatch = await c.admin.json<{ metadata: { managedFields?: unknown[] } }>("GET", `${PATCHES_PATH}/${c.patches[0]}`);
-    const oneNode = await c.admin.json<{ metadata: { managedFields?: unknown[] } }>("GET", `${NODE_OBJECTS_PATH}/${c.nodes[1]}`);
-
     const [port] = (await freePorts(1)) as [number];
     agent = await startAgentProcess({
       bundle: opts.agentBundle,
@@ -184,6 +180,14 @@ export async function runSeeded(opts: SeedOptions): Promise<SeedResult> {
       port,
       logFile: path.join(dir, "agent.log"),
     });
+    await until("every patch Ready", 1_800_000, () => ready.size === opts.patches, 500);
+    const operatorStartMs = performance.now() - started;
+    await sleep(2000); // the node keys' reconciles that follow
+    const startCounts = apiCounts(apiStart, await scrapeApiServer(c.admin));
+    log(`operator: every patch Ready ${(operatorStartMs / 1000).toFixed(1)} s after its start; writes: ${startCounts.projectionApplies} projections, ${startCounts.patchStatusApplies} patch statuses`);
+    const onePatch = await c.admin.json<{ metadata: { managedFields?: unknown[] } }>("GET", `${PATCHES_PATH}/${c.patches[0]}`);
+    const oneNode = await c.admin.json<{ metadata: { managedFields?: unknown[] } }>("GET", `${NODE_OBJECTS_PATH}/${c.nodes[1]}`);
+
     await until("the agent's first pass", 300_000, () => httpOk(port, "/readyz"), 500);
     const opPid = operator.pid!;
     const beforeIdle = sampleProc(opPid);
