@@ -2,7 +2,7 @@
  * `npm run bench` (tsx test/bench/scale.ts): the rollout of P patches (maxUnavailable 100%) to N
  * simulated nodes against a real control plane, one run per N, each with its own API server.
  *
- *   --nodes 10,100,1000     fleet sizes (default 10,100)
+ *   --nodes 10,100,1000     fleet sizes (default 10,100; at most 15000, for --seed)
  *   --patches 1             patches applied at once (10 for the operator-memory goal)
  *   --operator tsx          tsx (node --import tsx operator/main.ts) | bundle (the image's esbuild bundle)
  *   --operator-node-flags=".."  node flags for the operator process (default: those of the operator
@@ -41,7 +41,7 @@ const Args = z.object({
     .string()
     .default("10,100")
     .transform((s) => s.split(",").map((n) => Number(n.trim())))
-    .pipe(z.array(z.int().min(2).max(5000)).min(1)),
+    .pipe(z.array(z.int().min(2).max(15000)).min(1)),
   patches: z.coerce.number().int().min(1).max(50).default(1),
   operator: z.enum(["tsx", "bundle"]).default("tsx"),
   "operator-node-flags": z.string().optional(),
