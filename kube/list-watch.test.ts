@@ -300,6 +300,11 @@ describe("pagedList", () => {
     expect(await pagedList(http, "/x", {}, (o) => o)).toEqual({ items: [], metadata: { resourceVersion: "7" } });
     expect(calls).toHaveLength(1);
   });
+
+  it("an empty metadata-only list (items: null, as the API server sends a PartialObjectMetadataList with no item) is an empty list", async () => {
+    const http = { json: async <R>() => ({ kind: "PartialObjectMetadataList", items: null, metadata: { resourceVersion: "9" } }) as R };
+    expect(await pagedList(http, "/api/v1/nodes", {}, (o) => o)).toEqual({ items: [], metadata: { resourceVersion: "9" } });
+  });
 });
 
 async function* chunks(...parts: string[]): AsyncGenerator<string> {

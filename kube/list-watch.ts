@@ -389,7 +389,8 @@ export class ListWatch<T extends ObjectMeta> {
 }
 
 interface ListPage<T> {
-  items: T[];
+  /** null for an empty PartialObjectMetadataList: Go encodes its nil slice so. */
+  items: T[] | null;
   metadata?: { resourceVersion?: string; continue?: string };
 }
 
@@ -412,7 +413,7 @@ export async function pagedList<T>(
   let resourceVersion: string | undefined;
   do {
     const page: ListPage<T> = await client.json("GET", path, { query: { ...query, limit, continue: next }, ...(accept ? { accept } : {}) });
-    for (const o of page.items) items.push(keep(o));
+    for (const o of page.items ?? []) items.push(keep(o));
     next = page.metadata?.continue || undefined;
     resourceVersion = page.metadata?.resourceVersion;
   } while (next);
