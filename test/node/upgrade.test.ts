@@ -155,7 +155,7 @@ describe.skipIf(!!unavailable)(`upgrading from ${UPGRADE_FROM.slice(0, 12)} on a
     const t = performance.now();
     try {
       await kubectl(["apply", "--server-side", "--force-conflicts", "-f", CHART_CRDS_DIR]);
-      await helm.ok(["upgrade", release, CHART_DIR, "-n", ns, "--reuse-values", ...imageArgs(OPERATOR_IMAGE, AGENT_IMAGE)]);
+      await helm.ok(["upgrade", release, CHART_DIR, "-n", ns, "--reset-then-reuse-values", ...imageArgs(OPERATOR_IMAGE, AGENT_IMAGE)]);
       await kubectl(["rollout", "status", `deployment/${release}`, "-n", ns, "--timeout=180s"], undefined, 200_000);
       // The new operator renders the agent DaemonSet with the new image; the agent rolls.
       await agentPodOf(AGENT_IMAGE, 240_000);
