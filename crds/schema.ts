@@ -10,7 +10,7 @@ import { CONFIGMAP_KEY, DNS_SUBDOMAIN } from "./object-names.ts";
 import { doc, maxProperties, withRules, type Rule } from "./rules.ts";
 import { API_VERSION, KIND, NODE_KIND } from "./names.ts";
 import { UrlAccess } from "./url-access.ts";
-import { KernelLivePatchStatus, NodeEntry } from "./status.ts";
+import { Condition, KernelLivePatchStatus, NodeEntry } from "./status.ts";
 
 export { API_VERSION, FINALIZER, GROUP, KIND, NODE_KIND, NODE_OBJECTS_PATH, NODE_PLURAL, ofThisPatch, PATCHES_PATH, PLURAL, VERSION } from "./names.ts";
 export * from "./status.ts";
@@ -471,6 +471,14 @@ export const KernelLivePatchNodeStatus = z
     summary: doc(
       z.string().max(4096).optional(),
       "The entries in one line, e.g. 'fix-a Loaded, fix-b Loading' (kubectl get cannot join a list's values), written with them.",
+    ),
+    conditions: doc(
+      z
+        .array(Condition)
+        .max(8)
+        .optional()
+        .meta({ "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"] }),
+      "The agent's own state, written with its entries: NodeWritePolicy (True: the API server refuses this agent other nodes' objects; False, reason NodeWritePolicyMissing: it would not, and the agent acts only if allowed to run without the policy; Unknown: the agent could not tell).",
     ),
   })
   .strict();

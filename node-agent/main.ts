@@ -10,6 +10,7 @@ import { createHostDriver } from "./host/driver.ts";
 import { createNodeHostFs } from "./host/node-host-fs.ts";
 import { watchOwnNode } from "./kube/agent-api.ts";
 import { awaitNodeWritePolicy, probeNodeWritePolicy, type PolicyVerdict } from "./kube/policy-check.ts";
+import { nodeWritePolicyCondition } from "./kube/policy-condition.ts";
 import { KubeEventRecorder } from "../kube/event-recorder.ts";
 import { inClusterConnection, kubeconfigConnection } from "../kube/connection.ts";
 import { KubeHttp } from "../kube/http-client.ts";
@@ -63,6 +64,13 @@ async function main(): Promise<void> {
   process.once("SIGTERM", () => stop("SIGTERM"));
   process.once("SIGINT", () => stop("SIGINT"));
 
+  // The node object is watched from the start, so that the verdict below is written on it as a
+  // condition (with the entries already there) while the agent waits; patches reach the agent
+  // only once it acts.
+  const watch = { timeoutSeconds: cfg.WATCH_TIMEOUT_SECONDS, onRestart: metrics.watchRestart };
+  const channel = nodeChannel(http, cfg.NODE_NAME, log, watch);
+  await channel.watch();
+
   // The API server must keep this agent to its own node's object before it acts (policy-check.ts).
   const policyEvents = new KubeEventRecorder(http, { source: { component: "kpatch-agent", host: cfg.NODE_NAME }, log, failureLogLevel: "warn" });
   const verdict = await awaitNodeWritePolicy(cfg.NODE_NAME, cfg.KPATCH_ALLOW_WITHOUT_NODE_WRITE_POLICY, {
@@ -72,6 +80,7 @@ async function main(): Promise<void> {
       log[v.level]({ nodeWritePolicy: v.state, acting: v.act }, v.message);
       if (!v.act) waiting = { ok: false, reason: v.message };
       if (v.eventReason) policyEvents.record({ apiVersion: "v1", kind: "Node", name: cfg.NODE_NAME, uid: cfg.NODE_NAME }, "Warning", v.eventReason, v.message);
+      channel.reportCondition(nodeWritePolicyCondition(v));
     },
     sleep: (ms) => new Promise((r) => setTimeout(r, ms)),
     stopping: () => stopping,
@@ -79,8 +88,6 @@ async function main(): Promise<void> {
   });
   if (!verdict) return;
 
-  const watch = { timeoutSeconds: cfg.WATCH_TIMEOUT_SECONDS, onRestart: metrics.watchRestart };
-  const channel = nodeChannel(http, cfg.NODE_NAME, log, watch);
   agent = new Agent({
     nodeName: cfg.NODE_NAME,
     driver,

@@ -43,7 +43,7 @@ describe("projectedPatches", () => {
 
 /** A fake API: records each status apply, answers after `delayMs`, and serves one list. */
 function fakeHttp(obj: unknown, delayMs = 20) {
-  const applies: Array<{ entries: Array<{ patch: string; phase: string }>; summary?: string }> = [];
+  const applies: Array<{ entries: Array<{ patch: string; phase: string }>; summary?: string; conditions?: unknown[] }> = [];
   let rv = 100;
   let inFlight = 0;
   let maxInFlight = 0;
@@ -93,6 +93,56 @@ describe("nodeChannel writes", () => {
     expect(Number(rvs[1])).toBeGreaterThan(Number(rvs[0]));
     // The one-line summary for kubectl get goes with the entries.
     expect(f.applies.at(-1)!.summary).toBe("a Loaded, b Unloading");
+  });
+});
+
+describe("nodeChannel conditions", () => {
+  const log = pino({ level: "silent" });
+  const policy = { type: "NodeWritePolicy", status: "False" as const, reason: "NodeWritePolicyMissing", message: "no policy" };
+  const withEntry = {
+    metadata: { name: "n1", resourceVersion: "1" },
+    spec: { patches: [projection("b")] },
+    status: { entries: [{ patch: "b", patchUID: "uid-b", nodeName: "n1", phase: "Loaded" }] },
+  };
+
+  it("writes a condition with the entries already on the object, keeping their transition time while the status holds", async () => {
+    const T0 = "2026-12-01T00:00:00.000Z";
+    const obj = { ...withEntry, status: { ...withEntry.status, conditions: [{ ...policy, message: "older words", lastTransitionTime: T0 }] } };
+    const f = fakeHttp(obj, 1);
+    const ch = nodeChannel(f.http, "n1", log);
+    await ch.watch();
+    ch.reportCondition(policy);
+    await new Promise((r) => setTimeout(r, 20));
+    ch.stop();
+    // One write: the entry is not dropped, the time is kept, and the watch was not asked for patches.
+    expect(f.applies).toEqual([{ entries: [withEntry.status.entries[0]], summary: "b Loaded", conditions: [{ ...policy, lastTransitionTime: T0 }] }]);
+  });
+
+  it("holds a condition set before the object is seen, and writes it once it is; none set, none sent", async () => {
+    const f = fakeHttp({ metadata: { name: "n1", resourceVersion: "1" }, spec: { patches: [] } }, 1);
+    const quiet = nodeChannel(f.http, "n1", log);
+    await quiet.watch();
+    await quiet.api.applyEntry("a", { nodeName: "n1", phase: "Pending" });
+    quiet.stop();
+    expect(f.applies.at(-1)).not.toHaveProperty("conditions");
+
+    const g = fakeHttp({ metadata: { name: "n1", resourceVersion: "1" }, spec: { patches: [] } }, 1);
+    const ch = nodeChannel(g.http, "n1", log);
+    ch.reportCondition(policy);
+    expect(g.applies).toEqual([]);
+    await ch.watch();
+    await new Promise((r) => setTimeout(r, 20));
+    // Before the first entries: an empty set, and the condition.
+    expect(g.applies).toMatchObject([{ entries: [], summary: "", conditions: [policy] }]);
+    // The same again: written already, no write.
+    ch.reportCondition(policy);
+    await new Promise((r) => setTimeout(r, 20));
+    expect(g.applies).toHaveLength(1);
+    // A patch the agent receives later still gets its projection: start after watch replays it.
+    let seen: boolean | undefined;
+    await ch.start((_p, fromObject) => (seen = fromObject));
+    ch.stop();
+    expect(seen).toBe(true);
   });
 });
 

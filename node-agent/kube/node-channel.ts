@@ -9,12 +9,13 @@
  * schema's types.
  */
 import type { Logger } from "pino";
-import { API_VERSION, NODE_KIND, NODE_OBJECTS_PATH, NODE_PLURAL, ofThisPatch, type NodeEntry, type NodePatchEntry } from "../../crds/schema.ts";
+import { API_VERSION, NODE_KIND, NODE_OBJECTS_PATH, NODE_PLURAL, ofThisPatch, type Condition, type NodeEntry, type NodePatchEntry } from "../../crds/schema.ts";
 import type { AgentApi } from "../loop/agent.ts";
 import type { ProjectedPatch } from "../loop/projected-patch.ts";
 import { agentEvents, agentFieldManager, watchTuning, type WatchOptions } from "./agent-api.ts";
 import { APPLY, type KubeHttp } from "../../kube/http-client.ts";
 import { Watcher } from "./watcher.ts";
+import { conditionWritten, withTransitionTimes, type AgentCondition } from "./policy-condition.ts";
 
 /** A projected patch as the watch delivers it (unparsed: the agent parses each on its own). */
 interface RawProjection {
@@ -26,15 +27,23 @@ interface RawProjection {
 interface RawNodeObject {
   metadata?: { name?: string; resourceVersion?: string };
   spec?: { patches?: RawProjection[] };
-  status?: { entries?: NodePatchEntry[] };
+  status?: { entries?: NodePatchEntry[]; conditions?: Condition[] };
 }
 
 export interface NodeChannel {
   /** The agent's writes: its entries (into the node object's status) and events. */
   readonly api: AgentApi;
   /**
-   * Lists, then watches; `onPatches` receives the projected patches on every change, and whether
-   * they come from the node's object (false: it does not exist, so nothing can be said of patches).
+   * Sets one of the agent's conditions on the node object, written with its entries (at once, or
+   * once the object is first seen: before that the entries the write must carry are unknown).
+   */
+  reportCondition(condition: AgentCondition): void;
+  /** Lists, then watches, with no one to receive the patches yet (so conditions can be written). */
+  watch(): Promise<void>;
+  /**
+   * Lists, then watches (unless watching already); `onPatches` receives the projected patches at
+   * once if known and on every change, and whether they come from the node's object (false: it
+   * does not exist, so nothing can be said of patches).
    */
   start(onPatches: (patches: unknown[], fromObject: boolean) => void): Promise<void>;
   stop(): void;
@@ -46,7 +55,9 @@ export interface NodeChannel {
  */
 export function nodeChannel(http: KubeHttp, nodeName: string, log: Logger, opts: WatchOptions = {}): NodeChannel {
   const writer = new EntryWriter(http, nodeName, log);
-  let onPatches: (patches: unknown[], fromObject: boolean) => void = () => undefined;
+  let onPatches: ((patches: unknown[], fromObject: boolean) => void) | undefined;
+  let latest: { patches: unknown[]; fromObject: boolean } | undefined;
+  let watching: Promise<void> | undefined;
   const watcher = new Watcher(http, {
     path: NODE_OBJECTS_PATH,
     query: { fieldSelector: `metadata.name=${nodeName}` },
@@ -57,17 +68,22 @@ export function nodeChannel(http: KubeHttp, nodeName: string, log: Logger, opts:
     onChange: (m) => {
       const obj = m.get(nodeName) as RawNodeObject | undefined;
       writer.observe(obj);
-      onPatches(obj ? projectedPatches(obj) : [], obj !== undefined);
+      latest = { patches: obj ? projectedPatches(obj) : [], fromObject: obj !== undefined };
+      onPatches?.(latest.patches, latest.fromObject);
     },
     onError: (err) => log.warn({ err: (err as Error).message }, "KernelLivePatchNode watch interrupted; relisting"),
     ...watchTuning(NODE_PLURAL, opts),
   });
   const events = agentEvents(http, nodeName, log);
+  const watch = (): Promise<void> => (watching ??= watcher.start());
   return {
     api: { applyEntry: (patch, entry) => writer.apply(patch, entry), event: events },
+    reportCondition: (c) => writer.setCondition(c),
+    watch,
     start: (f) => {
       onPatches = f;
-      return watcher.start();
+      if (latest) f(latest.patches, latest.fromObject);
+      return watch();
     },
     stop: () => watcher.stop(),
   };
@@ -103,11 +119,16 @@ class EntryWriter {
   private projected = new Map<string, string>();
   private inFlight: Promise<string | undefined> | undefined;
   private queued: Promise<string | undefined> | undefined;
+  /** The agent's conditions, by type; none set, none sent (the field stays as it is). */
+  private readonly conditions = new Map<string, AgentCondition>();
+  /** The conditions on the object, as last seen or written: their transition times are kept. */
+  private writtenConditions: Condition[] | undefined;
 
   constructor(
     private readonly http: KubeHttp,
     private readonly nodeName: string,
     private readonly log: Logger,
+    private readonly now: () => Date = () => new Date(),
   ) {}
 
   observe(obj: RawNodeObject | undefined): void {
@@ -115,10 +136,23 @@ class EntryWriter {
     if (!obj) return;
     const written = obj.status?.entries ?? [];
     this.entries ??= new Map(written.map((e) => [e.patch, e]));
-    // Entries of patches that no longer concern the node (deleted, or cleaned up elsewhere) go.
-    if (written.some((e) => !this.projected.has(e.patch)) && !this.queued) {
-      this.flush().catch((err: unknown) => this.log.debug({ err: (err as Error).message }, "could not drop stale entries"));
+    this.writtenConditions = obj.status?.conditions;
+    // Entries of patches that no longer concern the node (deleted, or cleaned up elsewhere) go;
+    // a condition set before the object existed (or lost since) is written.
+    if ((written.some((e) => !this.projected.has(e.patch)) || !this.conditionsWritten()) && !this.queued) {
+      this.flush().catch((err: unknown) => this.log.debug({ err: (err as Error).message }, "could not write the node object's status"));
     }
+  }
+
+  setCondition(condition: AgentCondition): void {
+    this.conditions.set(condition.type, condition);
+    // Before the object is seen, observe() writes it; a write already queued carries it.
+    if (this.entries === undefined || this.conditionsWritten() || this.queued) return;
+    this.flush().catch((err: unknown) => this.log.warn({ err: (err as Error).message, condition: condition.type }, "could not write a condition on the node object"));
+  }
+
+  private conditionsWritten(): boolean {
+    return [...this.conditions.values()].every((c) => conditionWritten(c, this.writtenConditions));
   }
 
   /** Resolves to the node object's resourceVersion after the write that carried this entry. */
@@ -147,11 +181,13 @@ class EntryWriter {
 
   private async send(): Promise<string | undefined> {
     const entries = [...(this.entries?.values() ?? [])].filter((e) => this.projected.has(e.patch)).sort((a, b) => (a.patch < b.patch ? -1 : a.patch > b.patch ? 1 : 0));
+    const conditions = this.conditions.size ? withTransitionTimes([...this.conditions.values()], this.writtenConditions, this.now()) : undefined;
     const written = await this.http.json<{ metadata?: { resourceVersion?: string } } | undefined>("PATCH", `${NODE_OBJECTS_PATH}/${encodeURIComponent(this.nodeName)}/status`, {
       query: { fieldManager: agentFieldManager(this.nodeName), force: true },
       contentType: APPLY,
-      body: { apiVersion: API_VERSION, kind: NODE_KIND, metadata: { name: this.nodeName }, status: { entries, summary: summaryOf(entries) } },
+      body: { apiVersion: API_VERSION, kind: NODE_KIND, metadata: { name: this.nodeName }, status: { entries, summary: summaryOf(entries), ...(conditions ? { conditions } : {}) } },
     });
+    if (conditions) this.writtenConditions = [...(this.writtenConditions ?? []).filter((w) => !this.conditions.has(w.type)), ...conditions];
     return written?.metadata?.resourceVersion;
   }
 }

@@ -14,7 +14,7 @@ import { mkdtemp } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { API_VERSION, GROUP, KIND, NODE_KIND, NODE_PLURAL, PLURAL, VERSION, type NodePatchEntry } from "../../crds/schema.ts";
+import { API_VERSION, GROUP, KIND, NODE_KIND, NODE_PLURAL, PLURAL, VERSION, type Condition, type NodePatchEntry } from "../../crds/schema.ts";
 import { kubeconfigConnection } from "../../kube/connection.ts";
 import { KubeApiError, KubeHttp, MERGE } from "../../kube/http-client.ts";
 import { probeNodeWritePolicy } from "../../node-agent/kube/policy-check.ts";
@@ -334,6 +334,15 @@ describe("the chart's least privilege, with the real processes", () => {
     }, 60_000);
     await new Promise((r) => setTimeout(r, 3_000));
     expect(await lateEntry()).toBeUndefined();
+    // What an admin sees on the node's object (kubectl get klpn <node> -o yaml): the condition.
+    const policyCondition = async () =>
+      ((await cluster.custom.getClusterCustomObject({ group: GROUP, version: VERSION, plural: NODE_PLURAL, name: LATE_NODE })) as { status?: { conditions?: Condition[] } }).status
+        ?.conditions?.find((c) => c.type === "NodeWritePolicy");
+    const missing = await until("the NodeWritePolicy condition on the node's object", policyCondition, 30_000).catch((e: Error) => {
+      throw new Error(`${e.message}\n${logs()}`);
+    });
+    expect(missing).toMatchObject({ status: "False", reason: "NodeWritePolicyMissing" });
+    expect(missing.message).toContain("not acting");
 
     // The policy back: the waiting agent's next check passes and it loads the patch.
     await helm.ok(["upgrade", RELEASE, CHART_DIR, "-n", NS, "--reuse-values", ...setArgs({ "admissionPolicy.enabled": "true" })]);
@@ -341,5 +350,8 @@ describe("the chart's least privilege, with the real processes", () => {
       throw new Error(`${e.message}\n${logs()}`);
     });
     expect(out()).toContain('"nodeWritePolicy":"enforced"');
+    // The same apply that carries the entry carries the condition: True now, the entry kept.
+    expect(await policyCondition()).toMatchObject({ status: "True", reason: "NodeWritePolicyEnforced" });
+    expect(await lateEntry()).toMatchObject({ phase: "Loaded" });
   });
 });
