@@ -176,6 +176,8 @@ describe.skipIf(!!unavailable)("the chart on a real node", () => {
     for (const s of sims) await s.stop().catch(() => undefined);
     if (Object.keys(figures).length) process.stderr.write(`[real-node] figures ${JSON.stringify(figures, null, 2)}\n`);
     await node?.stop();
+    // The Node object outlives its kubelet: left NotReady, the scheduler could still pick it for a later file's pods.
+    if (node) await cp.kubectl(["delete", "node", realNodeName, "--wait=false"]);
     if (work) await rm(work, { recursive: true, force: true });
   }, 120_000);
 

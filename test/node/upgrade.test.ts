@@ -45,7 +45,8 @@ let hostRoot: string;
 const figures: Record<string, unknown> = {};
 
 const context = async () => `${await namespaceState(cp, ns)}\n${(await node?.describe(15)) ?? ""}`;
-const getPatch = async (name: string) => kubectl.json<KernelLivePatch>(["get", "klp", name]);
+// With managedFields (kubectl hides them by default): who wrote the status, and when.
+const getPatch = async (name: string) => kubectl.json<KernelLivePatch>(["get", "klp", name, "--show-managed-fields"]);
 
 /** Every module live in the node's simulated kernel, and how often each was loaded since boot. */
 async function liveModules(): Promise<{ live: string[]; insmods: Record<string, number> }> {
@@ -97,6 +98,8 @@ describe.skipIf(!!unavailable)(`upgrading from ${UPGRADE_FROM.slice(0, 12)} on a
   afterAll(async () => {
     if (Object.keys(figures).length) process.stderr.write(`[upgrade] figures ${JSON.stringify(figures)}\n`);
     await node?.stop();
+    // The Node object outlives its kubelet: left NotReady, the scheduler could still pick it for a later file's pods.
+    if (node) await cp.kubectl(["delete", "node", nodeName, "--wait=false"]);
     if (prev) await rm(prev.dir, { recursive: true, force: true });
     if (work) await rm(work, { recursive: true, force: true });
   }, 120_000);
@@ -167,7 +170,11 @@ describe.skipIf(!!unavailable)(`upgrading from ${UPGRADE_FROM.slice(0, 12)} on a
           );
           const rewritten = written?.time !== undefined && Date.parse(written.time) >= upgradeStart.getTime();
           return (rewritten || inCurrentShape.get(p.name)) && KernelLivePatchStatus.safeParse(o.status).success;
-        }, context);
+        }, async () => {
+          const o = await getPatch(p.name).catch(() => undefined);
+          const parsed = KernelLivePatchStatus.safeParse(o?.status);
+          return `status: ${JSON.stringify(o?.status)}\nshape: ${parsed.success ? "current" : parsed.error.message}\nmanagedFields: ${JSON.stringify(o?.metadata && (o.metadata as { managedFields?: unknown }).managedFields)}\n${await context()}\noperator log:\n${await kubectl(["logs", "-n", ns, `deployment/${release}`, "--tail=30"]).catch((e) => String(e))}`;
+        });
         const wait = await cp.kubectl(["wait", "--for=condition=Ready", `klp/${p.name}`, "--timeout=60s"], { timeoutMs: 80_000 });
         if (wait.code !== 0) throw new Error(`kubectl wait klp/${p.name} after the upgrade: ${wait.stderr}\n${await context()}`);
       }
