@@ -7,6 +7,11 @@
  * to `kernellivepatchnodes/<node>/status` under the field manager `kpatch-agent/<node>`. W writes
  * are spread over the N writers (W mod N of them write one more), each writer's one after another
  * (an agent's writes never overlap); a failed write is retried with the agent's pass backoff.
+ *
+ * The design's floor adds, before each writer's status writes, the one write the operator makes per
+ * node: the apply of its projection (`spec.patches`, as projectNode computes it) under the
+ * operator's field manager. The rollout's API server CPU divided by this floor's is the overhead of
+ * everything beyond the design's minimal writes (reads, watches, roll-ups, retries).
  */
 import { randomUUID } from "node:crypto";
 import { API_VERSION, NODE_KIND, type NodeEntry, type NodePatchEntry } from "../../../crds/schema.ts";
@@ -14,11 +19,14 @@ import { agentFieldManager } from "../../../node-agent/kube/agent-api.ts";
 import type { Connection } from "../../../kube/connection.ts";
 import { KubeHttp } from "../../../kube/http-client.ts";
 import { NODE_OBJECTS_PATH } from "../../../crds/schema.ts";
+import { OPERATOR_FIELD_MANAGER } from "../../../operator/kube/patches.ts";
 import { failureKind, pool } from "./util.ts";
 
 export interface FloorResult {
   /** Status writes made (W), by N writers. */
   writes: number;
+  /** Projection applies made before them (the design's floor: one per node; otherwise 0). */
+  projectionWrites: number;
   writers: number;
   /** Until every write landed (undefined: not within the time limit). */
   ms: number | undefined;
@@ -57,6 +65,15 @@ export async function applyEntries(http: KubeHttp, node: string, entries: readon
   return written?.metadata?.resourceVersion;
 }
 
+/** The operator's request: its projection of the node's patches, as one server-side apply of the object's spec. */
+function applyProjection(http: KubeHttp, node: string, patches: unknown[]): Promise<unknown> {
+  return http.json("PATCH", `${NODE_OBJECTS_PATH}/${encodeURIComponent(node)}`, {
+    query: { fieldManager: OPERATOR_FIELD_MANAGER, force: true },
+    contentType: "application/apply-patch+yaml",
+    body: { apiVersion: API_VERSION, kind: NODE_KIND, metadata: { name: node }, spec: { patches } },
+  });
+}
+
 export const floorObject = (i: number) => `bench-floor-${String(i).padStart(4, "0")}`;
 
 /** The floor's N node objects, as an admin creates them: `spec.patches: []` (not timed). */
@@ -82,19 +99,39 @@ export async function measureFloor(opts: {
   kernelRelease: string;
   sha256: string;
   timeoutMs: number;
+  /** The design's floor: the operator's projection for each node, applied by its writer before its status writes. */
+  projectionOf?: (node: string) => unknown[];
 }): Promise<FloorResult> {
   const clients = opts.names.map(() => new KubeHttp(opts.conn));
   const n = opts.names.length;
   const share = (i: number) => Math.floor(opts.writes / n) + (i < opts.writes % n ? 1 : 0);
   try {
     await pool(clients, 64, (c) => c.json("GET", "/version")); // connections up, as the agents' are
-    const result: FloorResult = { writes: opts.writes, writers: n, ms: undefined, landed: 0, failures: 0, failuresByCode: {} };
+    const projectionWrites = opts.projectionOf ? n : 0;
+    const result: FloorResult = { writes: opts.writes, projectionWrites, writers: n, ms: undefined, landed: 0, failures: 0, failuresByCode: {} };
     const started = performance.now();
     const deadline = started + opts.timeoutMs;
     let stop = false;
     const all = Promise.all(
       opts.names.map(async (node, i) => {
         const k = share(i);
+        const withRetry = async (write: () => Promise<unknown>): Promise<void> => {
+          for (let attempt = 0; !stop; attempt++) {
+            try {
+              await write();
+              result.landed++;
+              return;
+            } catch (err) {
+              result.failures++;
+              const code = failureKind(err);
+              result.failuresByCode[code] = (result.failuresByCode[code] ?? 0) + 1;
+              const ms = Math.min(60_000, 1000 * 2 ** attempt);
+              await new Promise((r) => setTimeout(r, Math.min(ms / 2 + Math.random() * (ms / 2), Math.max(0, deadline - performance.now()))));
+            }
+          }
+        };
+        const projection = opts.projectionOf?.(node);
+        if (projection) await withRetry(() => applyProjection(clients[i]!, node, projection));
         for (let j = 0; j < k && !stop; j++) {
           // Loading before the last write, Loaded at the last: each write changes the entries, as the agents' do.
           const entries = opts.patches.map(
@@ -104,25 +141,13 @@ export async function measureFloor(opts: {
               patch,
             }),
           );
-          for (let attempt = 0; !stop; attempt++) {
-            try {
-              await applyEntries(clients[i]!, node, entries);
-              result.landed++;
-              break;
-            } catch (err) {
-              result.failures++;
-              const code = failureKind(err);
-              result.failuresByCode[code] = (result.failuresByCode[code] ?? 0) + 1;
-              const ms = Math.min(60_000, 1000 * 2 ** attempt);
-              await new Promise((r) => setTimeout(r, Math.min(ms / 2 + Math.random() * (ms / 2), Math.max(0, deadline - performance.now()))));
-            }
-          }
+          await withRetry(() => applyEntries(clients[i]!, node, entries));
         }
       }),
     );
     const timer = new Promise<void>((r) => setTimeout(r, opts.timeoutMs).unref());
     await Promise.race([all, timer]);
-    if (result.landed === result.writes) result.ms = performance.now() - started;
+    if (result.landed === result.writes + projectionWrites) result.ms = performance.now() - started;
     stop = true;
     for (const c of clients) c.close(); // ends the writes still in flight
     await all.catch(() => undefined);

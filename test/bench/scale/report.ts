@@ -27,14 +27,16 @@ export function headline(results: readonly RunResult[]): string {
       "nodes × patches",
       "load avg",
       "apply → Ready (s)",
+      "apply → Ready per node (ms; goal at 5000 ≤ 1.2× the figure at 1000)",
       "floor: the run's W status writes (s)",
-      "÷ floor (goal ≤ 1.5)",
+      "÷ floor",
+      "API server CPU: rollout ÷ the design's floor (goal ≤ 1.25)",
       "status writes / node: agents + operator (goal ≤ 2)",
       "operator RSS / peak MiB",
       "operator CPU s (rollout), idle %",
       "agent process idle RSS MiB, idle CPU %",
     ]),
-    row(["---", "---", "---:", "---", "---:", "---", "---:", "---", "---"]),
+    row(["---", "---", "---:", "---:", "---", "---:", "---:", "---", "---:", "---", "---"]),
   ];
   for (const r of results) {
     const f = floorUsed(r);
@@ -44,8 +46,10 @@ export function headline(results: readonly RunResult[]): string {
         label(r),
         `${n1(r.load[0])}–${n1(r.load[1])}`,
         ready,
+        r.readyMs === undefined ? "—" : n2(r.readyMs / r.nodes),
         `W = ${f.writes}: ${floorCell(f)}`,
         r.readyMs === undefined || f.ms === undefined ? "—" : n2(r.readyMs / f.ms),
+        n2(r.cpu.apiserver / r.floorApiserverCpu.design),
         `${n2(perNode(r, runStatusWrites(r)))} = ${n2(perNode(r, r.versions.agents))} + ${n2(perNode(r, r.versions.operatorStatus))}`,
         `${n1(r.operator.rssMiB)} / ${n1(r.operator.peakMiB)}`,
         `${n1(r.operator.rolloutCpu)}, ${n2(r.operator.idleCpuPct)}`,
@@ -67,8 +71,10 @@ export function floors(results: readonly RunResult[]): string {
       "API server CPU s: one per node / the run's",
       "server-side ms per apply: one per node / the run's",
       "the rollout's API server CPU s (apply → Ready)",
+      "the design's floor (a projection per node + the agents' writes): writes, s; API server CPU s",
+      "API server CPU: rollout ÷ design floor",
     ]),
-    row(["---", "---", "---:", "---", "---", "---", "---", "---:"]),
+    row(["---", "---", "---:", "---", "---", "---", "---", "---:", "---", "---:"]),
   ];
   for (const r of results) {
     lines.push(
@@ -81,6 +87,8 @@ export function floors(results: readonly RunResult[]): string {
         `${n1(r.floorApiserverCpu.onePerNode)} / ${r.floorApiserverCpu.runWrites === undefined ? "—" : n1(r.floorApiserverCpu.runWrites)}`,
         `${n1(r.floorLatencyMs.onePerNode)} / ${r.floorLatencyMs.runWrites === undefined ? "—" : n1(r.floorLatencyMs.runWrites)}`,
         n1(r.cpu.apiserver),
+        `${r.floorDesign.projectionWrites} + ${r.floorDesign.writes}: ${floorCell(r.floorDesign)}; ${n1(r.floorApiserverCpu.design)}`,
+        n2(r.cpu.apiserver / r.floorApiserverCpu.design),
       ]),
     );
   }
@@ -174,7 +182,7 @@ export function seeded(results: readonly SeedResult[]): string {
       "nodes × patches (seeded)",
       "KiB (managedFields): patch / node object",
       "operator start → all Ready (s); its writes: projections, patch statuses",
-      "operator RSS MiB: steady / churn max / peak / after (goal ≤ 150)",
+      "operator RSS MiB: steady / churn max / peak / after (goal ≤ 150 at 1000 × 10, ≤ 256 at 15000 × 10)",
       "operator V8 heap used / total, external MiB: steady → after",
       "operator CPU s in churn; idle % before / after it (reconciles in the idle window after: patch / node / daemonset)",
       "agent process RSS MiB idle / peak, CPU s in churn",

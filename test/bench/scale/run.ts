@@ -3,14 +3,16 @@
  * own process, the fleet of agents, P patches applied at once (maxUnavailable 100%), then figures
  * from the API server's metrics, the operator's metrics, the benchmark's own watches and /proc.
  * Last, with the operator and every agent stopped, the floor on the same API server: the same
- * number of bare status writes at the same concurrency (floor.ts), once with one write per node and
- * once with as many writes as the rollout made.
+ * number of bare status writes at the same concurrency (floor.ts), once with one write per node,
+ * once with as many writes as the rollout made, and once as the design's floor: one projection
+ * apply per node, then as many status writes as the agents made.
  */
 import type { ChildProcess } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
 import { loadavg } from "node:os";
 import path from "node:path";
-import { NODE_OBJECTS_PATH } from "../../../crds/schema.ts";
+import { KernelLivePatch, NODE_OBJECTS_PATH } from "../../../crds/schema.ts";
+import { projectNode } from "../../../operator/nodes/projection.ts";
 import { Watcher } from "../../../node-agent/kube/watcher.ts";
 import { freePorts } from "../../../scripts/dev/control-plane/index.ts";
 import { createPatch, httpOk, PATCHES_PATH, prepareCluster, RELEASE, REPO, sleep, startOperator, stopChild, until, type Cluster, type OperatorRunner } from "./cluster.ts";
@@ -43,6 +45,8 @@ export interface RunResult {
   /** The floor with one write per node (N·… = N writes), and with the run's own number of status writes (when that differs). */
   floorOnePerNode: FloorResult;
   floorRunWrites: FloorResult | undefined;
+  /** The design's floor: one projection apply per node, then the agents' number of status writes. */
+  floorDesign: FloorResult;
   readyMs: number | undefined;
   /** Nodes Loaded (fewest over the patches) when the run ended, in the node objects: N when Ready. */
   loadedAtEnd: number;
@@ -64,7 +68,7 @@ export interface RunResult {
   /** Seconds in reconciles per controller, apply → Ready (wall time of the reconciles, API calls included; they overlap, 16 workers). */
   reconcileSeconds: Map<string, number>;
   /** API server CPU s during each floor. */
-  floorApiserverCpu: { onePerNode: number; runWrites: number | undefined };
+  floorApiserverCpu: { onePerNode: number; runWrites: number | undefined; design: number };
   /** Mean server-side latency (ms) of the floor's applies: one per node, the run's. */
   floorLatencyMs: { onePerNode: number; runWrites: number | undefined };
   cpu: { apiserver: number; etcd: number; operator: number; inProcessAgents: number; agentProcess: number };
@@ -188,8 +192,8 @@ export async function runOnce(opts: RunOptions): Promise<RunResult> {
     const floorLoad0 = loadavg()[0]!;
     log(`floor: creating ${opts.nodes} node objects (not timed)`);
     const names = await createFloorObjects(c.admin, opts.nodes);
-    const floor = (writes: number) =>
-      measureFloor({ conn: cluster.conn, names, writes, patches: cluster.patches, kernelRelease: RELEASE, sha256: cluster.sha256[0]!, timeoutMs: opts.floorTimeoutSeconds * 1000 });
+    const floorArgs = { conn: cluster.conn, names, patches: cluster.patches, kernelRelease: RELEASE, sha256: cluster.sha256[0]!, timeoutMs: opts.floorTimeoutSeconds * 1000 };
+    const floor = (writes: number) => measureFloor({ ...floorArgs, writes });
     const show = (r: FloorResult) =>
       `${r.ms === undefined ? `not done (${r.landed}/${r.writes})` : `${Math.round(r.ms)} ms`}, ${r.failures} failed attempts ${JSON.stringify(r.failuresByCode)}`;
     log(`floor: ${opts.nodes} bare status applies (one per node), ${opts.nodes} writers at once (limit ${opts.floorTimeoutSeconds} s)`);
@@ -211,6 +215,14 @@ export async function runOnce(opts: RunOptions): Promise<RunResult> {
       floorRunLatency = meanMs(m1, await scrapeApiServer(c.admin), isFloorWrite);
       log(`floor, the run's writes: ${show(floorRunWrites)}`);
     }
+    const patchObjects = await Promise.all(cluster.patches.map(async (name) => KernelLivePatch.parse(await cluster.admin.json("GET", `${PATCHES_PATH}/${name}`))));
+    const projectionOf = (node: string) =>
+      projectNode({ nodeName: node, labels: { "kubernetes.io/hostname": node, bench: "yes" }, globalSelector: {}, patches: patchObjects, entries: [], admitted: () => true });
+    log(`floor, the design's: ${opts.nodes} projection applies, then ${versions.agents} bare status applies (the agents' writes)`);
+    const d0 = sampleProc(apiPid);
+    const floorDesign = await measureFloor({ ...floorArgs, writes: versions.agents, projectionOf });
+    const floorDesignCpu = cpuBetween(d0, sampleProc(apiPid));
+    log(`floor, the design's: ${show(floorDesign)}; API server CPU ${floorDesignCpu.toFixed(1)} s (the rollout's: ${cpuBetween(p0.apiserver, p1.apiserver).toFixed(1)} s)`);
     const floorLoad1 = loadavg()[0]!;
 
     return {
@@ -220,6 +232,7 @@ export async function runOnce(opts: RunOptions): Promise<RunResult> {
       floorLoad: [floorLoad0, floorLoad1],
       floorOnePerNode,
       floorRunWrites,
+      floorDesign,
       readyMs: tracker.timeline.readyMs,
       loadedAtEnd: tracker.loaded,
       timeline: tracker.timeline,
@@ -234,7 +247,7 @@ export async function runOnce(opts: RunOptions): Promise<RunResult> {
       deliveries: totals.deliveries,
       reconciles: reconciles(opBefore, opAfter),
       reconcileSeconds: reconcileSeconds(opBefore, opReady),
-      floorApiserverCpu: { onePerNode: cpuBetween(f0, f1), runWrites: floorRunCpu },
+      floorApiserverCpu: { onePerNode: cpuBetween(f0, f1), runWrites: floorRunCpu, design: floorDesignCpu },
       floorLatencyMs: { onePerNode: meanMs(m0, m1, isFloorWrite), runWrites: floorRunLatency },
       cpu: {
         apiserver: cpuBetween(p0.apiserver, p1.apiserver),
