@@ -12,11 +12,11 @@ import os from "node:os";
 import path from "node:path";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import type { PatchModule } from "../../crds/schema.ts";
-import type { KubeHttp } from "../../kube/http-client.ts";
 import { KubeApiError } from "../../kube/http-client.ts";
 import { makePrivateCa, startArtifactServer, type ArtifactServer, type PrivateCa } from "../../test/support/artifact-server.ts";
 import { HostError } from "../host/host-error.ts";
 import { moduleSources, SourceUnavailable, type SourceOptions } from "./sources.ts";
+import type { ObjectReader } from "./url-access.ts";
 
 const BODY = randomBytes(200_000);
 const BODY_SHA = createHash("sha256").update(BODY).digest("hex");
@@ -124,7 +124,10 @@ afterEach(async () => {
   await rm(tmpDir, { recursive: true, force: true });
 });
 
-const noKube = {} as KubeHttp;
+/** For sources that never read the API (URLs without urlAccess, image copies). */
+const noKube: ObjectReader = {
+  json: () => Promise.reject(new Error("these sources read nothing from the API")),
+};
 
 function sources(extra: Partial<SourceOptions> = {}) {
   return moduleSources({ http: noKube, imageModulesDir: "/nonexistent", maxBytes: 1 << 20, tmpDir, ca, timeoutMs: 5000, ...extra });
@@ -288,22 +291,21 @@ const NS = "kpatch-system";
 const TOKEN = "tok-3f9a1c";
 
 /** The agent's reads of its own namespace: the objects the operator let it read, by name. */
-class FakeNamespace {
+class FakeNamespace implements ObjectReader {
   readonly objects = new Map<string, { data: Record<string, string> }>();
   forbidden = new Set<string>();
   reads = 0;
-  readonly http = {
-    json: async (method: string, p: string) => {
-      this.reads++;
-      const m = /^\/api\/v1\/namespaces\/([^/]+)\/(secrets|configmaps)\/([^/]+)$/.exec(p);
-      if (method !== "GET" || !m || m[1] !== NS) throw new Error(`unexpected request ${method} ${p}`);
-      const key = `${m[2]}/${m[3]}`;
-      if (this.forbidden.has(key)) throw new KubeApiError(403, "Forbidden", `${m[2]} "${m[3]}" is forbidden`);
-      const o = this.objects.get(key);
-      if (!o) throw new KubeApiError(404, "NotFound", `${m[2]} "${m[3]}" not found`);
-      return o;
-    },
-  } as unknown as KubeHttp;
+
+  json<T>(method: string, p: string): Promise<T> {
+    this.reads++;
+    const m = /^\/api\/v1\/namespaces\/([^/]+)\/(secrets|configmaps)\/([^/]+)$/.exec(p);
+    if (method !== "GET" || !m || m[1] !== NS) return Promise.reject(new Error(`unexpected request ${method} ${p}`));
+    const key = `${m[2]}/${m[3]}`;
+    if (this.forbidden.has(key)) return Promise.reject(new KubeApiError(403, "Forbidden", `${m[2]} "${m[3]}" is forbidden`));
+    const o = this.objects.get(key);
+    if (!o) return Promise.reject(new KubeApiError(404, "NotFound", `${m[2]} "${m[3]}" not found`));
+    return Promise.resolve(o as T);
+  }
 
   secret(name: string, data: Record<string, string>): void {
     this.objects.set(`secrets/${name}`, { data: Object.fromEntries(Object.entries(data).map(([k, v]) => [k, Buffer.from(v).toString("base64")])) });
@@ -339,7 +341,7 @@ describe("URL sources behind a private CA and credentials (urlAccess)", () => {
 
   /** Sources as the agent builds them: Node's default roots (no test `ca`) unless given. */
   function agentSources(extra: Partial<SourceOptions> = {}) {
-    return moduleSources({ http: ns.http, imageModulesDir: "/nonexistent", maxBytes: 1 << 20, tmpDir, timeoutMs: 5000, accessNamespace: NS, ...extra });
+    return moduleSources({ http: ns, imageModulesDir: "/nonexistent", maxBytes: 1 << 20, tmpDir, timeoutMs: 5000, accessNamespace: NS, ...extra });
   }
 
   function privateModule(urlAccess: PatchModule["urlAccess"], url = `${artifacts.base}/fix.ko`, sha256 = BODY_SHA): PatchModule {
@@ -414,7 +416,7 @@ describe("URL sources behind a private CA and credentials (urlAccess)", () => {
 
   it("credentials follow a redirect within the URL's origin, but not one to another origin", async () => {
     ns.secret("t", { token: "s3cret" });
-    const s = moduleSources({ http: ns.http, imageModulesDir: "/nonexistent", maxBytes: 1 << 20, tmpDir, ca, timeoutMs: 5000, accessNamespace: NS });
+    const s = moduleSources({ http: ns, imageModulesDir: "/nonexistent", maxBytes: 1 << 20, tmpDir, ca, timeoutMs: 5000, accessNamespace: NS });
     const token = { bearerTokenSecret: { name: "t", key: "token" } };
     expect(Buffer.from(await s.fetch(privateModule(token, `${base}/auth-same-origin`))).equals(BODY)).toBe(true);
     // 127.0.0.1 -> localhost: another origin; the server answers 400 if the token came along.

@@ -25,10 +25,9 @@ import path from "node:path";
 import { Transform, type TransformCallback } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type { PatchModule } from "../../crds/schema.ts";
-import type { KubeHttp } from "../../kube/http-client.ts";
 import { HostError } from "../host/host-error.ts";
 import { describeReason } from "../host/reasons.ts";
-import { AccessUnavailable, resolveAccess, type ResolvedAccess } from "./url-access.ts";
+import { AccessUnavailable, resolveAccess, type ObjectReader, type ResolvedAccess } from "./url-access.ts";
 
 /** The source could not deliver the file (yet): retried with backoff, not a final failure. */
 export class SourceUnavailable extends Error {
@@ -59,7 +58,7 @@ export interface ModuleFileSources extends ModuleSources {
 }
 
 export interface SourceOptions {
-  readonly http: KubeHttp;
+  readonly http: ObjectReader;
   /** Where init containers copied image-sourced modules (named <sha256>.ko). */
   readonly imageModulesDir: string;
   readonly maxBytes: number;

@@ -13,6 +13,9 @@ import { X509Certificate } from "node:crypto";
 import { BEARER_TOKEN_DEFAULT_KEY, CA_BUNDLE_DEFAULT_KEY, type UrlAccess } from "../../crds/url-access.ts";
 import type { KubeHttp } from "../../kube/http-client.ts";
 
+/** What module sources read from the API: single objects by path (a ConfigMap, a Secret). */
+export type ObjectReader = Pick<KubeHttp, "json">;
+
 /** What a download needs from urlAccess: whom to trust and what to send. */
 export interface ResolvedAccess {
   /** Trusted CA certificates (PEM) for every request of the download; undefined: the agent's default. */
@@ -36,7 +39,7 @@ const RESERVED_HEADERS = new Set(["host", "content-length", "transfer-encoding",
 /** Visible ASCII, space, tab and obs-text: no CR, LF or NUL (header injection). */
 const HEADER_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
 
-export async function resolveAccess(access: UrlAccess | undefined, http: KubeHttp, namespace: string | undefined, baseCa: string | undefined): Promise<ResolvedAccess> {
+export async function resolveAccess(access: UrlAccess | undefined, http: ObjectReader, namespace: string | undefined, baseCa: string | undefined): Promise<ResolvedAccess> {
   if (!access) return { ...(baseCa === undefined ? {} : { ca: baseCa }), headers: {} };
   if (!namespace) throw new AccessUnavailable("urlAccess is set but the agent does not know the operator's namespace (POD_NAMESPACE)");
   const headers: Record<string, string> = {};
@@ -62,7 +65,7 @@ export async function resolveAccess(access: UrlAccess | undefined, http: KubeHtt
   return { ...(ca === undefined ? {} : { ca }), headers, ...(from.length ? { credentialsFrom: from.join(" and ") } : {}) };
 }
 
-async function caOf(bundle: NonNullable<UrlAccess["caBundle"]>, http: KubeHttp, namespace: string, baseCa: string | undefined): Promise<readonly string[]> {
+async function caOf(bundle: NonNullable<UrlAccess["caBundle"]>, http: ObjectReader, namespace: string, baseCa: string | undefined): Promise<readonly string[]> {
   const key = bundle.key ?? CA_BUNDLE_DEFAULT_KEY;
   const where = `ConfigMap ${namespace}/${bundle.configMapName} key ${key} (urlAccess.caBundle)`;
   const cm = await read(http, "configmaps", namespace, bundle.configMapName, where);
@@ -111,7 +114,7 @@ function secretValue(secret: ObjectData, key: string, where: string): string {
   return Buffer.from(b64, "base64").toString("utf8");
 }
 
-async function read(http: KubeHttp, resource: "secrets" | "configmaps", namespace: string, name: string, where: string): Promise<ObjectData> {
+async function read(http: ObjectReader, resource: "secrets" | "configmaps", namespace: string, name: string, where: string): Promise<ObjectData> {
   try {
     return await http.json<ObjectData>("GET", `/api/v1/namespaces/${encodeURIComponent(namespace)}/${resource}/${encodeURIComponent(name)}`);
   } catch (err) {
