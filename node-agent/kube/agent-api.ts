@@ -6,6 +6,7 @@ import type { KubeHttp } from "../../kube/http-client.ts";
 import { perSource } from "../../kube/event-correlator.ts";
 import { KubeEventRecorder, type EventRecorderOptions, type RecorderStats } from "../../kube/event-recorder.ts";
 import { Watcher, type RestartCause } from "./watcher.ts";
+import type { ListWatchClient } from "../../kube/list-watch.ts";
 
 export function agentFieldManager(nodeName: string): string {
   return `kpatch-agent/${nodeName}`;
@@ -57,9 +58,13 @@ export interface WatchOptions {
   readonly onRestart?: (resource: string, cause: RestartCause) => void;
 }
 
-/** Delivers the Node's labels, or undefined once the Node is gone. */
+/**
+ * Delivers the Node's labels, or undefined once the Node is gone. Metadata only: a kubelet's Node
+ * carries 5–20 KiB of images, conditions and addresses and changes with its status; the agent
+ * reads its labels alone.
+ */
 export function watchOwnNode(
-  http: KubeHttp,
+  http: ListWatchClient,
   nodeName: string,
   onLabels: (labels: Record<string, string> | undefined) => void,
   log: Logger,
@@ -68,6 +73,7 @@ export function watchOwnNode(
   return new Watcher(http, {
     path: "/api/v1/nodes",
     query: { fieldSelector: `metadata.name=${nodeName}` },
+    metadataOnly: true,
     onChange: (m) => {
       const node = m.get(nodeName) as { metadata?: { labels?: Record<string, string> } } | undefined;
       onLabels(node ? (node.metadata?.labels ?? {}) : undefined);

@@ -16,6 +16,8 @@ export interface WatcherOptions {
   readonly timeoutSeconds?: number;
   /** Reopen a watch when nothing (not even the server's close) arrives for this long (default: silenceAfterMs(timeoutSeconds)). */
   readonly silenceMs?: number;
+  /** Ask for PartialObjectMetadata: labels and the like, without spec or status (kube/list-watch.ts). */
+  readonly metadataOnly?: boolean;
   /** Applied to every object as it arrives (to keep only what the consumer needs). */
   readonly transform?: (object: unknown) => unknown;
   readonly onChange: (objects: ReadonlyMap<string, unknown>) => void;
@@ -35,6 +37,7 @@ export class Watcher {
       ...(opts.query ? { query: opts.query } : {}),
       ...(opts.timeoutSeconds !== undefined ? { watchTimeoutSeconds: opts.timeoutSeconds } : {}),
       ...(opts.silenceMs !== undefined ? { silenceMs: opts.silenceMs } : {}),
+      ...(opts.metadataOnly ? { metadataOnly: true } : {}),
       ...(transform ? { transform: (o: ObjectMeta) => transform(o) as ObjectMeta } : {}),
       backoffBaseMs: 250,
       onChange: opts.onChange,

@@ -4,16 +4,19 @@
  * watch, without its spec or status.
  */
 import { PatchStrategy, setHeaderOptions } from "@kubernetes/client-node";
+import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { kubeconfigConnection } from "../../kube/connection.ts";
 import { KubeHttp } from "../../kube/http-client.ts";
-import { ListWatch } from "../../kube/list-watch.ts";
+import { ListWatch, type ListWatchClient } from "../../kube/list-watch.ts";
+import { watchOwnNode } from "../../node-agent/kube/agent-api.ts";
+import type { Watcher } from "../../node-agent/kube/watcher.ts";
 import { Cluster, kubeconfigPath, until } from "../support/klp.ts";
 
 const cluster = new Cluster();
 const NODE = "mw-node";
 let http: KubeHttp;
-const informers: Array<ListWatch<Record<string, unknown>>> = [];
+const informers: Array<ListWatch<Record<string, unknown>> | Watcher> = [];
 
 /** A list-watch of Nodes keeping every object as it arrived (managedFields aside). */
 async function watchNodes(metadataOnly: boolean): Promise<ListWatch<Record<string, unknown>>> {
@@ -58,5 +61,25 @@ describe("a metadata-only list-watch of Nodes", () => {
     });
     expect(watched).toMatchObject({ kind: "PartialObjectMetadata" });
     expect(watched).not.toHaveProperty("status");
+  });
+});
+
+describe("the agent's watch of its own Node", () => {
+  it("asks for metadata only, list and watch, and still sees its labels change", async () => {
+    // The production client, noting the Accept header of each request the watch makes.
+    const accepts: Array<string | undefined> = [];
+    const noting: ListWatchClient = {
+      json: (method, p, opts) => (accepts.push(opts.accept), http.json(method, p, opts)),
+      stream: (p, opts) => (accepts.push(opts.accept), http.stream(p, opts)),
+    };
+    let labels: Record<string, string> | undefined;
+    const w = watchOwnNode(noting, NODE, (l) => (labels = l), pino({ level: "silent" }));
+    informers.push(w);
+    await w.start();
+    await until("the Node's labels", () => labels?.["klp-test/pool"] === "mw");
+    await cluster.labelNode(NODE, { "klp-test/agent-saw": "yes" });
+    await until("the label change through the agent's watch", () => labels?.["klp-test/agent-saw"] === "yes");
+    expect(accepts.length).toBeGreaterThanOrEqual(2);
+    for (const a of accepts) expect(a).toContain("as=PartialObjectMetadata");
   });
 });
