@@ -36,26 +36,6 @@ const RE2JS_BESIDE: Plugin = {
   },
 };
 
-/**
- * zod re-exports every locale (`z.locales`, `z.core.locales`: ~360 KiB of source); the bundles keep
- * English alone, the one zod registers by default and the only one this project uses. That is
- * 3 MiB less RSS in every process that loads a bundle (measured: a bundled schema parse idles at
- * 54.3 MiB with all locales, 51.2 MiB with English only, node --single-threaded --jitless).
- */
-const ZOD_ENGLISH_ONLY: Plugin = {
-  name: "zod-english-only",
-  setup(b) {
-    b.onResolve({ filter: /^\.\.\/locales\/index\.js$/ }, (args) =>
-      /[/\\]zod[/\\]v4[/\\](classic|core)[/\\]/.test(args.importer) ? { path: path.join(path.dirname(args.importer), "../locales/index.js"), namespace: "zod-english-only" } : undefined,
-    );
-    b.onLoad({ filter: /.*/, namespace: "zod-english-only" }, (args) => ({
-      contents: `export { default as en } from ${JSON.stringify(path.join(path.dirname(args.path), "en.js"))};`,
-      loader: "js",
-      resolveDir: path.dirname(args.path),
-    }));
-  },
-};
-
 /** The file the bundles import the RE2 engine from, beside them. */
 export const RE2JS_ENTRY = "node_modules/re2js/build/index.js";
 
@@ -85,7 +65,7 @@ export async function bundle(entry: string, outfile: string): Promise<void> {
     banner: { js: BANNER },
     legalComments: "eof",
     logLevel: "warning",
-    plugins: [RE2JS_BESIDE, ZOD_ENGLISH_ONLY],
+    plugins: [RE2JS_BESIDE],
   });
   await chmod(out, 0o755);
 }
