@@ -101,6 +101,8 @@ export async function measureFloor(opts: {
   timeoutMs: number;
   /** The design's floor: the operator's projection for each node, applied by its writer before its status writes. */
   projectionOf?: (node: string) => unknown[];
+  /** Called once every writer's connection is up, just before the timed writes (to sample CPU from there). */
+  onTimedStart?: () => void;
 }): Promise<FloorResult> {
   const clients = opts.names.map(() => new KubeHttp(opts.conn));
   const n = opts.names.length;
@@ -109,6 +111,7 @@ export async function measureFloor(opts: {
     await pool(clients, 64, (c) => c.json("GET", "/version")); // connections up, as the agents' are
     const projectionWrites = opts.projectionOf ? n : 0;
     const result: FloorResult = { writes: opts.writes, projectionWrites, writers: n, ms: undefined, landed: 0, failures: 0, failuresByCode: {} };
+    opts.onTimedStart?.();
     const started = performance.now();
     const deadline = started + opts.timeoutMs;
     let stop = false;
