@@ -25,6 +25,7 @@
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { z } from "zod";
 import { bundle, RE2JS_ENTRY } from "../../scripts/bundle.ts";
@@ -54,6 +55,18 @@ const Args = z.object({
   out: z.string().optional(),
 });
 
+/**
+ * The in-process agents hold sockets (their requests and two watches each) and open their
+ * simulated hosts' files: about 6 descriptors per node at the peak of a rollout. Past the limit the
+ * agents fail their loads with EMFILE (HostIOError), which the rollout rightly halts on: a figure of
+ * the machine, not of the product, so the run refuses to start instead.
+ */
+function checkOpenFileLimit(nodes: number): void {
+  const needed = nodes * 6 + 2000;
+  const soft = Number(/^Max open files\s+(\d+|unlimited)/m.exec(readFileSync("/proc/self/limits", "utf8"))?.[1]?.replace("unlimited", "Infinity") ?? Infinity);
+  if (soft < needed) throw new Error(`--nodes ${nodes} needs about ${needed} open files and this process may open ${soft}: raise the limit first (ulimit -n ${needed}; as root, ulimit -Hn too)`);
+}
+
 async function main(): Promise<void> {
   const strings = ["nodes", "patches", "operator", "operator-node-flags", "transition-ms", "idle-seconds", "timeout-seconds", "floor-timeout-seconds", "churn", "out"];
   const { values } = parseArgs({
@@ -61,6 +74,7 @@ async function main(): Promise<void> {
   });
   const args = Args.parse(values);
   const log = (line: string) => console.error(`[${new Date().toISOString().slice(11, 19)}] ${line}`);
+  checkOpenFileLimit(Math.max(...args.nodes));
   const binDir = await ensureBinaries(controlPlaneBinaries(false), log);
   const workDir = await mkdtemp(path.join(tmpdir(), "klp-bench-scale-"));
   const agentBundle = path.join(workDir, "node-agent.mjs");
