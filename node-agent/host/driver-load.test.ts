@@ -227,6 +227,29 @@ describe("atomic replace", () => {
     expect((await host.driver.inspect()).modules.map((m) => m.name)).toEqual(["fix_v2"]);
   });
 
+  it("a patch reversed by another hand while this load waits out its transition (EBUSY) is not reported replaced", async () => {
+    await configureSimHost(host.root, { transitionMs: 3_000 });
+    const first = await stage("first_fix");
+    await stage("second_fix");
+    await host.sim.insmod(path.join(host.root, first.file)); // its transition runs for 3 s
+    let reversed = false;
+    const loader: ModuleLoader = {
+      ...host.sim,
+      insmod: async (file) => {
+        // As the agent's first insmod meets the running transition, an admin reverses that patch.
+        if (!reversed) {
+          reversed = true;
+          await host.sim.writeSysfs("/sys/kernel/livepatch/first_fix/enabled", "0");
+        }
+        return host.sim.insmod(file);
+      },
+    };
+    const result = await host.driverWith(loader).load("second_fix");
+    expect(reversed).toBe(true);
+    expect(result.replaced).toEqual([]);
+    expect((await host.driver.inspect()).livepatches.map((p) => [p.name, p.state])).toEqual([["second_fix", "enabled"]]);
+  });
+
   it("a non-replace patch stacks on top", async () => {
     await stage("fix_a");
     await stage("fix_b");

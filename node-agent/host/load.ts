@@ -68,10 +68,16 @@ export async function loadPatch(ctx: DriverContext, target: LoadTarget, options:
   if (current) await waitForDisabling(ctx, name, timeoutMs);
   if (await removeModule(ctx, name)) log.info("removed the leftover module before loading");
 
-  const before = (await ctx.view.patches()).filter((p) => p.enabled).map((p) => p.name);
+  // Settled patches only: one in transition now can be reversed by another hand while the insmod
+  // waits it out (EBUSY), and what leaves that way was not replaced by this patch.
+  const before = (await ctx.view.patches()).filter((p) => p.enabled && !p.transition).map((p) => p.name);
   const started = ctx.clock.now();
   log.info({ file }, "loading patch module");
   await insmod(ctx, file, module, preflight);
+  // While this patch's transition runs the kernel refuses every other enable or disable (EBUSY),
+  // so a patch enabled beside it now and gone after it was replaced by it. When the transition had
+  // ended already (no other patch enabled now), the settled patches of before are the candidates.
+  const besideIt = (await ctx.view.patches()).filter((p) => p.enabled && p.name !== name).map((p) => p.name);
 
   if (!(await ctx.view.patch(name))) {
     await removeModule(ctx, name).catch(() => false);
@@ -87,7 +93,7 @@ export async function loadPatch(ctx: DriverContext, target: LoadTarget, options:
   }
   // Replaced patches are disabled at once and leave sysfs a moment later (freed asynchronously).
   const stillEnabled = new Set((await ctx.view.patches()).filter((p) => p.enabled).map((p) => p.name));
-  const replaced = before.filter((n) => n !== name && !stillEnabled.has(n));
+  const replaced = (besideIt.length ? besideIt : before).filter((n) => n !== name && !stillEnabled.has(n));
   const transitionMs = ctx.clock.now() - started;
   log.info({ replaced, transitionMs }, "patch module loaded");
   return { name, replaced, transitionMs, alreadyLoaded: false };
