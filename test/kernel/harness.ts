@@ -32,6 +32,10 @@ export interface KernelSuite {
   /** One test per guest step, asserting on the facts the step reported. */
   scenario(title: string, spec: BootSpec, step: string, check: (d: Obj, r: StepResult) => void): void;
   log(line: string): void;
+  /** The accelerator the boots use ("kvm" or "tcg"), after beforeAll. */
+  accel(): string;
+  /** Where each boot's console (and any figures a test records) is kept. */
+  lastRunDir: string;
 }
 
 export function kernelSuite(name: string, options: GuestOptions = {}): KernelSuite {
@@ -125,6 +129,8 @@ export function kernelSuite(name: string, options: GuestOptions = {}): KernelSui
     },
     boot: bootOf,
     log,
+    accel: () => accel,
+    lastRunDir: LAST_RUN,
     scenario(title, spec, stepName, check) {
       it(title, async (ctx) => {
         const r = await step(ctx, spec, stepName);

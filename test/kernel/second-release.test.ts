@@ -5,6 +5,7 @@
 import { describe, expect, it } from "vitest";
 import { arr, expectOk, expectRefused, obj, run } from "./facts.ts";
 import { kernelSuite, TEST_TIMEOUT_MS, type BootSpec } from "./harness.ts";
+import { describePerf, perfFigures, recordPerf } from "./perf-figures.ts";
 
 /** The release Debian moved bookworm to after the pinned one; both are in the archive. */
 const SECOND_RELEASE = process.env.KLP_SECOND_KERNEL_RELEASE ?? "6.1.0-57-amd64";
@@ -39,5 +40,11 @@ describe(`real kernel: a guest of the second release (${SECOND_RELEASE})`, () =>
     expect(loaded.enabled).toBe("1");
     expect(loaded.transition).toBe("0");
     suite.log(`${SECOND_RELEASE}: own build loaded in ${run(d.load).ms} ms (CLI); ${foreign.stderr.trim()}`);
+  });
+
+  suite.scenario("agent load time next to bare insmod + transition wait on the second release (same module, same guest)", GUEST, "perf", (d) => {
+    const figures = perfFigures(d, SECOND_RELEASE, suite.accel());
+    suite.log(describePerf(figures));
+    recordPerf(suite.lastRunDir, figures);
   });
 });

@@ -6,9 +6,9 @@
 // A step collects facts (exit codes, the agent's JSON, sysfs and /proc reads, new kernel log lines);
 // the host test asserts on them. `ok` is false only when the step itself threw.
 // Bundled with esbuild by test/kernel/guest-image.ts; must not import anything outside node:*.
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, openSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { performance } from "node:perf_hooks";
 
 const AGENT = "/opt/klp/kpatch-agent.mjs";
@@ -16,6 +16,8 @@ const MODS = "/opt/klp/modules";
 const RELEASE = readFileSync("/proc/sys/kernel/osrelease", "utf8").trim();
 const STAGE = `/var/lib/kpatch/${RELEASE}`;
 const LP = "/sys/kernel/livepatch";
+/** How long the busy-transition step holds the other transition after the agent's first EBUSY. */
+const BUSY_HOLD_MS = 4000;
 
 type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
 type Details = Record<string, unknown>;
@@ -89,6 +91,53 @@ function agent(args: string[], opts: { transitionTimeout?: number; nodeFlags?: s
     json = null;
   }
   return { ...r, args: full, json };
+}
+
+interface BackgroundAgent {
+  /** What the agent has written to stderr so far (pino writes synchronously). */
+  stderr(): string;
+  done(): boolean;
+  /** Waits for the agent to exit (up to `timeoutMs`); its run as `agent()` reports one. */
+  finish(timeoutMs: number): AgentRun;
+  spawnedAt: number;
+}
+
+/**
+ * The agent CLI started in the background while this process goes on (the runner blocks its own
+ * event loop in sleeps, so the exit code comes from a busybox sh wrapper writing it to a file).
+ */
+function agentInBackground(args: string[]): BackgroundAgent {
+  if (!hasAgent) throw new Error(`agent bundle missing at ${AGENT}`);
+  const full = ["--json", "--loader", "kmod", ...args];
+  const dir = mkdtempSync("/tmp/agent-");
+  const script = 'exec "$@" > "$KLP_DIR/stdout" 2> "$KLP_DIR/stderr"';
+  const spawnedAt = Date.now();
+  const t0 = performance.now();
+  const child = spawn("sh", ["-c", `(${script}); echo $? > "$KLP_DIR/rc.tmp" && mv "$KLP_DIR/rc.tmp" "$KLP_DIR/rc"`, "sh", process.execPath, AGENT, ...full], {
+    stdio: ["ignore", openSync(`${dir}/wrapper.out`, "w"), openSync(`${dir}/wrapper.err`, "w")],
+    env: { ...process.env, KLP_DIR: dir },
+  });
+  child.unref();
+  const done = (): boolean => existsSync(`${dir}/rc`);
+  return {
+    spawnedAt,
+    stderr: () => read(`${dir}/stderr`) ?? "",
+    done,
+    finish(timeoutMs) {
+      waitFor(done, timeoutMs, 50);
+      const ms = Math.round(performance.now() - t0);
+      const rc = read(`${dir}/rc`);
+      const stdout = read(`${dir}/stdout`) ?? "";
+      let json: Json = null;
+      try {
+        json = JSON.parse(stdout) as Json;
+      } catch {
+        json = null;
+      }
+      const stderr = (read(`${dir}/stderr`) ?? "") + (read(`${dir}/wrapper.err`) ?? "");
+      return { rc: rc === null ? null : Number(rc), ms, stdout, stderr, args: full, json };
+    },
+  };
 }
 
 // Kernel log: lines added since a mark (busybox dmesg reads the ring buffer).
@@ -540,6 +589,62 @@ const steps: Record<string, () => Details> = {
     return { targetInsmod: { rc: target.rc, stderr: target.stderr }, tid, stackBefore, load, after, leftover, kmsg: kmsgSince(mark) };
   },
 
+  // Another patch's transition in progress: klp_test_stall held in transition without the agent,
+  // the kernel answers every insmod of another livepatch EBUSY (__klp_enable_patch while
+  // klp_transition_patch is set; it logs nothing). The agent's `load` of klp_test_v1 (stacked on v2)
+  // runs meanwhile; BUSY_HOLD_MS after its first EBUSY we reverse the held transition, and its
+  // retries (5 tries, 2 s apart: the last one at >= 8 s) must then get through. The hold is counted
+  // from the agent's first EBUSY, not from its spawn (starting Node takes 3-10 s under TCG), so the
+  // reversal (~1 s) is done by ~5 s, two tries before the agent would give up.
+  "busy-transition"(): Details {
+    const file = `${MODS}/klp_test_v1.ko`;
+    const treeBefore = kpatchTree();
+    const mark = kmsgLines().length;
+    const target = run("insmod", [`${MODS}/klp_stall_target.ko`]);
+    const tid = findTask("klp_stall_thread");
+    const stall = run("insmod", [`${MODS}/klp_test_stall.ko`]);
+    const held = { ...moduleFacts("klp_test_stall"), threadPatchState: tid ? read(`/proc/${tid}/patch_state`) : null };
+    // Control: the kernel's own answer to a bare insmod while the transition is held.
+    const control = { ...bareInsmod(file), v1After: moduleFacts("klp_test_v1") };
+    const bg = agentInBackground(["--log-level", "info", "load", file]);
+    const busyLine = (): boolean => bg.stderr().includes("device or resource busy, retrying");
+    const sawBusy = waitFor(() => busyLine() || bg.done(), 120_000, 20) && busyLine();
+    const firstBusyAt = Date.now();
+    if (sawBusy) sleepMs(BUSY_HOLD_MS);
+    // What the agent left of the other patch while retrying: still enabled and in transition.
+    const beforeReverse = {
+      stall: moduleFacts("klp_test_stall"), v1: moduleFacts("klp_test_v1"), v2: moduleFacts("klp_test_v2"),
+      threadPatchState: tid ? read(`/proc/${tid}/patch_state`) : null, agentDone: bg.done(),
+      kmsg: kmsgSince(mark),
+    };
+    const reverseAt = Date.now();
+    const reverseErr = writeKernel(`${LP}/klp_test_stall/enabled`, "0");
+    const reversed = waitFor(() => !existsSync(`${LP}/klp_test_stall`), 30_000, 20);
+    const reversedAt = Date.now();
+    let rmStall = run("rmmod", ["klp_test_stall"]);
+    for (let i = 0; i < 50 && rmStall.rc !== 0 && existsSync("/sys/module/klp_test_stall"); i++) {
+      sleepMs(100);
+      rmStall = run("rmmod", ["klp_test_stall"]);
+    }
+    const load = bg.finish(120_000);
+    const timeline = agentTimeline(load.stderr, bg.spawnedAt, Date.now());
+    const after = {
+      ...kernelFacts(), v1: moduleFacts("klp_test_v1"), v2: moduleFacts("klp_test_v2"), stall: moduleFacts("klp_test_stall"),
+    };
+    const kmsg = kmsgSince(mark);
+    const rmTarget = run("rmmod", ["klp_stall_target"]).rc;
+    // Leave what the later steps expect: v2 alone live, nothing new under /var/lib/kpatch.
+    const unload = agent(["unload", "klp_test_v1"]);
+    const restored = { ...kernelFacts(), v1: moduleFacts("klp_test_v1"), v2: moduleFacts("klp_test_v2"), kpatchTree: kpatchTree() };
+    const rel = (at: number): number => at - bg.spawnedAt;
+    return {
+      holdMs: BUSY_HOLD_MS, targetRc: target.rc, tid, stallRc: stall.rc, stallStderr: stall.stderr, held, control,
+      sawBusy, firstBusyAtMs: rel(firstBusyAt), reverseAtMs: rel(reverseAt), reversedAtMs: rel(reversedAt),
+      reverseErr, reversed, beforeReverse, rmStallRc: rmStall.rc, load, timeline, after, kmsg, rmTarget,
+      unload, treeBefore, restored,
+    };
+  },
+
   // Booted with lockdown=integrity / module.sig_enforce=1 (the host test's kernel command line).
   "refuse-lockdown": refusal,
   "refuse-sig-enforce": refusal,
@@ -610,10 +715,10 @@ const plans: Record<string, string[]> = {
   clicost: ["env", "cli-cost"],
   agentcost: ["env", "agent-cost"],
   boot1: ["env", "bare", "s1-install-load", "s2-unload-uninstall", "perf", "s3-vermagic", "s4-not-livepatch-truncated", "s5-replace", "prep-reboot"],
-  boot2: ["env", "s6-reboot", "stall-bare", "s7-stall", "cli-info", "unload-all", "refuse-ftrace", "refuse-modules-disabled"],
+  boot2: ["env", "s6-reboot", "stall-bare", "s7-stall", "busy-transition", "cli-info", "unload-all", "refuse-ftrace", "refuse-modules-disabled"],
   lockdown: ["env", "refuse-lockdown"],
   "sig-enforce": ["env", "refuse-sig-enforce"],
-  "second-release": ["env", "second-release"],
+  "second-release": ["env", "perf", "second-release"],
 };
 
 function main(): void {
