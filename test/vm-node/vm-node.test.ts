@@ -14,13 +14,16 @@
 // the machine's owner does: the reboot of scenario 5 (as `reboot` on the node would), and loading
 // and unloading the node's own driver module that scenario 9's livepatch patches.
 //
-// Scenarios 1-7 run in order on one node and one patch, each a test; 8-10 (what the agent does when
-// things go wrong) follow on the same node, each with a patch of its own, the crash last. See
-// test/vm-node/README.md.
+// Scenarios 1-7 run in order on one node, each a test: a first patch on klp_test_v1, replaced
+// across patches by a second patch's cumulative klp_test_v2 (the first stays Replaced through an
+// agent restart and a reboot, then is deleted), then the second patch alone to its deletion; 8-10
+// (what the agent does when things go wrong) follow on the same node, each with a patch of its own,
+// the crash last. See test/vm-node/README.md.
 import { execFile } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import path from "node:path";
+import { isDeepStrictEqual } from "node:util";
 import { KubeConfig, Watch } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, it, type TestContext } from "vitest";
 import { FINALIZER, type KernelLivePatch, type NodeEntry } from "../../crds/schema.ts";
@@ -28,11 +31,15 @@ import { startControlPlane, type ControlPlane } from "../../scripts/dev/control-
 import { CHART_DIR, helmClient, type Helm } from "../support/helm.ts";
 import { ensureNodeTools, planNodeNetwork, realNodeApiServerArgs, realNodeSupport, startRealNode, type RealNode } from "../support/real-node.ts";
 import { makePrivateCa, startArtifactServer, type ArtifactServer } from "../support/artifact-server.ts";
+import { NodeObjectRecorder } from "./node-object-recorder.ts";
 import { enableCount, prepareVmNode, REPO, VM_CACHE, VmNode, VmNodeUnavailable, type GuestState, type PreparedVmNode } from "../support/vm-node.ts";
 
 const REQUIRED = process.env.KLP_VM_NODE_REQUIRED === "1";
 const LAST_RUN = path.join(VM_CACHE, "last-run");
 const NS = "kpatch-system";
+/** The first patch (klp_test_v1): replaced in scenario 2 by PATCH's cumulative module, deleted in 5b. */
+const FIRST = "vm-cmdline-first";
+/** The cumulative patch (klp_test_v2, `replace`) from scenario 2 on, through 7. */
 const PATCH = "vm-cmdline";
 const BAD = "vm-badver";
 const CM = "vm-node-modules";
@@ -54,6 +61,10 @@ let node: VmNode | undefined;
 let hostNode: RealNode | undefined;
 const HOST_NODE = "klp-vm-operator-node";
 let recorder: Recorder | undefined;
+/** Every version of the VM node's KernelLivePatchNode (the agent's entries as it wrote them). */
+let nodeRecorder: NodeObjectRecorder | undefined;
+/** FIRST's entry once Replaced (scenario 2), in its patch's status and on the node's object. */
+let replacedEntry: { klp: NodeEntry; klpn: NodeEntry } | undefined;
 const sha: Record<string, string> = {};
 /**
  * An HTTPS artifact server on this machine (a private CA, a bearer token), reached from the guest
@@ -67,6 +78,7 @@ const figures: {
   bootToReadyMs?: number; rebootToReadyMs?: number; guest?: Record<string, number>; rebootGuest?: Record<string, number>; scenarios: Record<string, number>;
   klpWide?: string; nodesWide?: string; prepare?: Record<string, number>; install?: Record<string, number>;
   rebuild?: Record<string, number>; stall?: Record<string, unknown>; crash?: Record<string, unknown>;
+  replaced?: Record<string, number>;
 } = { scenarios: {} };
 const suiteStart = Date.now();
 
@@ -225,7 +237,7 @@ class Recorder {
 }
 
 /** Phases (with module) the node's entry went through, consecutive duplicates collapsed. */
-function phases(seen: Seen[]): string[] {
+function phases(seen: ReadonlyArray<{ entry: NodeEntry | undefined }>): string[] {
   const out: string[] = [];
   for (const s of seen) {
     const p = s.entry ? `${s.entry.phase}(${s.entry.moduleName ?? "-"})` : "none";
@@ -358,6 +370,8 @@ beforeAll(async () => {
     ...(process.env.KLP_VM_NODE_CONSOLE === "1" ? { onConsole: (l: string) => console.log(`  | ${l}`) } : {}),
   });
   log(`VM node ${node.nodeName} booting (work dir ${node.dir})`);
+  nodeRecorder = new NodeObjectRecorder(kc, node.nodeName);
+  await nodeRecorder.start();
   await eventually(`node ${node.nodeName} Ready`, 600_000, nodeReady);
   figures.bootToReadyMs = Date.now() - node.startedAt;
   figures.guest = Object.fromEntries(node.marks.filter((m) => m.boot === 0 && m.uptime >= 0).map((m) => [m.name, m.uptime]));
@@ -397,6 +411,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   recorder?.stop();
+  nodeRecorder?.stop();
   await artifacts?.stop().catch(() => {});
   try {
     if (node) {
@@ -413,11 +428,51 @@ afterAll(async () => {
   }
 }, 300_000);
 
+/** A module of the ConfigMap for the guest's kernel, as spec.modules names it. */
+function moduleFor(key: string): { kernelRelease: string; sha256: string; configMap: { namespace: string; name: string; key: string } } {
+  return { kernelRelease: prepared.krel, sha256: sha[key]!, configMap: { namespace: NS, name: CM, key } };
+}
+
+const HOST_ACTIONS = ["loaded", "unloaded", "uninstalled", "removed leftover module"];
+
+function withoutBoot(e: NodeEntry | undefined): Partial<NodeEntry> | undefined {
+  if (!e) return undefined;
+  const { bootID: _, ...rest } = e;
+  return rest;
+}
+
+/** The operator's copy says what the agent wrote (the copy may shorten the message). */
+function sameReport(copy: NodeEntry | undefined, own: NodeEntry): boolean {
+  const fields = (e: NodeEntry) => [e.phase, e.moduleName, e.sha256, e.replacedBy, e.bootID, e.enabled, e.transition, e.lastTransitionTime];
+  return copy !== undefined && isDeepStrictEqual(fields(copy), fields(own));
+}
+
+/**
+ * FIRST's entry in every version of its patch (the operator's copy) and of the node's object (the
+ * agent's write) from t0 on: the Replaced entry scenario 2 left, unchanged but for the boot id (a
+ * new boot's agent writes its own). Its lastTransitionTime is part of it: a phase change on the
+ * way, even one undone before anyone looked, would have moved it.
+ */
+function replacedThroughout(t0: number): { klpVersions: number; klpnVersions: number; klpnRewrites: number } {
+  const base = replacedEntry!;
+  const inPatch = recorder!.since(t0, FIRST);
+  const onNode = nodeRecorder!.from(t0, FIRST);
+  expect(onNode.length).toBeGreaterThan(0);
+  for (const x of inPatch) {
+    expect(withoutBoot(x.entry), `${FIRST}'s entry in its status at ${new Date(x.at).toISOString()}`).toEqual(withoutBoot(base.klp));
+  }
+  for (const x of onNode) {
+    expect(withoutBoot(x.entry), `${FIRST}'s entry on the node's object, version ${x.resourceVersion}`).toEqual(withoutBoot(base.klpn));
+  }
+  const klpnRewrites = onNode.filter((x, i) => i > 0 && !isDeepStrictEqual(x.entry, onNode[i - 1]!.entry)).length;
+  return { klpVersions: inPatch.length, klpnVersions: onNode.length, klpnRewrites };
+}
+
 describe("the whole stack on a real kernel, inside a VM node", () => {
   it("1. apply: the agent in the guest stages and loads the module; Loaded, tainted OEK, the guest's boot id, /proc/cmdline patched", async (ctx) => {
     await scenario(ctx, "1-apply", async () => {
-      await kubectl(["apply", "-f", "-"], patchYaml(PATCH, `${V1}.ko`, sha[`${V1}.ko`]!));
-      const p = await waitReady(PATCH);
+      await kubectl(["apply", "-f", "-"], patchYaml(FIRST, `${V1}.ko`, sha[`${V1}.ko`]!));
+      const p = await waitReady(FIRST);
       const e = entryOf(p)!;
       const g = await guest();
       expect(e).toMatchObject({
@@ -441,52 +496,75 @@ describe("the whole stack on a real kernel, inside a VM node", () => {
     });
   });
 
-  it("2. cumulative replace: the spec moves to the v2 replace module; v2 live, v1 replaced out of the kernel, v2 staged", async (ctx) => {
-    await scenario(ctx, "2-replace", async () => {
+  it("2. cumulative replace across patches: a second patch's v2 (replace) goes live; the first patch's entry says Replaced naming it; v1 leaves the kernel and the disk", async (ctx) => {
+    await scenario(ctx, "2-replace-across", async () => {
       const t0 = Date.now();
       const before = await guest();
-      await kubectl(["patch", "klp", PATCH, "--type=merge", "-p", JSON.stringify({
-        spec: { modules: [{ kernelRelease: prepared.krel, sha256: sha[`${V2}.ko`], configMap: { namespace: NS, name: CM, key: `${V2}.ko` } }] },
-      })]);
+      const logMark = agentLog().length;
+      await kubectl(["apply", "-f", "-"], patchYaml(PATCH, `${V2}.ko`, sha[`${V2}.ko`]!));
       const p = await waitReady(PATCH);
       expect(entryOf(p)).toMatchObject({ phase: "Loaded", moduleName: V2, sha256: sha[`${V2}.ko`], enabled: true, transition: false, tainted: TAINT_OEK, taintFlags: "OEK" });
-      const g = await eventually("v2 live and staged in the guest", 120_000, async () => {
+      expect(entryOf(p)?.previousModuleName).toBeUndefined(); // v1 was never this patch's
+      // The first patch: Replaced, naming the second, in the agent's write (the node's object) and
+      // in the operator's copy (its status), once v1 is off the node (nothing left to write then).
+      const replaced = { phase: "Replaced", moduleName: V1, sha256: sha[`${V1}.ko`], replacedBy: PATCH, reason: "ReplacedByCumulativePatch", enabled: false, transition: false };
+      const g = await eventually("v2 live and staged; v1 out of the kernel and off the disk", 120_000, async () => {
         const g = await guest();
-        return livepatch(g, V2)?.enabled && !livepatch(g, V1) && stagedNames(g).includes(`${V2}.ko`) ? g : undefined;
+        return livepatch(g, V2)?.enabled && !livepatch(g, V1) && !g.modules.some((m) => m.name === V1) && stagedNames(g).join() === `${V2}.ko` ? g : undefined;
       });
-      expect(livepatch(g, V2)).toEqual({ name: V2, enabled: true, transition: false });
-      expect(g.livepatches.map((l) => l.name)).toEqual([V2]); // the kernel's atomic replace took v1 out
+      const first = await eventually(`${FIRST}'s entry Replaced, the same on the node's object and in its status`, 120_000, async () => {
+        const x = await klp(FIRST);
+        const own = nodeRecorder!.latest(FIRST);
+        return own?.phase === "Replaced" && !own.transition && sameReport(entryOf(x), own) ? x : undefined;
+      });
+      expect(entryOf(first)).toMatchObject(replaced);
+      expect(entryOf(first)?.message).toContain(PATCH);
+      // Done for a patch that wants its module Loaded: the fix is in the kernel, in v2.
+      expect(first.status?.conditions?.find((c) => c.type === "Ready")?.status).toBe("True");
+      expect(first.status?.summary?.replaced).toBe(1);
+      expect(entryOf(p)?.replacedBy).toBeUndefined();
+
+      // What the kernel in the guest says: v2 alone, v1's module gone, v2 alone staged for boot.
+      expect(g.livepatches).toEqual([{ name: V2, enabled: true, transition: false }]);
       expect(g.cmdline).toBe(`${V2} patched`);
-      expect(g.staged).toContainEqual({ path: `/var/lib/kpatch/${prepared.krel}/${V2}.ko`, sha256: sha[`${V2}.ko`] });
+      expect(g.modules.map((m) => m.name)).toEqual([V2]);
+      expect(g.staged).toEqual([{ path: `/var/lib/kpatch/${prepared.krel}/${V2}.ko`, sha256: sha[`${V2}.ko`] }]);
       expect(enableCount(g, V2)).toBe(1);
       expect(enableCount(g, V1)).toBe(enableCount(before, V1));
-      // The replace, as the agent reported it: its load of v2 replaced v1.
-      const loaded = await eventually("the agent's log line for the load of v2", 60_000, async () => agentLog().find((l) => l.msg.msg === "loaded" && l.msg.module === V2));
-      expect(loaded.msg.replaced).toEqual([V1]);
-      // The entry: v1 Loaded, then v2 (Loading, Loaded); v1 never named again.
-      const seq = phases(recorder!.since(t0, PATCH));
-      log(`entry sequence: ${seq.join(" -> ")}`);
-      expect(seq[seq.length - 1]).toBe(`Loaded(${V2})`);
-      const firstV2 = seq.findIndex((x) => x.includes(V2));
-      expect(firstV2).toBeGreaterThanOrEqual(0);
-      expect(seq.slice(firstV2).every((x) => x.includes(V2))).toBe(true);
-      expect(seq.slice(0, firstV2).every((x) => x === `Loaded(${V1})`)).toBe(true);
+      // The second patch's load replaced v1 (the kernel's atomic replace); the first patch's own
+      // decision (Replaced) took v1 out of the kernel (an unload when the replaced patch had not
+      // left sysfs yet, else the removal of its leftover module) and its file off the disk.
+      const loaded = await eventually("the agent's log line for the load of v2", 60_000, async () => agentLog().slice(logMark).find((l) => l.msg.msg === "loaded" && l.msg.module === V2));
+      expect(loaded.msg).toMatchObject({ patch: PATCH, replaced: [V1] });
+      const retired = await eventually("the agent's log lines retiring v1", 60_000, async () => {
+        const r = agentLog().slice(logMark).filter((l) => l.msg.module === V1 && HOST_ACTIONS.includes(String(l.msg.msg)));
+        return r.some((l) => l.msg.msg === "uninstalled") ? r.map((l) => [l.msg.patch, l.msg.msg]) : undefined;
+      });
+      expect(retired.length, JSON.stringify(retired)).toBe(2);
+      expect([[FIRST, "removed leftover module"], [FIRST, "unloaded"]]).toContainEqual(retired[0]);
+      expect(retired[1]).toEqual([FIRST, "uninstalled"]);
       // No livepatch-less moment in the kernel: v2 was enabled before v1 left.
       const lp = node!.lpChanges.filter((c) => c.at >= t0 && c.boot === node!.boot);
       expect(lp.every((c) => Object.keys(c.state).length > 0), JSON.stringify(lp)).toBe(true);
-      // v1 retired by the agent: its leftover module out of the kernel, its file off the disk (so
-      // the next boot's kpatch.service loads v2 alone); the entry no longer names it.
-      const settled = await eventually("v1 retired by the agent", 60_000, async () => {
-        const x = await guest();
-        return !x.modules.some((m) => m.name === V1) && !stagedNames(x).includes(`${V1}.ko`) ? x : undefined;
-      });
-      expect(stagedNames(settled)).toEqual([`${V2}.ko`]);
-      expect(settled.modules.map((m) => m.name)).toEqual([V2]);
-      const retiredBy = agentLog().filter((l) => l.msg.module === V1 && ["removed leftover module", "uninstalled"].includes(String(l.msg.msg))).map((l) => l.msg.msg);
-      expect(retiredBy).toEqual(["removed leftover module", "uninstalled"]);
-      expect(entryOf(await klp(PATCH))?.previousModuleName).toBeUndefined();
-      // While v2 was loading the entry said which module it would retire.
-      expect(recorder!.since(t0, PATCH).some((x) => x.entry?.moduleName === V2 && x.entry.previousModuleName === V1)).toBe(true);
+
+      // The entries on the way: the first patch went from Loaded straight to Replaced (never
+      // Loading, Unloading or Failed), in its status and on the node's object; the second, v2 only.
+      const inPatch = phases(recorder!.since(t0, FIRST));
+      const onNode = phases(nodeRecorder!.from(t0, FIRST));
+      const second = phases(recorder!.since(t0, PATCH));
+      log(`${FIRST}: ${inPatch.join(" -> ")} (node object: ${onNode.join(" -> ")}); ${PATCH}: ${second.join(" -> ")}`);
+      for (const seq of [inPatch, onNode]) expect(seq.slice(seq[0] === `Loaded(${V1})` ? 1 : 0)).toEqual([`Replaced(${V1})`]);
+      expect(onNode[0]).toBe(`Loaded(${V1})`);
+      expect(second.at(-1)).toBe(`Loaded(${V2})`);
+      expect(second.filter((x) => x !== "none" && !x.endsWith(`(${V2})`))).toEqual([]);
+      const replacedVersions = recorder!.since(t0, FIRST).filter((x) => x.entry?.phase === "Replaced");
+      expect(replacedVersions.every((x) => x.entry?.replacedBy === PATCH)).toBe(true);
+      // What scenarios 4 and 5 hold it to.
+      replacedEntry = { klp: entryOf(await klp(FIRST))!, klpn: nodeRecorder!.latest(FIRST)! };
+      expect(sameReport(replacedEntry.klp, replacedEntry.klpn)).toBe(true);
+      figures.replaced = { applyToFirstReplacedMs: (replacedVersions[0]?.at ?? Date.now()) - t0 };
+      figures.klpWide = await kubectl(["get", "klp", "-o", "wide"]);
+      log(`\n${figures.klpWide}`);
     });
   });
 
@@ -510,8 +588,9 @@ describe("the whole stack on a real kernel, inside a VM node", () => {
       expect(g.livepatches.map((l) => l.name)).toEqual([V2]);
       expect(g.dmesg).toEqual(before.dmesg);
       expect(g.cmdline).toBe(`${V2} patched`);
-      // The good patch is untouched.
+      // The good patches are untouched.
       expect(entryOf(await klp(PATCH))).toMatchObject({ phase: "Loaded", moduleName: V2 });
+      expect(entryOf(await klp(FIRST))).toMatchObject({ phase: "Replaced", replacedBy: PATCH });
       const seen = recorder!.seen.filter((x) => x.name === BAD).map((x) => x.entry?.phase);
       expect(seen).not.toContain("Loading");
       expect(seen).not.toContain("Staging");
@@ -523,7 +602,7 @@ describe("the whole stack on a real kernel, inside a VM node", () => {
     });
   });
 
-  it("4. the agent pod deleted and recreated: the module stays live throughout", async (ctx) => {
+  it("4. the agent pod deleted and recreated: the module stays live throughout; the replaced patch stays Replaced", async (ctx) => {
     await scenario(ctx, "4-agent-restart", async () => {
       const t0 = Date.now();
       const lpBefore = node!.lpChanges.length;
@@ -544,16 +623,21 @@ describe("the whole stack on a real kernel, inside a VM node", () => {
       expect(livepatch(g, V2)).toEqual({ name: V2, enabled: true, transition: false });
       expect(g.cmdline).toBe(`${V2} patched`);
       expect(enableCount(g, V2)).toBe(enableCount(before, V2));
-      expect(g.dmesg.length).toBe(before.dmesg.length); // no unpatching, no enabling
+      expect(g.dmesg.length).toBe(before.dmesg.length); // no unpatching, no enabling (v1 included)
       expect(node!.lpChanges.length, "the kernel's livepatch state changed").toBe(lpBefore);
-      expect(agentLog().filter((l) => l.pod.includes(fresh.uid) && ["loaded", "unloaded", "uninstalled", "removed leftover module"].includes(String(l.msg.msg)))).toEqual([]);
+      expect(agentLog().filter((l) => l.pod.includes(fresh.uid) && HOST_ACTIONS.includes(String(l.msg.msg)))).toEqual([]);
       const seen = recorder!.since(t0, PATCH);
       expect(seen.every((s) => s.entry?.phase === "Loaded" && s.entry.moduleName === V2), JSON.stringify(phases(seen))).toBe(true);
       expect(entryOf(await klp(PATCH))).toMatchObject({ phase: "Loaded", moduleName: V2, bootID: g.bootId });
+      // The replaced patch: the new agent found it Replaced and left its entry as it was.
+      const kept = replacedThroughout(t0);
+      expect(kept.klpnRewrites).toBe(0);
+      expect(entryOf(await klp(FIRST))).toEqual(replacedEntry!.klp);
+      figures.replaced = { ...figures.replaced, agentRestartFirstVersions: kept.klpVersions, agentRestartNodeObjectVersions: kept.klpnVersions };
     });
   });
 
-  it("5. the guest rebooted: live again from /var/lib/kpatch before the agent starts; the agent re-reads the new boot and reports Loaded without a second load", async (ctx) => {
+  it("5. the guest rebooted: live again from /var/lib/kpatch before the agent starts; the agent re-reads the new boot and reports Loaded without a second load; the replaced module never comes back", async (ctx) => {
     await scenario(ctx, "5-reboot", async () => {
       const t0 = Date.now();
       const before = await guest();
@@ -576,6 +660,7 @@ describe("the whole stack on a real kernel, inside a VM node", () => {
       expect(svc.uptime).toBeLessThan(kubeletStart.uptime);
       const svcOut = JSON.parse((await node!.guestLog("kpatch-service")).split("\n")[0]!) as { loaded: Array<{ name: string }> };
       expect(svcOut).toMatchObject({ ok: true, kernelRelease: prepared.krel, failed: [] });
+      // The replaced v1 was not staged for boot, so the boot's load --all could not bring it back.
       expect(stagedBefore).toEqual([V2]);
       expect(svcOut.loaded.map((l) => l.name)).toEqual([V2]);
 
@@ -588,16 +673,31 @@ describe("the whole stack on a real kernel, inside a VM node", () => {
       });
       expect(entryOf(p)).toMatchObject({ phase: "Loaded", moduleName: V2, enabled: true, transition: false, tainted: TAINT_OEK, taintFlags: "OEK", bootID: bootIdAfter });
       await waitReady(PATCH);
+      // The replaced patch: the new boot's agent wrote its own Replaced entry (the new boot id),
+      // naming the same patch, with the same transition time (it never left Replaced).
+      const first = await eventually(`${FIRST}'s entry to carry the new boot id`, 300_000, async () => {
+        const x = await klp(FIRST);
+        return entryOf(x)?.bootID === bootIdAfter && nodeRecorder!.latest(FIRST)?.bootID === bootIdAfter ? x : undefined;
+      });
+      expect(entryOf(first)).toMatchObject({ phase: "Replaced", moduleName: V1, replacedBy: PATCH, enabled: false, lastTransitionTime: replacedEntry!.klp.lastTransitionTime });
+      const kept = replacedThroughout(t0);
+      figures.replaced = { ...figures.replaced, rebootFirstVersions: kept.klpVersions, rebootNodeObjectVersions: kept.klpnVersions, rebootNodeObjectRewrites: kept.klpnRewrites };
       const g = await guest();
       expect(g.bootId).toBe(bootIdAfter);
       expect(g.cmdline).toBe(`${V2} patched`);
       expect(g.livepatches).toEqual([{ name: V2, enabled: true, transition: false }]);
+      expect(g.modules.map((m) => m.name)).toEqual([V2]);
       // One load of v2 in this boot: kpatch.service's. The agent did not load it again.
       expect(enableCount(g, V2)).toBe(1);
       expect(g.dmesg.some((l) => /unpatching/.test(l))).toBe(false);
+      // v1 never came back into this boot's kernel: not in the kernel log, never in sysfs nor in
+      // /proc/cmdline (the console's monitor runs from the first second of the boot).
+      expect(enableCount(g, V1)).toBe(0);
+      expect(node!.lpChanges.filter((c) => c.boot === b && V1 in c.state)).toEqual([]);
+      expect(node!.cmdlineChanges.filter((c) => c.boot === b && c.text.includes(V1))).toEqual([]);
       // The agent of the new boot did run (its log is here), and did nothing to the host.
       expect(agentLog().slice(logMark).some((l) => l.msg.msg === "watching this node's KernelLivePatchNode")).toBe(true);
-      const hostActions = agentLog().slice(logMark).filter((l) => ["loaded", "unloaded", "uninstalled", "removed leftover module"].includes(String(l.msg.msg)));
+      const hostActions = agentLog().slice(logMark).filter((l) => HOST_ACTIONS.includes(String(l.msg.msg)));
       expect(hostActions, "agent host actions after the reboot").toEqual([]);
       // Once enabled (before the kubelet started), v2 stayed enabled.
       const fromLive = node!.lpChanges.filter((c) => c.boot === b && c.uptime >= live!.uptime);
@@ -605,6 +705,37 @@ describe("the whole stack on a real kernel, inside a VM node", () => {
       // The entry never left Loaded: the old boot's Loaded, then the new boot's Loaded.
       const seen = recorder!.since(t0, PATCH);
       expect(seen.every((x) => x.entry?.phase === "Loaded"), JSON.stringify(phases(seen))).toBe(true);
+    });
+  });
+
+  it("5b. the replaced patch deleted: its finalizer goes once the node reports nothing of it left; the cumulative module that replaced it stays live", async (ctx) => {
+    await scenario(ctx, "5b-delete-replaced", async () => {
+      const t0 = Date.now();
+      const before = await guest();
+      const lpBefore = node!.lpChanges.length;
+      const logMark = agentLog().length;
+      await kubectl(["delete", "klp", FIRST, "--timeout=180s"], undefined, 200_000);
+      expect(await klp(FIRST)).toBeUndefined();
+      // Replaced, then Unloaded (the agent's report that nothing of v1 is on the node), then gone.
+      const seq = phases(recorder!.since(t0, FIRST).filter((x) => x.type !== "DELETED"));
+      const onNode = phases(nodeRecorder!.from(t0, FIRST));
+      log(`${FIRST} while deleting: ${seq.join(" -> ")} (node object: ${onNode.join(" -> ")})`);
+      expect(seq).toEqual([`Replaced(${V1})`, `Unloaded(${V1})`]);
+      expect(onNode.filter((x) => x !== "none")).toEqual([`Replaced(${V1})`, `Unloaded(${V1})`]);
+      // The guest: nothing moved. v2 live, its module, its staged file; no kernel log line.
+      const g = await guest();
+      expect(g.livepatches).toEqual([{ name: V2, enabled: true, transition: false }]);
+      expect(g.cmdline).toBe(`${V2} patched`);
+      expect(g.modules.map((m) => m.name)).toEqual([V2]);
+      expect(g.staged).toEqual(before.staged);
+      expect(g.dmesg.length).toBe(before.dmesg.length);
+      expect(node!.lpChanges.length, "the kernel's livepatch state changed").toBe(lpBefore);
+      expect(agentLog().slice(logMark).filter((l) => HOST_ACTIONS.includes(String(l.msg.msg)))).toEqual([]);
+      // The cumulative patch: Loaded throughout; its agent stays.
+      const seen = recorder!.since(t0, PATCH);
+      expect(seen.every((x) => x.entry?.phase === "Loaded" && x.entry.moduleName === V2), JSON.stringify(phases(seen))).toBe(true);
+      expect(entryOf(await klp(PATCH))).toMatchObject({ phase: "Loaded", moduleName: V2, enabled: true, transition: false });
+      expect((await agentPods()).map((x) => [x.phase, x.deleting])).toEqual([["Running", false]]);
     });
   });
 
@@ -627,11 +758,70 @@ describe("the whole stack on a real kernel, inside a VM node", () => {
     });
   });
 
+  it("6b. cumulative replace inside one patch: Loaded again on v1, then the spec moves to the v2 replace module; v2 live, v1 replaced out of the kernel and retired by the patch itself", async (ctx) => {
+    await scenario(ctx, "6b-replace-within", async () => {
+      await kubectl(["patch", "klp", PATCH, "--type=merge", "-p", JSON.stringify({ spec: { state: "Loaded", modules: [moduleFor(`${V1}.ko`)] } })]);
+      const p1 = await waitReady(PATCH);
+      expect(entryOf(p1)).toMatchObject({ phase: "Loaded", moduleName: V1, sha256: sha[`${V1}.ko`], enabled: true, transition: false });
+      const before = await eventually("v1 live and staged in the guest", 120_000, async () => {
+        const g = await guest();
+        return livepatch(g, V1)?.enabled && stagedNames(g).join() === `${V1}.ko` ? g : undefined;
+      });
+      expect(before.livepatches).toEqual([{ name: V1, enabled: true, transition: false }]);
+      const logMark = agentLog().length;
+
+      const t0 = Date.now();
+      await kubectl(["patch", "klp", PATCH, "--type=merge", "-p", JSON.stringify({ spec: { modules: [moduleFor(`${V2}.ko`)] } })]);
+      const p = await waitReady(PATCH);
+      expect(entryOf(p)).toMatchObject({ phase: "Loaded", moduleName: V2, sha256: sha[`${V2}.ko`], enabled: true, transition: false, tainted: TAINT_OEK, taintFlags: "OEK" });
+      const g = await eventually("v2 live and staged in the guest", 120_000, async () => {
+        const g = await guest();
+        return livepatch(g, V2)?.enabled && !livepatch(g, V1) && stagedNames(g).includes(`${V2}.ko`) ? g : undefined;
+      });
+      expect(livepatch(g, V2)).toEqual({ name: V2, enabled: true, transition: false });
+      expect(g.livepatches.map((l) => l.name)).toEqual([V2]); // the kernel's atomic replace took v1 out
+      expect(g.cmdline).toBe(`${V2} patched`);
+      expect(g.staged).toContainEqual({ path: `/var/lib/kpatch/${prepared.krel}/${V2}.ko`, sha256: sha[`${V2}.ko`] });
+      expect(enableCount(g, V2)).toBe(enableCount(before, V2) + 1);
+      expect(enableCount(g, V1)).toBe(enableCount(before, V1));
+      // The replace, as the agent reported it: its load of v2 replaced v1.
+      const loaded = await eventually("the agent's log line for the load of v2", 60_000, async () =>
+        agentLog().slice(logMark).find((l) => l.msg.msg === "loaded" && l.msg.module === V2));
+      expect(loaded.msg).toMatchObject({ patch: PATCH, replaced: [V1] });
+      // The entry: v1 Loaded, then v2 (Loading, Loaded); v1 never named again.
+      const seq = phases(recorder!.since(t0, PATCH));
+      log(`entry sequence: ${seq.join(" -> ")}`);
+      expect(seq[seq.length - 1]).toBe(`Loaded(${V2})`);
+      const firstV2 = seq.findIndex((x) => x.includes(V2));
+      expect(firstV2).toBeGreaterThanOrEqual(0);
+      expect(seq.slice(firstV2).every((x) => x.includes(V2))).toBe(true);
+      expect(seq.slice(0, firstV2).every((x) => x === `Loaded(${V1})`)).toBe(true);
+      // No livepatch-less moment in the kernel: v2 was enabled before v1 left.
+      const lp = node!.lpChanges.filter((c) => c.at >= t0 && c.boot === node!.boot);
+      expect(lp.every((c) => Object.keys(c.state).length > 0), JSON.stringify(lp)).toBe(true);
+      // v1 retired by the patch itself (its previous module): its leftover module out of the
+      // kernel, its file off the disk (so the next boot's kpatch.service loads v2 alone); the entry
+      // no longer names it.
+      const settled = await eventually("v1 retired by the agent", 60_000, async () => {
+        const x = await guest();
+        return !x.modules.some((m) => m.name === V1) && !stagedNames(x).includes(`${V1}.ko`) ? x : undefined;
+      });
+      expect(stagedNames(settled)).toEqual([`${V2}.ko`]);
+      expect(settled.modules.map((m) => m.name)).toEqual([V2]);
+      const retired = await eventually("the agent's log lines retiring v1", 60_000, async () => {
+        const r = agentLog().slice(logMark).filter((l) => l.msg.module === V1 && ["removed leftover module", "uninstalled"].includes(String(l.msg.msg)));
+        return r.length >= 2 ? r : undefined;
+      });
+      expect(retired.map((l) => [l.msg.patch, l.msg.msg])).toEqual([[PATCH, "removed leftover module"], [PATCH, "uninstalled"]]);
+      expect(entryOf(await klp(PATCH))?.previousModuleName).toBeUndefined();
+      // While v2 was loading the entry said which module it would retire.
+      expect(recorder!.since(t0, PATCH).some((x) => x.entry?.moduleName === V2 && x.entry.previousModuleName === V1)).toBe(true);
+    });
+  });
+
   it("7. delete: the finalizer waits for the guest's unload report, then goes", async (ctx) => {
     await scenario(ctx, "7-delete", async () => {
-      // Loaded again first, so there is something to unload.
-      await kubectl(["patch", "klp", PATCH, "--type=merge", "-p", JSON.stringify({ spec: { state: "Loaded" } })]);
-      await waitReady(PATCH);
+      // Loaded on v2 since 6b: there is something to unload.
       const loaded = await guest();
       expect(livepatch(loaded, V2)).toEqual({ name: V2, enabled: true, transition: false });
       const t0 = Date.now();
