@@ -55,5 +55,6 @@ printf '\n=== summary ===\n'
 printf '%s\n' "${timing[@]}"
 if [ ${#failed[@]} -gt 0 ]; then
   echo "failed: ${failed[*]}"
+  node scripts/test/failures.mjs "$reports"
   exit 1
 fi

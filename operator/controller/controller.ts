@@ -23,7 +23,7 @@ import { eventRecorder, type EventRecorder } from "../kube/events.ts";
 import { APPLY, ignoreNotFound, type KubeHttp } from "../../kube/http-client.ts";
 import { operatorHttp } from "../kube/api-client.ts";
 import { ListWatch } from "../../kube/list-watch.ts";
-import { cachedNodeObject, NodeObjectClient, PROJECTION_HASH, type NodeObjectView } from "../kube/node-objects.ts";
+import { cachedEntryOf, cachedNodeObject, NodeObjectClient, PROJECTION_HASH, type NodeObjectView } from "../kube/node-objects.ts";
 import { NodeReadinessCache } from "../kube/node-readiness.ts";
 import { cachedNode, type NodeView } from "../kube/nodes.ts";
 import { cachedPatch, OPERATOR_FIELD_MANAGER, PatchClient } from "../kube/patches.ts";
@@ -202,7 +202,7 @@ export class Controller {
       }
     };
     const onNodeObject = (o: KubernetesObject) => {
-      for (const e of (o as NodeObjectView).status?.entries ?? []) this.queue.add(`patch/${e.patch}`);
+      for (const patch of (o as NodeObjectView).byPatch?.keys() ?? []) this.queue.add(`patch/${patch}`);
       this.queue.add(`node/${o.metadata?.name}`);
       // The DaemonSet depends on entries only where a patch no longer targets the node (a node
       // still to clean): at most once a second, not once per agent write during a rollout.
@@ -399,7 +399,7 @@ export class Controller {
           labels: node.metadata?.labels ?? {},
           globalSelector: this.deps.cfg.KLP_AGENT_NODE_SELECTOR,
           patches: this.parsedPatches(),
-          entries: current?.status?.entries ?? [],
+          entryOf: (p) => cachedEntryOf(current, p),
           admitted: (p) => this.admissionOf(p, name, current),
         })
       : [];

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { KernelLivePatch } from "../../crds/schema.ts";
-import { cachedNodeObject, type NodeObjectView } from "./node-objects.ts";
+import { cachedEntryOf, cachedNodeObject, type NodeObjectView } from "./node-objects.ts";
 import { cachedPatch } from "./patches.ts";
 
 describe("cachedNodeObject", () => {
@@ -25,6 +25,19 @@ describe("cachedNodeObject", () => {
       ["q", { uid: "u2", generation: 1, admitted: false }],
     ]);
     expect(cached.byPatch?.get("p")).toEqual({ uid: "u1", entry: { nodeName: "n1", phase: "Loading" } });
+  });
+
+  it("keeps the agent's entries once, indexed by patch, not also as the agent wrote them", () => {
+    const cached = cachedNodeObject(object) as NodeObjectView & { status?: unknown };
+    expect(cached.status).toBeUndefined();
+    expect(cachedEntryOf(cached, { metadata: { name: "p", uid: "u1" } })).toEqual({ nodeName: "n1", phase: "Loading" });
+  });
+
+  it("an entry left by an earlier patch of the same name is not this patch's", () => {
+    const cached = cachedNodeObject(object) as NodeObjectView;
+    expect(cachedEntryOf(cached, { metadata: { name: "p", uid: "u9" } })).toBeUndefined();
+    expect(cachedEntryOf(cached, { metadata: { name: "q", uid: "u2" } })).toBeUndefined();
+    expect(cachedEntryOf(undefined, { metadata: { name: "p", uid: "u1" } })).toBeUndefined();
   });
 
   it("an object not projected yet has no admission", () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import type { KernelLivePatch, NodePatchEntry } from "../../crds/schema.ts";
+import { ofThisPatch, type KernelLivePatch, type NodePatchEntry } from "../../crds/schema.ts";
 import { projectNode } from "./projection.ts";
 
 /** The rollout decisions the operator holds in memory, per patch: generation 1's, with the nodes it admits. */
@@ -27,10 +27,13 @@ const patch = (name: string, o: { selector?: Record<string, string>; admitted?: 
   return p;
 };
 
+/** The node's entries as the controller's cache answers for one patch. */
+const lookup = (entries: readonly NodePatchEntry[]) => (p: KernelLivePatch) => entries.find((e) => e.patch === p.metadata.name && ofThisPatch(e.patchUID, p.metadata.uid));
+
 const entry = (p: string, phase: NodePatchEntry["phase"], patchUID?: string): NodePatchEntry => ({ patch: p, nodeName: "n1", phase, ...(patchUID ? { patchUID } : {}) });
 
 describe("projectNode", () => {
-  const base = { nodeName: "n1", labels: { pool: "a" }, globalSelector: {}, entries: [] as NodePatchEntry[], admitted: admittedN1 };
+  const base = { nodeName: "n1", labels: { pool: "a" }, globalSelector: {}, entryOf: lookup([]), admitted: admittedN1 };
 
   it.each([
     ["a targeting patch, not admitted", [patch("p", { selector: { pool: "a" } })], [], [["p", false]]],
@@ -45,7 +48,7 @@ describe("projectNode", () => {
     ["a loaded entry of an earlier patch of the same name", [patch("p", { selector: { pool: "b" } })], [entry("p", "Loaded", "old")], []],
     ["sorted by name", [patch("z"), patch("a")], [], [["a", false], ["z", false]]],
   ] as const)("%s", (_, patches, entries, want) => {
-    const got = projectNode({ ...base, patches: [...patches], entries: [...entries] });
+    const got = projectNode({ ...base, patches: [...patches], entryOf: lookup(entries) });
     expect(got.map((p) => [p.name, p.admitted])).toEqual(want);
   });
 
@@ -54,7 +57,7 @@ describe("projectNode", () => {
   });
 
   it("carries uid, generation, deletion and the spec", () => {
-    const [p] = projectNode({ ...base, patches: [patch("p", { deleting: true, generation: 3 })], entries: [entry("p", "Loaded")] });
+    const [p] = projectNode({ ...base, patches: [patch("p", { deleting: true, generation: 3 })], entryOf: lookup([entry("p", "Loaded")]) });
     expect(p).toMatchObject({ name: "p", uid: "uid-p", generation: 3, deletionTimestamp: "2026-11-27T01:00:00Z", spec: { state: "Loaded" } });
   });
 });

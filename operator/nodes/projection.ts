@@ -3,7 +3,7 @@
  * each with its spec and whether the rollout has admitted the node. Pure; the controller writes it.
  */
 import { selectorMatches } from "../../crds/label-selector.ts";
-import { ofThisPatch, type KernelLivePatch, type NodePatchEntry, type PatchOnNode } from "../../crds/schema.ts";
+import type { KernelLivePatch, NodeEntry, PatchOnNode } from "../../crds/schema.ts";
 import { CLEAN_PHASES } from "../../crds/phases.ts";
 
 /** Whether the patch targets a node with these labels (its nodeSelector and the agents' global one). */
@@ -16,8 +16,8 @@ export interface NodeProjectionInput {
   readonly labels: Readonly<Record<string, string>>;
   readonly globalSelector: Readonly<Record<string, string>>;
   readonly patches: readonly KernelLivePatch[];
-  /** What the node's agent has written, per patch. */
-  readonly entries: readonly NodePatchEntry[];
+  /** What the node's agent has written for this patch (not an entry left by an earlier patch of the same name). */
+  readonly entryOf: (patch: KernelLivePatch) => Pick<NodeEntry, "phase"> | undefined;
   /**
    * Whether the rollout admits this node for the patch's current generation: the operator's
    * decision (see Controller.admissionOf); undefined while none is decided for that generation.
@@ -36,7 +36,7 @@ export function projectNode(input: NodeProjectionInput): PatchOnNode[] {
   const { labels, globalSelector } = input;
   return input.patches
     .filter((p) => {
-      const entry = entryFor(input.entries, p);
+      const entry = input.entryOf(p);
       if (entry === undefined && input.admitted(p) === undefined) return false;
       if (targets(p, labels, globalSelector)) return true;
       return entry !== undefined && !CLEAN_PHASES.includes(entry.phase);
@@ -54,9 +54,4 @@ export function projectNode(input: NodeProjectionInput): PatchOnNode[] {
       };
     })
     .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-}
-
-/** The node's entry for this patch (not one left by an earlier patch of the same name). */
-export function entryFor(entries: readonly NodePatchEntry[], patch: KernelLivePatch): NodePatchEntry | undefined {
-  return entries.find((e) => e.patch === patch.metadata.name && ofThisPatch(e.patchUID, patch.metadata.uid));
 }

@@ -70,7 +70,7 @@ async function main(): Promise<void> {
     }
     // No operator here: the node admitted for every patch, and the projection onto its
     // KernelLivePatchNode, as the controller writes them.
-    const projection = projectNode({ nodeName: "bench-node", labels: { bench: "yes" }, globalSelector: {}, patches, entries: [], admitted: () => true });
+    const projection = projectNode({ nodeName: "bench-node", labels: { bench: "yes" }, globalSelector: {}, patches, entryOf: () => undefined, admitted: () => true });
     const nodeObject = { apiVersion: API_VERSION, kind: NODE_KIND, metadata: { name: "bench-node" }, spec: { patches: projection } };
     const applied = await cp.kubectl(["apply", "--server-side", "--field-manager=kpatch-operator", "-f", "-"], { input: JSON.stringify(nodeObject) });
     if (applied.code !== 0) throw new Error(applied.stderr);

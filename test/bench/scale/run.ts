@@ -221,7 +221,7 @@ export async function runOnce(opts: RunOptions): Promise<RunResult> {
     }
     const patchObjects = await Promise.all(cluster.patches.map(async (name) => KernelLivePatch.parse(await cluster.admin.json("GET", `${PATCHES_PATH}/${name}`))));
     const projectionOf = (node: string) =>
-      projectNode({ nodeName: node, labels: { "kubernetes.io/hostname": node, bench: "yes" }, globalSelector: {}, patches: patchObjects, entries: [], admitted: () => true });
+      projectNode({ nodeName: node, labels: { "kubernetes.io/hostname": node, bench: "yes" }, globalSelector: {}, patches: patchObjects, entryOf: () => undefined, admitted: () => true });
     log(`floor, the design's: ${opts.nodes} projection applies, then ${versions.agents} bare status applies (the agents' writes)`);
     const floorDesign = await measureFloor({ ...floorArgs, writes: versions.agents, projectionOf, onTimedStart });
     const floorDesignCpu = cpuBetween(timedStart, sampleProc(apiPid));

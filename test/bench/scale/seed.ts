@@ -113,7 +113,7 @@ async function seedState(c: Cluster, log: (l: string) => void): Promise<string[]
   await pool(c.nodes, 16, async (node) => {
     // As the controller's reconcileNode computes and writes it (operator/controller/controller.ts),
     // every node admitted: the projection is the record of admission.
-    const desired = projectNode({ nodeName: node, labels: { "kubernetes.io/hostname": node, bench: "yes" }, globalSelector: {}, patches, entries: [], admitted: () => true });
+    const desired = projectNode({ nodeName: node, labels: { "kubernetes.io/hostname": node, bench: "yes" }, globalSelector: {}, patches, entryOf: () => undefined, admitted: () => true });
     const hash = createHash("sha256").update(JSON.stringify(desired)).digest("hex").slice(0, 16);
     await c.admin.json("PATCH", `${NODE_OBJECTS_PATH}/${node}`, {
       query: { fieldManager: OPERATOR_FIELD_MANAGER, force: true },
