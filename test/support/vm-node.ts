@@ -232,6 +232,22 @@ export interface PanicMark {
   expected: boolean;
 }
 
+/** A soft-lockup report on the console: a task held a CPU in the kernel for `seconds` without scheduling. */
+export interface SoftLockup {
+  boot: number;
+  at: number;
+  cpu: number;
+  seconds: number;
+  task: string;
+}
+
+/** A reset the harness gave the guest, as a node's hardware watchdog or its owner would. */
+export interface PowerCycle {
+  boot: number;
+  at: number;
+  why: string;
+}
+
 export interface VmNodeOptions {
   prepared: PreparedVmNode;
   cp: ControlPlaneClient;
@@ -292,6 +308,8 @@ export class VmNode {
   readonly lpChanges: LivepatchChange[] = [];
   readonly cmdlineChanges: CmdlineChange[] = [];
   readonly panics: PanicMark[] = [];
+  readonly softLockups: SoftLockup[] = [];
+  readonly powerCycles: PowerCycle[] = [];
   private panicExpected: RegExp | undefined;
   /** Boot ids, index = boot number (0 = first boot). */
   readonly bootIds: string[] = [];
@@ -401,7 +419,8 @@ export class VmNode {
     return [
       "-accel", process.env.KLP_QEMU_ACCEL ?? "tcg", "-cpu", process.env.KLP_VM_NODE_CPU ?? "max",
       "-m", String(this.opts.memoryMb ?? 3072), "-smp", String(this.opts.smp ?? 2),
-      "-display", "none", "-monitor", "none", "-nodefaults",
+      // The monitor, for powerCycle() only.
+      "-display", "none", "-monitor", `unix:${path.join(this.dir, "monitor.sock")},server=on,wait=off`, "-nodefaults",
       "-serial", "stdio",
       "-serial", `unix:${path.join(this.dir, "ctl.sock")},server=on,wait=off`,
       "-serial", `file:${this.podLogPath}`,
@@ -488,6 +507,8 @@ export class VmNode {
       if (cmd) this.cmdlineChanges.push({ boot: this.boot, uptime: Number(cmd[1]), at: Date.now(), text: cmd[2] ?? "" });
       if (m.startsWith("@@BOOT disks-mounted")) void this.connectControl();
     }
+    const lockup = /soft lockup - CPU#(\d+) stuck for (\d+)s! \[(.*?)\]/.exec(line);
+    if (lockup) this.softLockups.push({ boot: this.boot, at: Date.now(), cpu: Number(lockup[1]), seconds: Number(lockup[2]), task: lockup[3] ?? "" });
     if (/Kernel panic/.test(line)) {
       const expected = this.panicExpected?.test(line) ?? false;
       if (expected) this.panicExpected = undefined; // one panic per announcement
@@ -521,6 +542,29 @@ export class VmNode {
     const w = this.waiters;
     this.waiters = [];
     for (const f of w) f();
+  }
+
+  /**
+   * How long, in the current boot, some task has held a CPU in the kernel as the guest's soft-lockup
+   * detector last reported it (0 when it reported nothing): a guest stuck for minutes does not come
+   * back by itself.
+   */
+  stuckSeconds(): number {
+    return Math.max(0, ...this.softLockups.filter((l) => l.boot === this.boot).map((l) => l.seconds));
+  }
+
+  /**
+   * Resets the guest through QEMU's monitor (the reset button: no shutdown, the disks as they are),
+   * as a hung node's hardware watchdog or its owner would. Recorded in `powerCycles`.
+   */
+  async powerCycle(why: string): Promise<void> {
+    this.log(`POWER CYCLE of boot ${this.boot}: ${why}`);
+    this.powerCycles.push({ boot: this.boot, at: Date.now(), why });
+    await new Promise<void>((resolve, reject) => {
+      const sock = net.connect(path.join(this.dir, "monitor.sock"));
+      sock.on("error", reject);
+      sock.on("connect", () => sock.write("system_reset\n", () => setTimeout(() => (sock.destroy(), resolve()), 500)));
+    });
   }
 
   /** Resolves when `check` returns a value (re-checked on every console line and every second). */
