@@ -27,6 +27,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
+import { SHARD_NODES } from "./scale/fleet-shards.ts";
 import { z } from "zod";
 import { bundle, RE2JS_ENTRY } from "../../scripts/bundle.ts";
 import { controlPlaneBinaries, ensureBinaries } from "../../scripts/dev/control-plane/index.ts";
@@ -56,15 +57,17 @@ const Args = z.object({
 });
 
 /**
- * The in-process agents hold sockets (their requests and two watches each) and open their
- * simulated hosts' files: about 6 descriptors per node at the peak of a rollout. Past the limit the
- * agents fail their loads with EMFILE (HostIOError), which the rollout rightly halts on: a figure of
- * the machine, not of the product, so the run refuses to start instead.
+ * The simulated agents hold sockets (their requests and two watches each) and open their simulated
+ * hosts' files: about 6 descriptors per node at the peak of a rollout, in the process that runs them
+ * (this one, or a fleet shard of at most SHARD_NODES agents: fleet-shards.ts); the floors' writers
+ * then hold one socket per node here. Past the limit agents fail their loads with EMFILE
+ * (HostIOError), which the rollout rightly halts on: a figure of the machine, not of the product, so
+ * the run refuses to start instead.
  */
 function checkOpenFileLimit(nodes: number): void {
-  const needed = nodes * 6 + 2000;
+  const needed = Math.max(Math.min(nodes, SHARD_NODES) * 6, nodes) + 2000;
   const soft = Number(/^Max open files\s+(\d+|unlimited)/m.exec(readFileSync("/proc/self/limits", "utf8"))?.[1]?.replace("unlimited", "Infinity") ?? Infinity);
-  if (soft < needed) throw new Error(`--nodes ${nodes} needs about ${needed} open files and this process may open ${soft}: raise the limit first (ulimit -n ${needed}; as root, ulimit -Hn too)`);
+  if (soft < needed) throw new Error(`--nodes ${nodes} needs about ${needed} open files in one process and this one may open ${soft}: raise the limit first (ulimit -n ${needed}; as root, ulimit -Hn too)`);
 }
 
 async function main(): Promise<void> {
@@ -74,7 +77,7 @@ async function main(): Promise<void> {
   });
   const args = Args.parse(values);
   const log = (line: string) => console.error(`[${new Date().toISOString().slice(11, 19)}] ${line}`);
-  if (!args.seed) checkOpenFileLimit(Math.max(...args.nodes)); // a seeded run starts one agent process, no in-process fleet
+  if (!args.seed) checkOpenFileLimit(Math.max(...args.nodes)); // a seeded run starts one agent process, no simulated fleet
   const binDir = await ensureBinaries(controlPlaneBinaries(false), log);
   const workDir = await mkdtemp(path.join(tmpdir(), "klp-bench-scale-"));
   const agentBundle = path.join(workDir, "node-agent.mjs");

@@ -177,6 +177,21 @@ export interface AgentStats {
   actions: Array<{ patch: string; op: string; outcome: string; at: number }>;
 }
 
+/** The sum of several agents' (or shards') counters; `at` maps each action's time to the run's clock. */
+export function mergeStats(all: readonly AgentStats[], at: (t: number) => number = (t) => t): AgentStats {
+  const t: AgentStats = { deliveries: 0, writes: 0, writeMs: 0, failures: 0, failureKinds: {}, phases: {}, actions: [] };
+  for (const stats of all) {
+    t.deliveries += stats.deliveries;
+    t.writes += stats.writes;
+    t.writeMs += stats.writeMs;
+    t.failures += stats.failures;
+    for (const [kind, n] of Object.entries(stats.failureKinds)) t.failureKinds[kind] = (t.failureKinds[kind] ?? 0) + n;
+    for (const [phase, n] of Object.entries(stats.phases)) t.phases[phase] = (t.phases[phase] ?? 0) + n;
+    for (const a of stats.actions) t.actions.push({ ...a, at: at(a.at) });
+  }
+  return t;
+}
+
 interface FleetAgent {
   readonly name: string;
   readonly agent: Agent;
@@ -212,17 +227,7 @@ export class Fleet {
   }
 
   totals(): AgentStats {
-    const t: AgentStats = { deliveries: 0, writes: 0, writeMs: 0, failures: 0, failureKinds: {}, phases: {}, actions: [] };
-    for (const { stats } of this.agents) {
-      t.deliveries += stats.deliveries;
-      t.writes += stats.writes;
-      t.writeMs += stats.writeMs;
-      t.failures += stats.failures;
-      for (const [kind, n] of Object.entries(stats.failureKinds)) t.failureKinds[kind] = (t.failureKinds[kind] ?? 0) + n;
-      for (const [phase, n] of Object.entries(stats.phases)) t.phases[phase] = (t.phases[phase] ?? 0) + n;
-      t.actions.push(...stats.actions);
-    }
-    return t;
+    return mergeStats(this.agents.map((a) => a.stats));
   }
 
   async stop(): Promise<void> {

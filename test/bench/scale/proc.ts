@@ -32,3 +32,9 @@ export function sampleProc(pid: number): ProcSample | undefined {
 export function cpuBetween(before: ProcSample | undefined, after: ProcSample | undefined): number {
   return before && after ? after.cpuSeconds - before.cpuSeconds : 0;
 }
+
+/** Several processes as one (CPU and RSS summed); undefined when any is missing. */
+export function sumSamples(samples: ReadonlyArray<ProcSample | undefined>): ProcSample | undefined {
+  if (samples.some((x) => x === undefined)) return undefined;
+  return samples.reduce<ProcSample>((t, x) => ({ rssMiB: t.rssMiB + x!.rssMiB, peakMiB: t.peakMiB + x!.peakMiB, cpuSeconds: t.cpuSeconds + x!.cpuSeconds }), { rssMiB: 0, peakMiB: 0, cpuSeconds: 0 });
+}

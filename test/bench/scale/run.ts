@@ -16,10 +16,11 @@ import { projectNode } from "../../../operator/nodes/projection.ts";
 import { Watcher } from "../../../node-agent/kube/watcher.ts";
 import { freePorts } from "../../../scripts/dev/control-plane/index.ts";
 import { createPatch, httpOk, PATCHES_PATH, prepareCluster, RELEASE, REPO, sleep, startOperator, stopChild, until, type Cluster, type OperatorRunner } from "./cluster.ts";
-import { imageEnv, imageNodeFlags, Fleet, startAgentProcess } from "./fleet.ts";
+import { imageEnv, imageNodeFlags, startAgentProcess } from "./fleet.ts";
+import { createFleet, fleetShards, type FleetHandle } from "./fleet-shards.ts";
 import { createFloorObjects, measureFloor, type FloorResult } from "./floor.ts";
 import { apiCounts, heap, meanMs, reconciles, reconcileSeconds, scrapeApiServer, scrapeOperator, type ApiCounts, type HeapSample } from "./metrics.ts";
-import { cpuBetween, sampleProc, type ProcSample } from "./proc.ts";
+import { cpuBetween, sampleProc, sumSamples, type ProcSample } from "./proc.ts";
 import { Tracker, withoutManagedFields, type Timeline } from "./tracker.ts";
 
 export interface RunOptions {
@@ -87,13 +88,14 @@ export const runStatusWrites = (r: Pick<RunResult, "versions">) => r.versions.ag
 const percentile = (xs: number[], p: number) => (xs.length ? [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))]! : NaN);
 
 /** Process samples of every component, taken together. */
-function sampler(c: Cluster, operator: ChildProcess, agent: ChildProcess): () => Record<string, ProcSample | undefined> {
+function sampler(c: Cluster, operator: ChildProcess, agent: ChildProcess, fleetPids: readonly number[]): () => Record<string, ProcSample | undefined> {
   const pids = c.cp.pids();
   return () => ({
     apiserver: sampleProc(pids["kube-apiserver"]!),
     etcd: sampleProc(pids.etcd!),
     operator: sampleProc(operator.pid!),
-    bench: sampleProc(process.pid),
+    // The simulated agents: in this process, or in its fleet shards.
+    bench: sumSamples([process.pid, ...fleetPids].map(sampleProc)),
     agent: sampleProc(agent.pid!),
   });
 }
@@ -105,7 +107,7 @@ export async function runOnce(opts: RunOptions): Promise<RunResult> {
   let c: Cluster | undefined;
   let operator: ChildProcess | undefined;
   let agentProc: ChildProcess | undefined;
-  let fleet: Fleet | undefined;
+  let fleet: FleetHandle | undefined;
   const watchers: Watcher[] = [];
   try {
     c = await prepareCluster({ dir, binDir: opts.binDir, nodes: opts.nodes, patches: opts.patches, log });
@@ -125,8 +127,9 @@ export async function runOnce(opts: RunOptions): Promise<RunResult> {
     );
     await Promise.all(watchers.map((w) => w.start()));
 
-    log(`starting ${opts.nodes - 1} in-process agents and one agent process`);
-    fleet = new Fleet({ conn: c.conn, hostsDir, kernelRelease: RELEASE, transitionMs: opts.transitionMs, clock: elapsed });
+    const shards = fleetShards(opts.nodes - 1);
+    log(`starting ${opts.nodes - 1} simulated agents (${shards ? `in ${shards} fleet processes` : "in this process"}) and one agent process`);
+    fleet = createFleet(opts.nodes - 1, { conn: c.conn, kubeconfig: c.cp.kubeconfigPath, hostsDir, kernelRelease: RELEASE, transitionMs: opts.transitionMs, clock: elapsed, fromEpoch: (ms) => ms - performance.timeOrigin - t0 });
     const f = fleet;
     const [agentPort] = (await freePorts(1)) as [number];
     agentProc = await startAgentProcess({
@@ -148,7 +151,7 @@ export async function runOnce(opts: RunOptions): Promise<RunResult> {
     // --- the rollout
     const apiBefore = await scrapeApiServer(c.admin);
     const opBefore = await scrapeOperator(op.metricsPort);
-    const procs = sampler(c, operator, agentProc);
+    const procs = sampler(c, operator, agentProc, f.pids);
     const p0 = procs();
     const load0 = loadavg()[0]!;
     log(`applying ${opts.patches} patch(es) to ${opts.nodes} nodes`);
@@ -177,7 +180,7 @@ export async function runOnce(opts: RunOptions): Promise<RunResult> {
     const apiAfter = await scrapeApiServer(c.admin).catch((err: unknown) => (log(`API server metrics unavailable: ${String(err)}`), apiBefore));
     const opAfter = await scrapeOperator(op.metricsPort).catch(() => opBefore);
     const idlePct = (k: string) => (cpuBetween(p2[k], p3[k]) / opts.idleSeconds) * 100;
-    const totals = fleet.totals();
+    const totals = await fleet.totals();
     const loads = totals.actions.filter((a) => a.op === "installAndLoad" && a.outcome === "ok").map((a) => a.at);
     const versions = { ...tracker.versions };
     const sizes = tracker.sizes();
