@@ -85,6 +85,12 @@ describe("desiredAgentDaemonSet", () => {
     for (const whole of ["/", "/sys"]) expect(hostPaths.map(([p]) => p)).not.toContain(whole);
   });
 
+  it("pulls a module image where absent (it is pinned by digest), whatever the agent image's pull policy", () => {
+    const p = patch("img", { modules: [{ kernelRelease: "r", sha256: "b".repeat(64), image: { reference: IMG, path: "/m/x.ko" } }] });
+    const init = desiredAgentDaemonSet([p], { ...cfg, KLP_AGENT_IMAGE_PULL_POLICY: "Never" })!.spec!.template.spec!.initContainers!;
+    expect(init.map((c) => [c.name, c.imagePullPolicy])).toEqual([["module-copy-tools", "Never"], ["module-0", "IfNotPresent"]]);
+  });
+
   it("gives image-module init containers no capability and no privilege escalation, a read-only root, a fixed non-root UID and seccomp", () => {
     const p = patch("img", { modules: [{ kernelRelease: "r", sha256: "b".repeat(64), image: { reference: IMG, path: "/m/x.ko" } }] });
     const init = desiredAgentDaemonSet([p], cfg)!.spec!.template.spec!.initContainers!;

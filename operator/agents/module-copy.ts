@@ -89,7 +89,10 @@ export function moduleCopyContainers(modules: readonly ImageModule[], cfg: CopyC
     (m, i): V1Container => ({
       name: `module-${i}`,
       image: m.reference,
-      imagePullPolicy: cfg.pullPolicy,
+      // Pinned by digest: the bytes under it never change, so the kubelet pulls it where absent
+      // and never again. The agent image's policy (Never in an air-gapped install that preloads the
+      // agent) must not stop a module image from being pulled.
+      imagePullPolicy: "IfNotPresent",
       command: [COPY_TOOL, "cp", m.path, `${IMAGE_MODULES_DIR}/${m.sha256}.ko`],
       volumeMounts: [
         { name: TOOLS_VOLUME, mountPath: COPY_TOOLS_DIR, readOnly: true },

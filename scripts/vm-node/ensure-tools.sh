@@ -8,12 +8,15 @@
 #   - Debian's containerd, runc, containernetworking-plugins and libseccomp2 for the GUEST: fetched
 #     with `apt-get download` and unpacked (dpkg-deb -x) into $KLP_CACHE/vm-node/debs-<versions>/root,
 #     never installed into the host system;
+#   - Debian's docker-registry (the Distribution registry) for the HOST, fetched and unpacked the
+#     same way into $KLP_CACHE/vm-node/registry-<version>: the registry the guest's kubelet pulls
+#     module images from (test/support/registry.ts);
 #   - kubelet v1.37.2 beside the other Kubernetes binaries (scripts/toolchain/ensure-binaries.sh);
 #   - a pause image: kubernetes' build/pause/linux/pause.c (from the k8s.io/kubernetes module in the
 #     Go module cache, downloaded from the Go module proxy when absent) built with `gcc -static`,
 #     packed as a docker-archive tarball for `ctr images import` (no registry is ever asked for it).
 # Prints KEY=VALUE lines on stdout (the kernel's KREL, KVERSION, KDIR, VMLINUZ, MODDIR, then
-# GUEST_DEBS_ROOT, BIN_DIR, PAUSE_IMAGE, PAUSE_TAR); progress on stderr.
+# GUEST_DEBS_ROOT, BIN_DIR, PAUSE_IMAGE, PAUSE_TAR, REGISTRY_BIN); progress on stderr.
 # Env: KLP_CACHE (default ~/.cache/kpatch-operator).
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -82,6 +85,22 @@ for f in usr/bin/containerd usr/bin/containerd-shim-runc-v2 usr/bin/ctr usr/sbin
   [ -x "$DEBS/root/$f" ] || die "$f is not in the unpacked packages ($DEBS/root)"
 done
 
+# --- the registry module images are pulled from (run on this machine, unpacked, not installed) -------
+reg_version=$(candidate docker-registry)
+if [ -z "$reg_version" ]; then apt_locked apt-get update -q -o DPkg::Lock::Timeout=600 >&2; reg_version=$(candidate docker-registry); fi
+[ -n "$reg_version" ] || die "apt knows no candidate for docker-registry"
+REG=$VM_CACHE/registry-$(printf '%s' "$reg_version" | tr -c 'A-Za-z0-9.' '-')
+if [ ! -f "$REG/.ready" ]; then
+  log "downloading docker-registry=$reg_version"
+  rm -rf "$REG"
+  mkdir -p "$REG/debs" "$REG/root"
+  (cd "$REG/debs" && apt-get download -q -o APT::Sandbox::User=root "docker-registry=$reg_version" >&2)
+  for deb in "$REG"/debs/*.deb; do dpkg-deb -x "$deb" "$REG/root"; done
+  touch "$REG/.ready"
+  for old in "$VM_CACHE"/registry-*; do [ "$old" = "$REG" ] || rm -rf "$old"; done
+fi
+[ -x "$REG/root/usr/bin/docker-registry" ] || die "usr/bin/docker-registry is not in the unpacked package ($REG/root)"
+
 # --- kubelet ---------------------------------------------------------------------------------------
 # The guest's kubelet, and the host's control plane (with controllers) and helm for the chart.
 BIN_DIR=$("$ROOT/scripts/toolchain/ensure-binaries.sh" etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet helm)
@@ -97,4 +116,5 @@ GUEST_DEBS_ROOT=$DEBS/root
 BIN_DIR=$BIN_DIR
 PAUSE_IMAGE=$PAUSE_IMAGE
 PAUSE_TAR=$PAUSE_TAR
+REGISTRY_BIN=$REG/root/usr/bin/docker-registry
 EOF

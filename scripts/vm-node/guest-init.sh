@@ -243,6 +243,10 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
     conf_dir = "/etc/cni/net.d"
+  # The test's registry (test/support/registry.ts), which QEMU forwards 10.0.6.1:5000 to: plain
+  # HTTP, on a network that never leaves the machine. Module images are pulled from it.
+  [plugins."io.containerd.grpc.v1.cri".registry.mirrors."10.0.6.1:5000"]
+    endpoint = ["http://10.0.6.1:5000"]
 EOF
 mark containerd-start
 containerd --config /etc/containerd/config.toml > /var/log/containerd.log 2>&1 &

@@ -44,6 +44,8 @@ export interface PreparedVmNode {
   varTemplate: string | undefined;
   modulesDir: string;
   binDir: string;
+  /** Debian's docker-registry, unpacked on this machine (test/support/registry.ts). */
+  registryBin: string;
   timings: Record<string, number>;
 }
 
@@ -127,7 +129,7 @@ export async function prepareVmNode(log: (line: string) => void = () => {}): Pro
   const guestDir = need("GUEST");
   const template = path.join(guestDir, "var-template.img");
   return {
-    krel: need("KREL"), vmlinuz: need("VMLINUZ"), guestDir, binDir: need("BIN_DIR"),
+    krel: need("KREL"), vmlinuz: need("VMLINUZ"), guestDir, binDir: need("BIN_DIR"), registryBin: need("REGISTRY_BIN"),
     modulesDir: need("MODULES", vars(mods.stdout)), timings,
     varTemplate: existsSync(template) && !process.env.KLP_VM_NODE_IMPORT_AT_BOOT ? template : undefined,
   };

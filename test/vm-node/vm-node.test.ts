@@ -31,6 +31,7 @@ import { startControlPlane, type ControlPlane } from "../../scripts/dev/control-
 import { CHART_DIR, helmClient, type Helm } from "../support/helm.ts";
 import { ensureNodeTools, planNodeNetwork, realNodeApiServerArgs, realNodeSupport, startRealNode, type RealNode } from "../support/real-node.ts";
 import { makePrivateCa, startArtifactServer, type ArtifactServer } from "../support/artifact-server.ts";
+import { startRegistry, type Registry } from "../support/registry.ts";
 import { NodeObjectRecorder } from "./node-object-recorder.ts";
 import { enableCount, prepareVmNode, REPO, VM_CACHE, VmNode, VmNodeUnavailable, type GuestState, type PreparedVmNode } from "../support/vm-node.ts";
 
@@ -74,10 +75,17 @@ let artifacts: ArtifactServer | undefined;
 let artifactsCaPem = "";
 const ARTIFACTS_GUEST = "10.0.5.1";
 const ARTIFACTS_TOKEN = `vm-token-${Math.random().toString(36).slice(2, 10)}`;
+/**
+ * A container registry on this machine (Debian's docker-registry), reached from the guest at
+ * REGISTRY_GUEST through QEMU's forward; the guest's containerd has it as a plain-HTTP mirror
+ * (scripts/vm-node/guest-init.sh names the same address).
+ */
+let registry: Registry | undefined;
+const REGISTRY_GUEST = "10.0.6.1:5000";
 const figures: {
   bootToReadyMs?: number; rebootToReadyMs?: number; guest?: Record<string, number>; rebootGuest?: Record<string, number>; scenarios: Record<string, number>;
   klpWide?: string; nodesWide?: string; prepare?: Record<string, number>; install?: Record<string, number>;
-  rebuild?: Record<string, number>; stall?: Record<string, unknown>; crash?: Record<string, unknown>;
+  rebuild?: Record<string, number>; stall?: Record<string, unknown>; crash?: Record<string, unknown>; moduleImage?: Record<string, number>;
   replaced?: Record<string, number>;
 } = { scenarios: {} };
 const suiteStart = Date.now();
@@ -362,9 +370,10 @@ beforeAll(async () => {
   artifactsCaPem = corp.caPem;
   artifacts = await startArtifactServer({ tls: corp, token: ARTIFACTS_TOKEN });
   artifacts.files.set(`${V1}.ko`, await readFile(path.join(prepared.modulesDir, `${V1}.ko`)));
+  registry = await startRegistry(prepared.registryBin, (l) => log(`registry: ${l}`));
   node = await VmNode.start({
     prepared, cp, log,
-    forwards: [{ guest: `${ARTIFACTS_GUEST}:443`, hostPort: artifacts.port }],
+    forwards: [{ guest: `${ARTIFACTS_GUEST}:443`, hostPort: artifacts.port }, { guest: REGISTRY_GUEST, hostPort: registry.port }],
     // The node's own driver module that scenario 9's livepatch patches (loaded by its owner).
     fixtures: [path.join(prepared.modulesDir, `${STALL_TARGET}.ko`)],
     ...(process.env.KLP_VM_NODE_CONSOLE === "1" ? { onConsole: (l: string) => console.log(`  | ${l}`) } : {}),
@@ -413,6 +422,7 @@ afterAll(async () => {
   recorder?.stop();
   nodeRecorder?.stop();
   await artifacts?.stop().catch(() => {});
+  await registry?.stop().catch(() => {});
   try {
     if (node) {
       await node.stop();
@@ -1055,6 +1065,49 @@ describe("when things go wrong, on the same VM node", () => {
 
       await kubectl(["delete", "klp", URLPATCH, "--timeout=300s"], undefined, 320_000);
       expect(await klp(URLPATCH)).toBeUndefined();
+      const after = await guest();
+      expect(after.livepatches).toEqual([]);
+      expect(after.staged).toEqual([]);
+      await agentGone();
+    });
+  });
+
+  it("9c. a module image pulled by the VM node's kubelet: pushed to a registry on this machine, pinned by digest; the guest's kubelet pulls it (the agent image's pullPolicy is Never), the copying container hands the file to the agent, and /proc shows the patched text", async (ctx) => {
+    await scenario(ctx, "9c-module-image", async () => {
+      const IMGPATCH = "vm-module-image";
+      const inImage = `/modules/${V1}.ko`;
+      const pushed = await new Promise<string>((resolve, reject) =>
+        execFile("bash", [path.join(REPO, "scripts/images/module-image.sh"), path.join(prepared.modulesDir, `${V1}.ko`), inImage, `${registry!.address}/klp/vm-module:${node!.nodeName}`, "--push"], { encoding: "utf8" }, (err, out, errOut) =>
+          err ? reject(new Error(`module-image.sh --push: ${errOut}`)) : resolve(out.trim().split("\n").at(-1) ?? ""),
+        ),
+      );
+      const digest = /@(sha256:[0-9a-f]{64})$/.exec(pushed)?.[1];
+      expect(digest, `the pushed reference ${pushed}`).toBeDefined();
+      const reference = `${REGISTRY_GUEST}/klp/vm-module@${digest}`;
+      const yaml = patchYaml(IMGPATCH, `${V1}.ko`, sha[`${V1}.ko`]!).replace(/^ {6}configMap: .*$/m, `      image: {reference: "${reference}", path: ${inImage}}`);
+      expect(yaml).toContain(reference);
+      const t0 = Date.now();
+      await kubectl(["apply", "-f", "-"], yaml);
+      const p = await waitReady(IMGPATCH);
+      const loadedMs = Date.now() - t0;
+      expect(entryOf(p)).toMatchObject({ phase: "Loaded", moduleName: V1, sha256: sha[`${V1}.ko`], enabled: true, transition: false });
+      const g = await guest();
+      expect(g.cmdline).toBe(`${V1} patched`);
+      expect(livepatch(g, V1)).toEqual({ name: V1, enabled: true, transition: false });
+      // Pulled, not preloaded: the registry served that manifest, and the guest's kubelet said so.
+      expect(registry!.manifestsServed()).toContain(`klp/vm-module@${digest}`);
+      const [pod] = (await agentPods()).filter((x) => !x.deleting);
+      const full = await getJson<{ status: { initContainerStatuses?: Array<{ name: string; imageID: string; state: { terminated?: { exitCode: number } } }> } }>(["get", "pod", "-n", NS, pod!.name]);
+      const copy = full.status.initContainerStatuses?.find((c) => c.name === "module-0");
+      expect(copy?.imageID).toContain(digest!);
+      expect(copy?.state.terminated?.exitCode).toBe(0);
+      const events = await getJson<{ items: Array<{ reason: string; message: string }> }>(["get", "events", "-n", NS, "--field-selector", `involvedObject.name=${pod!.name}`]);
+      expect(events.items.filter((e) => e.reason === "Pulled").map((e) => e.message).join("\n")).toMatch(/Successfully pulled image/);
+      figures.moduleImage = { applyToLoadedMs: loadedMs, manifestsServed: registry!.manifestsServed().length };
+      log(`module image ${reference}: Loaded ${loadedMs} ms after apply (the agent pod pulled it and was recreated)`);
+
+      await kubectl(["delete", "klp", IMGPATCH, "--timeout=300s"], undefined, 320_000);
+      expect(await klp(IMGPATCH)).toBeUndefined();
       const after = await guest();
       expect(after.livepatches).toEqual([]);
       expect(after.staged).toEqual([]);
