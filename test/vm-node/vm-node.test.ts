@@ -1104,7 +1104,7 @@ describe("when things go wrong, on the same VM node", () => {
       const events = await getJson<{ items: Array<{ reason: string; message: string }> }>(["get", "events", "-n", NS, "--field-selector", `involvedObject.name=${pod!.name}`]);
       expect(events.items.filter((e) => e.reason === "Pulled").map((e) => e.message).join("\n")).toMatch(/Successfully pulled image/);
       figures.moduleImage = { applyToLoadedMs: loadedMs, manifestsServed: registry!.manifestsServed().length };
-      log(`module image ${reference}: Loaded ${loadedMs} ms after apply (the agent pod pulled it and was recreated)`);
+      log(`module image ${reference}: Loaded ${loadedMs} ms after apply (the agent pod created for the patch pulled it in its copying init container)`);
 
       await kubectl(["delete", "klp", IMGPATCH, "--timeout=300s"], undefined, 320_000);
       expect(await klp(IMGPATCH)).toBeUndefined();
