@@ -8,8 +8,8 @@
  * patch's status, finalizer), `node/<name>` (the projection onto that node's KernelLivePatchNode)
  * and the agent DaemonSet.
  */
-import { loadReleasePatternEngine } from "../../crds/module-for-release.ts";
 import { createHash } from "node:crypto";
+import { loadReleasePatternEngine } from "../../crds/module-for-release.ts";
 import type { KubernetesObject, V1DaemonSet } from "@kubernetes/client-node";
 import type { Connection } from "../../kube/connection.ts";
 import type { Logger } from "pino";
@@ -23,7 +23,7 @@ import { eventRecorder, type EventRecorder } from "../kube/events.ts";
 import { APPLY, ignoreNotFound, type KubeHttp } from "../../kube/http-client.ts";
 import { operatorHttp } from "../kube/api-client.ts";
 import { ListWatch } from "../../kube/list-watch.ts";
-import { cachedEntryOf, cachedNodeObject, NodeObjectClient, PROJECTION_HASH, type NodeObjectView } from "../kube/node-objects.ts";
+import { cachedEntryOf, cachedNodeObject, NodeObjectClient, PROJECTION_HASH, projectionHash, type NodeObjectView } from "../kube/node-objects.ts";
 import { NodeReadinessCache } from "../kube/node-readiness.ts";
 import { cachedNode, type NodeView } from "../kube/nodes.ts";
 import { cachedPatch, OPERATOR_FIELD_MANAGER, PatchClient } from "../kube/patches.ts";
@@ -410,7 +410,7 @@ export class Controller {
       }
       return;
     }
-    const hash = createHash("sha256").update(JSON.stringify(desired)).digest("hex").slice(0, 16);
+    const hash = projectionHash(desired);
     if (current?.metadata?.annotations?.[PROJECTION_HASH] === hash) return;
     await this.nodeObjectClient.applySpec({ name, uid: node!.metadata!.uid! }, desired, hash);
   }

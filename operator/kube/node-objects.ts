@@ -1,4 +1,5 @@
 /** Thin adapter over the API server for KernelLivePatchNode objects: the operator writes their spec. */
+import { createHash } from "node:crypto";
 import { API_VERSION, GROUP, NODE_KIND, NODE_OBJECTS_PATH, ofThisPatch, type NodeEntry, type NodePatchEntry, type PatchOnNode } from "../../crds/schema.ts";
 import { APPLY, ignoreNotFound, type KubeHttp } from "../../kube/http-client.ts";
 import { OPERATOR_FIELD_MANAGER } from "./patches.ts";
@@ -30,10 +31,12 @@ export class NodeObjectClient {
   constructor(private readonly http: KubeHttp) {}
 
   /**
-   * Creates or updates the node's object by server-side apply. Owned by the Node, so the garbage
-   * collector removes it with the Node even when the operator is not running.
+   * Creates or updates the node's object by server-side apply. Owned by the Node (its uid), so the
+   * garbage collector removes it with the Node even when the operator is not running; `hash` is the
+   * projection's (projectionHash), which the cache keeps instead of the spec. The benchmark's floor
+   * writes objects that have no Node, without either.
    */
-  async applySpec(node: { name: string; uid: string }, patches: PatchOnNode[], hash: string): Promise<void> {
+  async applySpec(node: { name: string; uid?: string }, patches: readonly PatchOnNode[], hash?: string): Promise<void> {
     await this.http.send("PATCH", `${NODE_OBJECTS_PATH}/${encodeURIComponent(node.name)}`, {
       query: { fieldManager: OPERATOR_FIELD_MANAGER, force: true },
       contentType: APPLY,
@@ -42,8 +45,8 @@ export class NodeObjectClient {
         kind: NODE_KIND,
         metadata: {
           name: node.name,
-          annotations: { [PROJECTION_HASH]: hash },
-          ownerReferences: [{ apiVersion: "v1", kind: "Node", name: node.name, uid: node.uid }],
+          ...(hash ? { annotations: { [PROJECTION_HASH]: hash } } : {}),
+          ...(node.uid ? { ownerReferences: [{ apiVersion: "v1", kind: "Node", name: node.name, uid: node.uid }] } : {}),
         },
         spec: { patches },
       },
@@ -53,6 +56,11 @@ export class NodeObjectClient {
   async delete(name: string): Promise<void> {
     await ignoreNotFound(this.http.json("DELETE", `${NODE_OBJECTS_PATH}/${encodeURIComponent(name)}`));
   }
+}
+
+/** The hash of a projection, as the annotation PROJECTION_HASH holds it: an unchanged projection is never written again. */
+export function projectionHash(patches: readonly PatchOnNode[]): string {
+  return createHash("sha256").update(JSON.stringify(patches)).digest("hex").slice(0, 16);
 }
 
 /** The cache's copy: the spec (a thousand copies of every patch's spec at scale) reduced to its hash and each patch's admission. */

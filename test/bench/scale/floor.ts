@@ -14,12 +14,12 @@
  * everything beyond the design's minimal writes (reads, watches, roll-ups, retries).
  */
 import { randomUUID } from "node:crypto";
-import { API_VERSION, NODE_KIND, type NodeEntry, type NodePatchEntry } from "../../../crds/schema.ts";
+import { API_VERSION, NODE_KIND, type NodeEntry, type NodePatchEntry, type PatchOnNode } from "../../../crds/schema.ts";
 import { agentFieldManager } from "../../../node-agent/kube/agent-api.ts";
 import type { Connection } from "../../../kube/connection.ts";
 import { KubeHttp } from "../../../kube/http-client.ts";
 import { NODE_OBJECTS_PATH } from "../../../crds/schema.ts";
-import { OPERATOR_FIELD_MANAGER } from "../../../operator/kube/patches.ts";
+import { NodeObjectClient } from "../../../operator/kube/node-objects.ts";
 import { failureKind, pool } from "./util.ts";
 
 export interface FloorResult {
@@ -65,15 +65,6 @@ export async function applyEntries(http: KubeHttp, node: string, entries: readon
   return written?.metadata?.resourceVersion;
 }
 
-/** The operator's request: its projection of the node's patches, as one server-side apply of the object's spec. */
-function applyProjection(http: KubeHttp, node: string, patches: unknown[]): Promise<unknown> {
-  return http.json("PATCH", `${NODE_OBJECTS_PATH}/${encodeURIComponent(node)}`, {
-    query: { fieldManager: OPERATOR_FIELD_MANAGER, force: true },
-    contentType: "application/apply-patch+yaml",
-    body: { apiVersion: API_VERSION, kind: NODE_KIND, metadata: { name: node }, spec: { patches } },
-  });
-}
-
 export const floorObject = (i: number) => `bench-floor-${String(i).padStart(4, "0")}`;
 
 /** The floor's N node objects, as an admin creates them: `spec.patches: []` (not timed). */
@@ -100,7 +91,7 @@ export async function measureFloor(opts: {
   sha256: string;
   timeoutMs: number;
   /** The design's floor: the operator's projection for each node, applied by its writer before its status writes. */
-  projectionOf?: (node: string) => unknown[];
+  projectionOf?: (node: string) => PatchOnNode[];
   /** Called once every writer's connection is up, just before the timed writes (to sample CPU from there). */
   onTimedStart?: () => void;
 }): Promise<FloorResult> {
@@ -134,7 +125,8 @@ export async function measureFloor(opts: {
           }
         };
         const projection = opts.projectionOf?.(node);
-        if (projection) await withRetry(() => applyProjection(clients[i]!, node, projection));
+        // The operator's request (its projection of the node's patches); the floor's objects have no Node to own them.
+        if (projection) await withRetry(() => new NodeObjectClient(clients[i]!).applySpec({ name: node }, projection));
         for (let j = 0; j < k && !stop; j++) {
           // Loading before the last write, Loaded at the last: each write changes the entries, as the agents' do.
           const entries = opts.patches.map(

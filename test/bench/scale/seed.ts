@@ -13,14 +13,13 @@
  * as after a reboot: each write carries the node's P entries, as the agent's do) runs.
  */
 import type { ChildProcess } from "node:child_process";
-import { createHash } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
 import path from "node:path";
-import { API_VERSION, FINALIZER, KernelLivePatch, KIND, NODE_KIND, type NodePatchEntry } from "../../../crds/schema.ts";
+import { API_VERSION, FINALIZER, KernelLivePatch, KIND, type NodePatchEntry } from "../../../crds/schema.ts";
 import { KubeHttp } from "../../../kube/http-client.ts";
 import { NODE_OBJECTS_PATH } from "../../../crds/schema.ts";
 import { Watcher } from "../../../node-agent/kube/watcher.ts";
-import { PROJECTION_HASH } from "../../../operator/kube/node-objects.ts";
+import { NodeObjectClient, projectionHash } from "../../../operator/kube/node-objects.ts";
 import { OPERATOR_FIELD_MANAGER } from "../../../operator/kube/patches.ts";
 import { projectNode } from "../../../operator/nodes/projection.ts";
 import { freePorts } from "../../../scripts/dev/control-plane/index.ts";
@@ -114,17 +113,7 @@ async function seedState(c: Cluster, log: (l: string) => void): Promise<string[]
     // As the controller's reconcileNode computes and writes it (operator/controller/controller.ts),
     // every node admitted: the projection is the record of admission.
     const desired = projectNode({ nodeName: node, labels: { "kubernetes.io/hostname": node, bench: "yes" }, globalSelector: {}, patches, entryOf: () => undefined, admitted: () => true });
-    const hash = createHash("sha256").update(JSON.stringify(desired)).digest("hex").slice(0, 16);
-    await c.admin.json("PATCH", `${NODE_OBJECTS_PATH}/${node}`, {
-      query: { fieldManager: OPERATOR_FIELD_MANAGER, force: true },
-      contentType: "application/apply-patch+yaml",
-      body: {
-        apiVersion: API_VERSION,
-        kind: NODE_KIND,
-        metadata: { name: node, annotations: { [PROJECTION_HASH]: hash }, ownerReferences: [{ apiVersion: "v1", kind: "Node", name: node, uid: c.nodeUids.get(node)! }] },
-        spec: { patches: desired },
-      },
-    });
+    await new NodeObjectClient(c.admin).applySpec({ name: node, uid: c.nodeUids.get(node)! }, desired, projectionHash(desired));
     // The node the agent process runs on gets no entries: its simulated host is fresh, and Loaded
     // entries from another boot, with nothing live, are what a node that crashed during its soak
     // shows (its agent reports RebootDuringSoak and the rollout halts). Its agent loads the patches.
