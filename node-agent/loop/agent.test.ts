@@ -122,7 +122,9 @@ class FakeCluster implements AgentApi {
       p.status ??= {};
       p.status.nodes = [...(p.status.nodes ?? []).filter((e) => e.nodeName !== entry.nodeName), entry];
     });
-    return this.patches.get(patch)?.metadata.resourceVersion;
+    const version = this.patches.get(patch)?.metadata.resourceVersion;
+    duringWrite?.(entry);
+    return version;
   }
 
   /** Delivers an older version of a patch, as a lagging watch does. */
@@ -139,6 +141,8 @@ class FakeCluster implements AgentApi {
   }
 }
 
+/** Runs while a write is in flight, after the server applied it: a late delivery before the answer (the test unsets it). */
+let duringWrite: ((entry: NodeEntry) => void) | undefined;
 let fetches = 0;
 /** Runs inside a fetch, before it answers: a delivery that lands while a pass awaits. */
 let duringFetch: (() => void) | undefined;
@@ -239,6 +243,22 @@ describe("agent loop on a simulated host", () => {
     cluster.change("p1", (p) => (p.status!.nodes = []));
     await settle(agent);
     expect(cluster.writes.map((w) => w.phase)).toEqual(["Loading", "Loaded", "Loaded"]);
+    await agent.stop();
+  });
+
+  it("its earlier write delivered late while the next write is in flight: the pass after it does not write that next entry again", async () => {
+    const { cluster, start, settle } = await setup();
+    const agent = start();
+    // As on a saturated API server: the watch brings the Loading version while the Loaded write
+    // has landed but not been answered yet, and nothing newer comes before the next pass.
+    duringWrite = (entry) => {
+      if (entry.phase !== "Loaded") return;
+      duringWrite = undefined;
+      cluster.replay(cluster.history.find((p) => p.status?.nodes?.some((e) => e.phase === "Loading"))!);
+    };
+    cluster.add("p1", v1);
+    await settle(agent);
+    expect(cluster.writes.map((w) => w.phase)).toEqual(["Loading", "Loaded"]);
     await agent.stop();
   });
 

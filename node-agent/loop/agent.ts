@@ -62,8 +62,13 @@ interface Resolved {
 }
 
 export class Agent {
-  /** The node object's projected patches, in creation order, each with this node's entry. */
-  private patches: ProjectedPatch[] = [];
+  /**
+   * The node object's projected patches, in creation order, each with this node's entry as the
+   * agent judged it on delivery (own-writes.ts) and as it was delivered.
+   */
+  private patches: HeldPatch[] = [];
+  /** The patches of the pass that runs (markReplaced writes through them). */
+  private passPatches: readonly ProjectedPatch[] = [];
   /** The patches came from the node's object: a patch absent from them is gone (not just unknown). */
   private patchesComplete = false;
   /** The agent's record on the host (read once at start). */
@@ -115,10 +120,10 @@ export class Agent {
       return;
     }
     this.patchesComplete = fromObject;
-    const parsed: ProjectedPatch[] = [];
+    const parsed: HeldPatch[] = [];
     for (const object of raw) {
       const r = ProjectedPatch.safeParse(object);
-      if (r.success) parsed.push({ ...r.data, entry: this.ownWrites.entryFor(patchKey(r.data.patch), r.data.entry, r.data.resourceVersion) });
+      if (r.success) parsed.push({ ...r.data, entry: this.ownWrites.entryFor(patchKey(r.data.patch), r.data.entry, r.data.resourceVersion), delivered: r.data.entry });
       else this.log.warn({ patch: (object as { patch?: { name?: string } }).patch?.name, issues: r.error.issues.slice(0, 3) }, "ignoring a projected patch the agent cannot parse");
     }
     const present = new Set(parsed.map((p) => patchKey(p.patch)));
@@ -238,7 +243,12 @@ export class Agent {
     // The patches as this pass found them: a delivery during one of its awaits replaces
     // this.patches, and views[i] must stay the view of patches[i] (a mismatch once acted on one
     // patch with another's module: the refused module's check failed as a host operation).
-    const patches = this.patches;
+    // Each entry judged again against the agent's own writes as they stand now: a write that was
+    // in flight when its predecessor's version was delivered late may have been answered since,
+    // and then that version is older than what the agent wrote (seen on a saturated API server:
+    // the same Loaded entry written twice).
+    const patches: ProjectedPatch[] = this.patches.map(({ delivered, ...p }) => ({ ...p, entry: this.ownWrites.entryFor(patchKey(p.patch), delivered, p.resourceVersion) }));
+    this.passPatches = patches;
     const views: PatchView[] = [];
     const writes: Array<Promise<unknown>> = [];
     const input: ViewInput = {
@@ -485,7 +495,7 @@ export class Agent {
     for (const moduleName of replacedModules) {
       const victim = views.find((v) => v.name !== by && (v.entry?.moduleName === moduleName || ("module" in v.want && v.want.module.name === moduleName)));
       if (!victim) continue;
-      const patch = this.patches.find((p) => p.patch.name === victim.name);
+      const patch = this.passPatches.find((p) => p.patch.name === victim.name);
       if (!patch) continue;
       const fresh = await this.deps.driver.inspect().catch(() => host);
       const sha256 = "module" in victim.want ? victim.want.module.sha256 : (victim.entry?.sha256 ?? "");
@@ -556,6 +566,9 @@ function failedModules(view: PatchView, target: string): { moduleName: string; p
 function compare(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
+
+/** A projected patch as delivered: `entry` as judged then, `delivered` as the node's object said it. */
+type HeldPatch = ProjectedPatch & { readonly delivered: NodeEntry | undefined };
 
 function byCreation(a: ProjectedPatch, b: ProjectedPatch): number {
   const ta = a.patch.creationTimestamp;
