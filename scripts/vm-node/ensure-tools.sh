@@ -59,46 +59,43 @@ if [ ${#host_missing[@]} -gt 0 ]; then
   apt_locked install_host
 fi
 
-# --- Debian packages for the guest ----------------------------------------------------------------
-GUEST_PKGS=(containerd runc containernetworking-plugins libseccomp2)
+# --- Debian packages, fetched and unpacked (never installed) -------------------------------------
 candidate() { apt-cache policy "$1" 2>/dev/null | sed -n 's/^ *Candidate: //p' | grep -v '(none)' || true; }
-versions=()
-for p in "${GUEST_PKGS[@]}"; do
-  v=$(candidate "$p")
-  if [ -z "$v" ]; then apt_locked apt-get update -q -o DPkg::Lock::Timeout=600 >&2; v=$(candidate "$p"); fi
-  [ -n "$v" ] || die "apt knows no candidate for $p"
-  versions+=("$p=$v")
-done
-debs_key=$(printf '%s\n' "${versions[@]}" | sha256sum | cut -c1-12)
-DEBS=$VM_CACHE/debs-$debs_key
-if [ ! -f "$DEBS/.ready" ]; then
-  log "downloading ${versions[*]}"
-  rm -rf "$DEBS"
-  mkdir -p "$DEBS/debs" "$DEBS/root"
-  (cd "$DEBS/debs" && apt-get download -q -o APT::Sandbox::User=root "${versions[@]}" >&2)
-  for deb in "$DEBS"/debs/*.deb; do dpkg-deb -x "$deb" "$DEBS/root"; done
-  printf '%s\n' "${versions[@]}" > "$DEBS/versions"
-  touch "$DEBS/.ready"
-  for old in "$VM_CACHE"/debs-*; do [ "$old" = "$DEBS" ] || rm -rf "$old"; done
-fi
+# unpack_debs <prefix> <package...>: apt's candidate of each package, downloaded and unpacked into
+# $VM_CACHE/<prefix>-<hash of the versions>/root (kept while the versions stay, older ones removed).
+# Prints that directory.
+unpack_debs() {
+  local prefix=$1 p v key dir versions=()
+  shift
+  for p in "$@"; do
+    v=$(candidate "$p")
+    if [ -z "$v" ]; then apt_locked apt-get update -q -o DPkg::Lock::Timeout=600 >&2; v=$(candidate "$p"); fi
+    [ -n "$v" ] || die "apt knows no candidate for $p"
+    versions+=("$p=$v")
+  done
+  key=$(printf '%s\n' "${versions[@]}" | sha256sum | cut -c1-12)
+  dir=$VM_CACHE/$prefix-$key
+  if [ ! -f "$dir/.ready" ]; then
+    log "downloading ${versions[*]}"
+    rm -rf "$dir"
+    mkdir -p "$dir/debs" "$dir/root"
+    (cd "$dir/debs" && apt-get download -q -o APT::Sandbox::User=root "${versions[@]}" >&2)
+    for deb in "$dir"/debs/*.deb; do dpkg-deb -x "$deb" "$dir/root"; done
+    printf '%s\n' "${versions[@]}" > "$dir/versions"
+    touch "$dir/.ready"
+    for old in "$VM_CACHE/$prefix"-*; do [ "$old" = "$dir" ] || rm -rf "$old"; done
+  fi
+  echo "$dir"
+}
+
+# The guest's container runtime.
+DEBS=$(unpack_debs debs containerd runc containernetworking-plugins libseccomp2)
 for f in usr/bin/containerd usr/bin/containerd-shim-runc-v2 usr/bin/ctr usr/sbin/runc usr/lib/cni/loopback usr/lib/cni/ptp usr/lib/cni/host-local; do
   [ -x "$DEBS/root/$f" ] || die "$f is not in the unpacked packages ($DEBS/root)"
 done
 
-# --- the registry module images are pulled from (run on this machine, unpacked, not installed) -------
-reg_version=$(candidate docker-registry)
-if [ -z "$reg_version" ]; then apt_locked apt-get update -q -o DPkg::Lock::Timeout=600 >&2; reg_version=$(candidate docker-registry); fi
-[ -n "$reg_version" ] || die "apt knows no candidate for docker-registry"
-REG=$VM_CACHE/registry-$(printf '%s' "$reg_version" | tr -c 'A-Za-z0-9.' '-')
-if [ ! -f "$REG/.ready" ]; then
-  log "downloading docker-registry=$reg_version"
-  rm -rf "$REG"
-  mkdir -p "$REG/debs" "$REG/root"
-  (cd "$REG/debs" && apt-get download -q -o APT::Sandbox::User=root "docker-registry=$reg_version" >&2)
-  for deb in "$REG"/debs/*.deb; do dpkg-deb -x "$deb" "$REG/root"; done
-  touch "$REG/.ready"
-  for old in "$VM_CACHE"/registry-*; do [ "$old" = "$REG" ] || rm -rf "$old"; done
-fi
+# The registry module images are pulled from (run on this machine).
+REG=$(unpack_debs registry docker-registry)
 [ -x "$REG/root/usr/bin/docker-registry" ] || die "usr/bin/docker-registry is not in the unpacked package ($REG/root)"
 
 # --- kubelet ---------------------------------------------------------------------------------------

@@ -875,6 +875,16 @@ function dmesgTimes(lines: string[], what: string): number[] {
  * 8 does after 7, with no agent pod on the node (not with the old DaemonSet's pod still stopping
  * while the new DaemonSet's pod starts).
  */
+/** Deletes the patch and waits for it to go; then nothing of it is live or staged in the guest. Returns what the guest showed. */
+async function deleteAndCheckGone(name: string): Promise<GuestState> {
+  await kubectl(["delete", "klp", name, "--timeout=300s"], undefined, 320_000);
+  expect(await klp(name)).toBeUndefined();
+  const after = await guest();
+  expect(after.livepatches).toEqual([]);
+  expect(after.staged).toEqual([]);
+  return after;
+}
+
 async function agentGone(): Promise<void> {
   await eventually("agent pods gone", 300_000, async () => (await agentPods()).length === 0);
 }
@@ -943,11 +953,7 @@ describe("when things go wrong, on the same VM node", () => {
       const newLine = texts.find((c) => c.at >= t0 && c.text === newText)!;
       figures.rebuild = { newTextSeenToLoadedStatusMs: loadedNew[0]!.at - newLine.at, specChangeToLoadedMs: loadedNew[0]!.at - t0 };
 
-      await kubectl(["delete", "klp", REBUILD, "--timeout=300s"], undefined, 320_000);
-      expect(await klp(REBUILD)).toBeUndefined();
-      const after = await guest();
-      expect(after.livepatches).toEqual([]);
-      expect(after.staged).toEqual([]);
+      const after = await deleteAndCheckGone(REBUILD);
       expect(after.cmdline).not.toContain(V1);
       await agentGone();
     });
@@ -1063,11 +1069,7 @@ describe("when things go wrong, on the same VM node", () => {
       expect(role.rules?.map((r) => [r.resources[0], r.resourceNames])).toEqual([["secrets", ["vm-artifacts-token"]], ["configmaps", ["vm-corp-ca"]]]);
       expect(agentLog().map((l) => JSON.stringify(l.msg)).join("\n")).not.toContain(ARTIFACTS_TOKEN);
 
-      await kubectl(["delete", "klp", URLPATCH, "--timeout=300s"], undefined, 320_000);
-      expect(await klp(URLPATCH)).toBeUndefined();
-      const after = await guest();
-      expect(after.livepatches).toEqual([]);
-      expect(after.staged).toEqual([]);
+      await deleteAndCheckGone(URLPATCH);
       await agentGone();
     });
   });
@@ -1106,11 +1108,7 @@ describe("when things go wrong, on the same VM node", () => {
       figures.moduleImage = { applyToLoadedMs: loadedMs, manifestsServed: registry!.manifestsServed().length };
       log(`module image ${reference}: Loaded ${loadedMs} ms after apply (the agent pod created for the patch pulled it in its copying init container)`);
 
-      await kubectl(["delete", "klp", IMGPATCH, "--timeout=300s"], undefined, 320_000);
-      expect(await klp(IMGPATCH)).toBeUndefined();
-      const after = await guest();
-      expect(after.livepatches).toEqual([]);
-      expect(after.staged).toEqual([]);
+      await deleteAndCheckGone(IMGPATCH);
       await agentGone();
     });
   });
@@ -1192,11 +1190,7 @@ describe("when things go wrong, on the same VM node", () => {
         loadedReportedBeforePanicMs: lastBefore?.phase === "Loaded" ? panic.at - (recorder!.since(t0, CRASH).find((x) => x.entry?.phase === "Loaded")?.at ?? panic.at) : undefined,
       };
 
-      await kubectl(["delete", "klp", CRASH, "--timeout=300s"], undefined, 320_000);
-      expect(await klp(CRASH)).toBeUndefined();
-      const after = await guest();
-      expect(after.livepatches).toEqual([]);
-      expect(after.staged).toEqual([]);
+      await deleteAndCheckGone(CRASH);
     });
   });
 });
