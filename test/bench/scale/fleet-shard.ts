@@ -26,7 +26,7 @@ process.on("message", (m: ShardRequest) => {
         break;
       }
       case "totals":
-        if (fleet) send({ type: "totals", stats: fleet.totals() });
+        if (fleet) send({ type: "totals", stats: await fleet.totals() });
         break;
       case "stop":
         await fleet?.stop();

@@ -46,11 +46,7 @@ export interface FleetChoice extends FleetOptions {
 export const fleetShards = (nodes: number) => (nodes <= SHARD_NODES ? 0 : Math.ceil(nodes / SHARD_NODES));
 
 export function createFleet(nodes: number, opts: FleetChoice): FleetHandle {
-  if (fleetShards(nodes) === 0) {
-    const fleet = new Fleet(opts);
-    return { start: (names) => fleet.start(names), get passesDone() { return fleet.passesDone; }, totals: async () => fleet.totals(), stop: () => fleet.stop(), pids: [] };
-  }
-  return new ShardedFleet(opts);
+  return fleetShards(nodes) === 0 ? new Fleet(opts) : new ShardedFleet(opts);
 }
 
 class Shard {

@@ -226,7 +226,10 @@ export class Fleet {
     return this.agents.filter((a) => a.agent.lastPassAt > 0).length;
   }
 
-  totals(): AgentStats {
+  /** The agents run in this process (a FleetHandle, fleet-shards.ts). */
+  readonly pids: number[] = [];
+
+  async totals(): Promise<AgentStats> {
     return mergeStats(this.agents.map((a) => a.stats));
   }
 
