@@ -93,7 +93,7 @@ class ShardedFleet implements FleetHandle {
 
   async start(names: readonly string[]): Promise<void> {
     const script = fileURLToPath(new URL("./fleet-shard.ts", import.meta.url));
-    const count = Math.ceil(names.length / SHARD_NODES);
+    const count = fleetShards(names.length);
     for (let i = 0; i < count; i++) {
       // The benchmark runs under tsx: the shard inherits its loader flags.
       const child = fork(script, [], { execArgv: process.execArgv, stdio: ["ignore", "inherit", "inherit", "ipc"], env: process.env });
