@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Builds the VM node's guest from Debian's packages, the Kubernetes toolchain and the project's images:
-#   initramfs.cpio.gz (gzip -1, a few MB): busybox-static, scripts/vm-node/guest-init.sh as /init,
-#       and the modules of Debian's kernel the guest needs before anything else (virtio block and
-#       net, ext4, overlay for containerd's snapshotter, veth for the pod network);
+#   initramfs-<release>.cpio.gz (gzip -1, a few MB), one per kernel release asked for:
+#       busybox-static, scripts/vm-node/guest-init.sh as /init, and the modules of that release the
+#       guest needs before anything else (virtio block and net, ext4, overlay for containerd's
+#       snapshotter, veth for the pod network); the only part of the guest tied to a release, so
+#       nodes on several releases share the rest;
 #   sys.img (ext4, mounted read-only at /sysd in the guest; init links /usr, /lib and /lib64 into it):
 #       containerd, containerd-shim-runc-v2, ctr, runc (Debian), the CNI plugins loopback, ptp and
 #       host-local (Debian's containernetworking-plugins), the kubelet, the libraries they link;
@@ -13,11 +15,13 @@
 #   var-template.img (ext4, 4 GiB sparse): the node's /var/lib with those images already imported
 #       into containerd's store (see seed_var_template below); absent where loop devices are not
 #       available, and then the guest imports at boot.
-# Cached as $KLP_CACHE/vm-node/guest-<hash of every input, the images' ids included>/; a warm run
-# only hashes. Older guests are removed.
-# Env: AGENT_IMAGE (default kpatch-agent:dev), OPERATOR_IMAGE (default kpatch-operator:dev); both must
-# exist in the local Docker engine (scripts/images/build.sh builds them).
-# Prints GUEST=<dir> and the variables of scripts/vm-node/ensure-tools.sh on stdout.
+# Cached as $KLP_CACHE/vm-node/guest-<hash of every input but the release, the images' ids
+# included>/, the initramfs of each release beside the rest; a warm run only hashes. Older guests
+# are removed.
+# Env: KERNEL_RELEASE (scripts/kernel/ensure-tools.sh: the release whose initramfs this run makes
+# sure of), AGENT_IMAGE (default kpatch-agent:dev), OPERATOR_IMAGE (default kpatch-operator:dev);
+# both images must exist in the local Docker engine (scripts/images/build.sh builds them).
+# Prints GUEST=<dir>, INITRAMFS=<file> and the variables of scripts/vm-node/ensure-tools.sh on stdout.
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
@@ -53,7 +57,7 @@ mapfile -t bootmods < <(for m in virtio_pci virtio_blk virtio_net ext4 overlay v
 libs_of() { LD_LIBRARY_PATH=$D/usr/lib/x86_64-linux-gnu ldd "$1" | awk '/=>/ { print $3 } /^\t\/lib/ { print $1 }' | grep '^/'; }
 mapfile -t libs < <(for b in "${bins[@]}"; do libs_of "$b"; done | sort -u)
 
-inputs=("$BUSYBOX" "${bins[@]}" "${libs[@]}" "${bootmods[@]}" "$PAUSE_TAR" "$HERE/guest-init.sh" "$HERE/build-guest.sh")
+inputs=("$BUSYBOX" "${bins[@]}" "${libs[@]}" "$PAUSE_TAR" "$HERE/guest-init.sh" "$HERE/build-guest.sh")
 for p in "${cni[@]}"; do inputs+=("$D/usr/lib/cni/$p"); done
 # var-template.img: the node's /var/lib with the images already in containerd's store. The guest
 # imports the same tarballs at boot when they are missing (ctr -n k8s.io images import), which under
@@ -99,26 +103,13 @@ TOML
   mv "$img.tmp" "$img"
 }
 
-hash=$( { echo "$KREL $KVERSION $AGENT_IMAGE=$agent_id $OPERATOR_IMAGE=$operator_id"; sha256sum "${inputs[@]}" | cut -d' ' -f1; } \
+hash=$( { echo "$AGENT_IMAGE=$agent_id $OPERATOR_IMAGE=$operator_id"; sha256sum "${inputs[@]}" | cut -d' ' -f1; } \
   | sha256sum | cut -c1-16)
 OUT=$VM_CACHE/guest-$hash
 if [ ! -f "$OUT/.ready" ]; then
   log "building guest $OUT"
   rm -rf "$OUT"
   mkdir -p "$OUT"
-  # --- initramfs ---
-  R=$OUT/initramfs
-  mkdir -p "$R"/{bin,proc,sys,dev,run,tmp,root,sysd,etc,var/lib,var/log,boot-modules}
-  cp "$BUSYBOX" "$R/bin/busybox"
-  for a in $("$BUSYBOX" --list); do [ -e "$R/bin/$a" ] || ln -s busybox "$R/bin/$a"; done
-  for m in "${bootmods[@]}"; do cp "$m" "$R/boot-modules/"; echo "/boot-modules/$(basename "$m")"; done > "$R/boot-modules/list"
-  cp "$HERE/guest-init.sh" "$R/init"
-  chmod 0755 "$R/init"
-  printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' > "$R/etc/passwd"
-  printf 'root:x:0:\nnogroup:x:65534:\n' > "$R/etc/group"
-  echo "$KREL" > "$R/etc/klp-release"
-  (cd "$R" && find . | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) | gzip -1 > "$OUT/initramfs.cpio.gz"
-
   # --- sys disk ---
   S=$OUT/sys
   mkdir -p "$S"/{usr/bin,usr/sbin,usr/lib/cni,usr/lib/x86_64-linux-gnu,lib64,images,agent-root}
@@ -149,11 +140,31 @@ if [ ! -f "$OUT/.ready" ]; then
   mkdir -p "$S"/agent-root/{proc,sys,dev,tmp,run,host/proc,host/sys,host/var/lib/kpatch}
   size_mb=$(( $(du -sm "$S" | cut -f1) * 11 / 10 + 64 ))
   mkfs.ext4 -q -F -O ^has_journal -L klpsys -d "$S" "$OUT/sys.img" "${size_mb}M"
-  echo "$KREL" > "$OUT/release"
   seed_var_template "$S"
-  rm -rf "$R" "$S"
+  rm -rf "$S"
   touch "$OUT/.ready"
   for old in "$VM_CACHE"/guest-*; do [ "$old" = "$OUT" ] || rm -rf "$old"; done
 fi
+
+# --- the initramfs of this release ---
+# Keyed by the package's version too: Debian rebuilds a release's package under the same ABI name.
+INITRAMFS=$OUT/initramfs-$KREL-$KVERSION.cpio.gz
+if [ ! -f "$INITRAMFS" ]; then
+  log "building the initramfs for $KREL"
+  R=$(mktemp -d "$OUT/initramfs.XXXXXX")
+  mkdir -p "$R"/{bin,proc,sys,dev,run,tmp,root,sysd,etc,var/lib,var/log,boot-modules}
+  cp "$BUSYBOX" "$R/bin/busybox"
+  for a in $("$BUSYBOX" --list); do [ -e "$R/bin/$a" ] || ln -s busybox "$R/bin/$a"; done
+  for m in "${bootmods[@]}"; do cp "$m" "$R/boot-modules/"; echo "/boot-modules/$(basename "$m")"; done > "$R/boot-modules/list"
+  cp "$HERE/guest-init.sh" "$R/init"
+  chmod 0755 "$R/init"
+  printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' > "$R/etc/passwd"
+  printf 'root:x:0:\nnogroup:x:65534:\n' > "$R/etc/group"
+  echo "$KREL" > "$R/etc/klp-release"
+  (cd "$R" && find . | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) | gzip -1 > "$INITRAMFS.tmp"
+  rm -rf "$R"
+  mv "$INITRAMFS.tmp" "$INITRAMFS"
+fi
 printf '%s\n' "$vars"
 echo "GUEST=$OUT"
+echo "INITRAMFS=$INITRAMFS"

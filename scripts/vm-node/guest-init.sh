@@ -191,7 +191,7 @@ case " $cmdline " in
     mount --bind /var/lib/kpatch "$A/host/var/lib/kpatch"
     mark kpatch-service-start
     PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin chroot "$A" \
-      node /app/kpatch-agent.mjs --host-root /host --json load --all > /run/kpatch-service.out 2> /run/kpatch-service.err
+      node /app/kpatch-agent.mjs --host-root /host --json --log-level info load --all > /run/kpatch-service.out 2> /run/kpatch-service.err
     echo $? > /run/kpatch-service.rc
     for m in host/var/lib/kpatch host/sys host/proc tmp dev sys proc; do umount "$A/$m" 2>/dev/null || umount -l "$A/$m"; done
     ;;

@@ -39,7 +39,10 @@ export class VmNodeUnavailable extends Error {}
 export interface PreparedVmNode {
   krel: string;
   vmlinuz: string;
+  /** The guest's release-independent part (sys.img, var-template.img). */
   guestDir: string;
+  /** The initramfs of this release (its boot modules, guest-init.sh as /init). */
+  initramfs: string;
   /** The node's /var/lib with the images already in containerd's store; undefined: import at boot. */
   varTemplate: string | undefined;
   modulesDir: string;
@@ -83,18 +86,21 @@ function vars(stdout: string): Record<string, string> {
 const tail = (text: string, n = 20) => text.trim().split("\n").slice(-n).join("\n");
 
 /**
- * Builds (or reuses, keyed by their inputs) the images, the guest and the test modules.
+ * Builds (or reuses, keyed by their inputs) the images, the guest and the test modules, for the
+ * pinned kernel release or `release` (scripts/kernel/ensure-tools.sh's KERNEL_RELEASE). Call it once
+ * per release, one call at a time: the calls share the guest's cache.
  * KLP_VM_NODE_NO_IMAGE_BUILD=1 uses kpatch-agent:dev and kpatch-operator:dev as they are (the
  * `images` layer of scripts/test.sh has just built them); otherwise scripts/images/build.sh runs
  * first (seconds when nothing changed).
  */
-export async function prepareVmNode(log: (line: string) => void = () => {}): Promise<PreparedVmNode> {
+export async function prepareVmNode(log: (line: string) => void = () => {}, release?: string): Promise<PreparedVmNode> {
   if (process.platform !== "linux" || process.arch !== "x64") {
     throw new VmNodeUnavailable(`needs linux/x64 for Debian's amd64 kernel, this is ${process.platform}/${process.arch}`);
   }
   const timings: Record<string, number> = {};
+  const releaseEnv: Record<string, string> = release ? { KERNEL_RELEASE: release } : {};
   let t = performance.now();
-  const tools = await runScript("bash", [path.join(REPO, "scripts/vm-node/ensure-tools.sh")], {}, log);
+  const tools = await runScript("bash", [path.join(REPO, "scripts/vm-node/ensure-tools.sh")], releaseEnv, log);
   timings.ensureToolsMs = Math.round(performance.now() - t);
   if (tools.code !== 0) {
     throw new VmNodeUnavailable(`scripts/vm-node/ensure-tools.sh failed (exit ${tools.code}): QEMU, Debian's kernel or the guest's packages could not be obtained:\n${tail(tools.stderr)}`);
@@ -112,12 +118,12 @@ export async function prepareVmNode(log: (line: string) => void = () => {}): Pro
   timings.imagesMs = Math.round(performance.now() - t);
 
   t = performance.now();
-  const mods = await runScript("bash", [path.join(REPO, "scripts/kernel/build-modules.sh")], {}, log);
+  const mods = await runScript("bash", [path.join(REPO, "scripts/kernel/build-modules.sh")], releaseEnv, log);
   timings.buildModulesMs = Math.round(performance.now() - t);
   if (mods.code !== 0) throw new Error(`scripts/kernel/build-modules.sh failed (exit ${mods.code}):\n${tail(mods.stderr, 30)}`);
 
   t = performance.now();
-  const guest = await runScript("bash", [path.join(REPO, "scripts/vm-node/build-guest.sh")], {}, log);
+  const guest = await runScript("bash", [path.join(REPO, "scripts/vm-node/build-guest.sh")], releaseEnv, log);
   timings.buildGuestMs = Math.round(performance.now() - t);
   if (guest.code !== 0) throw new Error(`scripts/vm-node/build-guest.sh failed (exit ${guest.code}):\n${tail(guest.stderr, 30)}`);
   const v = vars(guest.stdout);
@@ -129,7 +135,7 @@ export async function prepareVmNode(log: (line: string) => void = () => {}): Pro
   const guestDir = need("GUEST");
   const template = path.join(guestDir, "var-template.img");
   return {
-    krel: need("KREL"), vmlinuz: need("VMLINUZ"), guestDir, binDir: need("BIN_DIR"), registryBin: need("REGISTRY_BIN"),
+    krel: need("KREL"), vmlinuz: need("VMLINUZ"), guestDir, initramfs: need("INITRAMFS"), binDir: need("BIN_DIR"), registryBin: need("REGISTRY_BIN"),
     modulesDir: need("MODULES", vars(mods.stdout)), timings,
     varTemplate: existsSync(template) && !process.env.KLP_VM_NODE_IMPORT_AT_BOOT ? template : undefined,
   };
@@ -272,13 +278,20 @@ export interface VmNodeOptions {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** Waits until no other QEMU guest runs on this machine (one at a time: 2 shared cores). */
+/**
+ * Waits until no other test process's QEMU guest runs on this machine (one suite's guests at a
+ * time: 2 shared cores). The guests this process started itself (a fleet of VM nodes) do not count.
+ */
 async function waitForOtherGuests(log: (line: string) => void, maxMs: number): Promise<void> {
   const others = () => {
     const found: string[] = [];
     for (const pid of readdirSync("/proc")) {
       if (!/^\d+$/.test(pid) || Number(pid) === process.pid) continue;
       try {
+        const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+        // pid (comm) state ppid ...: comm may hold spaces, so read past its closing parenthesis.
+        const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+        if (ppid === process.pid) continue;
         if (readFileSync(`/proc/${pid}/comm`, "utf8").trim().startsWith("qemu-system")) found.push(pid);
       } catch {
         /* gone */
@@ -426,7 +439,7 @@ export class VmNode {
       "-serial", "stdio",
       "-serial", `unix:${path.join(this.dir, "ctl.sock")},server=on,wait=off`,
       "-serial", `file:${this.podLogPath}`,
-      "-kernel", prepared.vmlinuz, "-initrd", path.join(prepared.guestDir, "initramfs.cpio.gz"),
+      "-kernel", prepared.vmlinuz, "-initrd", prepared.initramfs,
       "-drive", `file=${path.join(prepared.guestDir, "sys.img")},format=raw,if=virtio,readonly=on`,
       "-drive", `file=${path.join(this.dir, "kpatch.img")},format=raw,if=virtio`,
       // cache=unsafe: containerd's many fsyncs stop at QEMU instead of reaching this machine's

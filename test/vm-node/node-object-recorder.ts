@@ -2,6 +2,7 @@
 // entries the node's agent wrote in it. The KernelLivePatch's status.nodes is the operator's copy;
 // this is the agent's own write, so an entry that flapped there and was rolled up too late to show
 // in the patch's status still shows here.
+import { isDeepStrictEqual } from "node:util";
 import type { KubeConfig } from "@kubernetes/client-node";
 import { Watch } from "@kubernetes/client-node";
 import { NODE_OBJECTS_PATH, type KernelLivePatchNode, type NodeEntry } from "../../crds/schema.ts";
@@ -59,4 +60,27 @@ export class NodeObjectRecorder {
     this.stopped = true;
     this.abort?.abort();
   }
+}
+
+/** Phases (with module) an entry went through, consecutive duplicates collapsed. */
+export function phases(seen: ReadonlyArray<{ entry: NodeEntry | undefined }>): string[] {
+  const out: string[] = [];
+  for (const s of seen) {
+    const p = s.entry ? `${s.entry.phase}(${s.entry.moduleName ?? "-"})` : "none";
+    if (out[out.length - 1] !== p) out.push(p);
+  }
+  return out;
+}
+
+/** The entry but its boot id (a new boot's agent writes its own). */
+export function withoutBoot(e: NodeEntry | undefined): Partial<NodeEntry> | undefined {
+  if (!e) return undefined;
+  const { bootID: _, ...rest } = e;
+  return rest;
+}
+
+/** The operator's copy (the patch's status) says what the agent wrote (the copy may shorten the message). */
+export function sameReport(copy: NodeEntry | undefined, own: NodeEntry | undefined): boolean {
+  const fields = (e: NodeEntry) => [e.phase, e.moduleName, e.sha256, e.replacedBy, e.bootID, e.enabled, e.transition, e.lastTransitionTime];
+  return copy !== undefined && own !== undefined && isDeepStrictEqual(fields(copy), fields(own));
 }

@@ -1,12 +1,9 @@
 // The whole stack on a real kernel: `helm install` of the chart, a KernelLivePatch applied with
 // kubectl, and the module live in Debian's 6.1 kernel inside a QEMU guest that is a real Kubernetes
 // node (kubelet, containerd, runc; test/support/vm-node.ts, scripts/vm-node/). The operator runs
-// as the chart deploys it on the real node of the real-node suite (a kubelet on this machine,
-// test/support/real-node.ts), tainted so that only the operator goes there: under QEMU's software
-// emulation a Node process in the guest is 10-20x slower than here, and the operator's lease renewals
-// (10 s deadline) and startup probe failed in the guest when it shared the guest's two emulated CPUs
-// with the agent, the kubelet and containerd. The agent, the part that touches the kernel, runs in
-// the guest as the DaemonSet pod the operator creates.
+// as the chart deploys it on a kubelet on this machine (vm-cluster.ts says why not in the guest).
+// The agent, the part that touches the kernel, runs in the guest as the DaemonSet pod the operator
+// creates.
 //
 // Every change goes through the product (kubectl, helm). The guest is only read, over its control
 // channel (kernel state, /var/lib/kpatch, dmesg), its console (a monitor that prints every change of
@@ -24,20 +21,20 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { isDeepStrictEqual } from "node:util";
-import { KubeConfig, Watch } from "@kubernetes/client-node";
+import { Watch, type KubeConfig } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, it, type TestContext } from "vitest";
 import { FINALIZER, type KernelLivePatch, type NodeEntry } from "../../crds/schema.ts";
-import { startControlPlane, type ControlPlane } from "../../scripts/dev/control-plane/index.ts";
-import { CHART_DIR, helmClient, type Helm } from "../support/helm.ts";
-import { ensureNodeTools, planNodeNetwork, realNodeApiServerArgs, realNodeSupport, startRealNode, type RealNode } from "../support/real-node.ts";
 import { makePrivateCa, startArtifactServer, type ArtifactServer } from "../support/artifact-server.ts";
 import { startRegistry, type Registry } from "../support/registry.ts";
-import { NodeObjectRecorder } from "./node-object-recorder.ts";
+import { agentLog as agentLogOf, HOST_ACTIONS } from "./agent-log.ts";
+import { NodeObjectRecorder, phases, sameReport, withoutBoot } from "./node-object-recorder.ts";
+import { runScenario } from "./scenario.ts";
+import { eventuallyOn, waitPatchReady } from "./waits.ts";
+import { NS, startVmCluster, type VmCluster } from "./vm-cluster.ts";
 import { enableCount, prepareVmNode, REPO, VM_CACHE, VmNode, VmNodeUnavailable, type GuestState, type PreparedVmNode } from "../support/vm-node.ts";
 
 const REQUIRED = process.env.KLP_VM_NODE_REQUIRED === "1";
 const LAST_RUN = path.join(VM_CACHE, "last-run");
-const NS = "kpatch-system";
 /** The first patch (klp_test_v1): replaced in scenario 2 by PATCH's cumulative module, deleted in 5b. */
 const FIRST = "vm-cmdline-first";
 /** The cumulative patch (klp_test_v2, `replace`) from scenario 2 on, through 7. */
@@ -51,15 +48,12 @@ const STALL_MOD = "klp_test_stall_unload"; // a livepatch of klp_stall_target wh
 const STALL_TARGET = "klp_stall_target"; // the node's own driver module it patches (a fixture)
 const CRASH_MOD = "klp_test_crash"; // panics the kernel 12 s after it went live
 const TAINT_OEK = 4096 + 8192 + 32768; // 45056: out-of-tree, unsigned, livepatched
-const AGENT_SELECTOR = "app.kubernetes.io/name=kpatch-agent";
 
 let skipReason: string | undefined;
 let prepared: PreparedVmNode;
-let cp: ControlPlane | undefined;
-let helm: Helm;
+let cluster: VmCluster | undefined;
 let node: VmNode | undefined;
 /** The node on this machine where the operator runs. */
-let hostNode: RealNode | undefined;
 const HOST_NODE = "klp-vm-operator-node";
 let recorder: Recorder | undefined;
 /** Every version of the VM node's KernelLivePatchNode (the agent's entries as it wrote them). */
@@ -97,20 +91,12 @@ function log(line: string): void {
 // ---------------------------------------------------------------------------------------------
 // kubectl helpers
 
-async function kubectl(args: string[], input?: string, timeoutMs?: number): Promise<string> {
-  const r = await cp!.kubectl(args, { ...(input === undefined ? {} : { input }), ...(timeoutMs ? { timeoutMs } : {}) });
-  if (r.code !== 0) throw new Error(`kubectl ${args.join(" ")} failed (exit ${r.code}): ${r.stderr}${r.stdout}`);
-  return r.stdout;
-}
-
-async function getJson<T>(args: string[]): Promise<T> {
-  return JSON.parse(await kubectl([...args, "-o", "json"])) as T;
-}
+const kubectl = (args: string[], input?: string, timeoutMs?: number) => cluster!.kubectl(args, input, timeoutMs);
 
 /** The patch as the API server serves it: the watch's latest version (no kubectl process per poll). */
 async function klp(name: string): Promise<KernelLivePatch | undefined> {
   if (recorder?.synced) return recorder.latest(name);
-  const r = await cp!.kubectl(["get", "klp", name, "-o", "json"]);
+  const r = await cluster!.cp.kubectl(["get", "klp", name, "-o", "json"]);
   if (r.code !== 0) {
     if (/NotFound/.test(r.stderr)) return undefined;
     throw new Error(r.stderr);
@@ -122,51 +108,11 @@ function entryOf(p: KernelLivePatch | undefined): NodeEntry | undefined {
   return p?.status?.nodes?.find((e) => e.nodeName === node!.nodeName);
 }
 
-async function eventually<T>(what: string, timeoutMs: number, f: () => Promise<T | undefined | false>, everyMs = 2000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    // A kernel panic nobody announced fails at once (the guest reboots with panic=1).
-    const panic = node?.unexpectedPanics()[0];
-    if (panic) throw new Error(`kernel panic (not expected) in boot ${panic.boot} while waiting for ${what}: ${panic.line}`);
-    try {
-      const v = await f();
-      if (v !== undefined && v !== false) return v;
-    } catch (e) {
-      last = e;
-    }
-    if (Date.now() > end) throw new Error(`timed out after ${Math.round(timeoutMs / 1000)} s waiting for ${what}${last ? `: ${String(last)}` : ""}`);
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
-}
+const eventually = eventuallyOn(() => (node ? [node] : []));
+const waitReady = (name: string, timeoutMs?: number) => waitPatchReady({ cp: cluster!.cp, read: klp, eventually }, name, timeoutMs);
 
-/** Ready=True for the current generation, then `kubectl wait --for=condition=Ready` (which must return 0). */
-async function waitReady(name: string, timeoutMs = 300_000): Promise<KernelLivePatch> {
-  const p = await eventually(`${name} Ready for its current generation`, timeoutMs, async () => {
-    const p = await klp(name);
-    const c = p?.status?.conditions?.find((x) => x.type === "Ready");
-    return c?.status === "True" && c.observedGeneration === p?.metadata.generation && p?.status?.observedGeneration === p?.metadata.generation ? p : undefined;
-  });
-  const r = await cp!.kubectl(["wait", "--for=condition=Ready", `klp/${name}`, "--timeout=60s"]);
-  expect(r.code, `kubectl wait: ${r.stderr}`).toBe(0);
-  expect(r.stdout).toContain("condition met");
-  return p;
-}
-
-async function agentPods(): Promise<Array<{ name: string; uid: string; phase: string; node: string; ready: boolean; deleting: boolean }>> {
-  const list = await getJson<{ items: Array<{ metadata: { name: string; uid: string; deletionTimestamp?: string }; spec: { nodeName?: string }; status: { phase?: string; containerStatuses?: Array<{ ready: boolean }> } }> }>(
-    ["get", "pods", "-n", NS, "-l", AGENT_SELECTOR],
-  );
-  return list.items.map((p) => ({
-    name: p.metadata.name, uid: p.metadata.uid, phase: p.status.phase ?? "", node: p.spec.nodeName ?? "",
-    ready: p.status.containerStatuses?.every((c) => c.ready) ?? false, deleting: !!p.metadata.deletionTimestamp,
-  }));
-}
-
-async function nodeReady(): Promise<boolean> {
-  const r = await cp!.kubectl(["get", "node", node!.nodeName, "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}"]);
-  return r.code === 0 && r.stdout.trim() === "True";
-}
+const agentPods = () => cluster!.agentPods();
+const nodeReady = () => cluster!.nodeReady(node!.nodeName);
 
 /** `spec` lines beyond the module: e.g. ["  transitionTimeoutSeconds: 15"]. */
 function patchYaml(name: string, moduleKey: string, digest: string, state = "Loaded", specLines: string[] = []): string {
@@ -244,16 +190,6 @@ class Recorder {
   }
 }
 
-/** Phases (with module) the node's entry went through, consecutive duplicates collapsed. */
-function phases(seen: ReadonlyArray<{ entry: NodeEntry | undefined }>): string[] {
-  const out: string[] = [];
-  for (const s of seen) {
-    const p = s.entry ? `${s.entry.phase}(${s.entry.moduleName ?? "-"})` : "none";
-    if (out[out.length - 1] !== p) out.push(p);
-  }
-  return out;
-}
-
 // ---------------------------------------------------------------------------------------------
 // guest helpers
 
@@ -264,67 +200,20 @@ async function guest(): Promise<GuestState> {
 const stagedNames = (s: GuestState) => s.staged.map((f) => path.basename(f.path)).sort();
 const livepatch = (s: GuestState, name: string) => s.livepatches.find((l) => l.name === name);
 
-/** Agent log lines (JSON messages) of the current containers, from the guest's pod logs. */
-function agentLog(): Array<{ pod: string; msg: Record<string, unknown> }> {
-  const out: Array<{ pod: string; msg: Record<string, unknown> }> = [];
-  for (const line of node!.podLog().split("\n")) {
-    const m = /^(kpatch-system_kpatch-agent-[^/]+)\/agent \S+ std(?:out|err) [FP] (\{.*\})$/.exec(line);
-    if (!m) continue;
-    try {
-      out.push({ pod: m[1]!, msg: JSON.parse(m[2]!) as Record<string, unknown> });
-    } catch {
-      /* partial line */
-    }
-  }
-  return out;
-}
+const agentLog = () => agentLogOf(node!);
 
-async function diagnostics(): Promise<string> {
-  const parts: string[] = [];
-  for (const [what, f] of [
-    ["klp", () => kubectl(["get", "klp", "-o", "yaml"])],
-    ["pods", () => kubectl(["get", "pods", "-A", "-o", "wide"])],
-    ["events", () => kubectl(["get", "events", "-A", "--sort-by=.lastTimestamp"])],
-    ["guest state", async () => JSON.stringify(await node!.state(), null, 1)],
-    ["guest pods log", async () => (await node!.guestLog("pods")).slice(-6000)],
-    ["guest kubelet log", async () => (await node!.guestLog("kubelet")).slice(-4000)],
-  ] as const) {
-    try {
-      parts.push(`--- ${what}\n${await f()}`);
-    } catch (e) {
-      parts.push(`--- ${what}: ${String(e)}`);
-    }
-  }
-  return parts.join("\n");
-}
-
-/** Runs a scenario, records its time, and attaches diagnostics to a failure. */
-async function scenario(ctx: TestContext, name: string, body: () => Promise<void>): Promise<void> {
-  if (skipReason) ctx.skip(skipReason);
-  if (!node) throw new Error("the VM node did not start (see beforeAll)");
-  const t0 = Date.now();
-  log(`${name}: start`);
-  try {
-    await body();
-    // A panic nobody announced fails the scenario even when nothing waited on the guest meanwhile.
-    expect(node.unexpectedPanics(), "kernel panics nobody expected").toEqual([]);
-  } catch (e) {
-    const d = await diagnostics();
-    mkdirSync(LAST_RUN, { recursive: true });
-    writeFileSync(path.join(LAST_RUN, `failure-${name.replace(/[^a-z0-9]+/gi, "-")}.txt`), `${String(e)}\n\n${d}`);
-    log(`${name}: FAILED after ${Date.now() - t0} ms (diagnostics in ${LAST_RUN})`);
-    throw e;
-  } finally {
-    figures.scenarios[name] = Date.now() - t0;
-  }
-  log(`${name}: ok in ${Date.now() - t0} ms`);
-}
+const suite = { skipReason: () => skipReason, cluster: () => cluster, nodes: () => (node ? [node] : []), lastRun: LAST_RUN, times: figures.scenarios, log };
+const scenario = (ctx: TestContext, name: string, body: () => Promise<void>) => runScenario(suite, ctx, name, body);
 
 // ---------------------------------------------------------------------------------------------
 
 beforeAll(async () => {
+  let t = Date.now();
   try {
     prepared = await prepareVmNode(log);
+    figures.prepare = prepared.timings;
+    t = Date.now();
+    cluster = await startVmCluster({ hostNodeName: HOST_NODE, log });
   } catch (e) {
     if (e instanceof VmNodeUnavailable && !REQUIRED) {
       skipReason = `VM node unavailable: ${e.message}`;
@@ -333,38 +222,10 @@ beforeAll(async () => {
     }
     throw e;
   }
-  figures.prepare = prepared.timings;
-  const support = process.env.KLP_SKIP_REAL_NODE ? ({ ok: false, reason: "KLP_SKIP_REAL_NODE is set" } as const) : await realNodeSupport();
-  if (!support.ok) {
-    if (REQUIRED) throw new Error(`the operator's node cannot run here: ${support.reason}`);
-    skipReason = `the operator's real node cannot run here: ${support.reason}`;
-    console.warn(`[vm-node] SKIPPING: ${skipReason}`);
-    return;
-  }
-  let t = Date.now();
-  const tools = await ensureNodeTools(log);
-  const network = await planNodeNetwork();
-  // Upstream's node-monitor grace period (50 s): the reboot is seen as it would be in a cluster.
-  // The API server advertises the real node's veth address (its pods reach the `kubernetes`
-  // Service through kube-proxy); the guest reaches it through QEMU's forward of 10.0.0.1:443.
-  cp = await startControlPlane({ binDir: tools.binDir, log: (l) => log(`control plane: ${l}`), nodeMonitorGracePeriod: "50s", extraApiServerArgs: realNodeApiServerArgs(network) });
-  helm = await helmClient({ binDir: cp.binDir, kubeconfig: cp.kubeconfigPath });
-  const kc = new KubeConfig();
-  kc.loadFromFile(cp.kubeconfigPath);
-  recorder = new Recorder(kc);
-  await recorder.start();
-
-  // The operator's node: the operator image only, tainted so the agents' DaemonSet stays off it.
-  const imageDir = path.join(VM_CACHE, "host-node-images");
-  mkdirSync(imageDir, { recursive: true });
-  const saved = await new Promise<string>((resolve, reject) =>
-    execFile("bash", [path.join(REPO, "scripts/images/save.sh"), imageDir], { encoding: "utf8", maxBuffer: 16 << 20 }, (err, out, errOut) => (err ? reject(new Error(`save.sh: ${errOut}`)) : resolve(out))),
-  );
-  const operatorTar = saved.split("\n").find((l) => l.includes("kpatch-operator"));
-  if (!operatorTar) throw new Error(`scripts/images/save.sh printed no operator image: ${saved}`);
-  hostNode = await startRealNode({ name: HOST_NODE, cp, tools, network, labels: { "klp-vm/role": "operator" }, images: [operatorTar], log: (l) => log(`operator node: ${l}`) });
-  await kubectl(["taint", "node", HOST_NODE, "klp-vm/operator-only=true:NoSchedule"]);
   figures.install = { operatorNodeStartMs: Date.now() - t };
+  const { cp } = cluster;
+  recorder = new Recorder(cluster.kc);
+  await recorder.start();
 
   const corp = await makePrivateCa("klp vm-node artifacts CA", [ARTIFACTS_GUEST]);
   artifactsCaPem = corp.caPem;
@@ -379,30 +240,15 @@ beforeAll(async () => {
     ...(process.env.KLP_VM_NODE_CONSOLE === "1" ? { onConsole: (l: string) => console.log(`  | ${l}`) } : {}),
   });
   log(`VM node ${node.nodeName} booting (work dir ${node.dir})`);
-  nodeRecorder = new NodeObjectRecorder(kc, node.nodeName);
+  nodeRecorder = new NodeObjectRecorder(cluster.kc, node.nodeName);
   await nodeRecorder.start();
   await eventually(`node ${node.nodeName} Ready`, 600_000, nodeReady);
   figures.bootToReadyMs = Date.now() - node.startedAt;
   figures.guest = Object.fromEntries(node.marks.filter((m) => m.boot === 0 && m.uptime >= 0).map((m) => [m.name, m.uptime]));
   log(`node Ready ${figures.bootToReadyMs} ms after QEMU started; guest uptime marks ${JSON.stringify(figures.guest)}`);
 
-  // The chart, as its README says: a namespace that allows privileged pods, then helm install.
-  t = Date.now();
-  await kubectl(["create", "namespace", NS]);
-  await kubectl(["label", "namespace", NS, "pod-security.kubernetes.io/enforce=privileged"]);
-  await helm.ok([
-    "install", "kpatch-operator", CHART_DIR, "-n", NS,
-    "--set", "operator.image.tag=dev", "--set", "agent.image.tag=dev",
-    // Imported at boot; never pulled (a missing image fails as ErrImageNeverPull).
-    "--set", "operator.image.pullPolicy=Never", "--set", "agent.image.pullPolicy=Never",
-    // The operator on the real node of this machine (see the top of this file).
-    "--set", "operator.nodeSelector.klp-vm/role=operator",
-    "--set-json", `operator.tolerations=[{"key":"klp-vm/operator-only","operator":"Exists","effect":"NoSchedule"}]`,
-    "--wait", "--timeout", "10m",
-  ]);
-  const helmMs = Date.now() - t;
-  const opPods = await getJson<{ items: Array<{ spec: { nodeName: string } }> }>(["get", "pods", "-n", NS, "-l", "app.kubernetes.io/name=kpatch-operator"]);
-  expect(opPods.items.map((p) => p.spec.nodeName)).toEqual([HOST_NODE]);
+  // The chart, as its README says.
+  const helmMs = await cluster.installChart();
   log(`helm install --wait: operator Available on ${HOST_NODE} in ${helmMs} ms`);
 
   // The project's own test modules, pinned by sha256, in a ConfigMap (binaryData).
@@ -429,8 +275,7 @@ afterAll(async () => {
       await node.cleanup(LAST_RUN);
     }
   } finally {
-    await hostNode?.stop().catch((e: unknown) => log(`operator node stop: ${String(e)}`));
-    await cp?.stop();
+    await cluster?.stop();
     mkdirSync(LAST_RUN, { recursive: true });
     writeFileSync(path.join(LAST_RUN, "figures.json"), `${JSON.stringify(figures, null, 2)}\n`);
     log(`figures (also in ${LAST_RUN}/figures.json): ${JSON.stringify({ ...figures, klpWide: undefined, nodesWide: undefined })}`);
@@ -441,20 +286,6 @@ afterAll(async () => {
 /** A module of the ConfigMap for the guest's kernel, as spec.modules names it. */
 function moduleFor(key: string): { kernelRelease: string; sha256: string; configMap: { namespace: string; name: string; key: string } } {
   return { kernelRelease: prepared.krel, sha256: sha[key]!, configMap: { namespace: NS, name: CM, key } };
-}
-
-const HOST_ACTIONS = ["loaded", "unloaded", "uninstalled", "removed leftover module"];
-
-function withoutBoot(e: NodeEntry | undefined): Partial<NodeEntry> | undefined {
-  if (!e) return undefined;
-  const { bootID: _, ...rest } = e;
-  return rest;
-}
-
-/** The operator's copy says what the agent wrote (the copy may shorten the message). */
-function sameReport(copy: NodeEntry | undefined, own: NodeEntry): boolean {
-  const fields = (e: NodeEntry) => [e.phase, e.moduleName, e.sha256, e.replacedBy, e.bootID, e.enabled, e.transition, e.lastTransitionTime];
-  return copy !== undefined && isDeepStrictEqual(fields(copy), fields(own));
 }
 
 /**
@@ -1065,7 +896,7 @@ describe("when things go wrong, on the same VM node", () => {
       // The agent's own download (a pod on the guest, through QEMU's forward), with the token.
       expect(artifacts!.requests.filter((r) => r.path === `/${V1}.ko`).map((r) => r.headers.authorization)).toContain(`Bearer ${ARTIFACTS_TOKEN}`);
       // The operator (with the chart's RBAC) granted the agent exactly these two objects.
-      const role = await getJson<{ rules?: Array<{ resources: string[]; resourceNames?: string[] }> }>(["get", "role", "kpatch-agent-url-access", "-n", NS]);
+      const role = await cluster!.getJson<{ rules?: Array<{ resources: string[]; resourceNames?: string[] }> }>(["get", "role", "kpatch-agent-url-access", "-n", NS]);
       expect(role.rules?.map((r) => [r.resources[0], r.resourceNames])).toEqual([["secrets", ["vm-artifacts-token"]], ["configmaps", ["vm-corp-ca"]]]);
       expect(agentLog().map((l) => JSON.stringify(l.msg)).join("\n")).not.toContain(ARTIFACTS_TOKEN);
 
@@ -1099,11 +930,11 @@ describe("when things go wrong, on the same VM node", () => {
       // Pulled, not preloaded: the registry served that manifest, and the guest's kubelet said so.
       expect(registry!.manifestsServed()).toContain(`klp/vm-module@${digest}`);
       const [pod] = (await agentPods()).filter((x) => !x.deleting);
-      const full = await getJson<{ status: { initContainerStatuses?: Array<{ name: string; imageID: string; state: { terminated?: { exitCode: number } } }> } }>(["get", "pod", "-n", NS, pod!.name]);
+      const full = await cluster!.getJson<{ status: { initContainerStatuses?: Array<{ name: string; imageID: string; state: { terminated?: { exitCode: number } } }> } }>(["get", "pod", "-n", NS, pod!.name]);
       const copy = full.status.initContainerStatuses?.find((c) => c.name === "module-0");
       expect(copy?.imageID).toContain(digest!);
       expect(copy?.state.terminated?.exitCode).toBe(0);
-      const events = await getJson<{ items: Array<{ reason: string; message: string }> }>(["get", "events", "-n", NS, "--field-selector", `involvedObject.name=${pod!.name}`]);
+      const events = await cluster!.getJson<{ items: Array<{ reason: string; message: string }> }>(["get", "events", "-n", NS, "--field-selector", `involvedObject.name=${pod!.name}`]);
       expect(events.items.filter((e) => e.reason === "Pulled").map((e) => e.message).join("\n")).toMatch(/Successfully pulled image/);
       figures.moduleImage = { applyToLoadedMs: loadedMs, manifestsServed: registry!.manifestsServed().length };
       log(`module image ${reference}: Loaded ${loadedMs} ms after apply (the agent pod created for the patch pulled it in its copying init container)`);
