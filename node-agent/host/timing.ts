@@ -2,8 +2,8 @@
 export interface HostTiming {
   /**
    * Longest poll interval for transition and refcnt waits. kpatch polls every 1 s; a poll is one
-   * sysfs read, so we cap it at 200 ms and return within 0.2 s of the kernel finishing (measured
-   * on Debian's kernel under QEMU: with 1 s the agent's load took up to 2.4x a bare insmod + wait).
+   * sysfs read during a wait of a second or two, so we cap it at 50 ms and return within 0.05 s of
+   * the kernel finishing (its own transition takes 0.5-1.5 s: docs/benchmarks.md, agent cost).
    */
   pollMs: number;
   /**
@@ -24,7 +24,7 @@ export interface HostTiming {
 }
 
 export const KPATCH_TIMING: HostTiming = {
-  pollMs: 200,
+  pollMs: 50,
   firstPollMs: 20,
   signalAfterMs: 15_000,
   transitionTimeoutMs: 75_000,

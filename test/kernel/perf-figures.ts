@@ -1,11 +1,12 @@
 // The agent's cost next to a bare insmod + transition wait, as the guest runner's `perf` step
-// measures it (3 rounds alternating in one guest): the same figures for every release a suite boots,
+// measures it (PERF_ROUNDS rounds alternating in one guest): the same figures for every release a suite boots,
 // checked for sanity (they are benchmark figures, not timed assertions) and recorded beside the
 // consoles so that docs/benchmarks.md can quote them.
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { expect } from "vitest";
 import { arr, obj, type Obj } from "./facts.ts";
+import { PERF_ROUNDS } from "./guest/perf-rounds.ts";
 
 export interface PerfFigures {
   release: string;
@@ -32,7 +33,7 @@ const sane = (ms: number): boolean => Number.isFinite(ms) && ms >= 0 && ms < 600
 /** Asserts every round loaded both ways and every figure is a plausible duration; returns them. */
 export function perfFigures(d: Obj, release: string, accel: string): PerfFigures {
   const rounds = arr(d.rounds).map(obj);
-  expect(rounds).toHaveLength(3);
+  expect(rounds).toHaveLength(PERF_ROUNDS);
   for (const round of rounds) {
     expect(round.agentLoadRc, JSON.stringify(round)).toBe(0);
     expect(round.agentEnabled).toBe("1");
@@ -60,7 +61,7 @@ export function perfFigures(d: Obj, release: string, accel: string): PerfFigures
   expect(f.bareMs, "a bare insmod + wait takes some time").toBeGreaterThan(0);
   expect(Number.isFinite(f.ratio) && f.ratio > 0).toBe(true);
   expect(f.agentCliMs, "the whole CLI call includes its insmod → loaded").toBeGreaterThanOrEqual(f.agentInsmodToLoadedMs);
-  expect(f.transitionMs).toHaveLength(3);
+  expect(f.transitionMs).toHaveLength(PERF_ROUNDS);
   return f;
 }
 

@@ -10,6 +10,7 @@ import { spawn, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { existsSync, mkdtempSync, openSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { performance } from "node:perf_hooks";
+import { PERF_ROUNDS } from "./perf-rounds.ts";
 
 const AGENT = "/opt/klp/kpatch-agent.mjs";
 const MODS = "/opt/klp/modules";
@@ -450,7 +451,7 @@ const steps: Record<string, () => Details> = {
     const nodeStartup: number[] = [];
     const cliStartup: number[] = [];
     const rounds: Details[] = [];
-    for (let i = 0; i < 3; i++) {
+    for (let i = 0; i < PERF_ROUNDS; i++) {
       nodeStartup.push(run(process.execPath, ["-e", "0"]).ms);
       // The CLI's fixed cost: Node plus loading the bundle, no host work (once: each costs seconds).
       if (i === 0) cliStartup.push(run(process.execPath, [AGENT, "--help"]).ms);
