@@ -8,6 +8,9 @@
  *   --operator-node-flags=".."  node flags for the operator process (default: those of the operator
  *                           image's CMD, images/operator.Dockerfile), e.g. "" to see what they change
  *   --transition-ms 0       the simulated kernel's transition time
+ *   --agent-resync-seconds 60   the simulated agents' resync period (the agent's default); on a real
+ *                           fleet each agent's resync runs on its own node, here all of them share
+ *                           the API server's cores for as long as the rollout lasts
  *   --idle-seconds 10       window for idle RSS/CPU after Ready
  *   --timeout-seconds 900   apply → Ready limit per run
  *   --floor-timeout-seconds 600   limit of each floor measurement
@@ -48,6 +51,7 @@ const Args = z.object({
   operator: z.enum(["tsx", "bundle"]).default("tsx"),
   "operator-node-flags": z.string().optional(),
   "transition-ms": z.coerce.number().int().min(0).default(0),
+  "agent-resync-seconds": z.coerce.number().int().min(1).default(60),
   "idle-seconds": z.coerce.number().int().min(1).default(10),
   "timeout-seconds": z.coerce.number().int().min(10).default(900),
   "floor-timeout-seconds": z.coerce.number().int().min(10).default(600),
@@ -71,7 +75,7 @@ function checkOpenFileLimit(nodes: number): void {
 }
 
 async function main(): Promise<void> {
-  const strings = ["nodes", "patches", "operator", "operator-node-flags", "transition-ms", "idle-seconds", "timeout-seconds", "floor-timeout-seconds", "churn", "out"];
+  const strings = ["nodes", "patches", "operator", "operator-node-flags", "transition-ms", "agent-resync-seconds", "idle-seconds", "timeout-seconds", "floor-timeout-seconds", "churn", "out"];
   const { values } = parseArgs({
     options: { ...Object.fromEntries(strings.map((k) => [k, { type: "string" as const }])), seed: { type: "boolean" as const } },
   });
@@ -107,6 +111,7 @@ async function main(): Promise<void> {
         nodes,
         patches: args.patches,
         transitionMs: args["transition-ms"],
+        agentResyncMs: args["agent-resync-seconds"] * 1000,
         idleSeconds: args["idle-seconds"],
         timeoutSeconds: args["timeout-seconds"],
         floorTimeoutSeconds: args["floor-timeout-seconds"],

@@ -15,7 +15,7 @@ process.on("message", (m: ShardRequest) => {
   void (async () => {
     switch (m.type) {
       case "start": {
-        fleet = new Fleet({ conn: kubeconfigConnection(m.kubeconfig), hostsDir: m.hostsDir, kernelRelease: m.kernelRelease, transitionMs: m.transitionMs, clock: () => performance.timeOrigin + performance.now() });
+        fleet = new Fleet({ conn: kubeconfigConnection(m.kubeconfig), hostsDir: m.hostsDir, kernelRelease: m.kernelRelease, transitionMs: m.transitionMs, resyncMs: m.resyncMs, clock: () => performance.timeOrigin + performance.now() });
         await fleet.start(m.names);
         setInterval(() => {
           const n = fleet?.passesDone ?? 0;

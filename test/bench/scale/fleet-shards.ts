@@ -16,7 +16,7 @@ import { Fleet, mergeStats } from "./fleet.ts";
 export const SHARD_NODES = Number(process.env.KLP_BENCH_SHARD_NODES ?? 2500);
 
 export type ShardRequest =
-  | { type: "start"; names: string[]; kubeconfig: string; hostsDir: string; kernelRelease: string; transitionMs: number }
+  | { type: "start"; names: string[]; kubeconfig: string; hostsDir: string; kernelRelease: string; transitionMs: number; resyncMs: number }
   | { type: "totals" }
   | { type: "stop" };
 export type ShardReply =
@@ -100,9 +100,9 @@ class ShardedFleet implements FleetHandle {
       process.once("exit", () => child.kill("SIGKILL")); // never outlive the benchmark
       this.shards.push(new Shard(child));
     }
-    const { kubeconfig, hostsDir, kernelRelease, transitionMs } = this.opts;
+    const { kubeconfig, hostsDir, kernelRelease, transitionMs, resyncMs } = this.opts;
     await Promise.all(
-      this.shards.map((s, i) => s.ask({ type: "start", names: names.slice(i * SHARD_NODES, (i + 1) * SHARD_NODES), kubeconfig, hostsDir, kernelRelease, transitionMs }, "started")),
+      this.shards.map((s, i) => s.ask({ type: "start", names: names.slice(i * SHARD_NODES, (i + 1) * SHARD_NODES), kubeconfig, hostsDir, kernelRelease, transitionMs, resyncMs }, "started")),
     );
   }
 

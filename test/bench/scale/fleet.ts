@@ -206,6 +206,8 @@ export interface FleetOptions {
   readonly hostsDir: string;
   readonly kernelRelease: string;
   readonly transitionMs: number;
+  /** Each agent's resync period (the agent's default: 60 s). */
+  readonly resyncMs: number;
   /** Time origin for action timestamps. */
   readonly clock: () => number;
 }
@@ -273,7 +275,7 @@ export class Fleet {
       },
       sources: moduleSources({ http, imageModulesDir: path.join(root, ".images"), maxBytes: 64 << 20 }),
       log: this.log,
-      resyncMs: 60_000,
+      resyncMs: this.opts.resyncMs,
       onAction: (patch, action, outcome) => stats.actions.push({ patch, op: action.op, outcome, at: this.opts.clock() }),
     });
     const nodeWatch = watchOwnNode(http, name, (labels) => agent.updateNode(labels), this.log);

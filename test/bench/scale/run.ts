@@ -27,6 +27,8 @@ export interface RunOptions {
   nodes: number;
   patches: number;
   transitionMs: number;
+  /** The simulated agents' resync period. */
+  agentResyncMs: number;
   idleSeconds: number;
   timeoutSeconds: number;
   floorTimeoutSeconds: number;
@@ -129,7 +131,7 @@ export async function runOnce(opts: RunOptions): Promise<RunResult> {
 
     const shards = fleetShards(opts.nodes - 1);
     log(`starting ${opts.nodes - 1} simulated agents (${shards ? `in ${shards} fleet processes` : "in this process"}) and one agent process`);
-    fleet = createFleet(opts.nodes - 1, { conn: c.conn, kubeconfig: c.cp.kubeconfigPath, hostsDir, kernelRelease: RELEASE, transitionMs: opts.transitionMs, clock: elapsed, fromEpoch: (ms) => ms - performance.timeOrigin - t0 });
+    fleet = createFleet(opts.nodes - 1, { conn: c.conn, kubeconfig: c.cp.kubeconfigPath, hostsDir, kernelRelease: RELEASE, transitionMs: opts.transitionMs, resyncMs: opts.agentResyncMs, clock: elapsed, fromEpoch: (ms) => ms - performance.timeOrigin - t0 });
     const f = fleet;
     const [agentPort] = (await freePorts(1)) as [number];
     agentProc = await startAgentProcess({
