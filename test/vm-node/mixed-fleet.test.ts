@@ -66,14 +66,7 @@ function log(line: string): void {
 
 const kubectl = (args: string[], input?: string, timeoutMs?: number) => cluster!.kubectl(args, input, timeoutMs);
 
-async function klp(name: string): Promise<KernelLivePatch | undefined> {
-  const r = await cluster!.cp.kubectl(["get", "klp", name, "-o", "json"]);
-  if (r.code !== 0) {
-    if (/NotFound/.test(r.stderr)) return undefined;
-    throw new Error(r.stderr);
-  }
-  return JSON.parse(r.stdout) as KernelLivePatch;
-}
+const klp = (name: string) => cluster!.getPatch(name);
 
 const entryOf = (p: KernelLivePatch | undefined, nodeName: string): NodeEntry | undefined => p?.status?.nodes?.find((e) => e.nodeName === nodeName);
 

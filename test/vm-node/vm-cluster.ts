@@ -8,6 +8,7 @@ import { execFile } from "node:child_process";
 import { mkdirSync } from "node:fs";
 import path from "node:path";
 import { KubeConfig } from "@kubernetes/client-node";
+import type { KernelLivePatch } from "../../crds/schema.ts";
 import { startControlPlane, type ControlPlane } from "../../scripts/dev/control-plane/index.ts";
 import { CHART_DIR, helmClient, type Helm } from "../support/helm.ts";
 import { ensureNodeTools, planNodeNetwork, realNodeApiServerArgs, realNodeSupport, startRealNode, type RealNode } from "../support/real-node.ts";
@@ -34,6 +35,8 @@ export interface VmCluster {
   /** kubectl that must succeed: its stdout. */
   kubectl(args: string[], input?: string, timeoutMs?: number): Promise<string>;
   getJson<T>(args: string[]): Promise<T>;
+  /** The patch as `kubectl get` serves it; undefined when it does not exist. */
+  getPatch(name: string): Promise<KernelLivePatch | undefined>;
   /** Whether the Node's Ready condition is True. */
   nodeReady(name: string): Promise<boolean>;
   agentPods(): Promise<AgentPod[]>;
@@ -81,6 +84,14 @@ export async function startVmCluster(o: { hostNodeName: string; log: (line: stri
 
     return {
       cp, helm, kc, hostNode: host, kubectl, getJson,
+      async getPatch(name) {
+        const r = await cp.kubectl(["get", "klp", name, "-o", "json"]);
+        if (r.code !== 0) {
+          if (/NotFound/.test(r.stderr)) return undefined;
+          throw new Error(r.stderr);
+        }
+        return JSON.parse(r.stdout) as KernelLivePatch;
+      },
       async nodeReady(name) {
         const r = await cp.kubectl(["get", "node", name, "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}"]);
         return r.code === 0 && r.stdout.trim() === "True";

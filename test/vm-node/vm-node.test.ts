@@ -95,13 +95,7 @@ const kubectl = (args: string[], input?: string, timeoutMs?: number) => cluster!
 
 /** The patch as the API server serves it: the watch's latest version (no kubectl process per poll). */
 async function klp(name: string): Promise<KernelLivePatch | undefined> {
-  if (recorder?.synced) return recorder.latest(name);
-  const r = await cluster!.cp.kubectl(["get", "klp", name, "-o", "json"]);
-  if (r.code !== 0) {
-    if (/NotFound/.test(r.stderr)) return undefined;
-    throw new Error(r.stderr);
-  }
-  return JSON.parse(r.stdout) as KernelLivePatch;
+  return recorder?.synced ? recorder.latest(name) : cluster!.getPatch(name);
 }
 
 function entryOf(p: KernelLivePatch | undefined): NodeEntry | undefined {
