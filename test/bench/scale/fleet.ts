@@ -159,6 +159,8 @@ function kubeletNode(name: string, i: number) {
 
 /** Counters of one in-process agent. */
 export interface AgentStats {
+  /** Reads of the whole simulated host (one per agent pass). */
+  hostReads: number;
   /** Deliveries of the node object's projected patches (one per watch event) handed to updatePatches. */
   deliveries: number;
   /**
@@ -179,8 +181,9 @@ export interface AgentStats {
 
 /** The sum of several agents' (or shards') counters; `at` maps each action's time to the run's clock. */
 export function mergeStats(all: readonly AgentStats[], at: (t: number) => number = (t) => t): AgentStats {
-  const t: AgentStats = { deliveries: 0, writes: 0, writeMs: 0, failures: 0, failureKinds: {}, phases: {}, actions: [] };
+  const t: AgentStats = { hostReads: 0, deliveries: 0, writes: 0, writeMs: 0, failures: 0, failureKinds: {}, phases: {}, actions: [] };
   for (const stats of all) {
+    t.hostReads += stats.hostReads;
     t.deliveries += stats.deliveries;
     t.writes += stats.writes;
     t.writeMs += stats.writeMs;
@@ -248,8 +251,9 @@ export class Fleet {
   private async startAgent(name: string): Promise<void> {
     const root = path.join(this.opts.hostsDir, name);
     const http = new KubeHttp(this.opts.conn);
-    const driver = createHostDriver({ hostRoot: root, loader: createLoader(root, "sim"), log: this.log });
-    const stats: AgentStats = { deliveries: 0, writes: 0, writeMs: 0, failures: 0, failureKinds: {}, phases: {}, actions: [] };
+    const stats: AgentStats = { hostReads: 0, deliveries: 0, writes: 0, writeMs: 0, failures: 0, failureKinds: {}, phases: {}, actions: [] };
+    const host = createHostDriver({ hostRoot: root, loader: createLoader(root, "sim"), log: this.log });
+    const driver = { ...host, inspect: () => (stats.hostReads++, host.inspect()) };
     const channel = nodeChannel(http, name, this.log);
     const agent = new Agent({
       nodeName: name,

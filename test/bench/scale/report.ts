@@ -143,15 +143,16 @@ export function whereTimeGoes(results: readonly RunResult[]): string {
       "finalizer / projected / admitted / projected admitted / first Loaded / all Loaded / rolled up / Ready (s)",
       "agent loads done p50 / p90 / max (s)",
       "CPU s: apiserver / etcd / operator / in-process agents / agent process",
+      "idle fleet before apply, % of a core: apiserver / in-process agents",
       "reconciles: patch / node / daemonset (their s, apply → Ready)",
       "watch events sent: KLP (MB) / KLPN (MB)",
-      "updatePatches per agent",
+      "updatePatches / host reads (passes) per agent",
       "KiB: patch / node object",
       "agent entries: mean ms until written, failed",
       "agent entries by phase",
       "operator V8 heap used / total, external MiB: Ready → idle",
     ]),
-    row(["---", "---", "---", "---", "---", "---", "---:", "---", "---", "---", "---"]),
+    row(["---", "---", "---", "---", "---", "---", "---", "---:", "---", "---", "---", "---"]),
   ];
   for (const r of results) {
     const t = r.timeline;
@@ -161,9 +162,10 @@ export function whereTimeGoes(results: readonly RunResult[]): string {
         [t.finalizerMs, t.projectedMs, t.admittedMs, t.projectedAdmittedMs, t.firstLoadedMs, t.allLoadedMs, t.rolledUpMs, t.readyMs].map(s).join(" / "),
         [r.loadDone.p50, r.loadDone.p90, r.loadDone.max].map(s).join(" / "),
         [r.cpu.apiserver, r.cpu.etcd, r.cpu.operator, r.cpu.inProcessAgents, r.cpu.agentProcess].map(n1).join(" / "),
+        [r.idleFleet.apiserver, r.idleFleet.agents].map((c) => n1(c * 100)).join(" / "),
         `${r.reconciles.get("kernellivepatch") ?? 0} / ${r.reconciles.get("kernellivepatchnode") ?? 0} / ${r.reconciles.get("agent-daemonset") ?? 0} (${["kernellivepatch", "kernellivepatchnode", "agent-daemonset"].map((k) => n1(r.reconcileSeconds.get(k) ?? 0)).join(" / ")})`,
         `${r.api.patchWatchEvents} (${n1(r.api.patchWatchBytes / 1e6)}) / ${r.api.nodeObjectWatchEvents} (${n1(r.api.nodeObjectWatchBytes / 1e6)})`,
-        n1(r.deliveries / Math.max(1, r.nodes - 1)),
+        `${n1(r.deliveries / Math.max(1, r.nodes - 1))} / ${n1(r.hostReads / Math.max(1, r.nodes - 1))}`,
         `${n1(r.patchBytes / 1024)} / ${n1(r.nodeObjectBytes / 1024)}`,
         `${n1(r.agentWriteMeanMs)}, ${r.agentWriteFailures}${r.agentWriteFailures ? ` (${Object.entries(r.agentWriteFailureKinds).map(([k, v]) => `${v}× ${k}`).join(", ")})` : ""}`,
         Object.entries(r.agentWritePhases)

@@ -13,7 +13,7 @@ import { loadavg } from "node:os";
 import path from "node:path";
 import { KernelLivePatch, NODE_OBJECTS_PATH } from "../../../crds/schema.ts";
 import { projectNode } from "../../../operator/nodes/projection.ts";
-import { Watcher } from "../../../node-agent/kube/watcher.ts";
+import { ListWatch, type ObjectMeta } from "../../../kube/list-watch.ts";
 import { freePorts } from "../../../scripts/dev/control-plane/index.ts";
 import { createPatch, httpOk, PATCHES_PATH, prepareCluster, RELEASE, REPO, sleep, startOperator, stopChild, until, type Cluster, type OperatorRunner } from "./cluster.ts";
 import { imageEnv, imageNodeFlags, startAgentProcess } from "./fleet.ts";
@@ -21,7 +21,7 @@ import { createFleet, fleetShards, type FleetHandle } from "./fleet-shards.ts";
 import { createFloorObjects, measureFloor, type FloorResult } from "./floor.ts";
 import { apiCounts, heap, meanMs, reconciles, reconcileSeconds, scrapeApiServer, scrapeOperator, type ApiCounts, type HeapSample } from "./metrics.ts";
 import { cpuBetween, sampleProc, sumSamples, type ProcSample } from "./proc.ts";
-import { Tracker, withoutManagedFields, type Timeline } from "./tracker.ts";
+import { Tracker, type NodeObjectView, type Timeline } from "./tracker.ts";
 
 export interface RunOptions {
   nodes: number;
@@ -67,6 +67,8 @@ export interface RunResult {
   agentWriteMeanMs: number;
   /** updatePatches calls of the in-process agents (one per event of their node object's watch). */
   deliveries: number;
+  /** Reads of the whole simulated host by the in-process agents (one per pass). */
+  hostReads: number;
   reconciles: Map<string, number>;
   /** Seconds in reconciles per controller, apply → Ready (wall time of the reconciles, API calls included; they overlap, 16 workers). */
   reconcileSeconds: Map<string, number>;
@@ -75,6 +77,8 @@ export interface RunResult {
   /** Mean server-side latency (ms) of the floor's applies: one per node, the run's. */
   floorLatencyMs: { onePerNode: number; runWrites: number | undefined };
   cpu: { apiserver: number; etcd: number; operator: number; inProcessAgents: number; agentProcess: number };
+  /** CPU (cores) of the API server and the simulated agents with the fleet connected and no patch, before apply. */
+  idleFleet: { apiserver: number; agents: number };
   operator: { rssMiB: number; peakMiB: number; rolloutCpu: number; idleCpuPct: number };
   /** The operator's V8 heap (used / total) and external memory, at Ready and after the idle window. */
   operatorHeap: { ready: HeapSample; idle: HeapSample };
@@ -102,6 +106,9 @@ function sampler(c: Cluster, operator: ChildProcess, agent: ChildProcess, fleetP
   });
 }
 
+/** The idle window before apply, long enough to see a once-a-second cost of 5,000 agents. */
+const IDLE_FLEET_SECONDS = 10;
+
 export async function runOnce(opts: RunOptions): Promise<RunResult> {
   const dir = await mkdtemp(path.join(opts.workDir, `run-${opts.nodes}x${opts.patches}-`));
   const hostsDir = await mkdtemp("/dev/shm/klp-bench-hosts-");
@@ -110,7 +117,7 @@ export async function runOnce(opts: RunOptions): Promise<RunResult> {
   let operator: ChildProcess | undefined;
   let agentProc: ChildProcess | undefined;
   let fleet: FleetHandle | undefined;
-  const watchers: Watcher[] = [];
+  const watchers: Array<ListWatch<ObjectMeta>> = [];
   try {
     c = await prepareCluster({ dir, binDir: opts.binDir, nodes: opts.nodes, patches: opts.patches, log });
     const cluster = c;
@@ -123,10 +130,12 @@ export async function runOnce(opts: RunOptions): Promise<RunResult> {
     let t0 = 0;
     const elapsed = () => performance.now() - t0;
     const tracker = new Tracker(c.patches, opts.nodes, elapsed);
-    watchers.push(
-      new Watcher(c.admin, { path: PATCHES_PATH, transform: withoutManagedFields, onChange: (objects) => tracker.observePatches(objects) }),
-      new Watcher(c.admin, { path: NODE_OBJECTS_PATH, transform: withoutManagedFields, onChange: (objects) => tracker.observeNodeObjects(objects) }),
-    );
+    // The list-watches keep no managedFields (kube/list-watch.ts); node objects are followed event by event.
+    const nodeObjects = new ListWatch<NodeObjectView>(c.admin, { path: NODE_OBJECTS_PATH });
+    nodeObjects.on("add", (o) => tracker.observeNodeObject(o));
+    nodeObjects.on("update", (o) => tracker.observeNodeObject(o));
+    nodeObjects.on("delete", (o) => tracker.forgetNodeObject(o));
+    watchers.push(new ListWatch(c.admin, { path: PATCHES_PATH, onChange: (objects) => tracker.observePatches(objects) }), nodeObjects);
     await Promise.all(watchers.map((w) => w.start()));
 
     const shards = fleetShards(opts.nodes - 1);
@@ -150,10 +159,18 @@ export async function runOnce(opts: RunOptions): Promise<RunResult> {
     await until("every agent's first pass", 600_000, async () => f.passesDone === opts.nodes - 1 && (await httpOk(agentPort, "/readyz")));
     await sleep(2000);
 
+    // --- the idle fleet: what every connected agent costs per second before any patch exists, a
+    // cost that grows with the fleet times the rollout's length on these shared cores
+    const procs = sampler(c, operator, agentProc, f.pids);
+    const i0 = procs();
+    await sleep(IDLE_FLEET_SECONDS * 1000);
+    const i1 = procs();
+    const idleFleet = { apiserver: cpuBetween(i0.apiserver, i1.apiserver) / IDLE_FLEET_SECONDS, agents: cpuBetween(i0.bench, i1.bench) / IDLE_FLEET_SECONDS };
+    log(`idle fleet: API server ${(idleFleet.apiserver * 100).toFixed(1)}% of a core, simulated agents ${(idleFleet.agents * 100).toFixed(1)}%`);
+
     // --- the rollout
     const apiBefore = await scrapeApiServer(c.admin);
     const opBefore = await scrapeOperator(op.metricsPort);
-    const procs = sampler(c, operator, agentProc, f.pids);
     const p0 = procs();
     const load0 = loadavg()[0]!;
     log(`applying ${opts.patches} patch(es) to ${opts.nodes} nodes`);
@@ -253,10 +270,12 @@ export async function runOnce(opts: RunOptions): Promise<RunResult> {
       agentWritePhases: totals.phases,
       agentWriteMeanMs: totals.writes ? totals.writeMs / totals.writes : 0,
       deliveries: totals.deliveries,
+      hostReads: totals.hostReads,
       reconciles: reconciles(opBefore, opAfter),
       reconcileSeconds: reconcileSeconds(opBefore, opReady),
       floorApiserverCpu: { onePerNode: cpuBetween(f0, f1), runWrites: floorRunCpu, design: floorDesignCpu },
       floorLatencyMs: { onePerNode: meanMs(m0, m1, isFloorWrite), runWrites: floorRunLatency },
+      idleFleet,
       cpu: {
         apiserver: cpuBetween(p0.apiserver, p1.apiserver),
         etcd: cpuBetween(p0.etcd, p1.etcd),
