@@ -28,7 +28,6 @@ import { imageEnv, imageNodeFlags, startAgentProcess } from "./fleet.ts";
 import { applyEntries, loadedEntry } from "./floor.ts";
 import { apiCounts, heap, reconciles, scrapeApiServer, scrapeOperator, type HeapSample } from "./metrics.ts";
 import { cpuBetween, sampleProc } from "./proc.ts";
-import { withoutManagedFields } from "./tracker.ts";
 import { failureKind, pool } from "./util.ts";
 
 export interface SeedOptions {
@@ -141,7 +140,6 @@ export async function runSeeded(opts: SeedOptions): Promise<SeedResult> {
     const ready = new Set<string>();
     watcher = new Watcher(c.admin, {
       path: PATCHES_PATH,
-      transform: withoutManagedFields,
       onChange: (objects) => {
         for (const [name, o] of objects) {
           const s = (o as { status?: { conditions?: Array<{ type: string; status: string }>; summary?: { ready?: string } } }).status;

@@ -42,12 +42,6 @@ export interface NodeObjectView {
   status?: { entries?: Array<{ patch: string; phase: string }> };
 }
 
-/** What the benchmark keeps of a watched object: not managedFields. */
-export function withoutManagedFields(o: unknown): unknown {
-  const { managedFields: _, ...metadata } = (o as { metadata?: Record<string, unknown> }).metadata ?? {};
-  return { ...(o as object), metadata };
-}
-
 export class Tracker {
   readonly timeline: Timeline = {};
   /** Versions by writer: the operator's patch status and finalizer writes, its node-object spec writes, the agents' entry writes. */
