@@ -71,7 +71,7 @@ const klp = (name: string) => cluster!.getPatch(name);
 const entryOf = (p: KernelLivePatch | undefined, nodeName: string): NodeEntry | undefined => p?.status?.nodes?.find((e) => e.nodeName === nodeName);
 
 const eventually = eventuallyOn(() => guests.map((g) => g.node));
-const waitReady = (name: string) => waitPatchReady({ cp: cluster!.cp, read: klp, eventually }, name);
+const waitReady = (name: string) => waitPatchReady({ cp: cluster!.cp, read: klp, get: klp, eventually }, name);
 
 /** The patch: one module per guest's release, from the ConfigMap, on every node labelled FLEET. */
 function patchYaml(name: string, module: typeof V1 | typeof V2): string {

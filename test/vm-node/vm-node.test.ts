@@ -98,12 +98,15 @@ async function klp(name: string): Promise<KernelLivePatch | undefined> {
   return recorder?.synced ? recorder.latest(name) : cluster!.getPatch(name);
 }
 
+/** The patch by a GET: what the API server holds now, even just after this suite changed it. */
+const klpByGet = (name: string) => cluster!.getPatch(name);
+
 function entryOf(p: KernelLivePatch | undefined): NodeEntry | undefined {
   return p?.status?.nodes?.find((e) => e.nodeName === node!.nodeName);
 }
 
 const eventually = eventuallyOn(() => (node ? [node] : []));
-const waitReady = (name: string, timeoutMs?: number) => waitPatchReady({ cp: cluster!.cp, read: klp, eventually }, name, timeoutMs);
+const waitReady = (name: string, timeoutMs?: number) => waitPatchReady({ cp: cluster!.cp, read: klp, get: klpByGet, eventually }, name, timeoutMs);
 
 const agentPods = () => cluster!.agentPods();
 const nodeReady = () => cluster!.nodeReady(node!.nodeName);
@@ -433,7 +436,7 @@ describe("the whole stack on a real kernel, inside a VM node", () => {
       log(`\n${figures.klpWide}`);
       // Remove it: its finalizer goes as soon as the agent reports it gone (there was nothing to unload).
       await kubectl(["delete", "klp", BAD, "--timeout=180s"], undefined, 200_000);
-      expect(await klp(BAD)).toBeUndefined();
+      expect(await klpByGet(BAD)).toBeUndefined();
     });
   });
 
@@ -550,7 +553,7 @@ describe("the whole stack on a real kernel, inside a VM node", () => {
       const lpBefore = node!.lpChanges.length;
       const logMark = agentLog().length;
       await kubectl(["delete", "klp", FIRST, "--timeout=180s"], undefined, 200_000);
-      expect(await klp(FIRST)).toBeUndefined();
+      expect(await klpByGet(FIRST)).toBeUndefined();
       // Replaced, then Unloaded (the agent's report that nothing of v1 is on the node), then gone.
       const seq = phases(recorder!.since(t0, FIRST).filter((x) => x.type !== "DELETED"));
       const onNode = phases(nodeRecorder!.from(t0, FIRST));
@@ -703,7 +706,7 @@ function dmesgTimes(lines: string[], what: string): number[] {
 /** Deletes the patch and waits for it to go; then nothing of it is live or staged in the guest. Returns what the guest showed. */
 async function deleteAndCheckGone(name: string): Promise<GuestState> {
   await kubectl(["delete", "klp", name, "--timeout=300s"], undefined, 320_000);
-  expect(await klp(name)).toBeUndefined();
+  expect(await klpByGet(name)).toBeUndefined();
   const after = await guest();
   expect(after.livepatches).toEqual([]);
   expect(after.staged).toEqual([]);
@@ -861,7 +864,7 @@ describe("when things go wrong, on the same VM node", () => {
       expect(done.staged).toEqual([]);
       expect(done.dmesg.some((l) => l.includes(`'${STALL_MOD}': unpatching complete`))).toBe(true);
       await kubectl(["delete", "klp", STALL, "--timeout=300s"], undefined, 320_000);
-      expect(await klp(STALL)).toBeUndefined();
+      expect(await klpByGet(STALL)).toBeUndefined();
       await agentGone();
     });
   });

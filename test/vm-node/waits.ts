@@ -30,16 +30,34 @@ export function eventuallyOn(nodes: () => readonly VmNode[]): Eventually {
   };
 }
 
-/** Ready=True for the patch's current generation, then `kubectl wait --for=condition=Ready` (which must return 0). */
+/** Ready=True, and the patch's status written for the generation it carries. */
+export function readyForItsGeneration(p: KernelLivePatch | undefined): boolean {
+  const c = p?.status?.conditions?.find((x) => x.type === "Ready");
+  return c?.status === "True" && c.observedGeneration === p?.metadata.generation && p?.status?.observedGeneration === p?.metadata.generation;
+}
+
+/**
+ * Ready=True for the patch's current generation, then `kubectl wait --for=condition=Ready` (which
+ * must return 0). `read` may be a watch's cache, which can still hold the generation before a spec
+ * change the caller has just made (and that one is Ready): what it shows is confirmed by `get`, a
+ * GET the API server serves from etcd, so the patch returned is the current generation's.
+ */
 export async function waitPatchReady(
-  o: { cp: ControlPlaneClient; read: (name: string) => Promise<KernelLivePatch | undefined>; eventually: Eventually },
+  o: {
+    cp: Pick<ControlPlaneClient, "kubectl">;
+    /** The patch, perhaps from a watch's cache. */
+    read: (name: string) => Promise<KernelLivePatch | undefined>;
+    /** The patch by a GET. */
+    get: (name: string) => Promise<KernelLivePatch | undefined>;
+    eventually: Eventually;
+  },
   name: string,
   timeoutMs = 300_000,
 ): Promise<KernelLivePatch> {
   const p = await o.eventually(`${name} Ready for its current generation`, timeoutMs, async () => {
-    const p = await o.read(name);
-    const c = p?.status?.conditions?.find((x) => x.type === "Ready");
-    return c?.status === "True" && c.observedGeneration === p?.metadata.generation && p?.status?.observedGeneration === p?.metadata.generation ? p : undefined;
+    if (!readyForItsGeneration(await o.read(name))) return undefined;
+    const fresh = await o.get(name);
+    return readyForItsGeneration(fresh) ? fresh : undefined;
   });
   const r = await o.cp.kubectl(["wait", "--for=condition=Ready", `klp/${name}`, "--timeout=60s"]);
   expect(r.code, `kubectl wait: ${r.stderr}`).toBe(0);
