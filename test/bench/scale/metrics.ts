@@ -28,12 +28,17 @@ export function parsePrometheus(text: string, keep: (name: string) => boolean): 
   return out;
 }
 
-/** Sum of the samples of `name` matching `where`, grouped by the label `by` (or "" for one total). */
-export function sumBy(samples: readonly Sample[], name: string, by?: string, where: (l: Record<string, string>) => boolean = () => true): Map<string, number> {
+/** Sum of the samples of `name` matching `where`, grouped by the label `by` or the key it makes (or "" for one total). */
+export function sumBy(
+  samples: readonly Sample[],
+  name: string,
+  by?: string | ((l: Record<string, string>) => string),
+  where: (l: Record<string, string>) => boolean = () => true,
+): Map<string, number> {
   const out = new Map<string, number>();
   for (const s of samples) {
     if (s.name !== name || !where(s.labels)) continue;
-    const key = by ? (s.labels[by] ?? "") : "";
+    const key = by === undefined ? "" : typeof by === "string" ? (s.labels[by] ?? "") : by(s.labels);
     out.set(key, (out.get(key) ?? 0) + s.value);
   }
   return out;
@@ -66,6 +71,8 @@ export async function scrapeApiServer(http: KubeHttp): Promise<Sample[]> {
 export interface ApiCounts {
   /** Requests by verb (LIST, GET, WATCH, APPLY, PATCH, POST, ...). */
   byVerb: Map<string, number>;
+  /** Requests by verb and resource ("APPLY kernellivepatchnodes/status"). */
+  byRequest: Map<string, number>;
   /** Server-side applies to kernellivepatchnodes/status (the agents' entry writes), all and successful. */
   entryApplies: number;
   entryAppliesOk: number;
@@ -87,11 +94,12 @@ const isNodeObjects = (l: Record<string, string>) => l.resource === "kernellivep
 const ok = (l: Record<string, string>) => /^2/.test(l.code ?? "");
 
 export function apiCounts(before: readonly Sample[], after: readonly Sample[]): ApiCounts {
-  const d = (name: string, by?: string, where?: (l: Record<string, string>) => boolean) => diff(sumBy(before, name, by, where), sumBy(after, name, by, where));
+  const d = (name: string, by?: string | ((l: Record<string, string>) => string), where?: (l: Record<string, string>) => boolean) => diff(sumBy(before, name, by, where), sumBy(after, name, by, where));
   const one = (name: string, where: (l: Record<string, string>) => boolean) => d(name, undefined, where).get("") ?? 0;
   const applies = (l: Record<string, string>) => l.verb === "APPLY";
   return {
     byVerb: d("apiserver_request_total", "verb"),
+    byRequest: d("apiserver_request_total", (l) => `${l.verb} ${l.resource ?? ""}${l.subresource ? `/${l.subresource}` : ""}`),
     entryApplies: one("apiserver_request_total", (l) => isNodeObjects(l) && l.subresource === "status" && applies(l)),
     entryAppliesOk: one("apiserver_request_total", (l) => isNodeObjects(l) && l.subresource === "status" && applies(l) && ok(l)),
     projectionApplies: one("apiserver_request_total", (l) => isNodeObjects(l) && !l.subresource && applies(l) && ok(l)),

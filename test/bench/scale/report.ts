@@ -133,6 +133,17 @@ export function requestsPerNode(results: readonly RunResult[]): string {
     const all = [...r.api.byVerb.values()].reduce((a, b) => a + b, 0) / r.nodes;
     lines.push(row([label(r), ...VERBS.map((v) => n2(per(v))), n2(all)]));
   }
+  return [...lines, "", requestsByKind(results)].join("\n");
+}
+
+/** Requests by verb and resource: how many in all, and per node. */
+function requestsByKind(results: readonly RunResult[]): string {
+  const last = results.at(-1);
+  const kinds = [...new Set(results.flatMap((r) => [...r.api.byRequest.keys()]))]
+    .filter((k) => results.some((r) => (r.api.byRequest.get(k) ?? 0) > 0))
+    .sort((a, b) => (last?.api.byRequest.get(b) ?? 0) - (last?.api.byRequest.get(a) ?? 0) || a.localeCompare(b));
+  const lines = [row(["request", ...results.map((r) => `${label(r)}: all (per node)`)]), row(["---", ...results.map(() => "---:")])];
+  for (const k of kinds) lines.push(row([k, ...results.map((r) => `${Math.round(r.api.byRequest.get(k) ?? 0)} (${n2((r.api.byRequest.get(k) ?? 0) / r.nodes)})`)]));
   return lines.join("\n");
 }
 
@@ -218,7 +229,7 @@ export function seeded(results: readonly SeedResult[]): string {
 export function toJson(r: RunResult | SeedResult): unknown {
   return {
     ...r,
-    ...("api" in r ? { api: { ...r.api, byVerb: Object.fromEntries(r.api.byVerb) }, reconcileSeconds: Object.fromEntries(r.reconcileSeconds) } : {}),
+    ...("api" in r ? { api: { ...r.api, byVerb: Object.fromEntries(r.api.byVerb), byRequest: Object.fromEntries(r.api.byRequest) }, reconcileSeconds: Object.fromEntries(r.reconcileSeconds) } : {}),
     reconciles: Object.fromEntries(r.reconciles),
     ...("idleReconciles" in r ? { idleReconciles: Object.fromEntries(r.idleReconciles) } : {}),
   };
