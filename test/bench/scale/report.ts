@@ -133,7 +133,37 @@ export function requestsPerNode(results: readonly RunResult[]): string {
     const all = [...r.api.byVerb.values()].reduce((a, b) => a + b, 0) / r.nodes;
     lines.push(row([label(r), ...VERBS.map((v) => n2(per(v))), n2(all)]));
   }
-  return [...lines, "", requestsByKind(results)].join("\n");
+  return [...lines, "", requestsByKind(results), "", requestsPerAddedNode(results)].join("\n");
+}
+
+const allRequests = (r: RunResult, where: (kind: string) => boolean = () => true) =>
+  [...r.api.byRequest].filter(([kind]) => where(kind)).reduce((a, [, n]) => a + n, 0);
+
+/**
+ * Requests no client of this project makes (its operator renews its Lease with PATCH; nothing of it
+ * reads Endpoints or OpenAPI): the API server's own, its identity Lease renewed every 10 s and its
+ * endpoint reconciler's reads, which grow with a run's duration, not with its nodes.
+ */
+const apiServersOwn = (kind: string) => ["PUT leases", "GET endpoints", "GET endpointslices"].includes(kind) || kind.startsWith("GET /openapi");
+
+/**
+ * What each node adds: the requests of the largest run less those of the smallest, per node added
+ * (runs of as many patches). The rest do not grow with the fleet: the operator's roll-ups and
+ * progress events (at most one each per 500 ms per patch), the patch, its finalizer, the DaemonSet.
+ */
+function requestsPerAddedNode(results: readonly RunResult[]): string {
+  const sizes = [...results].filter((r) => r.patches === results[0]?.patches).sort((a, b) => a.nodes - b.nodes);
+  const [small, large] = [sizes[0], sizes.at(-1)];
+  if (!small || !large || large.nodes === small.nodes) return "Requests per node added: needs two fleet sizes (--nodes 1000,5000).";
+  const ours = (kind: string) => !apiServersOwn(kind);
+  const slope = (where?: (kind: string) => boolean) => (allRequests(large, where) - allRequests(small, where)) / (large.nodes - small.nodes);
+  const perAdded = slope(ours);
+  const fixed = (r: RunResult) => Math.round(allRequests(r, ours) - perAdded * r.nodes);
+  const own = (r: RunResult) => Math.round(allRequests(r, apiServersOwn));
+  return (
+    `Requests per node added, ${small.nodes} → ${large.nodes} nodes (goal ≤ 5): **${n2(perAdded)}** by this project's clients (${n2(slope())} with the API server's own); ` +
+    `beyond them, per run: ${[small, large].map((r) => `${fixed(r)} at ${r.nodes} (and ${own(r)} of the API server's own)`).join(", ")}.`
+  );
 }
 
 /** Requests by verb and resource: how many in all, and per node. */
@@ -153,8 +183,8 @@ export function whereTimeGoes(results: readonly RunResult[]): string {
       "nodes × patches",
       "finalizer / projected / admitted / projected admitted / first Loaded / all Loaded / rolled up / Ready (s)",
       "agent loads done p50 / p90 / max (s)",
-      "CPU s: apiserver / etcd / operator / in-process agents / agent process",
-      "idle fleet before apply, % of a core: apiserver / in-process agents",
+      "CPU s: apiserver / etcd / operator / simulated agents (and the benchmark) / agent process",
+      "idle fleet before apply, % of a core: apiserver / simulated agents",
       "reconciles: patch / node / daemonset (their s, apply → Ready)",
       "watch events sent: KLP (MB) / KLPN (MB)",
       "updatePatches / host reads (passes) per agent",

@@ -65,9 +65,9 @@ export interface RunResult {
   agentWriteFailureKinds: Record<string, number>;
   agentWritePhases: Record<string, number>;
   agentWriteMeanMs: number;
-  /** updatePatches calls of the in-process agents (one per event of their node object's watch). */
+  /** updatePatches calls of the simulated agents (one per event of their node object's watch). */
   deliveries: number;
-  /** Reads of the whole simulated host by the in-process agents (one per pass). */
+  /** Reads of the whole simulated host by the simulated agents (one per pass). */
   hostReads: number;
   reconciles: Map<string, number>;
   /** Seconds in reconciles per controller, apply → Ready (wall time of the reconciles, API calls included; they overlap, 16 workers). */
