@@ -496,7 +496,10 @@ describe("the whole stack on a real kernel, inside a VM node", () => {
       expect(live!.uptime).toBeLessThan(containerdStart.uptime);
       expect(live!.uptime).toBeLessThan(kubeletStart.uptime);
       expect(svc.uptime).toBeLessThan(kubeletStart.uptime);
-      const svcOut = JSON.parse((await node!.guestLog("kpatch-service")).split("\n")[0]!) as { loaded: Array<{ name: string }> };
+      const svcLog = await node!.guestLog("kpatch-service");
+      // Its own log, timed: where a boot's load spends its seconds (figures.json has the marks).
+      log(`kpatch.service in boot ${b} (service start at ${node!.mark("kpatch-service-start")?.uptime} s uptime, init-start ${node!.mark("init-start")?.fields.date}):\n${svcLog}`);
+      const svcOut = JSON.parse(svcLog.split("\n")[0]!) as { loaded: Array<{ name: string }> };
       expect(svcOut).toMatchObject({ ok: true, kernelRelease: prepared.krel, failed: [] });
       // The replaced v1 was not staged for boot, so the boot's load --all could not bring it back.
       expect(stagedBefore).toEqual([V2]);

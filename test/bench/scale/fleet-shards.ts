@@ -1,24 +1,19 @@
 /**
- * The simulated fleet split over processes (fleet-shard.ts), each with the same in-process agents
- * as Fleet, for two reasons:
- * - fairness between fleet sizes: a real agent runs alone on its node, and a process of simulated
- *   agents costs more per agent the more it holds (a bigger heap to collect, a longer event loop),
- *   so at every size the agents run in processes of about SHARD_NODES each; the 1,000-node run's
- *   agents are then one such process, as are each fifth of the 5,000-node run's;
- * - open files: about 6 descriptors per agent at the peak of a rollout, and one process may open
- *   20,000 files on this machine (the hard limit, not raisable in its container).
- * A fleet of fewer than MIN_SHARDED agents (the small runs) runs in this process.
+ * The simulated fleet split over processes: each holds about 6 descriptors per agent at the peak of
+ * a rollout, and one process may open 20,000 files on this machine (the hard limit, not raisable in
+ * its container), so a fleet beyond SHARD_NODES agents runs in forked shards (fleet-shard.ts) of at
+ * most that many, each with the same in-process agents as Fleet. Below it, Fleet runs in-process.
  */
 import { fork, type ChildProcess } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import type { AgentStats, FleetOptions } from "./fleet.ts";
 import { Fleet, mergeStats } from "./fleet.ts";
 
-/** The most agents one process runs; KLP_BENCH_SHARD_NODES sets it (a small value tries the shards on a small fleet). */
-export const SHARD_NODES = Number(process.env.KLP_BENCH_SHARD_NODES ?? 1000);
-
-/** Fewer agents than this run in the benchmark's own process. */
-const MIN_SHARDED = Math.min(500, SHARD_NODES);
+/**
+ * The most agents one process runs (about 6 descriptors each, under a 20,000 limit with room for the
+ * rest); KLP_BENCH_SHARD_NODES sets it (a small value tries the shards on a small fleet).
+ */
+export const SHARD_NODES = Number(process.env.KLP_BENCH_SHARD_NODES ?? 2500);
 
 export type ShardRequest =
   | { type: "start"; names: string[]; kubeconfig: string; hostsDir: string; kernelRelease: string; transitionMs: number; resyncMs: number }
@@ -47,8 +42,8 @@ export interface FleetChoice extends FleetOptions {
   readonly fromEpoch: (epochMs: number) => number;
 }
 
-/** How many processes a fleet of `nodes` agents runs in (0: this one), as equal in size as they can be. */
-export const fleetShards = (nodes: number) => (nodes < MIN_SHARDED ? 0 : Math.ceil(nodes / SHARD_NODES));
+/** How many processes a fleet of `nodes` agents runs in (0: this one). */
+export const fleetShards = (nodes: number) => (nodes <= SHARD_NODES ? 0 : Math.ceil(nodes / SHARD_NODES));
 
 export function createFleet(nodes: number, opts: FleetChoice): FleetHandle {
   return fleetShards(nodes) === 0 ? new Fleet(opts) : new ShardedFleet(opts);
@@ -102,13 +97,13 @@ class ShardedFleet implements FleetHandle {
     for (let i = 0; i < count; i++) {
       // The benchmark runs under tsx: the shard inherits its loader flags.
       const child = fork(script, [], { execArgv: process.execArgv, stdio: ["ignore", "inherit", "inherit", "ipc"], env: process.env });
-      process.once("exit", () => child.kill("SIGKILL")); // never outlive the benchmark
       this.shards.push(new Shard(child));
     }
+    const shards = this.shards;
+    process.once("exit", () => shards.forEach((s) => s.child.kill("SIGKILL"))); // never outlive the benchmark
     const { kubeconfig, hostsDir, kernelRelease, transitionMs, resyncMs } = this.opts;
-    const size = Math.ceil(names.length / count);
     await Promise.all(
-      this.shards.map((s, i) => s.ask({ type: "start", names: names.slice(i * size, (i + 1) * size), kubeconfig, hostsDir, kernelRelease, transitionMs, resyncMs }, "started")),
+      this.shards.map((s, i) => s.ask({ type: "start", names: names.slice(i * SHARD_NODES, (i + 1) * SHARD_NODES), kubeconfig, hostsDir, kernelRelease, transitionMs, resyncMs }, "started")),
     );
   }
 

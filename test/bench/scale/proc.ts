@@ -38,3 +38,18 @@ export function sumSamples(samples: ReadonlyArray<ProcSample | undefined>): Proc
   if (samples.some((x) => x === undefined)) return undefined;
   return samples.reduce<ProcSample>((t, x) => ({ rssMiB: t.rssMiB + x!.rssMiB, peakMiB: t.peakMiB + x!.peakMiB, cpuSeconds: t.cpuSeconds + x!.cpuSeconds }), { rssMiB: 0, peakMiB: 0, cpuSeconds: 0 });
 }
+
+/** The machine's CPU time so far, in clock ticks (all CPUs): all of it, and stolen by the hypervisor. */
+export interface MachineSample {
+  total: number;
+  steal: number;
+}
+
+export function sampleMachine(): MachineSample {
+  // "cpu user nice system idle iowait irq softirq steal guest guest_nice" (guest time is in user).
+  const fields = readFileSync("/proc/stat", "utf8").split("\n")[0]!.trim().split(/\s+/).slice(1, 9).map(Number);
+  return { total: fields.reduce((a, b) => a + b, 0), steal: fields[7] ?? 0 };
+}
+
+/** Percent of the machine's CPU time the hypervisor took between two samples. */
+export const stealPercent = (a: MachineSample, b: MachineSample): number => (b.total > a.total ? ((b.steal - a.steal) / (b.total - a.total)) * 100 : 0);

@@ -26,6 +26,7 @@ export function headline(results: readonly RunResult[]): string {
     row([
       "nodes × patches",
       "load avg",
+      "CPU stolen by the hypervisor (%)",
       "apply → Ready (s)",
       "apply → Ready per node (ms; goal at 5000 ≤ 1.2× the figure at 1000)",
       "floor: the run's W status writes (s)",
@@ -36,7 +37,7 @@ export function headline(results: readonly RunResult[]): string {
       "operator CPU s (rollout), idle %",
       "agent process idle RSS MiB, idle CPU %",
     ]),
-    row(["---", "---", "---:", "---:", "---", "---:", "---:", "---", "---:", "---", "---"]),
+    row(["---", "---", "---:", "---:", "---:", "---", "---:", "---:", "---", "---:", "---", "---"]),
   ];
   for (const r of results) {
     const f = floorUsed(r);
@@ -45,6 +46,7 @@ export function headline(results: readonly RunResult[]): string {
       row([
         label(r),
         `${n1(r.load[0])}–${n1(r.load[1])}`,
+        n1(r.stealPct),
         ready,
         r.readyMs === undefined ? "—" : n2(r.readyMs / r.nodes),
         `W = ${f.writes}: ${floorCell(f)}`,
@@ -141,10 +143,11 @@ const allRequests = (r: RunResult, where: (kind: string) => boolean = () => true
 
 /**
  * Requests no client of this project makes (its operator renews its Lease with PATCH; nothing of it
- * reads Endpoints or OpenAPI): the API server's own, its identity Lease renewed every 10 s and its
- * endpoint reconciler's reads, which grow with a run's duration, not with its nodes.
+ * reads Endpoints, Services or OpenAPI): the API server's own, its identity Lease renewed every 10 s,
+ * its endpoint reconciler's and its service repair's reads, which grow with a run's duration, not
+ * with its nodes.
  */
-const apiServersOwn = (kind: string) => ["PUT leases", "GET endpoints", "GET endpointslices"].includes(kind) || kind.startsWith("GET /openapi");
+const apiServersOwn = (kind: string) => ["PUT leases", "GET endpoints", "GET endpointslices", "LIST services"].includes(kind) || kind.startsWith("GET /openapi");
 
 /**
  * What each node adds: the requests of the largest run less those of the smallest, per node added

@@ -20,7 +20,7 @@ import { imageEnv, imageNodeFlags, startAgentProcess } from "./fleet.ts";
 import { createFleet, fleetShards, type FleetHandle } from "./fleet-shards.ts";
 import { createFloorObjects, measureFloor, type FloorResult } from "./floor.ts";
 import { apiCounts, heap, meanMs, reconciles, reconcileSeconds, scrapeApiServer, scrapeOperator, type ApiCounts, type HeapSample } from "./metrics.ts";
-import { cpuBetween, sampleProc, sumSamples, type ProcSample } from "./proc.ts";
+import { cpuBetween, sampleMachine, sampleProc, stealPercent, sumSamples, type ProcSample } from "./proc.ts";
 import { Tracker, type NodeObjectView, type Timeline } from "./tracker.ts";
 
 export interface RunOptions {
@@ -44,6 +44,8 @@ export interface RunResult {
   patches: number;
   /** 1-minute load average of the machine at the start and the end of the rollout, and during the floors. */
   load: [number, number];
+  /** Percent of the machine's CPU time its hypervisor took during the rollout (a neighbour's load). */
+  stealPct: number;
   floorLoad: [number, number];
   /** The floor with one write per node (N·… = N writes), and with the run's own number of status writes (when that differs). */
   floorOnePerNode: FloorResult;
@@ -173,6 +175,7 @@ export async function runOnce(opts: RunOptions): Promise<RunResult> {
     const opBefore = await scrapeOperator(op.metricsPort);
     const p0 = procs();
     const load0 = loadavg()[0]!;
+    const machine0 = sampleMachine();
     log(`applying ${opts.patches} patch(es) to ${opts.nodes} nodes`);
     tracker.startCounting();
     t0 = performance.now();
@@ -187,6 +190,7 @@ export async function runOnce(opts: RunOptions): Promise<RunResult> {
     }
     const p1 = procs();
     const load1 = loadavg()[0]!;
+    const stealPct = stealPercent(machine0, sampleMachine());
     const opReady = await scrapeOperator(op.metricsPort).catch(() => opBefore);
     log(`Ready in ${tracker.timeline.readyMs === undefined ? "—" : `${Math.round(tracker.timeline.readyMs)} ms`}; idle window ${opts.idleSeconds} s`);
 
@@ -254,6 +258,7 @@ export async function runOnce(opts: RunOptions): Promise<RunResult> {
       nodes: opts.nodes,
       patches: opts.patches,
       load: [load0, load1],
+      stealPct,
       floorLoad: [floorLoad0, floorLoad1],
       floorOnePerNode,
       floorRunWrites,
