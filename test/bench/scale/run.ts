@@ -78,7 +78,8 @@ export interface RunResult {
   floorApiserverCpu: { onePerNode: number; runWrites: number | undefined; design: number };
   /** Mean server-side latency (ms) of the floor's applies: one per node, the run's. */
   floorLatencyMs: { onePerNode: number; runWrites: number | undefined };
-  cpu: { apiserver: number; etcd: number; operator: number; inProcessAgents: number; agentProcess: number };
+  /** CPU seconds of the rollout; inProcessAgents sums the fleet's processes and this one, benchProcess is this one. */
+  cpu: { apiserver: number; etcd: number; operator: number; inProcessAgents: number; benchProcess: number; agentProcess: number };
   /** CPU (cores) of the API server and the simulated agents with the fleet connected and no patch, before apply. */
   idleFleet: { apiserver: number; agents: number };
   operator: { rssMiB: number; peakMiB: number; rolloutCpu: number; idleCpuPct: number };
@@ -104,6 +105,8 @@ function sampler(c: Cluster, operator: ChildProcess, agent: ChildProcess, fleetP
     operator: sampleProc(operator.pid!),
     // The simulated agents: in this process, or in its fleet shards.
     bench: sumSamples([process.pid, ...fleetPids].map(sampleProc)),
+    // This process alone: its watches and timeline, and the agents when the fleet runs here.
+    benchProcess: sampleProc(process.pid),
     agent: sampleProc(agent.pid!),
   });
 }
@@ -286,6 +289,7 @@ export async function runOnce(opts: RunOptions): Promise<RunResult> {
         etcd: cpuBetween(p0.etcd, p1.etcd),
         operator: cpuBetween(p0.operator, p1.operator),
         inProcessAgents: cpuBetween(p0.bench, p1.bench),
+        benchProcess: cpuBetween(p0.benchProcess, p1.benchProcess),
         agentProcess: cpuBetween(p0.agent, p1.agent),
       },
       operator: { rssMiB: p3.operator?.rssMiB ?? NaN, peakMiB: p3.operator?.peakMiB ?? NaN, rolloutCpu: cpuBetween(p0.operator, p1.operator), idleCpuPct: idlePct("operator") },
