@@ -31,7 +31,7 @@ export function eventuallyOn(nodes: () => readonly VmNode[]): Eventually {
 }
 
 /** Ready=True, and the patch's status written for the generation it carries. */
-export function readyForItsGeneration(p: KernelLivePatch | undefined): boolean {
+function readyForItsGeneration(p: KernelLivePatch | undefined): boolean {
   const c = p?.status?.conditions?.find((x) => x.type === "Ready");
   return c?.status === "True" && c.observedGeneration === p?.metadata.generation && p?.status?.observedGeneration === p?.metadata.generation;
 }

@@ -128,18 +128,18 @@ export function writesPerNode(results: readonly RunResult[]): string {
   return lines.join("\n");
 }
 
+/** A run's requests (of the kinds `where` accepts), as "APPLY kernellivepatchnodes/status" and the like. */
+const allRequests = (r: RunResult, where: (kind: string) => boolean = () => true) =>
+  [...r.api.byRequest].filter(([kind]) => where(kind)).reduce((a, [, n]) => a + n, 0);
+
 export function requestsPerNode(results: readonly RunResult[]): string {
   const lines = [row(["nodes × patches", ...VERBS, "all"]), row(["---", ...VERBS.map(() => "---:"), "---:"])];
   for (const r of results) {
     const per = (v: string) => (r.api.byVerb.get(v) ?? 0) / r.nodes;
-    const all = [...r.api.byVerb.values()].reduce((a, b) => a + b, 0) / r.nodes;
-    lines.push(row([label(r), ...VERBS.map((v) => n2(per(v))), n2(all)]));
+    lines.push(row([label(r), ...VERBS.map((v) => n2(per(v))), n2(allRequests(r) / r.nodes)]));
   }
   return [...lines, "", requestsByKind(results), "", requestsPerAddedNode(results)].join("\n");
 }
-
-const allRequests = (r: RunResult, where: (kind: string) => boolean = () => true) =>
-  [...r.api.byRequest].filter(([kind]) => where(kind)).reduce((a, [, n]) => a + n, 0);
 
 /**
  * Requests no client of this project makes (its operator renews its Lease with PATCH; nothing of it

@@ -99,16 +99,19 @@ const percentile = (xs: number[], p: number) => (xs.length ? [...xs].sort((a, b)
 /** Process samples of every component, taken together. */
 function sampler(c: Cluster, operator: ChildProcess, agent: ChildProcess, fleetPids: readonly number[]): () => Record<string, ProcSample | undefined> {
   const pids = c.cp.pids();
-  return () => ({
-    apiserver: sampleProc(pids["kube-apiserver"]!),
-    etcd: sampleProc(pids.etcd!),
-    operator: sampleProc(operator.pid!),
-    // The simulated agents: in this process, or in its fleet shards.
-    bench: sumSamples([process.pid, ...fleetPids].map(sampleProc)),
+  return () => {
     // This process alone: its watches and timeline, and the agents when the fleet runs here.
-    benchProcess: sampleProc(process.pid),
-    agent: sampleProc(agent.pid!),
-  });
+    const benchProcess = sampleProc(process.pid);
+    return {
+      apiserver: sampleProc(pids["kube-apiserver"]!),
+      etcd: sampleProc(pids.etcd!),
+      operator: sampleProc(operator.pid!),
+      // The simulated agents: in this process, or in its fleet shards.
+      bench: sumSamples([benchProcess, ...fleetPids.map(sampleProc)]),
+      benchProcess,
+      agent: sampleProc(agent.pid!),
+    };
+  };
 }
 
 /** The idle window before apply, long enough to see a once-a-second cost of 5,000 agents. */
