@@ -19,6 +19,7 @@ KREL=${KERNEL_RELEASE:-$PINNED_RELEASE}
 CACHE=${KLP_CACHE:-$HOME/.cache/kpatch-operator}
 
 log() { printf '[ensure-tools] %s\n' "$*" >&2; }
+. "$(dirname "${BASH_SOURCE[0]}")/../toolchain/apt-locked.sh"
 APT_OPTS=(-y -q -o DPkg::Lock::Timeout=600 --no-install-recommends)
 
 # --- host tools -------------------------------------------------------------------------------
@@ -45,9 +46,9 @@ if [ ${#missing[@]} -gt 0 ]; then
   mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
   log "apt-get install ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
-  if ! apt-get install "${APT_OPTS[@]}" "${missing[@]}" >&2; then
-    apt-get update -q -o DPkg::Lock::Timeout=600 >&2
-    apt-get install "${APT_OPTS[@]}" "${missing[@]}" >&2
+  if ! apt_locked apt-get install "${APT_OPTS[@]}" "${missing[@]}" >&2; then
+    apt_locked apt-get update -q -o DPkg::Lock::Timeout=600 >&2
+    apt_locked apt-get install "${APT_OPTS[@]}" "${missing[@]}" >&2
   fi
 fi
 
@@ -58,7 +59,7 @@ KDIR=$CACHE/kernel/$KREL
 if [ ! -f "$KDIR/.ready" ]; then
   ver=$(candidate)
   if [ -z "$ver" ]; then
-    apt-get update -q -o DPkg::Lock::Timeout=600 >&2
+    apt_locked apt-get update -q -o DPkg::Lock::Timeout=600 >&2
     ver=$(candidate)
   fi
   if [ -z "$ver" ] && [ -z "${KERNEL_RELEASE:-}" ]; then
@@ -85,7 +86,7 @@ if [ ! -f "$KDIR/.ready" ]; then
   kbuild_ver=$(apt-cache policy "linux-kbuild-$SERIES" 2>/dev/null | sed -n "s/^ *Candidate: //p" | grep -v "(none)" || true)
   [ -n "$kbuild_ver" ] || { log "linux-kbuild-$SERIES is not known to apt"; exit 3; }
   [ "$kbuild_ver" = "$ver" ] || log "linux-kbuild-$SERIES at $kbuild_ver (the archive's), image at $ver"
-  (cd "$KDIR/debs" && apt-get download -q -o APT::Sandbox::User=root \
+  (cd "$KDIR/debs" && apt_locked apt-get download -q -o APT::Sandbox::User=root \
     "linux-image-$KREL=$ver" "linux-headers-$KREL=$ver" \
     "linux-headers-$ABI-common=$ver" "linux-kbuild-$SERIES=$kbuild_ver" >&2)
   for deb in "$KDIR"/debs/*.deb; do dpkg-deb -x "$deb" "$KDIR/root"; done

@@ -35,14 +35,7 @@ kernel_vars=$("$ROOT/scripts/kernel/ensure-tools.sh")
 eval "$kernel_vars"
 
 # apt is shared with other scripts of the project: one apt-get at a time.
-apt_locked() {
-  exec 8>"$CACHE/.apt.lock"
-  flock 8
-  "$@"
-  local rc=$?
-  flock -u 8
-  return $rc
-}
+. "$(dirname "${BASH_SOURCE[0]}")/../toolchain/apt-locked.sh"
 
 # --- host tools: socat (guestfwd), qemu-img (a copy-on-write disk per run over the seeded template) --
 host_missing=()
