@@ -32,6 +32,9 @@ export class KubeApiError extends Error {
   }
 }
 
+/** Idle time before a connection's first TCP keep-alive probe (client-go's dialer: 30 s). */
+const KEEPALIVE_PROBE_AFTER_MS = 30_000;
+
 export interface RequestOptions {
   readonly query?: Record<string, string | number | boolean | undefined>;
   readonly body?: unknown;
@@ -52,6 +55,13 @@ export interface KubeHttpOptions {
   readonly maxSockets?: number;
   /** The User-Agent header (default kpatch-agent). */
   readonly userAgent?: string;
+  /**
+   * The local address to connect from (default: the system's choice). A node's agent never sets
+   * it; the benchmark's simulated fleet gives each agent an address of its own on loopback, as each
+   * node has its own: 5,000 agents connecting from one address use up its ephemeral ports towards
+   * the API server, and then every connect() searches the port range (docs/benchmarks.md).
+   */
+  readonly localAddress?: string;
 }
 
 export class KubeHttp {
@@ -64,6 +74,7 @@ export class KubeHttp {
   private readonly maxSockets: number;
   private readonly requestTimeoutMs: number;
   private readonly userAgent: string;
+  private readonly localAddress: string | undefined;
 
   constructor(
     private readonly conn: Connection,
@@ -74,6 +85,7 @@ export class KubeHttp {
     this.base = new URL(conn.server);
     this.prefix = this.base.pathname.replace(/\/+$/, "");
     this.maxSockets = opts.maxSockets ?? 4;
+    this.localAddress = opts.localAddress;
     this.agent = this.newAgent(secureContextOf(conn));
   }
 
@@ -178,7 +190,18 @@ export class KubeHttp {
   }
 
   private newAgent(secureContext: SecureContext): Agent {
-    return new Agent({ keepAlive: true, maxSockets: this.maxSockets, secureContext, rejectUnauthorized: !this.conn.insecureSkipTlsVerify });
+    return new Agent({
+      keepAlive: true,
+      // TCP keep-alive probes on an idle connection after 30 s, as client-go's dialer sends them;
+      // Node's default (1 s, then every second) sends one per idle connection per second: 10,000
+      // packets a second into the API server's host from a 5,000-node fleet, for nothing the
+      // request timeout and the watches' silence watchdog do not already catch.
+      keepAliveMsecs: KEEPALIVE_PROBE_AFTER_MS,
+      maxSockets: this.maxSockets,
+      secureContext,
+      rejectUnauthorized: !this.conn.insecureSkipTlsVerify,
+      ...(this.localAddress ? { localAddress: this.localAddress } : {}),
+    });
   }
 }
 

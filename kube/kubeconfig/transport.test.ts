@@ -3,7 +3,7 @@
  * certificate for kube.internal only, client certificates, all made with the openssl CLI): the
  * server's path prefix on requests and watches, tls-server-name, an exec plugin's token refreshed on
  * a 401 (a real script), its client certificate presented and rotated, a token file re-read on a 401,
- * basic auth.
+ * basic auth; the local address connections leave from.
  */
 import { execFileSync } from "node:child_process";
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -16,7 +16,7 @@ import type { TLSSocket } from "node:tls";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { stringify } from "yaml";
 import { kubeconfigConnection, type KubeconfigOptions } from "../connection.ts";
-import { KubeHttp, type KubeApiError } from "../http-client.ts";
+import { KubeHttp, type KubeApiError, type KubeHttpOptions } from "../http-client.ts";
 import type { PluginRunner } from "./exec-credential.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "kubeconfig-transport-"));
@@ -35,6 +35,9 @@ interface Seen {
   authorization: string | undefined;
   /** The CN of the client certificate presented, if any. */
   cn: string | undefined;
+  /** The address and port the connection came from. */
+  from: string | undefined;
+  fromPort: number | undefined;
 }
 
 let server: Server;
@@ -45,7 +48,7 @@ let admits: (s: Seen) => boolean = () => true;
 
 function handle(req: IncomingMessage, res: ServerResponse): void {
   const peer = (req.socket as TLSSocket).getPeerCertificate();
-  const s: Seen = { url: req.url ?? "", authorization: req.headers.authorization, cn: String(peer?.subject?.CN ?? "") || undefined };
+  const s: Seen = { url: req.url ?? "", authorization: req.headers.authorization, cn: String(peer?.subject?.CN ?? "") || undefined, from: req.socket.remoteAddress, fromPort: req.socket.remotePort };
   seen.push(s);
   if (!admits(s)) {
     res.writeHead(401, { "content-type": "application/json" });
@@ -80,7 +83,7 @@ beforeEach(() => {
 
 let n = 0;
 /** A kubeconfig file for the loopback server; returns a client on it. */
-function client(o: { cluster?: object; user?: object; prefix?: string }, opts: KubeconfigOptions = {}): KubeHttp {
+function client(o: { cluster?: object; user?: object; prefix?: string }, opts: KubeconfigOptions = {}, httpOpts: KubeHttpOptions = {}): KubeHttp {
   const p = join(dir, `kubeconfig-${++n}`);
   const cluster = { server: `https://127.0.0.1:${port}${o.prefix ?? ""}`, "certificate-authority": "ca.crt", "tls-server-name": "kube.internal", ...o.cluster };
   writeFileSync(
@@ -92,10 +95,51 @@ function client(o: { cluster?: object; user?: object; prefix?: string }, opts: K
       "current-context": "main",
     }),
   );
-  return new KubeHttp(kubeconfigConnection(p, opts));
+  return new KubeHttp(kubeconfigConnection(p, opts), httpOpts);
 }
 
 const list = (http: KubeHttp) => http.json<{ items: unknown[] }>("GET", "/api/v1/namespaces", { query: { limit: 10 } });
+
+describe("the local address", () => {
+  it("requests and watches leave from the address given, the system's choice without one", async () => {
+    const pinned = client({}, {}, { localAddress: "127.1.2.3" });
+    await list(pinned);
+    const watch = await pinned.stream("/apis/kpatch.io/v1alpha1/kernellivepatches", { query: { watch: true } });
+    watch.destroy();
+    pinned.close();
+    const plain = client({});
+    await list(plain);
+    plain.close();
+    expect(seen.map((s) => s.from)).toEqual(["127.1.2.3", "127.1.2.3", "127.0.0.1"]);
+  });
+});
+
+/**
+ * The kernel's timer on this host's TCP socket bound to 127.0.0.1:`localPort` (/proc/net/tcp):
+ * its kind (2: keep-alive) and the seconds until it fires (the file counts in USER_HZ, 100 a second).
+ */
+function tcpTimer(localPort: number): { kind: number; seconds: number } {
+  const local = `0100007F:${localPort.toString(16).toUpperCase().padStart(4, "0")}`;
+  const line = readFileSync("/proc/net/tcp", "utf8")
+    .split("\n")
+    .map((l) => l.trim().split(/\s+/))
+    .find((f) => f[1] === local);
+  if (!line) throw new Error(`no socket on ${local} in /proc/net/tcp`);
+  const [kind, when] = line[5]!.split(":");
+  return { kind: parseInt(kind!, 16), seconds: parseInt(when!, 16) / 100 };
+}
+
+describe("idle connections", () => {
+  it("get their first TCP keep-alive probe after 30 s idle (as client-go's), not every second (Node's default)", async () => {
+    const http = client({});
+    await list(http);
+    await new Promise((r) => setTimeout(r, 100)); // the connection back in the agent's pool
+    const timer = tcpTimer(seen[0]!.fromPort!);
+    http.close();
+    expect(timer.kind, "a keep-alive timer").toBe(2);
+    expect(timer.seconds).toBeGreaterThan(25);
+  });
+});
 
 describe("the server URL", () => {
   it("its path prefix is kept on every request and on watches", async () => {
