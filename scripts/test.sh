@@ -47,7 +47,7 @@ start_kernel_beside() {
   [ "$kernel_beside" = pending ] || return 0
   printf '\n=== %s: started beside the next layers, its output follows when it ends ===\n' "$kernel_name"
   kernel_start=$SECONDS
-  ( vitest_layer kernel env > "$reports/kernel.log" 2>&1 ) &
+  ( vitest_layer kernel env > "$reports/kernel.log" 2>&1; rc=$?; echo $((SECONDS - kernel_start)) > "$reports/kernel.seconds"; exit $rc ) &
   kernel_beside=$!
 }
 finish_kernel_beside() {
@@ -55,10 +55,12 @@ finish_kernel_beside() {
   wait "$kernel_beside" || rc=$?
   printf '\n=== %s (ran beside the layers above) ===\n' "$kernel_name"
   cat "$reports/kernel.log"
+  local took
+  took=$(cat "$reports/kernel.seconds" 2>/dev/null || echo "?")
   if [ $rc = 0 ]; then
-    timing+=("$kernel_name: ok in $((SECONDS - kernel_start))s, beside integration and node")
+    timing+=("$kernel_name: ok in ${took}s, beside integration and node")
   else
-    timing+=("$kernel_name: FAILED in $((SECONDS - kernel_start))s, beside integration and node")
+    timing+=("$kernel_name: FAILED in ${took}s, beside integration and node")
     failed+=("$kernel_name")
   fi
 }
