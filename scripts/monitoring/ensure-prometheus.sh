@@ -24,23 +24,23 @@ if ! have; then
   [ -z "${KLP_NO_INSTALL:-}" ] || die "missing prometheus/promtool (KLP_NO_INSTALL is set)"
   [ "$(id -u)" = 0 ] || die "missing prometheus/promtool; installing Debian's prometheus package needs root"
   log "apt-get install prometheus"
+  install_prometheus() {
+    # The package's maintainer scripts would start its service: policy-rc.d (exit 101) forbids
+    # that for this install, and only when no policy of the machine's own is in place.
+    policy=""
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+      policy=/usr/sbin/policy-rc.d
+      printf '#!/bin/sh\nexit 101\n' >"$policy"
+      chmod +x "$policy"
+    fi
+    status=0
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; } >&2 || status=$?
+    [ -z "$policy" ] || rm -f "$policy"
+  }
   # Serialized with the project's other scripts that use apt (a second apt-get would fail on
   # dpkg's lock instead of waiting).
-  mkdir -p "$CACHE"
-  exec 8>"$CACHE/.apt.lock"
-  flock 8
-  # The package's maintainer scripts would start its service: policy-rc.d (exit 101) forbids
-  # that for this install, and only when no policy of the machine's own is in place.
-  policy=""
-  if [ ! -e /usr/sbin/policy-rc.d ]; then
-    policy=/usr/sbin/policy-rc.d
-    printf '#!/bin/sh\nexit 101\n' >"$policy"
-    chmod +x "$policy"
-  fi
-  status=0
-  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; } >&2 || status=$?
-  [ -z "$policy" ] || rm -f "$policy"
-  flock -u 8
+  . "$(dirname "${BASH_SOURCE[0]}")/../toolchain/apt-locked.sh"
+  apt_locked install_prometheus
   [ "$status" = 0 ] || die "apt-get install prometheus failed ($status)"
   have || die "Debian's prometheus package installed no prometheus/promtool"
 fi

@@ -61,14 +61,14 @@ if [ ${#missing_pkgs[@]} -gt 0 ]; then
   [ -z "${KLP_NO_INSTALL:-}" ] || die "missing packages: ${missing_pkgs[*]} (KLP_NO_INSTALL is set)"
   [ "$(id -u)" = 0 ] || die "missing packages: ${missing_pkgs[*]}; installing them needs root"
   log "apt-get install ${missing_pkgs[*]}"
+  install_missing() {
+    apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing_pkgs[@]}" >&2
+  }
   # Serialized with other scripts of the project that use apt (dpkg has its own lock, but a second
   # apt-get would fail on it instead of waiting).
-  mkdir -p "$CACHE"
-  exec 8>"$CACHE/.apt.lock"
-  flock 8
-  apt-get update -qq >&2
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing_pkgs[@]}" >&2
-  flock -u 8
+  . "$(dirname "${BASH_SOURCE[0]}")/../toolchain/apt-locked.sh"
+  apt_locked install_missing
 fi
 
 # --- Kubernetes binaries ---------------------------------------------------------------------
