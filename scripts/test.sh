@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `npm test`: every test layer, in order (the real-kernel layer beside integration and node).
+# `npm test`: every test layer, in order (the real-kernel and real-node layers beside integration).
 # Installs and builds what the layers need (Kubernetes binaries from the Go module proxy, Debian's
 # kernel and QEMU, a local Docker engine and the images), reusing caches under ${KLP_CACHE:-~/.cache/kpatch-operator}.
 # KLP_TEST_LAYERS="unit integration kernel" selects layers (default: all).
@@ -21,7 +21,7 @@ vitest_layer() {
   [ "${KLP_ALLOW_SKIPS:-}" = 1 ] || node scripts/test/no-skips.mjs "$reports/$project.json" "$project"
 }
 
-layers=${KLP_TEST_LAYERS:-"static unit images integration node kernel vm-node"}
+layers=${KLP_TEST_LAYERS:-"static unit images integration kernel node vm-node"}
 failed=()
 timing=()
 
@@ -37,32 +37,58 @@ step() {
   fi
 }
 
-# The real-kernel layer keeps about one core of two busy (QEMU, one guest at a time; 45% of this
-# machine's CPU on average) and shares nothing with the layers of the control plane, which leave
-# as much idle: it runs beside the integration and node layers, its output held until it ends.
-kernel_beside=""
-case " $layers " in *" kernel "*) case " $layers " in *" integration "*|*" node "*) kernel_beside=pending ;; esac ;; esac
+# Beside the integration layer (one test file at a time against one control plane: 23% of this
+# machine's two cores on average) runs a background chain: the real-kernel layer (QEMU, one guest at
+# a time: 45%), then the real-node layer (a kubelet and its own control plane: 38%). The chain takes
+# about as long as integration alone, and the layers share nothing but apt (which they lock). Each
+# chained layer's output is held and printed when the loop reaches it; its result and its own time go
+# into the summary like any layer's. Listed before integration, a layer runs in the foreground.
 kernel_name="real-kernel tests (QEMU)"
-start_kernel_beside() {
-  [ "$kernel_beside" = pending ] || return 0
-  printf '\n=== %s: started beside the next layers, its output follows when it ends ===\n' "$kernel_name"
-  kernel_start=$SECONDS
-  ( vitest_layer kernel env > "$reports/kernel.log" 2>&1; rc=$?; echo $((SECONDS - kernel_start)) > "$reports/kernel.seconds"; exit $rc ) &
-  kernel_beside=$!
+node_name="real-node tests (kubelet)"
+chain=()
+after_integration=""
+for layer in $layers; do
+  case $layer in
+    integration) after_integration=1 ;;
+    kernel | node) [ -n "$after_integration" ] && chain+=("$layer") ;;
+  esac
+done
+chain_pid=""
+chained() { case " ${chain[*]:-} " in *" $1 "*) return 0 ;; esac; return 1; }
+layer_title() { case $1 in kernel) echo "$kernel_name" ;; node) echo "$node_name" ;; esac; }
+run_layer() { vitest_layer "$1" env; }
+start_chain() {
+  [ ${#chain[@]} -gt 0 ] || return 0
+  printf '\n=== started beside integration, one after the other: %s; their output follows when they end ===\n' "${chain[*]}"
+  (
+    for l in "${chain[@]}"; do
+      t=$SECONDS
+      run_layer "$l" > "$reports/$l.log" 2>&1
+      echo $? > "$reports/$l.rc"
+      echo $((SECONDS - t)) > "$reports/$l.seconds"
+    done
+  ) &
+  chain_pid=$!
 }
-finish_kernel_beside() {
-  local rc=0
-  wait "$kernel_beside" || rc=$?
-  printf '\n=== %s (ran beside the layers above) ===\n' "$kernel_name"
-  cat "$reports/kernel.log"
-  local took
-  took=$(cat "$reports/kernel.seconds" 2>/dev/null || echo "?")
-  if [ $rc = 0 ]; then
-    timing+=("$kernel_name: ok in ${took}s, beside integration and node")
-  else
-    timing+=("$kernel_name: FAILED in ${took}s, beside integration and node")
-    failed+=("$kernel_name")
-  fi
+# The loop reached a chained layer: wait for the chain's end, then report each of its layers.
+finish_chain() {
+  [ -n "$chain_pid" ] || return 0
+  wait "$chain_pid"
+  chain_pid=""
+  for l in "${chain[@]}"; do
+    local name rc took
+    name=$(layer_title "$l")
+    rc=$(cat "$reports/$l.rc" 2>/dev/null || echo 1)
+    took=$(cat "$reports/$l.seconds" 2>/dev/null || echo "?")
+    printf '\n=== %s (ran beside integration) ===\n' "$name"
+    cat "$reports/$l.log" 2>/dev/null
+    if [ "$rc" = 0 ]; then
+      timing+=("$name: ok in ${took}s, beside integration")
+    else
+      timing+=("$name: FAILED in ${took}s, beside integration")
+      failed+=("$name")
+    fi
+  done
 }
 
 for layer in $layers; do
@@ -70,9 +96,8 @@ for layer in $layers; do
     static) step "typecheck" npx tsc --noEmit; step "lint (typescript-eslint, no warnings)" npm run --silent lint; step "dead code (knip)" npm run --silent deadcode ;;
     unit) step "unit tests" vitest_layer unit env ;;
     images) step "bundles and container images" bash -c 'npm run build && bash scripts/images/build.sh' ;;
-    integration) start_kernel_beside; step "integration tests (real control plane)" vitest_layer integration env ;;
-    node) start_kernel_beside; step "real-node tests (kubelet)" vitest_layer node env ;;
-    kernel) case $kernel_beside in "" | pending) kernel_beside=""; step "$kernel_name" vitest_layer kernel env ;; *) finish_kernel_beside ;; esac ;;
+    integration) start_chain; step "integration tests (real control plane)" vitest_layer integration env ;;
+    kernel | node) if chained "$layer"; then finish_chain; else step "$(layer_title "$layer")" run_layer "$layer"; fi ;;
     # The images layer has just built the images: the suite uses them as they are.
     vm-node) step "VM node tests (kubelet in a QEMU guest)" vitest_layer vm-node env KLP_VM_NODE_NO_IMAGE_BUILD=1 ;;
     *) echo "unknown layer $layer"; exit 2 ;;
