@@ -69,12 +69,21 @@ start_chain() {
     done
   ) &
   chain_pid=$!
+  # A background job of a script ignores the terminal's Ctrl-C: an interrupted run takes the chain,
+  # and the QEMU guests and kubelet under it, down with it.
+  trap 'kill_tree "$chain_pid"; exit 130' INT TERM
+}
+kill_tree() {
+  local child
+  for child in $(pgrep -P "$1"); do kill_tree "$child"; done
+  kill -TERM "$1" 2>/dev/null
 }
 # The loop reached a chained layer: wait for the chain's end, then report each of its layers.
 finish_chain() {
   [ -n "$chain_pid" ] || return 0
   wait "$chain_pid"
   chain_pid=""
+  trap - INT TERM
   for l in "${chain[@]}"; do
     local name rc took
     name=$(layer_title "$l")
