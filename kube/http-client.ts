@@ -6,6 +6,7 @@ import type { IncomingMessage } from "node:http";
 import { Agent, request } from "node:https";
 import { createSecureContext, type SecureContext } from "node:tls";
 import type { Connection, Credentials } from "./connection.ts";
+import { H2Connection, type H2Response } from "./h2-connection.ts";
 
 /** Content types of the patches the API server takes. */
 export const APPLY = "application/apply-patch+yaml";
@@ -51,7 +52,7 @@ export interface KubeHttpOptions {
    * wait forever and take the agent's loop with it. Watches have their own silence watchdog.
    */
   readonly requestTimeoutMs?: number;
-  /** Connections to the API server at most (default 4); every open watch holds one. */
+  /** HTTP/1.1 connections to the API server at most (default 4); every open watch holds one. */
   readonly maxSockets?: number;
   /** The User-Agent header (default kpatch-agent). */
   readonly userAgent?: string;
@@ -62,7 +63,15 @@ export interface KubeHttpOptions {
    * the API server, and then every connect() searches the port range (docs/benchmarks.md).
    */
   readonly localAddress?: string;
+  /**
+   * HTTP/2 when the server offers it (default true), as client-go speaks it: one connection carries
+   * every watch and request (kube/h2-connection.ts). False: HTTP/1.1, up to `maxSockets` connections.
+   */
+  readonly http2?: boolean;
 }
+
+/** A response as KubeHttp reads it: node:http's IncomingMessage, or an HTTP/2 stream with its status. */
+type Response = IncomingMessage | H2Response;
 
 export class KubeHttp {
   private readonly agent: Agent;
@@ -75,6 +84,11 @@ export class KubeHttp {
   private readonly requestTimeoutMs: number;
   private readonly userAgent: string;
   private readonly localAddress: string | undefined;
+  /** The HTTP/2 connections (the connection's own, one per exec-plugin certificate); none on HTTP/1.1. */
+  private h2: H2Connection | undefined;
+  private certH2: { readonly cert: Buffer; readonly h2: H2Connection } | undefined;
+  /** The server did not offer h2: HTTP/1.1 from then on. */
+  private http1Only: boolean;
 
   constructor(
     private readonly conn: Connection,
@@ -86,6 +100,7 @@ export class KubeHttp {
     this.prefix = this.base.pathname.replace(/\/+$/, "");
     this.maxSockets = opts.maxSockets ?? 4;
     this.localAddress = opts.localAddress;
+    this.http1Only = opts.http2 === false;
     this.agent = this.newAgent(secureContextOf(conn));
   }
 
@@ -111,7 +126,7 @@ export class KubeHttp {
    * Opens a streaming response (watch); the caller reads and destroys it. The request timeout
    * holds until the response headers arrive; the stream itself is the caller's to watch.
    */
-  async stream(path: string, opts: RequestOptions = {}): Promise<IncomingMessage> {
+  async stream(path: string, opts: RequestOptions = {}): Promise<Response> {
     const res = await this.open("GET", path, { ...opts, timeoutMs: opts.timeoutMs ?? this.requestTimeoutMs }, true);
     if ((res.statusCode ?? 0) >= 300) throw toError(res.statusCode ?? 0, await readAll(res));
     return res;
@@ -120,6 +135,8 @@ export class KubeHttp {
   close(): void {
     this.agent.destroy();
     this.certAgent?.agent.destroy();
+    this.h2?.close();
+    this.certH2?.h2.close();
   }
 
   /**
@@ -128,7 +145,7 @@ export class KubeHttp {
    * once more with them: client-go only refreshes for the next request, but our callers would
    * otherwise log a failure and wait a retry period for nothing.
    */
-  private async open(method: string, path: string, opts: RequestOptions, streaming = false): Promise<IncomingMessage> {
+  private async open(method: string, path: string, opts: RequestOptions, streaming = false): Promise<Response> {
     const source = this.conn.credentials;
     const creds = await source?.current();
     const res = await this.openWith(method, path, opts, streaming, creds);
@@ -140,13 +157,29 @@ export class KubeHttp {
     return this.openWith(method, path, opts, streaming, fresh);
   }
 
-  private openWith(method: string, path: string, opts: RequestOptions, streaming: boolean, creds: Credentials | undefined): Promise<IncomingMessage> {
+  private async openWith(method: string, path: string, opts: RequestOptions, streaming: boolean, creds: Credentials | undefined): Promise<Response> {
     // Joined by hand: new URL("/api/v1/...", base) would drop the server's path prefix.
     const url = new URL(this.prefix + path, this.base.origin);
     for (const [k, v] of Object.entries(opts.query ?? {})) if (v !== undefined) url.searchParams.set(k, String(v));
     const body = opts.body === undefined ? undefined : typeof opts.body === "string" ? opts.body : JSON.stringify(opts.body);
     const token = this.conn.token?.();
     const authorization = creds?.authorization ?? (token ? `Bearer ${token}` : undefined);
+    const headers = {
+      accept: opts.accept ?? "application/json",
+      "user-agent": this.userAgent,
+      ...(authorization ? { authorization } : {}),
+      ...(body !== undefined ? { "content-type": opts.contentType ?? "application/json", "content-length": Buffer.byteLength(body) } : {}),
+    };
+    if (!this.http1Only) {
+      const h2 = this.h2For(creds);
+      const session = await h2.ready();
+      if (session !== "http/1.1") {
+        return h2.request(session, { method, path: url.pathname + url.search, headers, body, timeoutMs: opts.timeoutMs ?? 0, streaming });
+      }
+      this.http1Only = true;
+      this.h2?.close();
+      this.certH2?.h2.close();
+    }
     const servername = this.conn.tlsServerName;
     return new Promise((resolve, reject) => {
       const req = request(
@@ -155,12 +188,7 @@ export class KubeHttp {
           method,
           agent: this.agentFor(creds),
           ...(servername ? { servername } : {}),
-          headers: {
-            accept: opts.accept ?? "application/json",
-            "user-agent": this.userAgent,
-            ...(authorization ? { authorization } : {}),
-            ...(body !== undefined ? { "content-type": opts.contentType ?? "application/json", "content-length": Buffer.byteLength(body) } : {}),
-          },
+          headers,
           ...(opts.timeoutMs ? { timeout: opts.timeoutMs } : {}),
         },
         (res) => {
@@ -172,6 +200,26 @@ export class KubeHttp {
       req.on("error", reject);
       req.end(body);
     });
+  }
+
+  /** The HTTP/2 connection to send with: the connection's own, or one presenting the plugin's current client certificate. */
+  private h2For(creds: Credentials | undefined): H2Connection {
+    const target = (secureContext: SecureContext) =>
+      new H2Connection({
+        origin: this.base.origin,
+        secureContext,
+        rejectUnauthorized: !this.conn.insecureSkipTlsVerify,
+        servername: this.conn.tlsServerName,
+        localAddress: this.localAddress,
+        timeoutMs: this.requestTimeoutMs,
+      });
+    if (!creds?.cert || !creds.key) return (this.h2 ??= target(secureContextOf(this.conn)));
+    if (this.certH2?.cert !== creds.cert) {
+      this.certH2?.h2.close();
+      const { ca } = this.conn;
+      this.certH2 = { cert: creds.cert, h2: target(createSecureContext({ ...(ca ? { ca } : {}), cert: creds.cert, key: creds.key })) };
+    }
+    return this.certH2.h2;
   }
 
   /**
@@ -231,7 +279,7 @@ function secureContextOf(conn: Connection): SecureContext {
 }
 
 /** The whole body, as text. */
-async function readAll(res: IncomingMessage): Promise<string> {
+async function readAll(res: Response): Promise<string> {
   const chunks: Buffer[] = [];
   await consume(res, (c) => chunks.push(c));
   return Buffer.concat(chunks).toString("utf8");
@@ -244,7 +292,7 @@ async function readAll(res: IncomingMessage): Promise<string> {
  * text alive — measured in the operator at 1000 node objects × 10 patches: 20 MiB of buffers and
  * 22 MiB of text of the first lists, for good.
  */
-function consume(res: IncomingMessage, onData?: (chunk: Buffer) => void): Promise<void> {
+function consume(res: Response, onData?: (chunk: Buffer) => void): Promise<void> {
   return new Promise((resolve, reject) => {
     const onEnd = () => settle(resolve);
     const onError = (err: unknown) => settle(() => reject(err));

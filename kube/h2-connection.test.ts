@@ -1,0 +1,188 @@
+/**
+ * KubeHttp over HTTP/2 against real TLS servers on loopback: one connection carries a watch and the
+ * requests beside it; a server that offers only HTTP/1.1 is spoken to in HTTP/1.1; a connection that
+ * freezes (nothing forwarded, no FIN or RST) is found by a ping and replaced; an idle connection lets
+ * the process exit.
+ */
+import { execFile, execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { createServer as createHttpsServer, type Server as HttpsServer } from "node:https";
+import { createSecureServer, type Http2SecureServer, type Http2ServerRequest, type Http2ServerResponse } from "node:http2";
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { createServer as createTcpServer, connect as tcpConnect, type AddressInfo, type Server as TcpServer, type Socket } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { KubeHttp } from "./http-client.ts";
+
+const dir = mkdtempSync(join(tmpdir(), "h2-connection-"));
+const pem = (name: string) => readFileSync(join(dir, name));
+const openssl = (...args: string[]) => execFileSync("openssl", args, { cwd: dir, stdio: "ignore" });
+
+interface Seen {
+  readonly path: string;
+  readonly httpVersion: string;
+  readonly remotePort: number | undefined;
+}
+
+/** What the handler uses of node:http's and node:http2's compatibility request and response. */
+interface Req {
+  readonly url?: string | undefined;
+  readonly httpVersion: string;
+  readonly socket: { readonly remotePort?: number | undefined };
+}
+interface Res {
+  writeHead(code: number, headers: Record<string, string>): unknown;
+  write(chunk: string): unknown;
+  end(chunk: string): unknown;
+}
+const seen: Seen[] = [];
+/** Every connection a server accepted. */
+let connections = 0;
+const handle = (req: Req, res: Res) => {
+  seen.push({ path: req.url ?? "", httpVersion: req.httpVersion, remotePort: req.socket.remotePort });
+  if (req.url?.includes("watch=1")) {
+    res.writeHead(200, { "content-type": "application/json" });
+    res.write(`${JSON.stringify({ type: "BOOKMARK", object: { metadata: { resourceVersion: "7" } } })}\n`);
+    return; // held open, as a watch is
+  }
+  res.writeHead(200, { "content-type": "application/json" });
+  res.end(JSON.stringify({ kind: "NamespaceList", items: [{ metadata: { name: "default" } }] }));
+};
+
+let h2: Http2SecureServer;
+let h1: HttpsServer;
+const portOf = (s: { address(): AddressInfo | string | null }) => (s.address() as AddressInfo).port;
+const listen = async <S extends TcpServer | Http2SecureServer | HttpsServer>(s: S): Promise<S> => {
+  await new Promise<void>((resolve) => s.listen(0, "127.0.0.1", resolve));
+  return s;
+};
+
+beforeAll(async () => {
+  openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj", "/CN=kube.internal", "-addext", "subjectAltName=IP:127.0.0.1", "-days", "1", "-keyout", "server.key", "-out", "server.crt");
+  const tls = { key: pem("server.key"), cert: pem("server.crt") };
+  h2 = await listen(createSecureServer({ ...tls, allowHTTP1: true }, (req: Http2ServerRequest, res: Http2ServerResponse) => handle(req, res)));
+  h2.on("secureConnection", () => connections++);
+  h1 = await listen(createHttpsServer(tls, (req: IncomingMessage, res: ServerResponse) => handle(req, res)));
+  h1.on("secureConnection", () => connections++);
+});
+
+afterAll(async () => {
+  for (const s of [h2, h1]) await new Promise<void>((resolve) => s.close(() => resolve()));
+  rmSync(dir, { recursive: true, force: true });
+});
+
+const client = (port: number, opts: { http2?: boolean; requestTimeoutMs?: number } = {}) =>
+  new KubeHttp({ server: `https://127.0.0.1:${port}`, ca: pem("server.crt") }, opts);
+const list = (http: KubeHttp) => http.json<{ items: unknown[] }>("GET", "/api/v1/namespaces");
+
+describe("HTTP/2", () => {
+  it("by default, a watch and the requests beside it share one HTTP/2 connection", async () => {
+    seen.length = 0;
+    connections = 0;
+    const http = client(portOf(h2));
+    const watch = await http.stream("/api/v1/namespaces", { query: { watch: "1" } });
+    await Promise.all([list(http), list(http), http.send("PATCH", "/api/v1/namespaces/default", { body: {} }), list(http)]);
+    watch.destroy();
+    http.close();
+    expect(seen.map((s) => s.httpVersion)).toEqual(["2.0", "2.0", "2.0", "2.0", "2.0"]);
+    expect(connections).toBe(1);
+  });
+
+  it("a server that offers only HTTP/1.1 is spoken to in HTTP/1.1", async () => {
+    seen.length = 0;
+    const http = client(portOf(h1));
+    await list(http);
+    await list(http);
+    http.close();
+    expect(seen.map((s) => s.httpVersion)).toEqual(["1.1", "1.1"]);
+  });
+
+  it("http2: false speaks HTTP/1.1 even when the server offers h2", async () => {
+    seen.length = 0;
+    const http = client(portOf(h2), { http2: false });
+    await list(http);
+    http.close();
+    expect(seen.map((s) => s.httpVersion)).toEqual(["1.1"]);
+  });
+
+  it("a frozen connection: the request times out, the ping goes unanswered, the next request dials anew", async () => {
+    const proxy = await FreezingProxy.start(portOf(h2));
+    seen.length = 0;
+    connections = 0;
+    const http = client(proxy.port, { requestTimeoutMs: 1000 });
+    await list(http);
+    proxy.freeze();
+    const t0 = performance.now();
+    await expect(list(http)).rejects.toThrow(/timed out/);
+    // The ping (answered within the request timeout or not at all) closes the frozen connection.
+    await new Promise((r) => setTimeout(r, 1200));
+    expect((await list(http)).items).toHaveLength(1);
+    const took = performance.now() - t0;
+    http.close();
+    proxy.close();
+    expect(connections).toBe(2);
+    expect(took).toBeLessThan(5000);
+  });
+
+  it("an idle connection lets the process exit once its request is answered", async () => {
+    const script = join(dir, "one-request.mts");
+    writeFileSync(
+      script,
+      `import { KubeHttp } from ${JSON.stringify(fileURLToPath(new URL("./http-client.ts", import.meta.url)))};
+const http = new KubeHttp({ server: "https://127.0.0.1:${portOf(h2)}", ca: ${JSON.stringify(pem("server.crt").toString())} });
+const r = await http.json("GET", "/api/v1/namespaces");
+console.log(r.items.length);
+`,
+    );
+    // Not spawnSync: the server answering it runs in this process.
+    const out = await new Promise<{ stdout: string; stderr: string; signal: string | null }>((resolve) => {
+      const child = execFile(process.execPath, ["--import", "tsx", script], { timeout: 20_000 }, (_err, stdout, stderr) => resolve({ stdout, stderr, signal: child.signalCode }));
+    });
+    expect(out.stderr).toBe("");
+    expect(out.stdout.trim()).toBe("1");
+    expect(out.signal, "killed at the timeout: the idle connection held the process").toBeNull();
+  });
+});
+
+/** A TCP proxy whose connections can be frozen: held open, nothing forwarded either way. */
+class FreezingProxy {
+  private readonly all: Socket[] = [];
+  private live: Socket[] = [];
+  private constructor(private readonly server: TcpServer) {}
+
+  static async start(targetPort: number): Promise<FreezingProxy> {
+    const server = createTcpServer();
+    const proxy = new FreezingProxy(server);
+    server.on("connection", (client) => {
+      const upstream = tcpConnect(targetPort, "127.0.0.1");
+      proxy.all.push(client, upstream);
+      proxy.live.push(client, upstream);
+      client.on("data", (d) => upstream.write(d));
+      upstream.on("data", (d) => client.write(d));
+      client.on("error", () => upstream.destroy());
+      upstream.on("error", () => client.destroy());
+    });
+    await listen(server);
+    return proxy;
+  }
+
+  get port(): number {
+    return portOf(this.server);
+  }
+
+  /** Freezes the open connections (what arrives is dropped); new ones are forwarded. */
+  freeze(): void {
+    for (const s of this.live) {
+      s.removeAllListeners("data");
+      s.on("data", () => undefined);
+    }
+    this.live = [];
+  }
+
+  close(): void {
+    for (const s of this.all) s.destroy();
+    this.server.close();
+  }
+}
