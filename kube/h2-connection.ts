@@ -55,14 +55,27 @@ export class H2Connection {
 
   constructor(private readonly target: H2Target) {}
 
-  /** The connection's session, dialled if there is none; "http/1.1" when the server chose that. */
-  async ready(): Promise<ClientHttp2Session | "http/1.1"> {
+  /**
+   * Sends a request on the connection, dialled if there is none; "http/1.1" when the server chose
+   * that. A session that began to close between the dial and the request (a GOAWAY) is replaced once.
+   */
+  async send(r: H2Request): Promise<H2Response | "http/1.1"> {
+    for (let attempt = 0; ; attempt++) {
+      const session = await this.ready();
+      if (session === "http/1.1") return session;
+      if (!session.closed && !session.destroyed) return this.request(session, r);
+      if (this.session === session) this.session = undefined;
+      if (attempt > 0) throw new Error(`the connection to ${this.target.origin} closed as the request was sent`);
+    }
+  }
+
+  private async ready(): Promise<ClientHttp2Session | "http/1.1"> {
     if (this.session && !this.session.closed && !this.session.destroyed) return this.session;
     this.dialing ??= this.dial().finally(() => (this.dialing = undefined));
     return this.dialing;
   }
 
-  request(session: ClientHttp2Session, r: H2Request): Promise<H2Response> {
+  private request(session: ClientHttp2Session, r: H2Request): Promise<H2Response> {
     return new Promise((resolve, reject) => {
       let stream: ClientHttp2Stream;
       try {

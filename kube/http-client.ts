@@ -171,11 +171,8 @@ export class KubeHttp {
       ...(body !== undefined ? { "content-type": opts.contentType ?? "application/json", "content-length": Buffer.byteLength(body) } : {}),
     };
     if (!this.http1Only) {
-      const h2 = this.h2For(creds);
-      const session = await h2.ready();
-      if (session !== "http/1.1") {
-        return h2.request(session, { method, path: url.pathname + url.search, headers, body, timeoutMs: opts.timeoutMs ?? 0, streaming });
-      }
+      const sent = await this.h2For(creds).send({ method, path: url.pathname + url.search, headers, body, timeoutMs: opts.timeoutMs ?? 0, streaming });
+      if (sent !== "http/1.1") return sent;
       this.http1Only = true;
       this.h2?.close();
       this.certH2?.h2.close();
