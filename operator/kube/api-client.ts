@@ -11,8 +11,9 @@ export function defaultConnection(env: NodeJS.ProcessEnv): Connection {
 
 /**
  * A client whose calls give up after `requestTimeoutMs`: one sent on a connection that died without
- * a FIN or RST must not hold a reconcile worker. Enough connections for the informers' watches
- * (each holds one) beside the workers' requests.
+ * a FIN or RST must not hold a reconcile worker. On HTTP/2 (the API server's choice) one connection
+ * carries the informers' watches and the workers' requests; on HTTP/1.1, enough connections for the
+ * watches (each holds one) beside the requests.
  */
 export function operatorHttp(connection: Connection, requestTimeoutMs: number): KubeHttp {
   return new KubeHttp(connection, { requestTimeoutMs, maxSockets: 32, userAgent: "kpatch-operator" });
