@@ -7,7 +7,7 @@
 import { execFile, execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer as createHttpsServer, type Server as HttpsServer } from "node:https";
-import { createSecureServer, type Http2SecureServer, type Http2ServerRequest, type Http2ServerResponse } from "node:http2";
+import { createSecureServer, type Http2SecureServer, type Http2ServerRequest, type Http2ServerResponse, type ServerHttp2Session } from "node:http2";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { createServer as createTcpServer, connect as tcpConnect, type AddressInfo, type Server as TcpServer, type Socket } from "node:net";
 import { tmpdir } from "node:os";
@@ -105,6 +105,30 @@ describe("HTTP/2", () => {
     await list(http);
     http.close();
     expect(seen.map((s) => s.httpVersion)).toEqual(["1.1"]);
+  });
+
+  it("a GOAWAY (an API server shutting down): the next request goes on a new connection while the old one's watch runs to its end", async () => {
+    seen.length = 0;
+    connections = 0;
+    const sessions: ServerHttp2Session[] = [];
+    const onSession = (session: ServerHttp2Session) => sessions.push(session);
+    h2.on("session", onSession);
+    const http = client(portOf(h2));
+    const watch = await http.stream("/api/v1/namespaces", { query: { watch: "1" } });
+    const ended = new Promise<void>((resolve) => watch.on("close", resolve).on("error", () => undefined).resume());
+    await list(http);
+    sessions[0]!.goaway();
+    await new Promise((r) => setTimeout(r, 100)); // the GOAWAY frame on its way
+    expect((await list(http)).items).toHaveLength(1);
+    expect(connections).toBe(2);
+    expect(watch.destroyed, "the watch on the old connection is still open").toBe(false);
+    sessions[0]!.destroy(); // the server ends what it still served on the old connection
+    await ended;
+    http.close();
+    h2.off("session", onSession);
+    const ports = seen.map((s) => s.remotePort);
+    expect(ports[0]).toBe(ports[1]);
+    expect(ports[2]).not.toBe(ports[0]);
   });
 
   it("a frozen connection: the request times out, the ping goes unanswered, the next request dials anew", async () => {

@@ -69,6 +69,7 @@ export class H2Connection {
     }
   }
 
+  /** The open session, or a new one: a session that received a GOAWAY is closed to new streams. */
   private async ready(): Promise<ClientHttp2Session | "http/1.1"> {
     if (this.session && !this.session.closed && !this.session.destroyed) return this.session;
     this.dialing ??= this.dial().finally(() => (this.dialing = undefined));
@@ -147,7 +148,6 @@ export class H2Connection {
         session.unref();
         session.on("error", () => undefined); // its streams fail with it; the next request dials anew
         session.once("close", () => this.session === session && (this.session = undefined));
-        session.once("goaway", () => this.session === session && (this.session = undefined));
         session.setTimeout(PING_AFTER_IDLE_MS, () => this.check(session));
         this.session = session;
         resolve(session);
