@@ -9,11 +9,12 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer as createHttpsServer, type Server as HttpsServer } from "node:https";
 import { createSecureServer, type Http2SecureServer, type Http2ServerRequest, type Http2ServerResponse, type ServerHttp2Session } from "node:http2";
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { createServer as createTcpServer, connect as tcpConnect, type AddressInfo, type Server as TcpServer, type Socket } from "node:net";
+import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { FreezableProxy } from "../test/support/freezable-proxy.ts";
 import { KubeHttp } from "./http-client.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "h2-connection-"));
@@ -54,7 +55,7 @@ const handle = (req: Req, res: Res) => {
 let h2: Http2SecureServer;
 let h1: HttpsServer;
 const portOf = (s: { address(): AddressInfo | string | null }) => (s.address() as AddressInfo).port;
-const listen = async <S extends TcpServer | Http2SecureServer | HttpsServer>(s: S): Promise<S> => {
+const listen = async <S extends Http2SecureServer | HttpsServer>(s: S): Promise<S> => {
   await new Promise<void>((resolve) => s.listen(0, "127.0.0.1", resolve));
   return s;
 };
@@ -132,7 +133,7 @@ describe("HTTP/2", () => {
   });
 
   it("a frozen connection: the request times out, the ping goes unanswered, the next request dials anew", async () => {
-    const proxy = await FreezingProxy.start(portOf(h2));
+    const proxy = await FreezableProxy.start({ host: "127.0.0.1", port: portOf(h2) });
     seen.length = 0;
     connections = 0;
     const http = client(proxy.port, { requestTimeoutMs: 1000 });
@@ -145,7 +146,7 @@ describe("HTTP/2", () => {
     expect((await list(http)).items).toHaveLength(1);
     const took = performance.now() - t0;
     http.close();
-    proxy.close();
+    await proxy.close();
     expect(connections).toBe(2);
     expect(took).toBeLessThan(5000);
   });
@@ -169,44 +170,3 @@ console.log(r.items.length);
     expect(out.signal, "killed at the timeout: the idle connection held the process").toBeNull();
   });
 });
-
-/** A TCP proxy whose connections can be frozen: held open, nothing forwarded either way. */
-class FreezingProxy {
-  private readonly all: Socket[] = [];
-  private live: Socket[] = [];
-  private constructor(private readonly server: TcpServer) {}
-
-  static async start(targetPort: number): Promise<FreezingProxy> {
-    const server = createTcpServer();
-    const proxy = new FreezingProxy(server);
-    server.on("connection", (client) => {
-      const upstream = tcpConnect(targetPort, "127.0.0.1");
-      proxy.all.push(client, upstream);
-      proxy.live.push(client, upstream);
-      client.on("data", (d) => upstream.write(d));
-      upstream.on("data", (d) => client.write(d));
-      client.on("error", () => upstream.destroy());
-      upstream.on("error", () => client.destroy());
-    });
-    await listen(server);
-    return proxy;
-  }
-
-  get port(): number {
-    return portOf(this.server);
-  }
-
-  /** Freezes the open connections (what arrives is dropped); new ones are forwarded. */
-  freeze(): void {
-    for (const s of this.live) {
-      s.removeAllListeners("data");
-      s.on("data", () => undefined);
-    }
-    this.live = [];
-  }
-
-  close(): void {
-    for (const s of this.all) s.destroy();
-    this.server.close();
-  }
-}

@@ -15,6 +15,8 @@ import { connect, constants, type ClientHttp2Session, type ClientHttp2Stream, ty
 import type { Readable } from "node:stream";
 import { connect as tlsConnect, type SecureContext } from "node:tls";
 
+/** Idle time before a connection's first TCP keep-alive probe, on HTTP/2 and HTTP/1.1 (client-go's dialer: 30 s). */
+export const KEEPALIVE_PROBE_AFTER_MS = 30_000;
 /** Silence on a connection before it is pinged (client-go's ReadIdleTimeout). */
 const PING_AFTER_IDLE_MS = 30_000;
 /** Stream and connection flow-control windows: client-go's (4 MiB a stream), the connection's bounded. */
@@ -63,7 +65,7 @@ export class H2Connection {
     for (let attempt = 0; ; attempt++) {
       const session = await this.ready();
       if (session === "http/1.1") return session;
-      if (!session.closed && !session.destroyed) return this.request(session, r);
+      if (takesStreams(session)) return this.request(session, r);
       if (this.session === session) this.session = undefined;
       if (attempt > 0) throw new Error(`the connection to ${this.target.origin} closed as the request was sent`);
     }
@@ -71,7 +73,7 @@ export class H2Connection {
 
   /** The open session, or a new one: a session that received a GOAWAY is closed to new streams. */
   private async ready(): Promise<ClientHttp2Session | "http/1.1"> {
-    if (this.session && !this.session.closed && !this.session.destroyed) return this.session;
+    if (this.session && takesStreams(this.session)) return this.session;
     this.dialing ??= this.dial().finally(() => (this.dialing = undefined));
     return this.dialing;
   }
@@ -141,7 +143,7 @@ export class H2Connection {
           resolve("http/1.1");
           return;
         }
-        socket.setKeepAlive(true, PING_AFTER_IDLE_MS);
+        socket.setKeepAlive(true, KEEPALIVE_PROBE_AFTER_MS);
         const session = connect(t.origin, { createConnection: () => socket, settings: { initialWindowSize: STREAM_WINDOW, enablePush: false } });
         session.setLocalWindowSize(SESSION_WINDOW);
         // An idle connection lets the process exit; one with open streams keeps it running.
@@ -157,7 +159,7 @@ export class H2Connection {
 
   /** Pings the session; one that does not answer in time is closed. */
   private check(session: ClientHttp2Session): void {
-    if (session.destroyed || session.closed) return;
+    if (!takesStreams(session)) return;
     const timer = setTimeout(() => session.destroy(new Error(`no answer to a ping from ${this.target.origin} in ${this.target.timeoutMs} ms`)), this.target.timeoutMs);
     timer.unref();
     try {
@@ -183,4 +185,9 @@ export class H2Connection {
     this.streams.set(session, n);
     if (n === 0 && !session.destroyed) session.unref();
   }
+}
+
+/** Open to new streams: not closed (a GOAWAY closes a session to them) nor destroyed. */
+function takesStreams(session: ClientHttp2Session): boolean {
+  return !session.closed && !session.destroyed;
 }

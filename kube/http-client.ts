@@ -6,7 +6,7 @@ import type { IncomingMessage } from "node:http";
 import { Agent, request } from "node:https";
 import { createSecureContext, type SecureContext } from "node:tls";
 import type { Connection, Credentials } from "./connection.ts";
-import { H2Connection, type H2Response } from "./h2-connection.ts";
+import { H2Connection, KEEPALIVE_PROBE_AFTER_MS, type H2Response } from "./h2-connection.ts";
 
 /** Content types of the patches the API server takes. */
 export const APPLY = "application/apply-patch+yaml";
@@ -32,9 +32,6 @@ export class KubeApiError extends Error {
     super(message);
   }
 }
-
-/** Idle time before a connection's first TCP keep-alive probe (client-go's dialer: 30 s). */
-const KEEPALIVE_PROBE_AFTER_MS = 30_000;
 
 export interface RequestOptions {
   readonly query?: Record<string, string | number | boolean | undefined>;

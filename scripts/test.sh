@@ -25,16 +25,22 @@ layers=${KLP_TEST_LAYERS:-"static unit images integration kernel node vm-node"}
 failed=()
 timing=()
 
+# A layer's line in the summary: record NAME EXIT-STATUS SECONDS [NOTE].
+record() {
+  if [ "$2" = 0 ]; then
+    timing+=("$1: ok in ${3}s${4:-}")
+  else
+    timing+=("$1: FAILED in ${3}s${4:-}")
+    failed+=("$1")
+  fi
+}
+
 step() {
   local name=$1; shift
-  local start=$SECONDS
+  local start=$SECONDS rc=0
   printf '\n=== %s ===\n' "$name"
-  if "$@"; then
-    timing+=("$name: ok in $((SECONDS - start))s")
-  else
-    timing+=("$name: FAILED in $((SECONDS - start))s")
-    failed+=("$name")
-  fi
+  "$@" || rc=$?
+  record "$name" "$rc" "$((SECONDS - start))"
 }
 
 # Beside the integration layer (one test file at a time against one control plane: 23% of this
@@ -91,12 +97,7 @@ finish_chain() {
     took=$(cat "$reports/$l.seconds" 2>/dev/null || echo "?")
     printf '\n=== %s (ran beside integration) ===\n' "$name"
     cat "$reports/$l.log" 2>/dev/null
-    if [ "$rc" = 0 ]; then
-      timing+=("$name: ok in ${took}s, beside integration")
-    else
-      timing+=("$name: FAILED in ${took}s, beside integration")
-      failed+=("$name")
-    fi
+    record "$name" "$rc" "$took" ", beside integration"
   done
 }
 

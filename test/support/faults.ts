@@ -8,7 +8,6 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { get } from "node:http";
-import net from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { API_VERSION, GROUP, KIND, PLURAL, VERSION, type KernelLivePatch, type NodeEntry } from "../../crds/schema.ts";
@@ -351,77 +350,6 @@ export async function startAgentAt(
       http.close();
     },
   };
-}
-
-// ---------------------------------------------------------------------------------------------
-// A TCP proxy whose connections can be frozen
-
-/**
- * Forwards bytes between clients and a target. `freeze()` stops forwarding on every open
- * connection in both directions while keeping it open (no FIN, no RST: a dead NAT entry or a
- * partition looks like this); connections made afterwards work.
- */
-export class FreezableProxy {
-  private readonly open = new Set<{ client: net.Socket; upstream: net.Socket; frozen: boolean }>();
-
-  private constructor(
-    private readonly server: net.Server,
-    readonly port: number,
-  ) {}
-
-  static async start(target: { host: string; port: number }): Promise<FreezableProxy> {
-    const server = net.createServer();
-    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-    const proxy = new FreezableProxy(server, (server.address() as net.AddressInfo).port);
-    server.on("connection", (client) => proxy.accept(client, target));
-    return proxy;
-  }
-
-  /** Connections open now (frozen or not). */
-  get connections(): number {
-    return this.open.size;
-  }
-
-  freeze(): number {
-    let n = 0;
-    for (const c of this.open) {
-      if (c.frozen) continue;
-      c.frozen = true;
-      c.client.unpipe(c.upstream);
-      c.upstream.unpipe(c.client);
-      c.client.pause();
-      c.upstream.pause();
-      n++;
-    }
-    return n;
-  }
-
-  async close(): Promise<void> {
-    for (const c of this.open) {
-      c.client.destroy();
-      c.upstream.destroy();
-    }
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
-  }
-
-  private accept(client: net.Socket, target: { host: string; port: number }): void {
-    const upstream = net.connect(target.port, target.host);
-    const c = { client, upstream, frozen: false };
-    this.open.add(c);
-    client.pipe(upstream);
-    upstream.pipe(client);
-    const end = () => {
-      this.open.delete(c);
-      if (!c.frozen) {
-        client.destroy();
-        upstream.destroy();
-      }
-    };
-    client.on("close", end);
-    upstream.on("close", end);
-    client.on("error", () => undefined);
-    upstream.on("error", () => undefined);
-  }
 }
 
 /** A copy of a kubeconfig whose server is `127.0.0.1:<port>` (a proxy in front of the API server). */

@@ -8,7 +8,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildSimModule } from "../../../node-agent/sim/build-module.ts";
 import {
-  FreezableProxy,
   RELEASE,
   TestApi,
   deleteAndWaitGone,
@@ -26,6 +25,7 @@ import {
   waitReady,
   type InProcessAgent,
 } from "../../support/faults.ts";
+import { FreezableProxy } from "../../support/freezable-proxy.ts";
 import { controlPlane, installCrd, kubeconfigPath, sha256, until } from "../../support/klp.ts";
 
 const NS = "klp-fault-silent";
